@@ -1,0 +1,146 @@
+"""The one exception hierarchy of transferd.
+
+Every error raised on purpose is a :class:`TransferdError`; it carries the exit code the CLI
+returns and a message written for an operator (lower case, naming the job, path or key, no final
+period). Anything else that escapes is a bug: the CLI prints its traceback and exits 1.
+
+::
+
+    TransferdError                      exit
+    ├── ConfigError                     2   bad arguments, config file or key file
+    │   └── KeyFormatError              2   a key text that does not parse (mistyped, truncated, wrong kind)
+    ├── FormatError                     13  bytes that do not parse (object, manifest, catalog)
+    │   └── UnsupportedVersionError     13  a format version this build does not know
+    ├── AuthenticationError             12  wrong key, or a chunk/header/request failed its tag
+    │   └── NotARecipientError          12  "this copy is not encrypted to key …"
+    ├── IntegrityError                  13  signature, hash, rollback or completeness failure
+    │   ├── SignatureError              13  manifest signed by another key, or signature invalid
+    │   └── RollbackError               13  an older manifest served as the newest
+    ├── ProtocolError                   1   (abstract) a peer or we broke the wire protocol
+    │   ├── LocalProtocolError          1   we broke it: a bug on our side
+    │   └── RemoteProtocolError         1   the peer broke it
+    ├── SourceError                     3   could not read what is being copied
+    ├── StoreError                      4   (abstract) where ciphertext lands
+    │   ├── TransientStoreError         4   worth retrying: timeout, connection reset, 5xx
+    │   ├── PermanentStoreError         4   not worth retrying: refused, unauthorized
+    │   └── StoreFullError              5   the storage host is out of space
+    ├── JobError                        10  (abstract)
+    │   ├── JobNotFoundError            10
+    │   ├── JobLockedError              11  another process holds the job
+    │   └── CheckpointCorruptError      10
+    └── CancelledByUser                 130 a signal asked us to stop
+
+Exit codes are published in README.md; add codes, never renumber.
+"""
+
+from __future__ import annotations
+
+
+class TransferdError(Exception):
+    """Every error transferd raises on purpose."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class ConfigError(TransferdError):
+    exit_code = 2
+
+
+class KeyFormatError(ConfigError):
+    """A key's text form does not parse: mistyped, truncated, or a key of the other kind."""
+
+
+class FormatError(TransferdError):
+    """Bytes that do not parse as the object they claim to be."""
+
+    exit_code = 13
+
+
+class UnsupportedVersionError(FormatError):
+    def __init__(self, version: object, what: str = "object") -> None:
+        super().__init__(f"unsupported format version {version} in {what}")
+        self.version = version
+
+
+class AuthenticationError(TransferdError):
+    """A tag did not verify: wrong key, or the bytes were altered."""
+
+    exit_code = 12
+
+
+class NotARecipientError(AuthenticationError):
+    def __init__(self, recipient: str) -> None:
+        super().__init__(
+            f"this copy is not encrypted to key {recipient}",
+            hint="use the identity of one of the job's recipients",
+        )
+        self.recipient = recipient
+
+
+class IntegrityError(TransferdError):
+    exit_code = 13
+
+
+class SignatureError(IntegrityError):
+    pass
+
+
+class RollbackError(IntegrityError):
+    pass
+
+
+class ProtocolError(TransferdError):
+    exit_code = 1
+
+
+class LocalProtocolError(ProtocolError):
+    pass
+
+
+class RemoteProtocolError(ProtocolError):
+    pass
+
+
+class SourceError(TransferdError):
+    exit_code = 3
+
+
+class StoreError(TransferdError):
+    exit_code = 4
+
+
+class TransientStoreError(StoreError):
+    pass
+
+
+class PermanentStoreError(StoreError):
+    pass
+
+
+class StoreFullError(StoreError):
+    exit_code = 5
+
+
+class JobError(TransferdError):
+    exit_code = 10
+
+
+class JobNotFoundError(JobError):
+    pass
+
+
+class JobLockedError(JobError):
+    exit_code = 11
+
+
+class CheckpointCorruptError(JobError):
+    pass
+
+
+class CancelledByUser(TransferdError):
+    exit_code = 130
