@@ -1,0 +1,12 @@
+"""The transferd format v1, free of I/O.
+
+Nothing here opens a file or a socket, reads the clock or draws randomness: keys, nonces and
+timestamps are passed in, so every construction is deterministic and covered by test vectors in
+both directions. The sending, storing, verifying and restoring code composes these functions.
+
+Modules: ``constants`` (every size the spec names), ``bech32`` and ``keys`` (key text forms),
+``jobkey`` (job key, subkeys, recipient stanzas), ``chunking`` (FastCDC cut points, chunk ids),
+``envelope`` (seal and open one chunk), ``packs`` (chunks grouped into stored objects),
+``objectlist`` (the public list of packs), ``catalog`` (the encrypted list of what was copied),
+``manifest`` (the signed root of a job version).
+"""

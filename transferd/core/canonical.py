@@ -1,0 +1,55 @@
+"""Canonical JSON: the one byte form of a JSON value that signatures and vectors rely on.
+
+Keys sorted, no whitespace, ASCII only (non-ASCII escaped), integers only. Decoders re-encode and
+compare, so two encodings of one value can never both verify (no malleability), and refuse
+duplicate keys, which parsers disagree on.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from transferd.errors import FormatError
+
+
+def dumps(value: object) -> bytes:
+    """The canonical bytes of ``value``; floats are refused."""
+    _refuse_floats(value)
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def loads(data: bytes, what: str) -> Any:
+    """Parse canonical JSON; FormatError naming ``what`` if it is not canonical or not JSON."""
+    try:
+        text = data.decode("ascii")
+        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_float=_no_float)
+    except (UnicodeDecodeError, ValueError) as e:
+        raise FormatError(f"{what} is not valid canonical JSON: {e}") from None
+    if dumps(value) != data:
+        raise FormatError(f"{what} is not in canonical form")
+    return value
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def _no_float(text: str) -> float:
+    raise ValueError(f"non-integer number {text}")
+
+
+def _refuse_floats(value: object) -> None:
+    if isinstance(value, float):
+        raise TypeError("canonical JSON holds integers only")
+    if isinstance(value, dict):
+        for v in value.values():
+            _refuse_floats(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            _refuse_floats(v)

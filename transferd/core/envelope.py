@@ -1,0 +1,137 @@
+"""Seal and open one chunk: compress, then XChaCha20-Poly1305 bound to the chunk id.
+
+The associated data binds the format version and the chunk id, so a storage host that swaps two
+chunks, or serves an old chunk where a new one is named, makes the tag fail; the reader then
+recomputes the chunk id from the plaintext, which ties the bytes to the catalog's reference.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+import nacl.bindings
+import nacl.exceptions
+import zstandard
+
+from transferd.core.chunking import chunk_id as compute_chunk_id
+from transferd.core.constants import (
+    AD_CHUNK,
+    CHUNK_ID_SIZE,
+    CHUNK_MAX,
+    ENCODING_STORED,
+    ENCODING_ZSTD,
+    FORMAT_VERSION,
+    NONCE_SIZE,
+    TAG_SIZE,
+)
+from transferd.core.jobkey import JobKey
+from transferd.errors import AuthenticationError, FormatError, IntegrityError
+
+Buffer = bytes | bytearray | memoryview
+
+BLOB_OVERHEAD = NONCE_SIZE + 1 + TAG_SIZE
+"""Bytes a sealed blob adds to its body: nonce, encoding byte, tag."""
+
+_ENCODING_STORED_BYTE = bytes([ENCODING_STORED])
+_ENCODING_ZSTD_BYTE = bytes([ENCODING_ZSTD])
+_AD_PREFIX = AD_CHUNK + bytes([FORMAT_VERSION])
+
+
+def new_compressor(level: int) -> zstandard.ZstdCompressor:
+    """A compressor writing one frame per chunk with its content size (readers bound it).
+
+    Not thread-safe: each worker thread keeps its own.
+    """
+    return zstandard.ZstdCompressor(level=level, write_content_size=True, write_checksum=False)
+
+
+def encode_payload(plaintext: Buffer, compressor: zstandard.ZstdCompressor | None) -> bytes:
+    """encoding || body: zstd when the frame is smaller than the plaintext, else stored."""
+    if compressor is not None:
+        frame = compressor.compress(plaintext)
+        if len(frame) < len(plaintext):
+            return _ENCODING_ZSTD_BYTE + frame
+    return _ENCODING_STORED_BYTE + bytes(plaintext)
+
+
+def chunk_ad(chunk_id: bytes) -> bytes:
+    return _AD_PREFIX + chunk_id
+
+
+def seal(chunk_key: bytes, chunk_id: bytes, payload: bytes, nonce: bytes) -> bytes:
+    """nonce || AEAD(K_chunk, nonce, "transferd v1 chunk" || 0x01 || chunk_id, payload)."""
+    if len(nonce) != NONCE_SIZE or len(chunk_id) != CHUNK_ID_SIZE:
+        raise ValueError("nonce must be 24 bytes and chunk id 32 bytes")
+    sealed = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
+        payload, chunk_ad(chunk_id), nonce, chunk_key
+    )
+    return nonce + sealed
+
+
+def open_payload(chunk_key: bytes, chunk_id: bytes, blob: Buffer) -> bytes:
+    """The payload of a sealed blob; AuthenticationError if the tag fails (wrong key or altered)."""
+    if len(blob) < BLOB_OVERHEAD:
+        raise FormatError(f"chunk {chunk_id.hex()[:16]} is truncated: {len(blob)} bytes")
+    view = memoryview(blob)
+    try:
+        return nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
+            bytes(view[NONCE_SIZE:]), chunk_ad(chunk_id), bytes(view[:NONCE_SIZE]), chunk_key
+        )
+    except nacl.exceptions.CryptoError:
+        raise AuthenticationError(f"chunk {chunk_id.hex()[:16]} failed authentication") from None
+
+
+def decode_payload(payload: bytes, plain_len: int, chunk_id: bytes) -> bytes:
+    """The plaintext of a payload, refusing any size other than ``plain_len`` before inflating."""
+    if plain_len > CHUNK_MAX or plain_len < 0:
+        raise FormatError(f"chunk {chunk_id.hex()[:16]} claims {plain_len} bytes, above the limit")
+    if not payload:
+        raise FormatError(f"chunk {chunk_id.hex()[:16]} has an empty payload")
+    encoding, body = payload[0], memoryview(payload)[1:]
+    if encoding == ENCODING_STORED:
+        if len(body) != plain_len:
+            raise FormatError(
+                f"chunk {chunk_id.hex()[:16]} holds {len(body)} bytes, expected {plain_len}"
+            )
+        return bytes(body)
+    if encoding != ENCODING_ZSTD:
+        raise FormatError(f"chunk {chunk_id.hex()[:16]} has unknown encoding {encoding}")
+    try:
+        declared = zstandard.frame_content_size(body)
+    except zstandard.ZstdError:
+        raise FormatError(f"chunk {chunk_id.hex()[:16]} is not a zstd frame") from None
+    if declared != plain_len:
+        raise FormatError(
+            f"chunk {chunk_id.hex()[:16]} declares {declared} bytes, expected {plain_len}"
+        )
+    try:
+        plaintext = zstandard.ZstdDecompressor().decompress(body, max_output_size=CHUNK_MAX)
+    except zstandard.ZstdError as e:
+        raise FormatError(f"chunk {chunk_id.hex()[:16]} does not decompress: {e}") from None
+    if len(plaintext) != plain_len:
+        raise FormatError(f"chunk {chunk_id.hex()[:16]} inflates to {len(plaintext)} bytes")
+    return plaintext
+
+
+def seal_chunk(
+    job_key: JobKey,
+    plaintext: Buffer,
+    nonce: bytes,
+    compressor: zstandard.ZstdCompressor | None,
+) -> tuple[bytes, bytes]:
+    """(chunk_id, sealed blob) of one plaintext chunk."""
+    cid = compute_chunk_id(job_key.chunk_id_key, plaintext)
+    return cid, seal(job_key.chunk_key, cid, encode_payload(plaintext, compressor), nonce)
+
+
+def open_chunk(job_key: JobKey, chunk_id: bytes, blob: Buffer, plain_len: int) -> bytes:
+    """The verified plaintext of a sealed blob named ``chunk_id`` in the catalog.
+
+    Checks, in this order: length, tag, encoding, declared size, decompressed size, chunk id.
+    """
+    payload = open_payload(job_key.chunk_key, chunk_id, blob)
+    plaintext = decode_payload(payload, plain_len, chunk_id)
+    actual = compute_chunk_id(job_key.chunk_id_key, plaintext)
+    if not hmac.compare_digest(actual, chunk_id):
+        raise IntegrityError(f"chunk {chunk_id.hex()[:16]} does not hash to its id")
+    return plaintext

@@ -1,0 +1,264 @@
+"""The signed manifest: the root of one version of a job, checkable with the sender's public key.
+
+    transferd-manifest v1\\n
+    <canonical JSON body>\\n
+    sig <tds1… sender key> <base64 Ed25519 signature of the two lines above>\\n
+
+The body names the job, its sequence number and the hash of the previous manifest (so the history
+of a job is a chain and an older manifest cannot pass as the newest), the recipient stanzas, and
+the object-list and catalog segments by SHA-256 (so every stored byte hangs from this signature).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from transferd.core import canonical
+from transferd.core.constants import (
+    FORMAT_VERSION,
+    JOB_NAME_PATTERN,
+    KEY_CHECK_SIZE,
+    MANIFEST_FIRST_LINE,
+    MANIFEST_MAX_SIZE,
+)
+from transferd.core.jobkey import Stanza, b64decode_strict
+from transferd.core.keys import SenderPublicKey, SenderSecretKey, parse_key_text
+from transferd.core.objectlist import ObjectRef
+from transferd.errors import (
+    FormatError,
+    KeyFormatError,
+    RollbackError,
+    SignatureError,
+    UnsupportedVersionError,
+)
+
+_JOB_NAME = re.compile(JOB_NAME_PATTERN)
+_CREATED = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+_BODY_FIELDS = frozenset(
+    {
+        "format", "job", "job_id", "sequence", "created", "previous", "sender",
+        "recipients", "key_check", "object_lists", "catalog", "totals",
+    }
+)  # fmt: skip
+
+
+def check_job_name(name: str) -> str:
+    if not isinstance(name, str) or not _JOB_NAME.fullmatch(name):
+        raise FormatError(
+            f"job name {name!r} is not valid: use 1 to 64 of a-z 0-9 . _ -, "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class Totals:
+    objects: int
+    stored_bytes: int
+
+
+@dataclass(frozen=True)
+class ManifestBody:
+    job: str
+    job_id: str
+    sequence: int
+    created: str
+    previous: str | None
+    sender: str
+    recipients: tuple[Stanza, ...]
+    key_check: bytes
+    object_lists: tuple[ObjectRef, ...]
+    catalog: tuple[ObjectRef, ...]
+    totals: Totals
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT_VERSION,
+            "job": self.job,
+            "job_id": self.job_id,
+            "sequence": self.sequence,
+            "created": self.created,
+            "previous": self.previous,
+            "sender": self.sender,
+            "recipients": [s.to_json() for s in self.recipients],
+            "key_check": base64.b64encode(self.key_check).decode(),
+            "object_lists": [r.to_json() for r in self.object_lists],
+            "catalog": [r.to_json() for r in self.catalog],
+            "totals": {"objects": self.totals.objects, "stored_bytes": self.totals.stored_bytes},
+        }
+
+    @classmethod
+    def from_json(cls, value: Any) -> ManifestBody:
+        if not isinstance(value, dict):
+            raise FormatError("manifest body is not a JSON object")
+        if value.get("format") != FORMAT_VERSION:
+            raise UnsupportedVersionError(value.get("format"), "manifest")
+        if set(value) != _BODY_FIELDS:
+            missing, extra = _BODY_FIELDS - set(value), set(value) - _BODY_FIELDS
+            raise FormatError(
+                f"manifest body fields wrong: missing {sorted(missing)}, extra {sorted(extra)}"
+            )
+        job_id, seq, created, prev = (
+            value["job_id"],
+            value["sequence"],
+            value["created"],
+            value["previous"],
+        )
+        if not isinstance(job_id, str) or not re.fullmatch(r"[0-9a-f]{32}", job_id):
+            raise FormatError("manifest job_id must be 32 lowercase hex digits")
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+            raise FormatError("manifest sequence must be a positive integer")
+        if not isinstance(created, str) or not _CREATED.fullmatch(created):
+            raise FormatError("manifest created must be RFC 3339 UTC, e.g. 2026-11-22T21:00:00Z")
+        if (prev is None) != (seq == 1) or (
+            prev is not None
+            and (not isinstance(prev, str) or not re.fullmatch(r"[0-9a-f]{64}", prev))
+        ):
+            raise FormatError("manifest previous must be null at sequence 1, else 64 hex digits")
+        key_check = b64decode_strict(value["key_check"], "manifest key_check")
+        if len(key_check) != KEY_CHECK_SIZE:
+            raise FormatError("manifest key_check must be 16 bytes")
+        for name in ("recipients", "object_lists", "catalog"):
+            if not isinstance(value[name], list):
+                raise FormatError(f"manifest {name} must be a list")
+        if not value["recipients"]:
+            raise FormatError("manifest has no recipients")
+        totals = value["totals"]
+        if (
+            not isinstance(totals, dict)
+            or set(totals) != {"objects", "stored_bytes"}
+            or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in totals.values()
+            )
+        ):
+            raise FormatError(
+                "manifest totals must be {objects, stored_bytes}, non-negative integers"
+            )
+        try:
+            sender = parse_key_text(value["sender"]) if isinstance(value["sender"], str) else None
+        except KeyFormatError as e:
+            raise FormatError(f"manifest sender: {e.message}") from None
+        if not isinstance(sender, SenderPublicKey):
+            raise FormatError("manifest sender must be a sender public key (tds1…)")
+        return cls(
+            job=check_job_name(value["job"]),
+            job_id=job_id,
+            sequence=seq,
+            created=created,
+            previous=prev,
+            sender=value["sender"],
+            recipients=tuple(Stanza.from_json(s) for s in value["recipients"]),
+            key_check=key_check,
+            object_lists=tuple(
+                ObjectRef.from_json(r, "object list") for r in value["object_lists"]
+            ),
+            catalog=tuple(ObjectRef.from_json(r, "catalog segment") for r in value["catalog"]),
+            totals=Totals(totals["objects"], totals["stored_bytes"]),
+        )
+
+
+@dataclass(frozen=True)
+class SignedManifest:
+    """A manifest whose signature verified against the key named in it."""
+
+    body: ManifestBody
+    raw: bytes = field(repr=False)
+
+    @property
+    def digest(self) -> str:
+        """Hex SHA-256 of the manifest's bytes: what the next manifest's `previous` names."""
+        return hashlib.sha256(self.raw).hexdigest()
+
+
+def sign(body: ManifestBody, sender: SenderSecretKey) -> bytes:
+    """The manifest's stored bytes. The body's sender MUST be this key's public key."""
+    if body.sender != sender.public().to_text():
+        raise ValueError("manifest body names another sender")
+    signed = MANIFEST_FIRST_LINE + canonical.dumps(body.to_json()) + b"\n"
+    signature = base64.b64encode(sender.sign(signed)).decode()
+    return signed + f"sig {body.sender} {signature}\n".encode()
+
+
+def parse(data: bytes) -> SignedManifest:
+    """Parse a manifest and check its signature against the sender it names.
+
+    Whether that sender is the one expected is a separate question: see ``verify``.
+    """
+    if len(data) > MANIFEST_MAX_SIZE:
+        raise FormatError(f"manifest of {len(data)} bytes exceeds the limit")
+    first, sep, rest = data.partition(b"\n")
+    if not sep or not first.startswith(b"transferd-manifest "):
+        raise FormatError("not a transferd manifest (bad first line)")
+    if first + b"\n" != MANIFEST_FIRST_LINE:
+        raise UnsupportedVersionError(
+            first[len(b"transferd-manifest ") :].decode("ascii", "replace"), "manifest"
+        )
+    lines = rest.split(b"\n")
+    if len(lines) != 3 or lines[2] != b"":
+        raise FormatError("manifest must be exactly three lines")
+    body_line, sig_line = lines[0], lines[1]
+    body = ManifestBody.from_json(canonical.loads(body_line, "manifest body"))
+    parts = sig_line.split(b" ")
+    if len(parts) != 3 or parts[0] != b"sig":
+        raise FormatError("manifest signature line must be: sig <key> <signature>")
+    if parts[1].decode("ascii", "replace") != body.sender:
+        raise SignatureError("manifest signature line names another key than its body")
+    signature = b64decode_strict(parts[2].decode("ascii", "replace"), "manifest signature")
+    if len(signature) != 64:
+        raise FormatError("manifest signature must be 64 bytes")
+    sender = parse_key_text(body.sender)
+    if not isinstance(
+        sender, SenderPublicKey
+    ):  # pragma: no cover - ManifestBody.from_json checked it
+        raise FormatError("manifest sender must be a sender public key (tds1…)")
+    signed = MANIFEST_FIRST_LINE + body_line + b"\n"
+    if not sender.verify(signed, signature):
+        raise SignatureError(
+            f"manifest signature by {body.sender} is invalid: the manifest was altered"
+        )
+    return SignedManifest(body, data)
+
+
+def verify(data: bytes, expected: SenderPublicKey) -> SignedManifest:
+    """Parse, check the signature, and check that the signer is ``expected``."""
+    manifest = parse(data)
+    if manifest.body.sender != expected.to_text():
+        raise SignatureError(
+            f"manifest signed by {manifest.body.sender}, expected {expected.to_text()}"
+        )
+    return manifest
+
+
+def check_succession(previous: SignedManifest | None, current: SignedManifest) -> None:
+    """``current`` must follow ``previous`` directly: same job, next sequence, hash-linked."""
+    body = current.body
+    if previous is None:
+        if body.sequence != 1:
+            raise RollbackError(f"manifest {body.sequence} of job {body.job} has no predecessor")
+        return
+    if body.job_id != previous.body.job_id:
+        raise RollbackError(
+            f"manifest {body.sequence} belongs to another job than {previous.body.sequence}"
+        )
+    if body.sequence != previous.body.sequence + 1 or body.previous != previous.digest:
+        raise RollbackError(
+            f"manifest {body.sequence} of job {body.job} does not follow "
+            f"manifest {previous.body.sequence}"
+        )
+
+
+def check_not_rolled_back(current: SignedManifest, newest_seen: int | None) -> None:
+    """Refuse a manifest older than the newest this reader has already seen for the job."""
+    if newest_seen is not None and current.body.sequence < newest_seen:
+        raise RollbackError(
+            f"job {current.body.job} is at manifest {current.body.sequence} but manifest "
+            f"{newest_seen} was seen before: the store was rolled back"
+        )
+
+
+def manifest_name(sequence: int) -> str:
+    return f"{sequence:020d}"
