@@ -8,7 +8,7 @@ period). Anything else that escapes is a bug: the CLI prints its traceback and e
 
     TransferdError                      exit
     ├── ConfigError                     2   bad arguments, config file or key file
-    │   └── KeyFormatError              2   a key text that does not parse (mistyped, truncated, wrong kind)
+    │   └── KeyFormatError              2   a key text that does not parse (mistyped, truncated, …)
     ├── FormatError                     13  bytes that do not parse (object, manifest, catalog)
     │   └── UnsupportedVersionError     13  a format version this build does not know
     ├── AuthenticationError             12  wrong key, or a chunk/header/request failed its tag
@@ -28,7 +28,7 @@ period). Anything else that escapes is a bug: the CLI prints its traceback and e
     │   ├── JobNotFoundError            10
     │   ├── JobLockedError              11  another process holds the job
     │   └── CheckpointCorruptError      10
-    └── CancelledByUser                 130 a signal asked us to stop
+    └── CancelledByUserError            130 a signal asked us to stop
 
 Exit codes are published in README.md; add codes, never renumber.
 """
@@ -74,12 +74,13 @@ class AuthenticationError(TransferdError):
 
 
 class NotARecipientError(AuthenticationError):
-    def __init__(self, recipient: str) -> None:
-        super().__init__(
-            f"this copy is not encrypted to key {recipient}",
-            hint="use the identity of one of the job's recipients",
-        )
+    def __init__(self, recipient: str, recipients: list[str] | None = None) -> None:
+        hint = "use the identity of one of the job's recipients"
+        if recipients:
+            hint += ": " + ", ".join(recipients)
+        super().__init__(f"this copy is not encrypted to key {recipient}", hint=hint)
         self.recipient = recipient
+        self.recipients = recipients or []
 
 
 class IntegrityError(TransferdError):
@@ -142,5 +143,5 @@ class CheckpointCorruptError(JobError):
     pass
 
 
-class CancelledByUser(TransferdError):
+class CancelledByUserError(TransferdError):
     exit_code = 130

@@ -26,8 +26,8 @@ from transferd.core.constants import (
     LABEL_X25519_WRAP,
     NONCE_SIZE,
 )
-from transferd.core.keys import RecipientIdentity, RecipientKey
-from transferd.errors import AuthenticationError, FormatError, NotARecipientError
+from transferd.core.keys import RecipientIdentity, RecipientKey, parse_key_text
+from transferd.errors import AuthenticationError, FormatError, KeyFormatError, NotARecipientError
 
 STANZA_TYPE_X25519 = "X25519"
 _WRAPPED_SIZE = KEY_SIZE + 16
@@ -63,29 +63,35 @@ class JobKey:
 
 @dataclass(frozen=True)
 class Stanza:
-    """K_job wrapped to one recipient: the ephemeral public key and the 48-byte wrapped key."""
+    """K_job wrapped to one recipient, named by its public key so auditors see who can decrypt."""
 
+    recipient: RecipientKey
     epk: bytes
     wrapped: bytes
 
     def to_json(self) -> dict[str, str]:
         return {
             "type": STANZA_TYPE_X25519,
+            "recipient": self.recipient.to_text(),
             "epk": base64.b64encode(self.epk).decode(),
             "wrapped": base64.b64encode(self.wrapped).decode(),
         }
 
     @classmethod
     def from_json(cls, value: object) -> Stanza:
-        if not isinstance(value, dict) or set(value) != {"type", "epk", "wrapped"}:
-            raise FormatError("recipient stanza must have exactly type, epk and wrapped")
+        if not isinstance(value, dict) or set(value) != {"type", "recipient", "epk", "wrapped"}:
+            raise FormatError("recipient stanza must have exactly type, recipient, epk and wrapped")
         if value["type"] != STANZA_TYPE_X25519:
             raise FormatError(f"unknown recipient stanza type {value['type']!r}")
+        try:
+            recipient = parse_recipient_text(value["recipient"])
+        except KeyFormatError as e:
+            raise FormatError(f"recipient stanza: {e.message}") from None
         epk = b64decode_strict(value["epk"], "stanza epk")
         wrapped = b64decode_strict(value["wrapped"], "stanza wrapped key")
         if len(epk) != KEY_SIZE or len(wrapped) != _WRAPPED_SIZE:
             raise FormatError("recipient stanza has a field of the wrong length")
-        return cls(epk, wrapped)
+        return cls(recipient, epk, wrapped)
 
 
 def _wrap_key(shared: bytes, epk: bytes, recipient: bytes) -> bytes:
@@ -101,17 +107,22 @@ def wrap(job_key: JobKey, recipient: RecipientKey, ephemeral_secret: bytes) -> S
     wrapped = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
         job_key.key, LABEL_X25519_WRAP, _ZERO_NONCE, _wrap_key(shared, epk, recipient.key)
     )
-    return Stanza(epk, wrapped)
+    return Stanza(recipient, epk, wrapped)
 
 
 def unwrap(stanzas: list[Stanza], identity: RecipientIdentity, key_check: bytes) -> JobKey:
     """K_job from the first stanza ``identity`` opens, checked against the manifest's key_check.
 
-    Raises NotARecipientError when no stanza opens, AuthenticationError when one opens but the key
-    it yields fails key_check (a sender that gave recipients different keys, or tampering).
+    Only stanzas naming this identity's public key are tried. Raises NotARecipientError when none
+    does, AuthenticationError when one does but fails to open (altered) or yields a key that fails
+    key_check (a sender that gave recipients different keys, or tampering).
     """
-    recipient = identity.public().key
-    for stanza in stanzas:
+    me = identity.public()
+    recipient = me.key
+    mine = [s for s in stanzas if hmac.compare_digest(s.recipient.key, recipient)]
+    if not mine:
+        raise NotARecipientError(me.to_text(), [s.recipient.to_text() for s in stanzas])
+    for stanza in mine:
         try:
             shared = nacl.bindings.crypto_scalarmult(identity.secret, stanza.epk)
         except nacl.exceptions.RuntimeError:
@@ -126,12 +137,14 @@ def unwrap(stanzas: list[Stanza], identity: RecipientIdentity, key_check: bytes)
                 _wrap_key(shared, stanza.epk, recipient),
             )
         except nacl.exceptions.CryptoError:
-            continue
+            raise AuthenticationError(
+                f"the key wrapped to {me.to_text()} failed authentication: the manifest was altered"
+            ) from None
         job_key = JobKey(key)
         if not hmac.compare_digest(job_key.key_check, key_check):
             raise AuthenticationError("the job key unwrapped for this identity fails the key check")
         return job_key
-    raise NotARecipientError(RecipientKey(recipient).to_text())
+    raise AuthenticationError(f"no stanza for {me.to_text()} could be opened")
 
 
 def b64decode_strict(value: object, what: str) -> bytes:
@@ -145,3 +158,12 @@ def b64decode_strict(value: object, what: str) -> bytes:
     if base64.b64encode(raw).decode() != value:
         raise FormatError(f"{what} is not canonical base64")
     return raw
+
+
+def parse_recipient_text(value: object) -> RecipientKey:
+    if not isinstance(value, str):
+        raise KeyFormatError("a recipient must be a tdr1… key")
+    key = parse_key_text(value)
+    if not isinstance(key, RecipientKey):
+        raise KeyFormatError("a stanza's recipient must be a public recipient key (tdr1…)")
+    return key
