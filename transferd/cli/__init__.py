@@ -1,0 +1,1 @@
+"""The ``transferd`` command line: argument parsing, subcommands, output and exit codes."""

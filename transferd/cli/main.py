@@ -1,0 +1,76 @@
+"""Parse the command line, dispatch to a subcommand, and turn its outcome into an exit code.
+
+This is the one place where exceptions become output. A :class:`~transferd.errors.TransferdError`
+was raised on purpose: its message (and hint) go to stderr and its ``exit_code`` is returned.
+``KeyboardInterrupt`` is a cancellation (130). Anything else is a bug: the traceback is printed
+with a request to report it, and the exit code is 1. Scripts must read any code not in the
+table of README.md as a failure (restic's rule, doc/075_scripting.rst).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import NoReturn
+
+from transferd import __version__
+from transferd.cli.commands import keygen, keys
+from transferd.cli.output import PROG, Output
+from transferd.errors import CancelledByUserError, ConfigError, TransferdError
+
+BUG_MESSAGE = f"this is a bug in {PROG}, please report it"
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are raised, not printed, so they share one format.
+
+    argparse would print the usage and exit 2 by itself; raising ConfigError instead gives a
+    usage error the same ``transferd: error:`` line, the same hint and the same ``--json``
+    object as every other error.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(message, hint=f"run '{self.prog} --help' for usage")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="Stream chunked, compressed, end-to-end encrypted copies of databases "
+        "and directories to a sovereign storage host.",
+        epilog="Exit codes are listed in README.md; read any other code as a failure.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    for command in (keygen, keys):
+        command.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``transferd`` with ``argv`` (default: ``sys.argv[1:]``) and return its exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # Until parsing succeeds, a usage error is reported in JSON if the user asked for JSON.
+    out = Output(json_mode="--json" in argv)
+    try:
+        args = build_parser().parse_args(argv)
+        out = Output(json_mode=getattr(args, "json", False))
+        code: int = args.run(args, out)
+    except TransferdError as exc:
+        out.error(exc.message, hint=exc.hint, exit_code=exc.exit_code)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        cancelled = CancelledByUserError("interrupted")
+        out.error(cancelled.message, hint=None, exit_code=cancelled.exit_code)
+        return cancelled.exit_code
+    except Exception as exc:  # noqa: BLE001 -- the one catch-all: anything else is a bug
+        trace = "".join(traceback.format_exception(exc))
+        if out.json_mode:
+            out.error(BUG_MESSAGE, hint=None, exit_code=1, extra={"traceback": trace})
+        else:
+            sys.stderr.write(trace)
+            out.error(BUG_MESSAGE, hint=None, exit_code=1)
+        return 1
+    return code
