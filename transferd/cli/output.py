@@ -13,7 +13,7 @@ import argparse
 import json
 import sys
 from collections.abc import Iterable, Mapping
-from typing import TextIO, TypeAlias
+from typing import TypeAlias
 
 PROG = "transferd"
 
@@ -40,48 +40,25 @@ def _prefixed(kind: str, message: str) -> list[str]:
 class Output:
     """Where a command's results and warnings go, in the form the user asked for.
 
-    Streams are looked up when written to, not when the object is built, so tests that
-    replace ``sys.stdout`` see what the command printed.
+    ``sys.stdout`` and ``sys.stderr`` are looked up at each write, not kept, so tests that
+    replace them (pytest's ``capsys``) see what the command printed.
     """
 
-    def __init__(
-        self,
-        *,
-        json_mode: bool,
-        stdout: TextIO | None = None,
-        stderr: TextIO | None = None,
-    ) -> None:
+    def __init__(self, *, json_mode: bool) -> None:
         self.json_mode = json_mode
-        self._stdout = stdout
-        self._stderr = stderr
-
-    @property
-    def stdout(self) -> TextIO:
-        return self._stdout if self._stdout is not None else sys.stdout
-
-    @property
-    def stderr(self) -> TextIO:
-        return self._stderr if self._stderr is not None else sys.stderr
 
     def result(self, data: Mapping[str, JSONValue], human: Iterable[str]) -> None:
         """Report a result: ``data`` as one JSON line, or the ``human`` lines, on stdout."""
         if self.json_mode:
-            print(_dumps(data), file=self.stdout)
+            print(_dumps(data), file=sys.stdout)
         else:
             for line in human:
-                print(line, file=self.stdout)
-        self.stdout.flush()
+                print(line, file=sys.stdout)
+        sys.stdout.flush()
 
     def warning(self, message: str, *, hint: str | None = None) -> None:
         """Warn on stderr; the command goes on."""
-        if self.json_mode:
-            print(_dumps({"warning": message, "hint": hint}), file=self.stderr)
-        else:
-            lines = _prefixed("warning", message)
-            if hint:
-                lines += _prefixed("hint", hint)
-            print("\n".join(lines), file=self.stderr)
-        self.stderr.flush()
+        self._to_stderr("warning", message, hint, {"warning": message, "hint": hint})
 
     def error(
         self,
@@ -92,13 +69,17 @@ class Output:
         extra: Mapping[str, JSONValue] | None = None,
     ) -> None:
         """Report the error that ends the command (called by ``cli/main.py`` only)."""
+        obj: dict[str, JSONValue] = {"error": message, "hint": hint, "exit_code": exit_code}
+        self._to_stderr("error", message, hint, {**obj, **(extra or {})})
+
+    def _to_stderr(
+        self, kind: str, message: str, hint: str | None, obj: Mapping[str, JSONValue]
+    ) -> None:
         if self.json_mode:
-            obj: dict[str, JSONValue] = {"error": message, "hint": hint, "exit_code": exit_code}
-            obj.update(extra or {})
-            print(_dumps(obj), file=self.stderr)
+            print(_dumps(obj), file=sys.stderr)
         else:
-            lines = _prefixed("error", message)
+            lines = _prefixed(kind, message)
             if hint:
                 lines += _prefixed("hint", hint)
-            print("\n".join(lines), file=self.stderr)
-        self.stderr.flush()
+            print("\n".join(lines), file=sys.stderr)
+        sys.stderr.flush()
