@@ -69,14 +69,16 @@ def run_show(args: argparse.Namespace, out: Output) -> int:
     else:
         source = read_secret_file(Path(args.file))
         key = parse_any_key(args.file, source.text)
-    secret = isinstance(key, RecipientIdentity | SenderSecretKey)
-    if secret and source is not None and source.exposed:
-        out.warning(
-            f"{source.path} holds a secret key that group or others can access "
-            f"(mode {source.mode:04o})",
-            hint=f"run 'chmod 600 {source.path}'",
-        )
-    public = key.public() if isinstance(key, RecipientIdentity | SenderSecretKey) else key
+    if isinstance(key, RecipientIdentity | SenderSecretKey):
+        secret, public = True, key.public()
+        if source is not None and source.exposed:
+            out.warning(
+                f"{source.path} holds a secret key that group or others can access "
+                f"(mode {source.mode:04o})",
+                hint=f"run 'chmod 600 {source.path}'",
+            )
+    else:
+        secret, public = False, key
     kind = "recipient" if isinstance(public, RecipientKey) else "sender"
     text = public.to_text()
     out.result({"kind": kind, "public_key": text, "file": args.file, "secret": secret}, [text])
