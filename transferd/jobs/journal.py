@@ -1,0 +1,279 @@
+"""The sender's durable journal: what the storage host has acknowledged, and what was read.
+
+SQLite in WAL mode with ``synchronous=FULL``: a committed transaction survives a crash or a power
+cut. The write-order rule (protocol/SPEC.md, restic's design.rst "Read and Write Ordering"):
+
+- a pack and its chunks enter the journal only after the host acknowledged the pack as durable,
+  so every chunk the journal names is held by the host;
+- an entry (file, table) records the chunk ids it is made of as soon as it was read, but is
+  reused on resume only if every one of those chunks is in the acknowledged ``chunks`` table and
+  the source has not changed since (same size, mtime, ctime, inode);
+- resume reads in reverse: it asks the host which acknowledged packs it still holds and drops
+  from the journal whatever the host lost, before trusting anything else.
+
+The journal never holds a key: the job key lives in its own 0600 file beside it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from transferd.core.catalog import ChunkRef
+from transferd.errors import CheckpointCorruptError
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS packs (
+    id INTEGER PRIMARY KEY,          -- order in which packs were acknowledged
+    name TEXT NOT NULL UNIQUE,       -- hex SHA-256 of the pack
+    size INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    chunk_id BLOB PRIMARY KEY,
+    pack_id INTEGER NOT NULL REFERENCES packs(id),
+    offset INTEGER NOT NULL,
+    blob_len INTEGER NOT NULL,
+    plain_len INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS chunks_by_pack ON chunks(pack_id);
+CREATE TABLE IF NOT EXISTS entries (
+    path BLOB PRIMARY KEY,           -- raw bytes of the relative path (or table name)
+    kind TEXT NOT NULL,              -- a catalog record type: file, dir, symlink, table
+    mode INTEGER, mtime_ns INTEGER, size INTEGER, target BLOB, blake3 TEXT,
+    extra TEXT,                      -- kind-specific catalog fields, canonical JSON
+    fingerprint TEXT,                -- the source's "unchanged since" token
+    run INTEGER NOT NULL             -- the run that last saw this entry
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS entry_chunks (
+    path BLOB NOT NULL, n INTEGER NOT NULL, chunk_id BLOB NOT NULL,
+    PRIMARY KEY (path, n)
+) WITHOUT ROWID;
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One thing copied: its metadata as recorded, without its chunk list."""
+
+    path: bytes
+    kind: str
+    mode: int | None = None
+    mtime_ns: int | None = None
+    size: int | None = None
+    target: bytes | None = None
+    blake3: str | None = None
+    extra: str | None = None
+    """Kind-specific catalog fields as canonical JSON (a table's schema and row count, …)."""
+    fingerprint: str | None = None
+    """What the source says identifies this content unchanged (size, mtime, ctime and inode of a
+    file; the snapshot of a table; the ETag of a blob): equal fingerprints allow reuse."""
+
+
+class Journal:
+    """One job's journal. Writes go through one connection from one thread at a time (the
+    caller's); worker threads read through ``reader()`` connections of their own."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self._db = self._connect()
+            self._db.executescript(_SCHEMA)
+            version = self.get_meta("schema")
+            if version is None:
+                self.set_meta("schema", str(SCHEMA_VERSION))
+            elif version != str(SCHEMA_VERSION):
+                raise CheckpointCorruptError(
+                    f"journal {path} has schema {version}; this transferd reads {SCHEMA_VERSION}"
+                )
+        except sqlite3.DatabaseError as e:
+            raise CheckpointCorruptError(f"journal {path} is unreadable: {e}") from None
+        self._local = threading.local()
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=60)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        return db
+
+    def reader(self) -> sqlite3.Connection:
+        """A read connection private to the calling thread (WAL: readers run beside the writer)."""
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = self._connect()
+            db.execute("PRAGMA query_only=ON")
+            self._local.db = db
+        return db
+
+    def close(self) -> None:
+        self._db.close()
+
+    # --- meta --------------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    # --- packs and chunks: only what the host acknowledged ----------------------------------
+
+    def record_pack(
+        self, name: str, size: int, chunks: Iterable[tuple[bytes, int, int, int]]
+    ) -> None:
+        """One acknowledged pack and its (chunk_id, offset, blob_len, plain_len), atomically."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            cur = db.execute("INSERT OR IGNORE INTO packs(name, size) VALUES (?, ?)", (name, size))
+            if cur.rowcount == 0:
+                db.execute("ROLLBACK")
+                return
+            pack_id = cur.lastrowid
+            db.executemany(
+                "INSERT OR IGNORE INTO chunks VALUES (?, ?, ?, ?, ?)",
+                ((cid, pack_id, off, blen, plen) for cid, off, blen, plen in chunks),
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def pack_names(self) -> Iterator[list[str]]:
+        """Acknowledged pack names in batches of 1000, in acknowledgement order."""
+        last = 0
+        while True:
+            rows = self._db.execute(
+                "SELECT id, name FROM packs WHERE id > ? ORDER BY id LIMIT 1000", (last,)
+            ).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield [r[1] for r in rows]
+
+    def forget_packs(self, names: Iterable[str]) -> int:
+        """Drop packs the host no longer holds, with their chunks; returns how many were dropped."""
+        db = self._db
+        dropped = 0
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for name in names:
+                row = db.execute("SELECT id FROM packs WHERE name=?", (name,)).fetchone()
+                if row is None:
+                    continue
+                db.execute("DELETE FROM chunks WHERE pack_id=?", (row[0],))
+                db.execute("DELETE FROM packs WHERE id=?", (row[0],))
+                dropped += 1
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return dropped
+
+    def has_pack(self, name: str) -> bool:
+        return self._db.execute("SELECT 1 FROM packs WHERE name=?", (name,)).fetchone() is not None
+
+    def counts(self) -> tuple[int, int, int]:
+        """(packs, stored bytes, chunks) acknowledged so far."""
+        packs, size = self._db.execute(
+            "SELECT count(*), coalesce(sum(size), 0) FROM packs"
+        ).fetchone()
+        (chunks,) = self._db.execute("SELECT count(*) FROM chunks").fetchone()
+        return int(packs), int(size), int(chunks)
+
+    @staticmethod
+    def chunk_location(db: sqlite3.Connection, chunk_id: bytes) -> tuple[int, int, int, int] | None:
+        """(pack_id, offset, blob_len, plain_len) of an acknowledged chunk, via ``db``."""
+        row = db.execute(
+            "SELECT pack_id, offset, blob_len, plain_len FROM chunks WHERE chunk_id=?", (chunk_id,)
+        ).fetchone()
+        return None if row is None else (row[0], row[1], row[2], row[3])
+
+    # --- entries ------------------------------------------------------------------------------
+
+    def put_entries(self, items: Iterable[tuple[Entry, list[bytes] | None]], run: int) -> None:
+        """Record entries seen in ``run`` with their chunk ids (None: keep the recorded list)."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for e, chunk_ids in items:
+                db.execute(
+                    "INSERT OR REPLACE INTO entries VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (e.path, e.kind, e.mode, e.mtime_ns, e.size, e.target, e.blake3, e.extra,
+                     e.fingerprint, run),
+                )  # fmt: skip
+                if chunk_ids is not None:
+                    db.execute("DELETE FROM entry_chunks WHERE path=?", (e.path,))
+                    db.executemany(
+                        "INSERT INTO entry_chunks VALUES (?, ?, ?)",
+                        ((e.path, n, cid) for n, cid in enumerate(chunk_ids)),
+                    )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    @staticmethod
+    def reusable_entry(db: sqlite3.Connection, path: bytes) -> Entry | None:
+        """The recorded entry at ``path`` if every chunk it names is acknowledged, via ``db``."""
+        row = db.execute("SELECT * FROM entries WHERE path=?", (path,)).fetchone()
+        if row is None or row[6] is None:  # no blake3: it was never read to its end
+            return None
+        (missing,) = db.execute(
+            "SELECT count(*) FROM entry_chunks ec LEFT JOIN chunks c ON c.chunk_id = ec.chunk_id "
+            "WHERE ec.path=? AND c.chunk_id IS NULL",
+            (path,),
+        ).fetchone()
+        if missing:
+            return None
+        return Entry(*row[:9])
+
+    def touch_entries(self, paths: Iterable[bytes], run: int) -> None:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany("UPDATE entries SET run=? WHERE path=?", ((run, p) for p in paths))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def entries_of_run(self, run: int) -> Iterator[tuple[Entry, Iterator[ChunkRef]]]:
+        """Entries seen in ``run`` in bytewise path order, each with its chunk references; pack
+        indexes are dense positions in acknowledgement order (the object lists' order)."""
+        db = self._db  # temp tables need a writable connection; they are private to it
+        db.execute("DROP TABLE IF EXISTS temp.pack_index")
+        db.execute(
+            "CREATE TEMP TABLE pack_index AS "
+            "SELECT id, row_number() OVER (ORDER BY id) - 1 AS idx FROM packs"
+        )
+        rows = db.execute("SELECT * FROM entries WHERE run=? ORDER BY path", (run,))
+        for row in rows:
+            entry = Entry(*row[:9])
+            yield entry, self._chunk_refs(entry.path)
+
+    def _chunk_refs(self, path: bytes) -> Iterator[ChunkRef]:
+        cur = self._db.execute(
+            "SELECT pi.idx, c.offset, c.blob_len, c.plain_len, c.chunk_id FROM entry_chunks ec "
+            "JOIN chunks c ON c.chunk_id = ec.chunk_id "
+            "JOIN temp.pack_index pi ON pi.id = c.pack_id "
+            "WHERE ec.path=? ORDER BY ec.n",
+            (path,),
+        )
+        for idx, off, blen, plen, cid in cur:
+            yield ChunkRef(idx, off, blen, plen, cid)
+
+    def packs_in_order(self) -> Iterator[tuple[str, int]]:
+        yield from self.reader().execute("SELECT name, size FROM packs ORDER BY id")
+
+    def chunk_count_of(self, path: bytes) -> int:
+        (n,) = self._db.execute(
+            "SELECT count(*) FROM entry_chunks WHERE path=?", (path,)
+        ).fetchone()
+        return int(n)

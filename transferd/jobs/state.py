@@ -1,0 +1,97 @@
+"""A job's local state on the sending host: its directory, lock, job key and journal.
+
+<state>/jobs/<job>/          0700
+    job.key                  0600  K_job (hex) and the job id; never leaves this host
+    journal.sqlite           WAL   what the host acknowledged (jobs/journal.py)
+    lock                           flock held by the process running the job
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from transferd.core.jobkey import JobKey
+from transferd.core.manifest import check_job_name
+from transferd.errors import CheckpointCorruptError, ConfigError, FormatError, JobLockedError
+from transferd.jobs.journal import Journal
+from transferd.secretfiles import fsync_directory
+
+
+def default_state_dir() -> Path:
+    """$TRANSFERD_STATE, else $STATE_DIRECTORY (systemd), else $XDG_STATE_HOME/transferd."""
+    for var in ("TRANSFERD_STATE", "STATE_DIRECTORY"):
+        if os.environ.get(var):
+            return Path(os.environ[var].split(":")[0])
+    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return Path(base) / "transferd"
+
+
+@dataclass
+class JobState:
+    job: str
+    directory: Path
+    key: JobKey
+    job_id: str
+    journal: Journal
+    _lock_fd: int
+
+    def close(self) -> None:
+        self.journal.close()
+        os.close(self._lock_fd)
+
+
+def open_job_state(state_dir: Path, job: str, rng: Callable[[int], bytes] = os.urandom) -> JobState:
+    """Open (creating if new) the job's state, holding its lock until ``close``."""
+    try:
+        check_job_name(job)
+    except FormatError as e:
+        raise ConfigError(e.message) from None
+    directory = state_dir / "jobs" / job
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create state directory {directory}: {e.strerror}") from None
+    lock_fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(lock_fd)
+        raise JobLockedError(
+            f"job {job} is being run by another process (lock {directory / 'lock'})",
+            hint="wait for it to finish, or stop it (transferd jobs cancel)",
+        ) from None
+    try:
+        key, job_id = _load_or_create_key(directory / "job.key", rng)
+        journal = Journal(directory / "journal.sqlite")
+    except BaseException:
+        os.close(lock_fd)
+        raise
+    return JobState(job, directory, key, job_id, journal, lock_fd)
+
+
+def _load_or_create_key(path: Path, rng: Callable[[int], bytes]) -> tuple[JobKey, str]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        key_bytes, job_id = rng(32), rng(16).hex()
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, f"{key_bytes.hex()} {job_id}\n".encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        fsync_directory(path.parent)
+        return JobKey(key_bytes), job_id
+    if path.stat().st_mode & 0o077:
+        raise ConfigError(f"job key {path} is readable by group or others; chmod 600 it")
+    m = re.fullmatch(r"([0-9a-f]{64}) ([0-9a-f]{32})\n", text)
+    if m is None:
+        raise CheckpointCorruptError(f"job key file {path} is damaged")
+    return JobKey(bytes.fromhex(m.group(1))), m.group(2)

@@ -1,0 +1,88 @@
+"""The Source contract: what the send pipeline asks of anything it copies.
+
+A source yields, in a stable order, *items*:
+
+- a ``MetaItem``: an entry with no content (a directory, a symlink);
+- a ``StreamItem``: an entry with content (a file, a table, a blob). Its ``fingerprint`` says what
+  identifies the content unchanged (a file's size, mtime, ctime and inode; a table's snapshot; a
+  blob's ETag): when the journal holds an entry with the same path and fingerprint whose chunks the
+  host all holds, the pipeline reuses it without reading. Otherwise it reads ``blocks()`` to the end
+  and then calls ``finish()``, which returns the entry as it was actually read (or raises
+  ``SourceChangedError`` if the content changed while it was read, so the pipeline reads it again).
+
+Contract for every driver (tests/sources/ runs the suite):
+1. Paths are relative, ``/``-separated bytes without ``.``/``..``/empty parts; each appears once.
+2. ``blocks()`` yields the content in order, in blocks of any size; it may be called again after
+   ``SourceChangedError`` to read anew.
+3. A per-item read failure raises ``SourceError`` naming the item: the pipeline records it, skips
+   the item, and the run ends with exit code 3. A failure of the whole source (server gone, wrong
+   password) raises ``SourceError`` from ``items()``.
+4. ``identity()`` returns the catalog ``source`` record's fields: what was copied (kind, root or
+   server, snapshot), never a password.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from transferd.errors import SourceError
+from transferd.jobs.journal import Entry
+
+
+class SourceChangedError(SourceError):
+    """The item changed while it was being read."""
+
+
+@dataclass(slots=True)
+class MetaItem:
+    entry: Entry
+
+
+class StreamItem(Protocol):
+    entry: Entry
+    """What is known before reading: path, kind, fingerprint, and the source's metadata."""
+
+    def blocks(self) -> AsyncIterator[bytes | memoryview]: ...
+
+    async def finish(self, size: int, blake3: str) -> Entry:
+        """The entry as read (size and hash filled in), after the last block."""
+        ...
+
+
+@dataclass(slots=True)
+class InlineItem:
+    """A stream small enough that the source read it whole while listing (small files)."""
+
+    entry: Entry
+    data: bytes
+    extra_check: Any = field(default=None, repr=False)
+
+    async def blocks(self) -> AsyncIterator[bytes | memoryview]:
+        yield self.data
+
+    async def finish(self, size: int, blake3: str) -> Entry:
+        e = self.entry
+        return Entry(
+            e.path, e.kind, e.mode, e.mtime_ns, size, e.target, blake3, e.extra, e.fingerprint
+        )
+
+
+Item = MetaItem | StreamItem
+
+
+class Source(Protocol):
+    kind: str
+    description: str
+    """For messages: a path or a URL without any password."""
+
+    def identity(self) -> dict[str, Any]: ...
+
+    def items(self) -> AsyncIterator[Item]: ...
+
+    async def size_hint(self) -> int | None:
+        """Total bytes to read, for the ETA, or None when unknown."""
+        ...
+
+    async def close(self) -> None: ...
