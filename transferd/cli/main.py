@@ -10,13 +10,16 @@ table of README.md as a failure (restic's rule, doc/075_scripting.rst).
 from __future__ import annotations
 
 import argparse
+import importlib
+import pkgutil
 import sys
 import traceback
+import types
 from collections.abc import Sequence
 from typing import NoReturn
 
 from transferd import __version__
-from transferd.cli.commands import keygen, keys
+from transferd.cli import commands
 from transferd.cli.output import PROG, Output
 from transferd.errors import CancelledByUserError, ConfigError, TransferdError
 
@@ -44,9 +47,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    for command in (keygen, keys):
-        command.register(subparsers)
+    for module in command_modules():
+        module.register(subparsers)
     return parser
+
+
+def command_modules() -> list[types.ModuleType]:
+    """Every module of transferd/cli/commands, in name order: adding a command is adding a file
+    with a ``register(subparsers)`` function, and no shared list to edit."""
+    names = sorted(m.name for m in pkgutil.iter_modules(commands.__path__) if not m.ispkg)
+    return [importlib.import_module(f"{commands.__name__}.{name}") for name in names]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
