@@ -53,7 +53,9 @@ def open_job_state(state_dir: Path, job: str, rng: Callable[[int], bytes] = os.u
         raise ConfigError(e.message) from None
     directory = state_dir / "jobs" / job
     try:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Each level 0700: the journal names every file copied, which can itself be sensitive.
+        for d in (state_dir, state_dir / "jobs", directory):
+            d.mkdir(mode=0o700, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"cannot create state directory {directory}: {e.strerror}") from None
     lock_fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -67,7 +69,9 @@ def open_job_state(state_dir: Path, job: str, rng: Callable[[int], bytes] = os.u
         ) from None
     try:
         key, job_id = _load_or_create_key(directory / "job.key", rng)
-        journal = Journal(directory / "journal.sqlite")
+        journal_path = directory / "journal.sqlite"
+        os.close(os.open(journal_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        journal = Journal(journal_path)
     except BaseException:
         os.close(lock_fd)
         raise

@@ -1,0 +1,203 @@
+"""``transferd send``: copy a source to a storage host, encrypted to the job's recipients.
+
+Running the same command again after any interruption resumes the job: only what the host does
+not hold is read and uploaded again. The job is complete when the host holds its manifest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from transferd.cli.keyargs import load_recipients, load_sender_key
+from transferd.cli.output import Output, add_json_flag
+from transferd.cli.progress import human_bytes, report_progress
+from transferd.jobs.pipeline import Counters, PipelineConfig
+from transferd.jobs.send import SendResult, send
+from transferd.jobs.state import default_state_dir
+from transferd.runtime import run as run_async
+from transferd.runtime import setup_logging
+from transferd.sources.open import open_source
+from transferd.stores.open import open_store
+from transferd.stores.retry import RetryingStore
+
+EXIT_PARTIAL = 3
+
+
+def parse_size(text: str) -> int:
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    t = text.strip().lower().removesuffix("ib").removesuffix("b")
+    try:
+        if t and t[-1] in units:
+            return int(float(t[:-1]) * units[t[-1]])
+        return int(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 16M, 1G)") from None
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "send",
+        help="copy a source to a storage host, end-to-end encrypted and resumable",
+        description="Copy SOURCE (a directory) to the store at --to, encrypted to every "
+        "--recipient and signed with --sender-key. Run the same command again after any "
+        "interruption to resume: only what the host does not hold is sent again.",
+    )
+    p.add_argument("source", metavar="SOURCE", help="a directory to copy")
+    p.add_argument(
+        "--to",
+        required=True,
+        metavar="URL",
+        help="http(s)://HOST:PORT of a storage host (transferd serve), or a local store directory",
+    )
+    p.add_argument("--job", required=True, metavar="NAME", help="the job's name at the host")
+    p.add_argument(
+        "--sender-key",
+        required=True,
+        type=Path,
+        metavar="FILE",
+        help="the sender key file (transferd keygen --kind sender)",
+    )
+    p.add_argument(
+        "--recipient",
+        "-r",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="a recipient public key tdr1… (repeat for several); needed for a new job",
+    )
+    p.add_argument(
+        "--recipients-file",
+        "-R",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="a file of recipient keys, one per line",
+    )
+    p.add_argument(
+        "--state",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help=f"the sender's state directory (default {default_state_dir()})",
+    )
+    p.add_argument("--level", type=int, default=3, help="zstd level (default 3)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="compression and sealing threads (default: the number of cores)",
+    )
+    p.add_argument("--uploads", type=int, default=4, help="packs in flight (default 4)")
+    p.add_argument(
+        "--pack-size",
+        type=parse_size,
+        default=None,
+        metavar="SIZE",
+        help="close a pack at this size (default 16M)",
+    )
+    p.add_argument(
+        "--retries",
+        type=int,
+        default=8,
+        help="attempts per request before a dead host ends the run (default 8)",
+    )
+    p.add_argument(
+        "--ca-file",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="CA or self-signed certificate to trust for https://",
+    )
+    p.add_argument(
+        "--progress",
+        choices=["auto", "always", "never"],
+        default="auto",
+        help="live progress line (auto: on a terminal)",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    add_json_flag(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, out: Output) -> int:
+    setup_logging(quiet=args.quiet)
+    sender = load_sender_key(args.sender_key, out)
+    recipients = load_recipients(args.recipient, args.recipients_file)
+    defaults = PipelineConfig()
+    config = PipelineConfig(
+        level=args.level,
+        workers=max(1, args.workers),
+        uploads=max(1, args.uploads),
+        pack_target=args.pack_size or defaults.pack_target,
+    )
+    source = open_source(args.source)
+    store = RetryingStore(open_store(args.to, sender, args.ca_file), attempts=max(1, args.retries))
+    interactive = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
+    counters = Counters()
+
+    async def main() -> SendResult:
+        total: list[int | None] = [None]
+
+        async def measure() -> None:
+            total[0] = await source.size_hint()
+
+        sizer = asyncio.create_task(measure())
+        progress = asyncio.create_task(
+            report_progress(counters, lambda: total[0], interactive=interactive and not args.quiet)
+        )
+        try:
+            return await send(
+                source=source,
+                store=store,
+                job=args.job,
+                sender=sender,
+                recipients=recipients,
+                state_dir=args.state or default_state_dir(),
+                config=config,
+                counters=counters,
+            )
+        finally:
+            for task in (progress, sizer):
+                task.cancel()
+            await asyncio.gather(progress, sizer, return_exceptions=True)
+            await source.close()
+            await store.close()
+
+    result = run_async(main())
+    c = result.counters
+    body = result.manifest.body
+    rate = (c.bytes_read + c.bytes_reused) / max(result.seconds, 1e-6)
+    summary = {
+        "job": result.job,
+        "complete": not result.failures,
+        "sequence": body.sequence,
+        "manifest_sha256": result.manifest.digest,
+        "entries": c.entries,
+        "entries_unchanged": c.entries_reused,
+        "bytes_read": c.bytes_read,
+        "bytes_reused": c.bytes_reused,
+        "bytes_sent": c.bytes_sent,
+        "packs_sent": c.packs_sent,
+        "packs_adopted": result.reconciled.adopted,
+        "stored_objects": body.totals.objects,
+        "stored_bytes": body.totals.stored_bytes,
+        "seconds": round(result.seconds, 3),
+        "failures": [
+            {"path": p.decode("utf-8", "backslashreplace"), "error": m} for p, m in result.failures
+        ],
+    }
+    lines = [
+        f"job {result.job}: manifest {body.sequence} stored at {store.description}",
+        f"  {c.entries:,} entries ({c.entries_reused:,} unchanged), read "
+        f"{human_bytes(c.bytes_read)}, sent {human_bytes(c.bytes_sent)} in {c.packs_sent:,} packs, "
+        f"{result.seconds:.1f} s, {human_bytes(rate)}/s",
+    ]
+    for p, m in result.failures:
+        out.warning(f"not copied: {p.decode('utf-8', 'backslashreplace')}: {m}")
+    out.result(summary, lines)  # type: ignore[arg-type]
+    return EXIT_PARTIAL if result.failures else 0

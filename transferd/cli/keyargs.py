@@ -1,0 +1,58 @@
+"""Load the keys a command line names: key files (mode checked) and recipient lists."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transferd.cli.output import Output
+from transferd.core.keys import (
+    RecipientIdentity,
+    RecipientKey,
+    SenderSecretKey,
+    parse_key_file,
+    parse_recipient,
+)
+from transferd.errors import ConfigError, KeyFormatError
+from transferd.secretfiles import read_secret_file
+
+
+def load_secret(path: Path, out: Output | None) -> RecipientIdentity | SenderSecretKey:
+    text = read_secret_file(path)
+    if text.exposed and out is not None:
+        out.warning(f"{path} is readable by group or others; chmod 600 it")
+    try:
+        return parse_key_file(text.text)
+    except KeyFormatError as e:
+        raise KeyFormatError(f"{path}: {e.message}", hint=e.hint) from None
+
+
+def load_sender_key(path: Path, out: Output | None = None) -> SenderSecretKey:
+    key = load_secret(path, out)
+    if not isinstance(key, SenderSecretKey):
+        raise ConfigError(f"{path} holds a recipient identity, a sender key was expected")
+    return key
+
+
+def load_identity(path: Path, out: Output | None = None) -> RecipientIdentity:
+    key = load_secret(path, out)
+    if not isinstance(key, RecipientIdentity):
+        raise ConfigError(f"{path} holds a sender key, a recipient identity was expected")
+    return key
+
+
+def load_recipients(texts: list[str], files: list[Path]) -> list[RecipientKey]:
+    """Recipients from --recipient texts and --recipients-file files (one per line, # comments)."""
+    keys = [parse_recipient(t) for t in texts]
+    for f in files:
+        try:
+            lines = f.read_text().splitlines()
+        except OSError as e:
+            raise ConfigError(f"cannot read recipients file {f}: {e.strerror}") from None
+        for n, line in enumerate(lines, 1):
+            line = line.strip()
+            if line and not line.startswith("#"):
+                try:
+                    keys.append(parse_recipient(line))
+                except KeyFormatError as e:
+                    raise KeyFormatError(f"{f}:{n}: {e.message}") from None
+    return keys

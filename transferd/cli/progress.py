@@ -1,0 +1,69 @@
+"""Progress of a running send: a live line on a terminal, plain periodic log lines otherwise."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from collections.abc import Callable
+
+from transferd.jobs.pipeline import Counters
+
+log = logging.getLogger("transferd.progress")
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"  # pragma: no cover - loop always returns
+
+
+def human_duration(seconds: float) -> str:
+    seconds = int(seconds)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}"
+
+
+def describe(c: Counters, total: int | None, now: float) -> str:
+    """One line: done/total, rate, ETA, entries, what was sent."""
+    elapsed = max(now - c.started, 1e-6)
+    done = c.bytes_read + c.bytes_reused
+    rate = done / elapsed
+    parts = [f"{human_bytes(done)}" + (f" of {human_bytes(total)}" if total else "")]
+    if total:
+        parts[0] += f" ({100 * min(done, total) / max(total, 1):.0f}%)"
+    parts.append(f"{human_bytes(rate)}/s")
+    if total and rate > 0 and done < total:
+        parts.append(f"ETA {human_duration((total - done) / rate)}")
+    parts.append(f"{c.entries:,} entries")
+    parts.append(f"sent {human_bytes(c.bytes_sent)} in {c.packs_sent:,} packs")
+    if c.failures:
+        parts.append(f"{c.failures} unreadable")
+    return ", ".join(parts)
+
+
+async def report_progress(
+    counters: Counters,
+    total: Callable[[], int | None],
+    *,
+    interactive: bool,
+    interval: float = 10.0,
+) -> None:
+    """Until cancelled: redraw a status line every 0.5 s on a terminal, else log every interval."""
+    if interactive:
+        try:
+            while True:
+                line = describe(counters, total(), time.monotonic())
+                sys.stderr.write("\r\x1b[2K" + line[:200])
+                sys.stderr.flush()
+                await asyncio.sleep(0.5)
+        finally:
+            sys.stderr.write("\r\x1b[2K")
+            sys.stderr.flush()
+    while True:
+        await asyncio.sleep(interval)
+        log.info("progress: %s", describe(counters, total(), time.monotonic()))
