@@ -54,7 +54,8 @@ def open_job_state(state_dir: Path, job: str, rng: Callable[[int], bytes] = os.u
     directory = state_dir / "jobs" / job
     try:
         # Each level 0700: the journal names every file copied, which can itself be sensitive.
-        for d in (state_dir, state_dir / "jobs", directory):
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for d in (state_dir / "jobs", directory):
             d.mkdir(mode=0o700, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"cannot create state directory {directory}: {e.strerror}") from None
