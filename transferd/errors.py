@@ -15,7 +15,10 @@ period). Anything else that escapes is a bug: the CLI prints its traceback and e
     │   └── NotARecipientError          12  "this copy is not encrypted to key …"
     ├── IntegrityError                  13  signature, hash, rollback or completeness failure
     │   ├── SignatureError              13  manifest signed by another key, or signature invalid
-    │   └── RollbackError               13  an older manifest served as the newest
+    │   ├── RollbackError               13  an older manifest served as the newest
+    │   ├── CopyIncompleteError         20  verify: stored objects missing or truncated
+    │   ├── CopyAlteredError            21  verify: an object's bytes changed, or an extra object
+    │   └── CopyUntrustedError          22  verify: a manifest's signature, chain or sequence failed
     ├── ProtocolError                   1   (abstract) a peer or we broke the wire protocol
     │   ├── LocalProtocolError          1   we broke it: a bug on our side
     │   └── RemoteProtocolError         1   the peer broke it
@@ -23,14 +26,18 @@ period). Anything else that escapes is a bug: the CLI prints its traceback and e
     ├── StoreError                      4   (abstract) where ciphertext lands
     │   ├── TransientStoreError         4   worth retrying: timeout, connection reset, 5xx
     │   ├── PermanentStoreError         4   not worth retrying: refused, unauthorized
-    │   └── StoreFullError              5   the storage host is out of space
+    │   ├── StoreFullError              5   the storage host is out of space
+    │   └── StoreUnreadableError        23  verify: the store could not be read (unreachable, denied)
     ├── JobError                        10  (abstract)
     │   ├── JobNotFoundError            10
     │   ├── JobLockedError              11  another process holds the job
     │   └── CheckpointCorruptError      10
     └── CancelledByUserError            130 a signal asked us to stop
 
-Exit codes are published in README.md; add codes, never renumber.
+Exit codes are published in README.md; add codes, never renumber. ``transferd verify`` reports
+its verdict with 0 or 20-23 (protocol/REPORT.md); when several apply, the first of 22, 21, 20, 23
+wins: a broken chain of trust makes every other finding moot, and a finding proven on the bytes
+outranks one that could not be read.
 """
 
 from __future__ import annotations
@@ -95,6 +102,26 @@ class RollbackError(IntegrityError):
     pass
 
 
+class CopyIncompleteError(IntegrityError):
+    """Verify: objects a manifest names are missing from the store or shorter than listed."""
+
+    exit_code = 20
+
+
+class CopyAlteredError(IntegrityError):
+    """Verify: an object's bytes differ from its signed hash, or the store holds objects that no
+    manifest names."""
+
+    exit_code = 21
+
+
+class CopyUntrustedError(IntegrityError):
+    """Verify: a manifest is not signed by the expected sender, the chain of manifests is broken,
+    or the store serves an older manifest than one seen before."""
+
+    exit_code = 22
+
+
 class ProtocolError(TransferdError):
     exit_code = 1
 
@@ -125,6 +152,13 @@ class PermanentStoreError(StoreError):
 
 class StoreFullError(StoreError):
     exit_code = 5
+
+
+class StoreUnreadableError(StoreError):
+    """Verify: the store, or objects in it, could not be read (unreachable, permission denied),
+    so the copy could be neither proven nor disproven."""
+
+    exit_code = 23
 
 
 class JobError(TransferdError):
