@@ -23,6 +23,7 @@ period). Anything else that escapes is a bug: the CLI prints its traceback and e
     │   ├── LocalProtocolError          1   we broke it: a bug on our side
     │   └── RemoteProtocolError         1   the peer broke it
     ├── SourceError                     3   could not read what is being copied
+    ├── TargetError                     6   could not write a restore's target directory
     ├── StoreError                      4   (abstract) where ciphertext lands
     │   ├── TransientStoreError         4   worth retrying: timeout, connection reset, 5xx
     │   ├── PermanentStoreError         4   not worth retrying: refused, unauthorized
@@ -136,6 +137,16 @@ class RemoteProtocolError(ProtocolError):
 
 class SourceError(TransferdError):
     exit_code = 3
+
+
+class TargetError(TransferdError):
+    """A restore could not write its target: out of space, permission denied, a name in the way.
+
+    Its own code because the copy itself is fine: freeing space or fixing permissions and running
+    the restore again is the remedy, not a new key or a re-send.
+    """
+
+    exit_code = 6
 
 
 class StoreError(TransferdError):
