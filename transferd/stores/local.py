@@ -1,0 +1,333 @@
+"""A store in a POSIX directory: temp file, fsync, rename, fsync of the directory.
+
+Layout (protocol/DESIGN-BRIEF.md "Store layout"), under the store's root::
+
+    jobs/<job>/objects/<sha256[0:2]>/<sha256>   packs, object lists, catalog segments
+    jobs/<job>/manifests/<sequence, 20 digits>  manifests, never overwritten
+    jobs/<job>/tmp/<name>.<random>.tmp          files being written; never read as data
+
+Write order, the invariant this module exists for: the bytes are written to a temp file and
+fsynced, the file is renamed (objects) or hard-linked (manifests: ``link`` fails when the target
+exists, so a manifest is never replaced) to its final name, and the directory holding that name
+is fsynced; only then does the call return. Directories created on the way are fsynced into their
+parents. A crash at any instant leaves either nothing or the whole file under the final name; what
+it can leave behind is a temp file, which no listing shows and the next open removes.
+
+Temp files live in a per-job ``tmp/`` directory rather than beside the final name so that
+cleaning up after a crash reads one directory per job instead of walking millions of objects;
+``rename`` between sibling directories of one job is as atomic as within one. A job directory
+may be a mount point of its own (the granularity at which an operator adds a disk); a store-wide
+temp directory would then make every rename fail with EXDEV.
+
+Modes: files 0640, directories 0750 (before the umask, which may only narrow them). Objects are
+ciphertext and manifests are signed public metadata, so letting the store's group read them lets
+an auditor's account verify a copy without running as the server's user or being able to alter
+it; others get nothing, because job names, object sizes and counts are still metadata worth
+hiding. A stricter umask (systemd ``UMask=0077``) is honoured.
+
+Every blocking call runs in a worker thread (``asyncio.to_thread``): the event loop of a storage
+host serving many uploads must never wait on a disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import os
+import re
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+from transferd.core.constants import MANIFEST_SEQUENCE_DIGITS
+from transferd.core.manifest import manifest_name
+from transferd.errors import (
+    IntegrityError,
+    PermanentStoreError,
+    StoreError,
+    StoreFullError,
+    TransientStoreError,
+)
+from transferd.stores.base import (
+    ManifestExistsError,
+    ObjectNotFoundError,
+    check_job,
+    check_object_name,
+)
+
+FILE_MODE = 0o640
+DIR_MODE = 0o750
+TEMP_SUFFIX = ".tmp"
+TEMP_MAX_AGE = 3600.0
+"""Seconds after which a temp file is a crash's leftover. A younger one may be another process
+writing to the same directory right now (a ``verify`` opening the store while ``serve`` runs),
+so opening a store removes only older ones; a write takes seconds, not an hour."""
+
+_OBJECT = re.compile(r"[0-9a-f]{64}")
+_SEQUENCE = re.compile(rf"[0-9]{{{MANIFEST_SEQUENCE_DIGITS}}}")
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+_TRANSIENT = frozenset({errno.EINTR, errno.EAGAIN, errno.EBUSY, errno.ETIMEDOUT})
+_MAX_SEQUENCE = 10**MANIFEST_SEQUENCE_DIGITS - 1
+
+
+class LocalStore:
+    """A store rooted at a directory, created (one level) if missing."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).absolute()
+        self.description = str(self.root)
+        self._known_dirs: set[Path] = set()
+        try:
+            self.root.mkdir(mode=DIR_MODE, exist_ok=True)
+        except FileNotFoundError:
+            raise PermanentStoreError(
+                f"cannot create the store {self.root}: directory {self.root.parent} does not exist"
+            ) from None
+        except OSError as exc:
+            raise self._error("create the store", self.root, exc) from exc
+        if not self.root.is_dir():
+            raise PermanentStoreError(f"the store {self.root} is not a directory")
+        self._remove_stale_temp_files(time.time())
+
+    # --- paths ----------------------------------------------------------------------------
+
+    def _job_dir(self, job: str) -> Path:
+        return self.root / "jobs" / check_job(job)
+
+    def _object_path(self, job: str, name: str) -> Path:
+        check_object_name(name)
+        return self._job_dir(job) / "objects" / name[:2] / name
+
+    def _manifest_path(self, job: str, sequence: int) -> Path:
+        if not isinstance(sequence, int) or not 1 <= sequence <= _MAX_SEQUENCE:
+            raise PermanentStoreError(f"manifest sequence {sequence!r} is out of range")
+        return self._job_dir(job) / "manifests" / manifest_name(sequence)
+
+    # --- writes ---------------------------------------------------------------------------
+
+    async def put_object(self, job: str, name: str, data: bytes) -> None:
+        path = self._object_path(job, name)
+        await asyncio.to_thread(self._put_object, job, name, path, data)
+
+    def _put_object(self, job: str, name: str, path: Path, data: bytes) -> None:
+        if hashlib.sha256(data).hexdigest() != name:
+            raise IntegrityError(f"object {name} does not hash to its name")
+        if path.exists():  # final names only ever hold complete objects: nothing to do
+            return
+        temp = self._write_temp(job, name, data)
+        try:
+            self._make_dirs(path.parent)
+            os.rename(temp, path)
+            _fsync_dir(path.parent)
+        except OSError as exc:
+            temp.unlink(missing_ok=True)
+            raise self._error(f"store object {name} of job {job}", path, exc) from exc
+
+    async def put_manifest(self, job: str, sequence: int, data: bytes) -> None:
+        path = self._manifest_path(job, sequence)
+        await asyncio.to_thread(self._put_manifest, job, sequence, path, bytes(data))
+
+    def _put_manifest(self, job: str, sequence: int, path: Path, data: bytes) -> None:
+        if path.exists():  # checked first so a refused manifest costs no write
+            raise _manifest_exists(job, sequence)
+        temp = self._write_temp(job, manifest_name(sequence), data)
+        try:
+            self._make_dirs(path.parent)
+            os.link(temp, path)  # fails with EEXIST instead of replacing: never overwritten
+            _fsync_dir(path.parent)
+        except FileExistsError:
+            raise _manifest_exists(job, sequence) from None
+        except OSError as exc:
+            raise self._error(f"store manifest {sequence} of job {job}", path, exc) from exc
+        finally:
+            temp.unlink(missing_ok=True)
+
+    def _write_temp(self, job: str, name: str, data: bytes) -> Path:
+        """A new, fsynced temp file in the job's tmp/ holding ``data``; removed on any failure."""
+        tmp_dir = self._job_dir(job) / "tmp"
+        temp = tmp_dir / f"{name}.{os.urandom(8).hex()}{TEMP_SUFFIX}"
+        try:
+            self._make_dirs(tmp_dir)
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+        except OSError as exc:
+            raise self._error(f"write to job {job}", tmp_dir, exc) from exc
+        try:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            temp.unlink(missing_ok=True)
+            raise self._error(f"write to job {job}", temp, exc) from exc
+        return temp
+
+    def _make_dirs(self, path: Path) -> None:
+        """Create ``path`` and missing parents below the root, each fsynced into its parent."""
+        if path in self._known_dirs:
+            return
+        missing: list[Path] = []
+        probe = path
+        while probe != self.root and not probe.is_dir():
+            missing.append(probe)
+            probe = probe.parent
+        for directory in reversed(missing):
+            try:
+                directory.mkdir(mode=DIR_MODE)
+            except FileExistsError:  # another thread created it; it made it durable too
+                continue
+            _fsync_dir(directory.parent)
+        self._known_dirs.add(path)
+
+    async def delete_object(self, job: str, name: str) -> None:
+        path = self._object_path(job, name)
+        await asyncio.to_thread(self._delete, job, name, path)
+
+    def _delete(self, job: str, name: str, path: Path) -> None:
+        try:
+            path.unlink()
+            _fsync_dir(path.parent)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise self._error(f"delete object {name} of job {job}", path, exc) from exc
+
+    # --- reads ----------------------------------------------------------------------------
+
+    async def has_objects(self, job: str, names: Sequence[str]) -> set[str]:
+        job_dir = self._job_dir(job)
+        wanted = [n for n in names if isinstance(n, str) and _OBJECT.fullmatch(n)]
+
+        def held() -> set[str]:
+            return {n for n in wanted if (job_dir / "objects" / n[:2] / n).is_file()}
+
+        return await asyncio.to_thread(held)
+
+    async def get_object(
+        self, job: str, name: str, offset: int = 0, length: int | None = None
+    ) -> bytes:
+        path = self._object_path(job, name)
+        if offset < 0 or (length is not None and length < 0):
+            raise PermanentStoreError(f"cannot read object {name}: negative offset or length")
+        what = f"object {name} of job {job}"
+        return await asyncio.to_thread(self._read, what, path, offset, length)
+
+    async def get_manifest(self, job: str, sequence: int) -> bytes:
+        path = self._manifest_path(job, sequence)
+        what = f"manifest {sequence} of job {job}"
+        return await asyncio.to_thread(self._read, what, path, 0, None)
+
+    def _read(self, what: str, path: Path, offset: int, length: int | None) -> bytes:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise ObjectNotFoundError(f"{what} is not in the store") from None
+        except OSError as exc:
+            raise self._error(f"read {what}", path, exc) from exc
+        try:
+            size = os.fstat(fd).st_size
+            end = size if length is None else min(size, offset + length)
+            parts: list[bytes] = []
+            while offset < end:
+                part = os.pread(fd, end - offset, offset)
+                if not part:  # the file shrank under us: it was not written by this store
+                    raise PermanentStoreError(f"{what} at {path} is shorter than its size")
+                parts.append(part)
+                offset += len(part)
+            return b"".join(parts)
+        except OSError as exc:
+            raise self._error(f"read {what}", path, exc) from exc
+        finally:
+            os.close(fd)
+
+    async def list_objects(self, job: str) -> AsyncIterator[tuple[str, int]]:
+        """Objects in ascending name order, one shard directory (1/256 of the job) at a time,
+        so that a job of millions of objects is never held in memory."""
+        objects = self._job_dir(job) / "objects"
+        shards = await asyncio.to_thread(_list_dir, objects)
+        for shard in sorted(s for s in shards if re.fullmatch(r"[0-9a-f]{2}", s)):
+            entries = await asyncio.to_thread(_sized_entries, objects / shard, shard)
+            for entry in entries:
+                yield entry
+
+    async def list_manifests(self, job: str) -> list[int]:
+        names = await asyncio.to_thread(_list_dir, self._job_dir(job) / "manifests")
+        return sorted(int(n) for n in names if _SEQUENCE.fullmatch(n) and int(n) >= 1)
+
+    async def list_jobs(self) -> list[str]:
+        names = await asyncio.to_thread(_list_dir, self.root / "jobs")
+        jobs: list[str] = []
+        for name in sorted(names):
+            try:
+                jobs.append(check_job(name))
+            except PermanentStoreError:  # not a job directory this store made: ignore it
+                continue
+        return jobs
+
+    async def close(self) -> None:
+        pass
+
+    # --- housekeeping and errors ----------------------------------------------------------
+
+    def _remove_stale_temp_files(self, now: float) -> None:
+        for job in _list_dir(self.root / "jobs"):
+            tmp_dir = self.root / "jobs" / job / "tmp"
+            for name in _list_dir(tmp_dir):
+                path = tmp_dir / name
+                try:
+                    if name.endswith(TEMP_SUFFIX) and now - path.stat().st_mtime > TEMP_MAX_AGE:
+                        path.unlink()
+                except FileNotFoundError:
+                    continue
+                except OSError as exc:
+                    raise self._error("remove a stale temp file", path, exc) from exc
+
+    def _error(self, action: str, path: Path, exc: OSError) -> StoreError:
+        """The store error an OSError stands for, naming the store and what was being done."""
+        if exc.errno in _FULL:
+            return StoreFullError(
+                f"the store at {self.root} is out of space: could not {action}",
+                hint="free space or grow the file system, then resume the job",
+            )
+        reason = (exc.strerror or str(exc)).lower()
+        if exc.errno in _TRANSIENT:
+            return TransientStoreError(f"cannot {action} at {path}: {reason}")
+        return PermanentStoreError(f"cannot {action} at {path}: {reason}")
+
+
+def _manifest_exists(job: str, sequence: int) -> ManifestExistsError:
+    return ManifestExistsError(f"manifest {sequence} of job {job} already exists")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _list_dir(path: Path) -> list[str]:
+    try:
+        return os.listdir(path)
+    except FileNotFoundError:
+        return []
+
+
+def _sized_entries(shard_dir: Path, shard: str) -> list[tuple[str, int]]:
+    entries: list[tuple[str, int]] = []
+    try:
+        with os.scandir(shard_dir) as it:
+            for entry in it:
+                if _OBJECT.fullmatch(entry.name) and entry.name.startswith(shard):
+                    try:
+                        entries.append((entry.name, entry.stat(follow_symlinks=False).st_size))
+                    except FileNotFoundError:  # deleted while listing
+                        continue
+    except FileNotFoundError:
+        return []
+    entries.sort()
+    return entries
