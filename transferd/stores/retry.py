@@ -1,0 +1,169 @@
+"""Retries with backoff around any store, so that no driver retries on its own.
+
+Only :class:`~transferd.errors.TransientStoreError` is retried (a timeout, a reset connection, a
+5xx); a refusal, a full disk or a missing object is answered at once. The delay before retry *n*
+is drawn uniformly from ``[0, min(max_delay, base_delay * 2**(n-1))]`` ("full jitter", AWS
+Architecture Blog, "Exponential Backoff and Jitter"): many agents that lost the same host at the
+same instant spread their retries instead of returning together. Every method of the contract is
+idempotent, which is what makes retrying safe; two need a word:
+
+- ``put_manifest`` retried after a lost answer may find the manifest its first attempt stored.
+  A ``ManifestExistsError`` on a retry is therefore checked: if the stored bytes are the ones
+  being put, the call succeeded; otherwise the refusal stands.
+- ``list_objects`` is retried until its first entry is yielded. After that a restarted listing
+  would repeat entries (the contract fixes no order), so a failure mid-listing is raised.
+
+The clock, the sleep and the random source are injectable so tests run without waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TypeVar
+
+from transferd.errors import TransientStoreError
+from transferd.stores.base import ManifestExistsError, Store
+
+T = TypeVar("T")
+
+log = logging.getLogger("transferd.stores.retry")
+
+
+class RetryingStore:
+    """A Store that retries its inner store's transient failures with backoff."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        attempts: int = 8,
+        base_delay: float = 0.5,
+        max_delay: float = 30.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        if attempts < 1:
+            raise ValueError("attempts must be at least 1")
+        self.inner = store
+        self.description = store.description
+        self.attempts = attempts
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self._sleep = sleep
+        self._clock = clock
+        self._jitter = jitter
+
+    def delay(self, retry: int) -> float:
+        """Seconds to wait before retry number ``retry`` (1 for the first retry)."""
+        ceiling = min(self.max_delay, self.base_delay * 2.0 ** (retry - 1))
+        return self._jitter() * ceiling
+
+    async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        started = self._clock()
+        attempt = 1
+        while True:
+            try:
+                return await call()
+            except TransientStoreError as exc:
+                if attempt >= self.attempts:
+                    elapsed = self._clock() - started
+                    raise TransientStoreError(
+                        f"{what} on {self.description} failed {attempt} times over "
+                        f"{elapsed:.1f} s; last error: {exc.message}",
+                        hint=exc.hint or "check that the store is reachable, then resume the job",
+                    ) from exc
+                delay = self.delay(attempt)
+                log.warning(
+                    "%s on %s failed (attempt %d of %d), retrying in %.1f s: %s",
+                    what,
+                    self.description,
+                    attempt,
+                    self.attempts,
+                    delay,
+                    exc.message,
+                )
+                await self._sleep(delay)
+                attempt += 1
+
+    async def put_object(self, job: str, name: str, data: bytes) -> None:
+        await self._call(
+            f"storing object {name} of job {job}",
+            lambda: self.inner.put_object(job, name, data),
+        )
+
+    async def has_objects(self, job: str, names: Sequence[str]) -> set[str]:
+        return await self._call(
+            f"asking which of {len(names)} objects job {job} holds",
+            lambda: self.inner.has_objects(job, names),
+        )
+
+    async def get_object(
+        self, job: str, name: str, offset: int = 0, length: int | None = None
+    ) -> bytes:
+        return await self._call(
+            f"reading object {name} of job {job}",
+            lambda: self.inner.get_object(job, name, offset, length),
+        )
+
+    async def list_objects(self, job: str) -> AsyncIterator[tuple[str, int]]:
+        iterator: AsyncIterator[tuple[str, int]] | None = None
+
+        async def first() -> tuple[str, int] | None:
+            nonlocal iterator
+            iterator = aiter(self.inner.list_objects(job))
+            try:
+                return await anext(iterator)
+            except StopAsyncIteration:
+                return None
+
+        entry = await self._call(f"listing the objects of job {job}", first)
+        if entry is None or iterator is None:
+            return
+        yield entry
+        async for entry in iterator:
+            yield entry
+
+    async def delete_object(self, job: str, name: str) -> None:
+        await self._call(
+            f"deleting object {name} of job {job}",
+            lambda: self.inner.delete_object(job, name),
+        )
+
+    async def put_manifest(self, job: str, sequence: int, data: bytes) -> None:
+        tried = False
+
+        async def put() -> None:
+            nonlocal tried
+            try:
+                await self.inner.put_manifest(job, sequence, data)
+            except ManifestExistsError:
+                # A first attempt whose answer was lost may have stored it: same bytes, done.
+                if tried and await self.inner.get_manifest(job, sequence) == data:
+                    return
+                raise
+            finally:
+                tried = True
+
+        await self._call(f"storing manifest {sequence} of job {job}", put)
+
+    async def get_manifest(self, job: str, sequence: int) -> bytes:
+        return await self._call(
+            f"reading manifest {sequence} of job {job}",
+            lambda: self.inner.get_manifest(job, sequence),
+        )
+
+    async def list_manifests(self, job: str) -> list[int]:
+        return await self._call(
+            f"listing the manifests of job {job}", lambda: self.inner.list_manifests(job)
+        )
+
+    async def list_jobs(self) -> list[str]:
+        return await self._call("listing jobs", self.inner.list_jobs)
+
+    async def close(self) -> None:
+        await self.inner.close()
