@@ -188,7 +188,7 @@ class CatalogWriter:
     def add(self, record: dict[str, Any]) -> tuple[int, bytes] | None:
         if record.get("t") not in RECORD_TYPES:
             raise ValueError(f"unknown record type {record.get('t')!r}")
-        line = canonical.dumps(record) + b"\n"
+        line = canonical.dumps(record, checked=False) + b"\n"
         full = None
         if self._size + len(line) > CATALOG_SEGMENT_MAX and self._lines:
             full = self._take()

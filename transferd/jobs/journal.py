@@ -234,6 +234,9 @@ class Journal:
             return None
         return Entry(*row[:9])
 
+    def has_entries(self) -> bool:
+        return self._db.execute("SELECT 1 FROM entries LIMIT 1").fetchone() is not None
+
     def touch_entries(self, paths: Iterable[bytes], run: int) -> None:
         db = self._db
         db.execute("BEGIN IMMEDIATE")

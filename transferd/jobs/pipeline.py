@@ -49,8 +49,9 @@ _ENTRY_FLUSH = 2000
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    level: int = 3
-    """zstd level: 3 is zstd's default; the perf/ bench measures the others."""
+    level: int = 1
+    """zstd level. On CSV exports level 1 runs ~1.5x faster than 3 for a ratio within 1%
+    (perf/README.md): the pipeline is compression-bound, so this is the default."""
     workers: int = max(1, os.cpu_count() or 1)
     uploads: int = 4
     """Packs in flight to the store: hides the round trip; bounds what a crash resends."""
@@ -196,6 +197,8 @@ class Pipeline:
                 _Work("inline", future=fut, inline=[(_Stream(i.entry), "") for i in batch])
             )
 
+        # A job's first run has nothing to reuse: skip 20,000 journal look-ups for 20,000 files.
+        may_reuse = self.journal.has_entries()
         async for item in source.items():
             await self._paused.wait()
             if isinstance(item, MetaItem):
@@ -204,7 +207,7 @@ class Pipeline:
             if isinstance(item, FailedItem):  # pragma: no cover - sources report these themselves
                 continue
             entry = item.entry
-            known = Journal.reusable_entry(self.journal.reader(), entry.path)
+            known = Journal.reusable_entry(self.journal.reader(), entry.path) if may_reuse else None
             if (
                 known is not None
                 and known.fingerprint == entry.fingerprint

@@ -85,7 +85,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="DIR",
         help=f"the sender's state directory (default {default_state_dir()})",
     )
-    p.add_argument("--level", type=int, default=3, help="zstd level (default 3)")
+    p.add_argument("--level", type=int, default=1, help="zstd level (default 1)")
     p.add_argument(
         "--workers",
         type=int,
