@@ -16,13 +16,18 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import random
 import sys
 from pathlib import Path
 
 DRUGS = [f"CIP{n:07d}" for n in range(0, 4000, 7)]
-GHM = [f"{a:02d}{b}{c:02d}{d}" for a in range(1, 28) for b in "CKMZ" for c in (1, 2, 4, 7) for d in "1234"]
+GHM = [
+    f"{a:02d}{b}{c:02d}{d}"
+    for a in range(1, 28)
+    for b in "CKMZ"
+    for c in (1, 2, 4, 7)
+    for d in "1234"
+]
 DEPTS = [f"{d:02d}" for d in range(1, 96)] + ["2A", "2B", "971", "972", "973", "974", "976"]
 CITIES = ["Paris", "Lyon", "Marseille", "Toulouse", "Lille", "Rennes", "Nantes", "Bordeaux",
           "Strasbourg", "Montpellier", "Nice", "Grenoble", "Dijon", "Brest", "Tours"]  # fmt: skip
@@ -65,7 +70,9 @@ def write_random(path: Path, size: int, seed: bytes) -> None:
     with open(path, "wb") as f:
         written, counter = 0, 0
         while written < size:
-            block = hashlib.shake_256(seed + counter.to_bytes(8, "big")).digest(min(1 << 20, size - written))
+            block = hashlib.shake_256(seed + counter.to_bytes(8, "big")).digest(
+                min(1 << 20, size - written)
+            )
             f.write(block)
             written += len(block)
             counter += 1
@@ -84,7 +91,9 @@ def generate(root: Path, size: int, small_files: int, seed: int) -> None:
         write_table(root / "tables" / f"{name}.csv", int(tables * w), rng)
     n_bin = max(1, incompressible // (32 << 20))
     for i in range(n_bin):
-        write_random(root / "imaging" / f"scan_{i:04d}.bin", incompressible // n_bin, f"{seed}:{i}".encode())
+        write_random(
+            root / "imaging" / f"scan_{i:04d}.bin", incompressible // n_bin, f"{seed}:{i}".encode()
+        )
     for i in range(small_files):
         d = root / "forms" / f"{2015 + i % 10}" / f"{1 + i % 12:02d}" / f"{1 + (i // 12) % 28:02d}"
         d.mkdir(parents=True, exist_ok=True)

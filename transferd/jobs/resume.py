@@ -5,6 +5,9 @@ host no longer holds (its chunks will be sent again), then adopt packs the host 
 journal never recorded — a pack acknowledged just before the sender was killed, whose journal
 commit never happened. Its header, sealed with the job key, says which chunks it holds, so they
 are not sent a third time and the pack does not remain as an unlisted extra object.
+
+Catalog and object-list segments that no manifest names are the leftovers of a run killed while
+publishing; they are deleted, so that a verifier finds no extra object once the job completes.
 """
 
 from __future__ import annotations
@@ -12,8 +15,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from transferd.core import packs
-from transferd.core.constants import PACK_MAX_SIZE
+from transferd.core import manifest, packs
+from transferd.core.constants import (
+    CATALOG_MAGIC,
+    FORMAT_VERSION,
+    OBJECT_LIST_MAGIC,
+    PACK_MAX_SIZE,
+)
 from transferd.core.jobkey import JobKey
 from transferd.errors import AuthenticationError, FormatError
 from transferd.jobs.journal import Journal
@@ -28,6 +36,8 @@ class Reconciled:
     """Packs the journal named that the host no longer holds."""
     adopted: int = 0
     """Packs the host holds that the journal did not know (their commit was lost in a crash)."""
+    removed: int = 0
+    """Segments of an interrupted publication, named by no manifest, deleted."""
 
 
 async def reconcile(store: Store, job: str, key: JobKey, journal: Journal) -> Reconciled:
@@ -42,12 +52,17 @@ async def reconcile(store: Store, job: str, key: JobKey, journal: Journal) -> Re
             "the host no longer holds %d acknowledged packs; they will be sent again",
             result.dropped,
         )
+    referenced = await _referenced_segments(store, job)
     async for name, size in store.list_objects(job):
-        if journal.has_pack(name) or size > PACK_MAX_SIZE or size < packs.PACK_PREFIX_SIZE + 4:
+        if journal.has_pack(name) or name in referenced or size < packs.PACK_PREFIX_SIZE + 4:
             continue
         prefix = await store.get_object(job, name, 0, packs.PACK_PREFIX_SIZE)
-        if prefix != packs.PACK_PREFIX:
-            continue  # a catalog or object-list segment
+        if prefix in _SEGMENT_PREFIXES:
+            await store.delete_object(job, name)
+            result.removed += 1
+            continue
+        if prefix != packs.PACK_PREFIX or size > PACK_MAX_SIZE:
+            continue
         try:
             tail = await store.get_object(job, name, size - 4, 4)
             length = packs.header_length(tail, size)
@@ -62,4 +77,21 @@ async def reconcile(store: Store, job: str, key: JobKey, journal: Journal) -> Re
         result.adopted += 1
     if result.adopted:
         log.info("adopted %d packs the host held but the journal had not recorded", result.adopted)
+    if result.removed:
+        log.info("removed %d segments left by an interrupted publication", result.removed)
     return result
+
+
+_SEGMENT_PREFIXES = {
+    CATALOG_MAGIC + bytes([FORMAT_VERSION]),
+    OBJECT_LIST_MAGIC + bytes([FORMAT_VERSION]),
+}
+
+
+async def _referenced_segments(store: Store, job: str) -> set[str]:
+    """Names of every catalog and object-list segment some manifest of the job names."""
+    names: set[str] = set()
+    for sequence in await store.list_manifests(job):
+        body = manifest.parse(await store.get_manifest(job, sequence)).body
+        names.update(ref.name for ref in (*body.catalog, *body.object_lists))
+    return names
