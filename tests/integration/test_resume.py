@@ -1,0 +1,182 @@
+"""End to end, with real processes and sockets: a send survives kills, cuts and a full disk.
+
+Each test sends a tree through a real ``transferd serve`` (via a counting proxy where the test
+measures or breaks the link), restores it with the recipient's identity, and compares the trees
+byte for byte. These are the few full-stack tests; everything they combine is tested alone too.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.harness import (
+    Keys,
+    Server,
+    cli,
+    make_keys,
+    make_tree,
+    send_args,
+    stored_bytes,
+    tree,
+)
+from tests.integration.proxy import ChaosProxy
+from transferd.core.constants import CHUNK_MAX
+
+PACK = 1024 * 1024
+UPLOADS = 2
+WINDOW = UPLOADS * (PACK + CHUNK_MAX)
+"""What one kill may cost: every pack in flight, each at most the pack target plus one chunk."""
+
+
+def restore_and_compare(tmp_path: Path, source: Path, url: str, job: str, keys: Keys) -> None:
+    out = tmp_path / f"restored-{job}"
+    cli("restore", "--from", url, "--job", job, "--identity", keys.owner_key, "--out", out,
+        "--sender", keys.sender, "--sender-key", keys.sender_key)  # fmt: skip
+    assert tree(out) == tree(source)
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> Keys:
+    return make_keys(tmp_path / "keys")
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    src = tmp_path / "src"
+    make_tree(src, seed=1, big_mib=24)
+    return src
+
+
+@pytest.mark.slow
+def test_sender_killed_at_random_points_resumes_and_resends_at_most_the_window(
+    tmp_path: Path, keys: Keys, source: Path
+) -> None:
+    server = Server(tmp_path / "store", keys.sender).start()
+    rng = random.Random(4)
+    try:
+        with ChaosProxy(server.port) as proxy:
+            kills = 0
+            args = send_args(source, proxy.url, "claims", keys, tmp_path / "state",
+                             "--pack-size", str(PACK), "--uploads", str(UPLOADS))  # fmt: skip
+            while True:
+                proc = subprocess.Popen(
+                    args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+                )
+                if kills < 4:
+                    time.sleep(rng.uniform(0.6, 1.6))
+                    if proc.poll() is None:
+                        proc.kill()
+                        proc.wait()
+                        kills += 1
+                        continue
+                out, err = proc.communicate(timeout=120)
+                assert proc.returncode == 0, err
+                break
+            summary = json.loads(out)
+            assert summary["complete"] is True
+            resent = proxy.upstream_bytes - stored_bytes(tmp_path / "store", "claims")
+            # Request headers, inventory and listing requests add a little to the pack bytes.
+            assert resent <= kills * WINDOW + 1024 * 1024, (resent, kills)
+        restore_and_compare(tmp_path, source, server.url, "claims", keys)
+    finally:
+        server.kill()
+
+
+@pytest.mark.slow
+def test_receiver_killed_and_restarted_during_a_send(
+    tmp_path: Path, keys: Keys, source: Path
+) -> None:
+    server = Server(tmp_path / "store", keys.sender).start()
+    try:
+        args = send_args(source, server.url, "claims", keys, tmp_path / "state",
+                         "--pack-size", str(PACK), "--uploads", str(UPLOADS))  # fmt: skip
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for delay in (0.8, 0.5, 0.5):
+            time.sleep(delay)
+            if proc.poll() is not None:
+                break
+            server.kill()
+            time.sleep(0.3)
+            server.start()
+        _out, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, err
+        restore_and_compare(tmp_path, source, server.url, "claims", keys)
+    finally:
+        server.kill()
+
+
+@pytest.mark.slow
+def test_link_cut_mid_upload_is_retried(tmp_path: Path, keys: Keys, source: Path) -> None:
+    server = Server(tmp_path / "store", keys.sender).start()
+    try:
+        with ChaosProxy(server.port) as proxy:
+            proxy.cut_every(3 * 1024 * 1024)
+            args = send_args(source, proxy.url, "claims", keys, tmp_path / "state",
+                             "--pack-size", str(PACK), "--uploads", "1")  # fmt: skip
+            proc = subprocess.run(args, capture_output=True, text=True, timeout=180)
+            assert proc.returncode == 0, proc.stderr
+            assert proxy.cuts >= 3
+        restore_and_compare(tmp_path, source, server.url, "claims", keys)
+    finally:
+        server.kill()
+
+
+def test_dead_host_ends_the_run_with_a_clear_message_and_resumable_state(
+    tmp_path: Path, keys: Keys, source: Path
+) -> None:
+    server = Server(tmp_path / "store", keys.sender)  # not started: nobody listens on its port
+    args = send_args(source, server.url, "claims", keys, tmp_path / "state", "--retries", "2")
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 4, proc.stderr
+    error = json.loads(proc.stderr.strip().splitlines()[-1])
+    assert "127.0.0.1" in error["error"]
+    assert "Traceback" not in proc.stderr
+    server.start()
+    try:
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        restore_and_compare(tmp_path, source, server.url, "claims", keys)
+    finally:
+        server.kill()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 40 MiB tmpfs for the store (tests run as root, in CI too)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(mount)], check=True)
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_full_disk_at_the_host_is_reported_and_the_job_resumes_once_space_is_freed(
+    tmp_path: Path, keys: Keys, source: Path, small_disk: Path
+) -> None:
+    filler = small_disk / "filler"
+    filler.write_bytes(b"\0" * (30 * 1024 * 1024))
+    server = Server(small_disk / "store", keys.sender).start()
+    try:
+        args = send_args(
+            source, server.url, "claims", keys, tmp_path / "state", "--pack-size", str(PACK)
+        )
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 5, proc.stderr
+        assert "out of space" in json.loads(proc.stderr.strip().splitlines()[-1])["error"]
+        leftovers = [
+            p for p in (small_disk / "store").rglob("*") if p.is_file() and ".tmp" in p.name
+        ]
+        assert leftovers == []
+        filler.unlink()
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        restore_and_compare(tmp_path, source, server.url, "claims", keys)
+    finally:
+        server.kill()
