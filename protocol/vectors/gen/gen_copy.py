@@ -1,0 +1,174 @@
+"""copy/: a whole stored copy of a tiny job, written as a sender would, and the tree it restores.
+
+The job holds a directory, an empty file, a file whose name is not UTF-8, and a symlink to it.
+Two manifests: sequence 1 encrypted to A, then a rekey (sequence 2) to B and A, so a reader must
+take the newest manifest, follow its chain and try every stanza.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import shutil
+from pathlib import Path
+from typing import Any
+
+import blake3
+from common import (
+    IDENTITY_A,
+    IDENTITY_B,
+    SENDER,
+    Vector,
+    det,
+    vector,
+    vector_file,
+    write_json,
+)
+
+from transferd.core import canonical
+from transferd.core.catalog import ChunkRef, chunk_records, name_fields, seal_segment
+from transferd.core.chunking import cut
+from transferd.core.envelope import new_compressor, seal_chunk
+from transferd.core.jobkey import JobKey, wrap
+from transferd.core.keys import render_key_file
+from transferd.core.manifest import ManifestBody, Totals, manifest_name, sign
+from transferd.core.objectlist import ObjectRef, encode_segment
+from transferd.core.packs import PackBuilder, object_name
+
+JOB = "tiny"
+JOB_KEY = JobKey(det("copy job key"))
+MTIME = 1_795_000_000_000_000_000
+RESUME = b"docs/r\xe9sum\xe9.txt"  # Latin-1, not UTF-8
+CONTENT = b"Dossier de test: aucune donnee de sante reelle ici.\n" * 6
+
+# (kind, path, mode, mtime_ns, content or symlink target)
+TREE: list[tuple[str, bytes, int, int, bytes]] = [
+    ("dir", b"docs", 0o750, MTIME + 3_000, b""),
+    ("file", b"docs/empty.txt", 0o644, MTIME + 1_000, b""),
+    ("file", RESUME, 0o600, MTIME + 2_000, CONTENT),
+    ("symlink", b"latest", 0, MTIME + 4_000, RESUME),
+]
+
+
+def _records_and_pack() -> tuple[list[dict[str, Any]], bytes]:
+    records: list[dict[str, Any]] = [{"t": "source", "kind": "directory", "root": "/srv/tiny"}]
+    pack = PackBuilder()
+    size = 0
+    for i, (kind, path, mode, mtime, data) in enumerate(TREE):
+        if kind == "dir":
+            records.append(
+                {"t": "dir", **name_fields("path", path), "mode": mode, "mtime_ns": mtime}
+            )
+        elif kind == "symlink":
+            records.append({"t": "symlink", **name_fields("path", path),
+                            **name_fields("target", data), "mtime_ns": mtime})  # fmt: skip
+        else:
+            records.append(
+                {"t": "file", **name_fields("path", path), "mode": mode, "mtime_ns": mtime}
+            )
+            refs = []
+            for n, chunk in enumerate(cut(data)):
+                nonce = det(f"copy chunk nonce {i} {n}", 24)
+                cid, blob = seal_chunk(JOB_KEY, chunk, nonce, new_compressor(3))
+                entry = pack.add(cid, blob, len(chunk))
+                refs.append(ChunkRef(0, entry.offset, entry.blob_len, len(chunk), cid))
+            records += chunk_records(refs)
+            records.append(
+                {"t": "end", "size": len(data), "blake3": blake3.blake3(data).hexdigest()}
+            )
+            size += len(data)
+    counts = {kind + "s": sum(t[0] == kind for t in TREE) for kind in ("file", "dir", "symlink")}
+    records.append({"t": "totals", **counts, "tables": 0, "rows": 0, "chunks": len(pack),
+                    "bytes": size})  # fmt: skip
+    return records, pack.finish(JOB_KEY.pack_header_key, det("copy pack header nonce", 24))
+
+
+def _tree_json() -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for kind, path, mode, mtime, data in sorted(TREE, key=lambda t: t[1]):
+        entry: dict[str, Any] = {"type": kind, **name_fields("path", path), "mtime_ns": mtime}
+        if kind == "symlink":
+            entry |= name_fields("target", data)
+        else:
+            entry["mode"] = mode
+        if kind == "file":
+            entry |= {"size": len(data), "blake3": blake3.blake3(data).hexdigest(),
+                      "content_b64": base64.b64encode(data).decode()}  # fmt: skip
+        out.append(entry)
+    return out
+
+
+def _put(store: Path, data: bytes) -> ObjectRef:
+    name = object_name(data)
+    path = store / "jobs" / JOB / "objects" / name[:2] / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return ObjectRef(hashlib.sha256(data).digest(), len(data))
+
+
+def _manifest(sequence: int, previous: bytes | None, recipients: tuple[Any, ...],
+              lists: ObjectRef, catalog: ObjectRef, pack: ObjectRef) -> bytes:  # fmt: skip
+    stanzas = tuple(
+        wrap(JOB_KEY, r.public(), det(f"copy ephemeral {sequence} {n}"))
+        for n, r in enumerate(recipients)
+    )
+    body = ManifestBody(
+        job=JOB,
+        job_id=det("copy job id", 16).hex(),
+        sequence=sequence,
+        created=f"2026-11-2{1 + sequence}T08:00:00Z",
+        previous=None if previous is None else hashlib.sha256(previous).hexdigest(),
+        sender=SENDER.public().to_text(),
+        recipients=stanzas,
+        key_check=JOB_KEY.key_check,
+        object_lists=(lists,),
+        catalog=(catalog,),
+        totals=Totals(objects=1, stored_bytes=pack.size),
+    )
+    return sign(body, SENDER)
+
+
+def write(copy_dir: Path) -> dict[str, Any]:
+    """Write copy/store and copy/identity.txt; return the contents of copy/copy.json."""
+    store = copy_dir / "store"
+    shutil.rmtree(store, ignore_errors=True)
+    records, pack_bytes = _records_and_pack()
+    pack = _put(store, pack_bytes)
+    lists = _put(store, encode_segment([pack]))
+    lines = b"".join(canonical.dumps(r) + b"\n" for r in records)
+    catalog = _put(
+        store, seal_segment(JOB_KEY.catalog_key, 0, lines, det("copy catalog nonce", 24))
+    )
+    first = _manifest(1, None, (IDENTITY_A,), lists, catalog, pack)
+    second = _manifest(2, first, (IDENTITY_B, IDENTITY_A), lists, catalog, pack)
+    manifests = store / "jobs" / JOB / "manifests"
+    manifests.mkdir(parents=True)
+    (manifests / manifest_name(1)).write_bytes(first)
+    (manifests / manifest_name(2)).write_bytes(second)
+    (copy_dir / "identity.txt").write_text(render_key_file(IDENTITY_A, "2026-11-22T20:00:00Z"))
+    v: Vector = vector(
+        "tiny_job_rekeyed",
+        "a directory, an empty file, a file with a Latin-1 name, a symlink; manifest 2 rekeys "
+        "the job to B and A",
+        flags=("Deterministic", "Unicode"),
+        store="store",
+        job=JOB,
+        identity_file="identity.txt",
+        expected_sender=SENDER.public().to_text(),
+        newest_sequence=2,
+        job_key=JOB_KEY.key.hex(),
+        tree=_tree_json(),
+    )
+    return vector_file(
+        "copy",
+        "A whole stored copy: store/ is a store directory (jobs/<job>/objects/<sha256[:2]>/"
+        "<sha256>, jobs/<job>/manifests/<sequence, 20 digits>). Read the newest manifest, check "
+        "its signature by expected_sender and its chain, unwrap K_job with identity_file, read "
+        "the object lists and catalog, open every chunk, and compare the restored tree with tree "
+        "(sorted by raw path bytes).",
+        [v],
+    )
+
+
+def generate(copy_dir: Path) -> None:
+    write_json(copy_dir / "copy.json", write(copy_dir))

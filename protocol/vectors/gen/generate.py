@@ -1,0 +1,53 @@
+"""Write every transferd v1 test vector file from fixed inputs.
+
+    .venv/bin/python protocol/vectors/gen/generate.py [OUTPUT_DIR]
+
+OUTPUT_DIR defaults to protocol/vectors. The output is deterministic: every key, nonce, ephemeral
+secret and timestamp is injected (common.det), so a second run writes the same bytes, and
+tests/protocol/test_vectors.py checks that it does. The compressed bytes inside some vectors
+(zstd level 3) are what the pinned zstandard library produces; they are not normative, and a
+reader MUST accept any valid zstd frame.
+
+One module per vector group: gen_keys, gen_wrap, gen_chunks, gen_envelope, gen_pack,
+gen_objectlist, gen_catalog, gen_manifest, gen_copy.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import gen_catalog
+import gen_chunks
+import gen_copy
+import gen_envelope
+import gen_keys
+import gen_manifest
+import gen_objectlist
+import gen_pack
+import gen_wrap
+from common import write_json
+
+FILES = {
+    "keys.json": gen_keys.generate,
+    "wrap.json": gen_wrap.generate,
+    "chunk_ids.json": gen_chunks.generate_chunk_ids,
+    "chunking.json": gen_chunks.generate_chunking,
+    "envelope.json": gen_envelope.generate,
+    "pack.json": gen_pack.generate,
+    "object_list.json": gen_objectlist.generate,
+    "catalog.json": gen_catalog.generate,
+    "manifest.json": gen_manifest.generate,
+}
+
+
+def main(argv: list[str]) -> int:
+    out = Path(argv[1]) if len(argv) > 1 else Path(__file__).resolve().parents[1]
+    for name, build in FILES.items():
+        write_json(out / name, build())
+    gen_copy.generate(out / "copy")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,348 @@
+"""Every vector of protocol/vectors/, applied with transferd's core, in both directions.
+
+A valid vector is opened (parsed, unwrapped, verified) and, when it carries its injected inputs,
+produced again byte for byte. An invalid vector must fail with exactly the error class its
+``expect`` names. Unknown fields and outcomes fail (vectorfiles.check_vector).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import blake3
+import jsonschema
+import pytest
+
+from tests.protocol.vectorfiles import (
+    AREAS,
+    REPO,
+    VECTORS,
+    check_file,
+    check_vector,
+    data,
+    vector_files,
+)
+from transferd.core import catalog, chunking, envelope, jobkey, keys, manifest, objectlist, packs
+from transferd.errors import IntegrityError
+
+FILES = vector_files()
+
+
+def _check_name(data_: bytes, name: str) -> None:
+    """A verifier's first step for any stored object: its bytes hash to its name (SPEC 12)."""
+    if packs.object_name(data_) != name:
+        raise IntegrityError(f"object {name} does not hash to its name")
+
+
+# --- one function per area: apply a vector, assert what a valid one promises ------------------
+
+_KINDS: dict[type, tuple[str, str]] = {
+    keys.RecipientKey: ("recipient", "key"),
+    keys.RecipientIdentity: ("recipient-identity", "secret"),
+    keys.SenderPublicKey: ("sender", "key"),
+    keys.SenderSecretKey: ("sender-secret", "seed"),
+}
+
+
+def apply_keys(v: dict[str, Any]) -> None:
+    parse: dict[str, Callable[[str], Any]] = {
+        "any": keys.parse_key_text,
+        "recipient": keys.parse_recipient,
+        "sender": keys.parse_sender_public,
+        "key-file": keys.parse_key_file,
+    }
+    key = parse[v["parse_as"]](v["text"])
+    kind, attribute = _KINDS[type(key)]
+    assert kind == v["kind"]
+    assert getattr(key, attribute).hex() == v["key_hex"]
+    if "public" in v:
+        assert key.public().to_text() == v["public"]
+    if v["parse_as"] == "any":
+        assert key.to_text() == v["text"]  # the encoding direction
+
+
+def apply_wrap(v: dict[str, Any]) -> None:
+    stanzas = [jobkey.Stanza.from_json(s) for s in v["stanzas"]]
+    identity = keys.parse_key_text(v["identity"])
+    assert isinstance(identity, keys.RecipientIdentity)
+    key_check = jobkey.b64decode_strict(v["key_check"], "key_check")
+    job_key = jobkey.unwrap(stanzas, identity, key_check)
+    assert job_key.key.hex() == v["job_key"]
+    for i, w in enumerate(v.get("wraps", [])):
+        recipient = keys.parse_recipient(w["recipient"])
+        stanza = jobkey.wrap(job_key, recipient, bytes.fromhex(w["ephemeral_secret"]))
+        assert stanza.to_json() == v["stanzas"][i]
+    if "subkeys" in v:
+        assert v["subkeys"] == {
+            "chunk_id": job_key.chunk_id_key.hex(),
+            "chunk_seal": job_key.chunk_key.hex(),
+            "catalog_seal": job_key.catalog_key.hex(),
+            "pack_header": job_key.pack_header_key.hex(),
+            "key_check": job_key.key_check.hex(),
+        }
+
+
+def apply_chunk_ids(v: dict[str, Any]) -> None:
+    job_key = jobkey.JobKey(bytes.fromhex(v["job_key"]))
+    assert job_key.chunk_id_key.hex() == v["chunk_id_key"]
+    plaintext = data(v["plaintext"])
+    assert blake3.blake3(plaintext).hexdigest() == v["blake3"]
+    actual = chunking.chunk_id(job_key.chunk_id_key, plaintext)
+    if not hmac.compare_digest(actual, bytes.fromhex(v["chunk_id"])):
+        raise IntegrityError("chunk does not hash to its id")
+
+
+def apply_chunking(v: dict[str, Any]) -> None:
+    stream = data(v["input"])
+    assert [len(c) for c in chunking.cut(stream)] == v["chunk_lengths"]
+    if "feed" in v:
+        chunker, pieces, at = chunking.Chunker(), [], 0
+        for size in v["feed"]:
+            pieces += [bytes(c) for c in chunker.feed(stream[at : at + size])]
+            at += size
+        pieces += [bytes(c) for c in chunker.finish()]
+        assert at == len(stream)
+        assert [len(p) for p in pieces] == v["chunk_lengths"]
+        assert b"".join(pieces) == stream
+
+
+def apply_envelope(v: dict[str, Any]) -> None:
+    job_key = jobkey.JobKey(bytes.fromhex(v["job_key"]))
+    cid, blob = bytes.fromhex(v["chunk_id"]), bytes.fromhex(v["blob"])
+    if "nonce" in v:
+        payload, nonce = bytes.fromhex(v["payload"]), bytes.fromhex(v["nonce"])
+        assert envelope.seal(job_key.chunk_key, cid, payload, nonce) == blob
+    plaintext = envelope.open_chunk(job_key, cid, blob, v["plain_len"])
+    assert plaintext == data(v["plaintext"])
+
+
+def apply_pack(v: dict[str, Any]) -> None:
+    job_key = jobkey.JobKey(bytes.fromhex(v["job_key"]))
+    pack = bytes.fromhex(v["pack"])
+    _check_name(pack, v["sha256"])
+    entries = packs.parse_pack(job_key.pack_header_key, pack)
+    opened = [
+        envelope.open_chunk(
+            job_key, e.chunk_id, pack[e.offset : e.offset + e.blob_len], e.plain_len
+        )
+        for e in entries
+    ]
+    expected = v["entries"]
+    assert [
+        {"chunk_id": e.chunk_id.hex(), "offset": e.offset, "blob_len": e.blob_len,
+         "plain_len": e.plain_len} for e in entries
+    ] == expected  # fmt: skip
+    assert opened == [data(p) for p in v["plaintexts"]]
+    builder = packs.PackBuilder()
+    for e in entries:
+        builder.add(e.chunk_id, pack[e.offset : e.offset + e.blob_len], e.plain_len)
+    assert builder.finish(job_key.pack_header_key, bytes.fromhex(v["header_nonce"])) == pack
+
+
+def apply_object_list(v: dict[str, Any]) -> None:
+    segment = bytes.fromhex(v["segment"])
+    _check_name(segment, v["sha256"])
+    refs = objectlist.decode_segment(segment)
+    assert [r.to_json() for r in refs] == v["entries"]
+    assert objectlist.encode_segment(refs) == segment
+
+
+def apply_catalog(v: dict[str, Any]) -> None:
+    job_key = jobkey.JobKey(bytes.fromhex(v["job_key"]))
+    segment = bytes.fromhex(v["segment"])
+    _check_name(segment, v["sha256"])
+    if "nonce" in v:
+        nonce, records = bytes.fromhex(v["nonce"]), v["records"].encode("ascii")
+        assert catalog.seal_segment(job_key.catalog_key, v["index"], records, nonce) == segment
+    opened = catalog.open_segment(job_key.catalog_key, v["index"], segment)
+    paths = []
+    for record in opened:
+        if record["t"] in ("dir", "file", "symlink"):
+            paths.append(catalog.safe_path(record).hex())
+        if record["t"] == "symlink":
+            catalog.name_from(record, "target")
+        if record["t"] == "chunks":
+            catalog.record_chunks(record)
+    assert opened == [json.loads(line) for line in v["records"].splitlines()]
+    assert paths == v["paths"]
+
+
+def apply_manifest(v: dict[str, Any]) -> None:
+    raw = v["manifest"].encode("utf-8")
+    assert hashlib.sha256(raw).hexdigest() == v["sha256"]
+    expected = keys.parse_sender_public(v["expected_sender"])
+    current = manifest.verify(raw, expected)
+    manifest.check_not_rolled_back(current, v.get("newest_seen"))
+    if "history" in v:
+        previous = None
+        for text in v["history"]:
+            earlier = manifest.verify(text.encode("utf-8"), expected)
+            manifest.check_succession(previous, earlier)
+            previous = earlier
+        manifest.check_succession(previous, current)
+    assert current.body.to_json() == v["body"]
+    assert current.digest == v["sha256"]
+    secret = keys.parse_key_text(v["sender_secret"])
+    assert isinstance(secret, keys.SenderSecretKey)
+    assert manifest.sign(manifest.ManifestBody.from_json(v["body"]), secret) == raw
+
+
+def apply_copy(v: dict[str, Any]) -> None:
+    assert read_copy(VECTORS / "copy", v) == v["tree"]
+
+
+def read_copy(root: Path, v: dict[str, Any]) -> list[dict[str, Any]]:
+    """A minimal reader of a store directory built from the core: the tree it describes."""
+    job_dir = root / v["store"] / "jobs" / v["job"]
+    expected = keys.parse_sender_public(v["expected_sender"])
+    previous = None
+    for path in sorted((job_dir / "manifests").iterdir()):
+        current = manifest.verify(path.read_bytes(), expected)
+        manifest.check_succession(previous, current)
+        assert path.name == manifest.manifest_name(current.body.sequence)
+        previous = current
+    assert previous is not None
+    body = previous.body
+    assert body.sequence == v["newest_sequence"]
+    identity = keys.parse_key_file((root / v["identity_file"]).read_text())
+    assert isinstance(identity, keys.RecipientIdentity)
+    job_key = jobkey.unwrap(list(body.recipients), identity, body.key_check)
+    assert job_key.key.hex() == v["job_key"]
+
+    def fetch(ref: objectlist.ObjectRef) -> bytes:
+        raw = (job_dir / "objects" / ref.name[:2] / ref.name).read_bytes()
+        _check_name(raw, ref.name)
+        assert len(raw) == ref.size
+        return raw
+
+    pack_refs = [r for ref in body.object_lists for r in objectlist.decode_segment(fetch(ref))]
+    records = [
+        r
+        for i, ref in enumerate(body.catalog)
+        for r in catalog.open_segment(job_key.catalog_key, i, fetch(ref))
+    ]
+    tree: list[dict[str, Any]] = []
+    content = b""
+    for record in records:
+        t = record["t"]
+        if t in ("dir", "file", "symlink"):
+            path = catalog.safe_path(record)
+            entry: dict[str, Any] = {"type": t, **catalog.name_fields("path", path)}
+            entry["mtime_ns"] = record["mtime_ns"]
+            if t == "symlink":
+                entry |= catalog.name_fields("target", catalog.name_from(record, "target"))
+            else:
+                entry["mode"] = record["mode"]
+            tree.append(entry)
+            content = b""
+        elif t == "chunks":
+            for ref in catalog.record_chunks(record):
+                pack = fetch(pack_refs[ref.pack_index])
+                blob = pack[ref.offset : ref.offset + ref.blob_len]
+                content += envelope.open_chunk(job_key, ref.chunk_id, blob, ref.plain_len)
+        elif t == "end":
+            assert record["size"] == len(content)
+            assert record["blake3"] == blake3.blake3(content).hexdigest()
+            tree[-1] |= {"size": len(content), "blake3": record["blake3"],
+                         "content_b64": base64.b64encode(content).decode()}  # fmt: skip
+    assert records[0]["t"] == "source"
+    assert records[-1]["t"] == "totals"
+    return sorted(tree, key=lambda e: catalog.name_from(e, "path"))
+
+
+APPLY: dict[str, Callable[[dict[str, Any]], None]] = {
+    "keys": apply_keys,
+    "wrap": apply_wrap,
+    "chunk_ids": apply_chunk_ids,
+    "chunking": apply_chunking,
+    "envelope": apply_envelope,
+    "pack": apply_pack,
+    "object_list": apply_object_list,
+    "catalog": apply_catalog,
+    "manifest": apply_manifest,
+    "copy": apply_copy,
+}
+
+
+# --- the tests --------------------------------------------------------------------------------
+
+
+def test_every_area_has_a_file_and_an_applier() -> None:
+    assert {f.area for f in FILES} == set(AREAS) == set(APPLY)
+
+
+@pytest.mark.parametrize("vf", FILES, ids=lambda f: f.path.name)
+def test_file_is_well_formed(vf: Any) -> None:
+    check_file(vf)
+    schema = json.loads((VECTORS / "schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.Draft202012Validator(schema).validate(vf.content)
+
+
+@pytest.mark.parametrize(
+    ("area", "vector"),
+    [(f.area, v) for f in FILES for v in f.content["vectors"]],
+    ids=[f"{f.area}/{v['name']}" for f in FILES for v in f.content["vectors"]],
+)
+def test_vector(area: str, vector: dict[str, Any]) -> None:
+    expected = check_vector(area, vector)
+    if expected is None:
+        APPLY[area](vector)
+        return
+    with pytest.raises(expected) as caught:
+        APPLY[area](vector)
+    assert type(caught.value) is expected, f"{type(caught.value).__name__}: {caught.value}"
+
+
+def test_regenerating_gives_identical_files(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PYTHONPATH"] = str(REPO)
+    subprocess.run(
+        [sys.executable, str(VECTORS / "gen" / "generate.py"), str(tmp_path)],
+        check=True,
+        env=env,
+        timeout=120,
+    )
+    generated = {p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file()}
+    committed = {
+        p.relative_to(VECTORS)
+        for p in VECTORS.rglob("*")
+        if p.is_file() and "gen" not in p.relative_to(VECTORS).parts
+        and p.name not in ("README.md", "schema.json")
+    }  # fmt: skip
+    assert generated == committed
+    for rel in sorted(generated):
+        assert (tmp_path / rel).read_bytes() == (VECTORS / rel).read_bytes(), str(rel)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"surprise": 1}, "unknown field"),
+        ({"expect": "header failure"}, "unknown outcome"),
+        ({"result": "maybe"}, "unknown result"),
+        ({"result": "valid"}, "contradicts"),
+    ],
+    ids=["unknown_field", "unknown_expect", "unknown_result", "result_contradicts_expect"],
+)
+def test_loader_and_schema_refuse_what_they_do_not_know(
+    change: dict[str, Any], message: str
+) -> None:
+    """What a newer generator might add cannot pass unnoticed: the run fails, it never skips."""
+    content = json.loads((VECTORS / "envelope.json").read_text())
+    vector = next(v for v in content["vectors"] if v["result"] == "invalid") | change
+    with pytest.raises(AssertionError, match=message):
+        check_vector("envelope", vector)
+    content["vectors"] = [vector]
+    content["number_of_vectors"] = 1
+    schema = json.loads((VECTORS / "schema.json").read_text())
+    assert not jsonschema.Draft202012Validator(schema).is_valid(content)
