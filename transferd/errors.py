@@ -28,7 +28,7 @@ period). Anything else that escapes is a bug: the CLI prints its traceback and e
     │   ├── TransientStoreError         4   worth retrying: timeout, connection reset, 5xx
     │   ├── PermanentStoreError         4   not worth retrying: refused, unauthorized
     │   ├── StoreFullError              5   the storage host is out of space
-    │   └── StoreUnreadableError        23  verify: the store could not be read (unreachable, denied)
+    │   └── StoreUnreadableError        23  verify: the store could not be read (unreachable)
     ├── JobError                        10  (abstract)
     │   ├── JobNotFoundError            10
     │   ├── JobLockedError              11  another process holds the job
