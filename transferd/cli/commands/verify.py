@@ -1,0 +1,227 @@
+"""``transferd verify``: prove a stored copy complete and untouched, and write the report.
+
+Without any decryption key it checks the chain of signed manifests, rollback against what this
+verifier saw before, and every stored object's presence, size and SHA-256 (jobs/verify.py). The
+verdict is the exit code (0, or 20-24: README.md, protocol/REPORT.md); the report (JSON and HTML,
+hashed, optionally signed) lists every check and every failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from transferd.cli.keyargs import load_sender_key
+from transferd.cli.output import Output, add_json_flag
+from transferd.core.keys import SenderPublicKey, SenderSecretKey, parse_sender_public
+from transferd.errors import (
+    ConfigError,
+    CopyAlteredError,
+    CopyIncompleteError,
+    CopyUntrustedError,
+    JobNotFoundError,
+    KeyFormatError,
+    StoreError,
+    StoreUnreadableError,
+    TransferdError,
+)
+from transferd.jobs.objectcheck import default_workers
+from transferd.jobs.seen import SeenState, default_seen_path
+from transferd.jobs.verify import VerifyOptions, verify_copy
+from transferd.report import html, seal
+from transferd.report.model import VERDICT_TEXT, Report
+from transferd.runtime import run as run_async
+from transferd.stores.base import Store
+from transferd.stores.open import open_store
+from transferd.stores.retry import RetryingStore
+
+HUMAN_FAILURES = 50
+"""Failures printed on the terminal; the report lists them all."""
+
+VERDICT_ERRORS: dict[str, type[TransferdError]] = {
+    "untrusted": CopyUntrustedError,
+    "altered": CopyAlteredError,
+    "incomplete": CopyIncompleteError,
+    "unreadable": StoreUnreadableError,
+}
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "verify",
+        help="prove a stored copy complete and untouched, without the decryption key",
+        description="Check every manifest of job NAME (signed by --sender, one hash-linked chain, "
+        "not older than one seen before) and every stored object it names (present, full size, "
+        "SHA-256), and name every missing, truncated, altered or extra object. Needs no "
+        "decryption key. Exit 0 when everything holds; 20 incomplete, 21 altered, 22 manifests "
+        "not trusted (signature, chain, rollback), 23 could not read.",
+        epilog="Example: transferd verify --store /srv/transferd --job snds-2026 --sender tds1… "
+        "--report-json report.json --report-html report.html --sign-report auditor.key",
+    )
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--store", metavar="DIR", help="a store directory on this host")
+    where.add_argument(
+        "--from", dest="url", metavar="URL", help="http(s)://HOST:PORT of a storage host"
+    )
+    p.add_argument("--job", required=True, metavar="NAME", help="the job to verify")
+    p.add_argument(
+        "--sender",
+        required=True,
+        metavar="KEY",
+        help="the sender's public key tds1…, or a file holding it: the only key that may "
+        "have signed the job's manifests",
+    )
+    p.add_argument(
+        "--reader-key",
+        type=Path,
+        metavar="FILE",
+        help="with --from: the sender-kind key file that signs this verifier's requests (allowed "
+        "on the host with serve --allow-reader); default: the --sign-report key",
+    )
+    p.add_argument("--ca-file", type=Path, metavar="FILE", help="CA to trust for https://")
+    p.add_argument(
+        "--seen-state",
+        type=Path,
+        metavar="FILE",
+        help=f"where the newest manifest seen per store and job is kept (default "
+        f"{default_seen_path()})",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=default_workers(),
+        help="hashing threads (default: the number of cores)",
+    )
+    p.add_argument("--report-json", type=Path, metavar="FILE", help="write the JSON report here")
+    p.add_argument("--report-html", type=Path, metavar="FILE", help="write the HTML report here")
+    p.add_argument(
+        "--sign-report",
+        type=Path,
+        metavar="KEYFILE",
+        help="sign the report with this sender-kind key file (the auditor's own key)",
+    )
+    add_json_flag(p)
+    p.set_defaults(run=run)
+
+
+def parse_sender_arg(value: str) -> SenderPublicKey:
+    """A public key given as text, or as a file holding one key line."""
+    text = value.strip()
+    if not text.lower().startswith("tds1") and os.path.exists(value):
+        try:
+            lines = Path(value).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"cannot read sender key file {value}: {e}") from None
+        keys = [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
+        if len(keys) != 1:
+            raise ConfigError(f"{value} must hold exactly one public key line tds1…")
+        text = keys[0]
+    try:
+        return parse_sender_public(text)
+    except KeyFormatError as e:
+        raise KeyFormatError(f"--sender: {e.message}", hint=e.hint) from None
+
+
+def _open(args: argparse.Namespace, signer: SenderSecretKey | None, out: Output) -> Store:
+    if args.store is not None:
+        root = Path(args.store)
+        if not root.is_dir():
+            raise JobNotFoundError(f"store {root} does not exist or is not a directory")
+        try:
+            return open_store(str(root))
+        except StoreError as e:
+            raise StoreUnreadableError(f"cannot open store {root}: {e.message}") from None
+    key = load_sender_key(args.reader_key, out) if args.reader_key else signer
+    if key is None:
+        raise ConfigError(
+            f"--from {args.url} needs a key to sign requests with",
+            hint="give --reader-key FILE (a key the host allows with serve --allow-reader)",
+        )
+    return RetryingStore(open_store(args.url, key, args.ca_file), attempts=4)
+
+
+def run(args: argparse.Namespace, out: Output) -> int:
+    sender = parse_sender_arg(args.sender)
+    signer = load_sender_key(args.sign_report, out) if args.sign_report else None
+    seen = SeenState(args.seen_state or default_seen_path())
+    store = _open(args, signer, out)
+    options = VerifyOptions(seen=seen, workers=max(1, args.workers))
+
+    async def main() -> Report:
+        try:
+            return await verify_copy(store, args.job, sender, options)
+        finally:
+            await store.close()
+
+    report = run_async(main())
+    document = seal.seal(report.to_json(), signer)
+    if args.report_json:
+        _write(args.report_json, seal.dumps(document))
+    if args.report_html:
+        _write(args.report_html, html.render(document))
+    out.result(document, _human(report, document, args))
+    error = VERDICT_ERRORS.get(report.verdict)
+    if error is not None:
+        raise error(
+            f"verification failed: {report.summary()}",
+            hint="the report lists every failure"
+            if args.report_json or args.report_html
+            else "write the full list with --report-json FILE or --report-html FILE",
+        )
+    return 0
+
+
+def _write(path: Path, text: str) -> None:
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temp.write_text(text, encoding="utf-8")
+        os.replace(temp, path)
+    except OSError as e:
+        temp.unlink(missing_ok=True)
+        raise ConfigError(f"cannot write report {path}: {e.strerror}") from None
+
+
+def _human(report: Report, document: dict[str, Any], args: argparse.Namespace) -> list[str]:
+    counts = report.counts
+    lines = [
+        f"verify job {report.job} at {report.store}: {report.verdict.upper()}, "
+        f"{VERDICT_TEXT[report.verdict]}",
+    ]
+    trusted = [m for m in report.manifests if m.get("trusted")]
+    if report.manifests:
+        lines.append(
+            f"  manifests: {len(report.manifests)} stored, {len(trusted)} trusted, signed by "
+            f"{report.sender}"
+        )
+    lines.append(
+        f"  objects: {counts.get('objects_referenced', 0):,} named, "
+        f"{counts.get('objects_listed', 0):,} in the store, "
+        f"{counts.get('objects_read', 0):,} read"
+    )
+    lines += [
+        f"  {c['result'].upper():7} {c['id']}: {c['detail']}"
+        for c in document["checks"]
+        if c["result"] != "pass"
+    ]
+    lines += [f"  {f.kind}: {f.message}" for f in report.failures[:HUMAN_FAILURES]]
+    shown = min(len(report.failures), HUMAN_FAILURES)
+    total = sum(report.failure_counts.values())
+    if total > shown:
+        lines.append(f"  … and {total - shown:,} more failures (see the report)")
+    tp = report.throughput
+    seconds = tp.get("read_ms", 0) / 1000
+    lines.append(
+        f"  read {counts.get('objects_read', 0):,} objects, "
+        f"{counts.get('bytes_read', 0) / 1e6:,.1f} MB in {seconds:.2f} s: "
+        f"{tp.get('objects_per_second', 0):,} objects/s, "
+        f"{tp.get('bytes_per_second', 0) / 1e6:,.1f} MB/s"
+    )
+    reports = [str(p) for p in (args.report_json, args.report_html) if p]
+    lines.append(
+        f"  report sha256 {document['report_sha256']}"
+        + (", signed by " + document["signature"]["key"] if "signature" in document else "")
+        + (f" ({', '.join(reports)})" if reports else "")
+    )
+    return lines
