@@ -149,6 +149,7 @@ class Pipeline:
         self._slots = asyncio.Semaphore(config.uploads)
         self._paused = asyncio.Event()
         self._paused.set()
+        self._queue: asyncio.Queue[_Work | None] | None = None
 
     # --- worker-thread functions ------------------------------------------------------------
 
@@ -366,8 +367,19 @@ class Pipeline:
     def resume(self) -> None:
         self._paused.set()
 
+    def checkpoint(self) -> None:
+        """Record in the journal the entries read so far (a stopping daemon calls it once the
+        uploads in flight are done): a resume then skips them instead of reading them again.
+        Safe at any await point: an entry is reused only once all its chunks are acknowledged."""
+        self._flush_entries()
+
+    def queue_depth(self) -> int:
+        """Blocks read and waiting for the packer (the metrics show it)."""
+        return self._queue.qsize() if self._queue is not None else 0
+
     async def run(self, source: Source) -> None:
         queue: asyncio.Queue[_Work | None] = asyncio.Queue(self.config.blocks_in_queue())
+        self._queue = queue
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._produce(source, queue))
