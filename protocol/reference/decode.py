@@ -1,0 +1,706 @@
+"""An independent reader of transferd format v1, written from protocol/SPEC.md alone.
+
+    python decode.py STORE JOB IDENTITY_FILE OUTPUT_DIR [--sender tds1...]
+
+It reads the newest manifest of JOB in the store directory STORE, checks its signature and the
+chain of manifests before it, unwraps the job key with the recipient identity in IDENTITY_FILE,
+opens the catalog, reads the packs, opens and checks every chunk, and writes the tree (files,
+directories, symlinks, modes, modification times) under OUTPUT_DIR, which must not exist or be
+empty. Table streams are written to OUTPUT_DIR/_tables/<schema>.<name> (names percent-encoded):
+SPEC leaves their encoding open (section 22).
+
+Nothing here comes from transferd: only the Python standard library, PyNaCl (X25519, Ed25519,
+XChaCha20-Poly1305) and zstandard. BLAKE3 and bech32 are implemented below, BLAKE3 in pure Python
+(about 1 MB/s: enough for the small copies it checks). Every failure raises DecodeError whose
+``outcome`` is one of SPEC section 17 ("format failure", "authentication failure", ...), so the
+test vectors can be applied to this decoder as they are to transferd.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import hmac
+import json
+import os
+import re
+import struct
+import sys
+import urllib.parse
+from pathlib import Path
+from typing import Any, NoReturn
+
+import nacl.bindings
+import nacl.exceptions
+import nacl.signing
+import zstandard
+
+CHUNK_MAX = 4194304
+CATALOG_SEGMENT_MAX = 4194304
+MANIFEST_MAX = 4194304
+OBJECT_LIST_MAX = 65536
+CHUNK_REFS_MAX = 4096
+
+
+class DecodeError(Exception):
+    def __init__(self, outcome: str, message: str) -> None:
+        super().__init__(f"{outcome}: {message}")
+        self.outcome = outcome
+
+
+def fail(outcome: str, message: str) -> NoReturn:
+    raise DecodeError(outcome, message)
+
+
+# --- BLAKE3 (hash and keyed modes, 32-byte output), after the BLAKE3 paper's reference code ----
+
+_IV = (0x6A09E667, 0xBB67AE85, 0x3C6EF372, 0xA54FF53A,
+       0x510E527F, 0x9B05688C, 0x1F83D9AB, 0x5BE0CD19)  # fmt: skip
+_PERM = (2, 6, 3, 10, 7, 0, 4, 13, 1, 11, 12, 5, 9, 14, 15, 8)
+_ROUNDS = [tuple(range(16))]
+for _ in range(6):
+    _ROUNDS.append(tuple(_ROUNDS[-1][i] for i in _PERM))
+_G_LANES = ((0, 4, 8, 12), (1, 5, 9, 13), (2, 6, 10, 14), (3, 7, 11, 15),
+            (0, 5, 10, 15), (1, 6, 11, 12), (2, 7, 8, 13), (3, 4, 9, 14))  # fmt: skip
+_START, _END, _PARENT, _ROOT, _KEYED = 1, 2, 4, 8, 16
+_M = 0xFFFFFFFF
+
+
+def _compress(
+    cv: tuple[int, ...], block: bytes, counter: int, length: int, flags: int
+) -> list[int]:
+    m = struct.unpack("<16I", block)
+    v = [*cv, *_IV[:4], counter & _M, counter >> 32, length, flags]
+    for r in _ROUNDS:
+        for i, (a, b, c, d) in enumerate(_G_LANES):
+            x, y = m[r[2 * i]], m[r[2 * i + 1]]
+            va, vb, vc, vd = v[a], v[b], v[c], v[d]
+            va = (va + vb + x) & _M
+            vd ^= va
+            vd = (vd >> 16) | (vd << 16) & _M
+            vc = (vc + vd) & _M
+            vb ^= vc
+            vb = (vb >> 12) | (vb << 20) & _M
+            va = (va + vb + y) & _M
+            vd ^= va
+            vd = (vd >> 8) | (vd << 24) & _M
+            vc = (vc + vd) & _M
+            vb ^= vc
+            vb = (vb >> 7) | (vb << 25) & _M
+            v[a], v[b], v[c], v[d] = va, vb, vc, vd
+    return [v[i] ^ v[i + 8] for i in range(8)] + [v[i + 8] ^ cv[i] for i in range(8)]
+
+
+def _node(key: tuple[int, ...], data: bytes, counter: int, flags: int) -> tuple[Any, ...]:
+    """(cv, block, counter, length, flags) of the root of ``data``'s subtree, not yet compressed."""
+    chunks = max(1, (len(data) + 1023) // 1024)
+    if chunks > 1:  # the left subtree holds the largest power of two of chunks that leaves some
+        left = 1 << (chunks - 1).bit_length() - 1
+        lcv = _compress(*_node(key, data[: left * 1024], counter, flags))[:8]
+        rcv = _compress(*_node(key, data[left * 1024 :], counter + left, flags))[:8]
+        return key, struct.pack("<16I", *lcv, *rcv), 0, 64, flags | _PARENT
+    cv, blocks = key, [data[i : i + 64] for i in range(0, max(len(data), 1), 64)]
+    for n, block in enumerate(blocks[:-1]):
+        cv = tuple(_compress(cv, block, counter, 64, flags | (_START if n == 0 else 0))[:8])
+    start = _START if len(blocks) == 1 else 0
+    return cv, blocks[-1].ljust(64, b"\0"), counter, len(blocks[-1]), flags | start | _END
+
+
+def blake3(data: bytes, key: bytes | None = None) -> bytes:
+    k = _IV if key is None else struct.unpack("<8I", key)
+    cv, block, counter, length, flags = _node(k, bytes(data), 0, 0 if key is None else _KEYED)
+    return struct.pack("<8I", *_compress(cv, block, counter, length, flags | _ROOT)[:8])
+
+
+# --- keys: bech32 (BIP 173, no length limit) and key files (SPEC 3) ----------------------------
+
+_CHARSET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+_KINDS = {"tdr": "recipient", "td-secret-recipient-": "recipient-identity",
+          "tds": "sender", "td-secret-sender-": "sender-secret"}  # fmt: skip
+_SECRET = {"recipient-identity", "sender-secret"}
+
+
+def _polymod(values: list[int]) -> int:
+    chk = 1
+    for v in values:
+        top = chk >> 25
+        chk = (chk & 0x1FFFFFF) << 5 ^ v
+        for i, g in enumerate((0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)):
+            chk ^= g if (top >> i) & 1 else 0
+    return chk
+
+
+def _hrp_expand(hrp: str) -> list[int]:
+    return [ord(c) >> 5 for c in hrp] + [0] + [ord(c) & 31 for c in hrp]
+
+
+def bech32_encode(hrp: str, data: bytes) -> str:
+    bits = "".join(f"{b:08b}" for b in data)
+    bits += "0" * (-len(bits) % 5)
+    words = [int(bits[i : i + 5], 2) for i in range(0, len(bits), 5)]
+    pm = _polymod([*_hrp_expand(hrp), *words, 0, 0, 0, 0, 0, 0]) ^ 1
+    return (
+        hrp
+        + "1"
+        + "".join(_CHARSET[w] for w in words + [(pm >> 5 * (5 - i)) & 31 for i in range(6)])
+    )
+
+
+def decode_key(text: str, want: str | None = None) -> tuple[str, bytes]:
+    """(kind, 32 bytes) of a key text, checked in the order of SPEC 3.2; ``want`` narrows it."""
+    if text != text.lower() and text != text.upper():
+        fail("key failure", "key mixes upper and lower case")
+    low = text.lower()
+    sep = low.rfind("1")
+    hrp, rest = low[:sep], low[sep + 1 :]
+    if sep < 1 or len(rest) < 6 or any(not 33 <= ord(c) <= 126 for c in hrp):
+        fail("key failure", "not a bech32 string")
+    if any(c not in _CHARSET for c in rest):
+        fail("key failure", "a character outside the bech32 alphabet")
+    values = [_CHARSET.index(c) for c in rest]
+    if _polymod(_hrp_expand(hrp) + values) != 1:
+        fail("key failure", "key is mistyped: its checksum does not match")
+    bits = "".join(f"{v:05b}" for v in values[:-6])
+    tail = len(bits) % 8
+    if tail >= 5 or "1" in bits[len(bits) - tail :]:
+        fail("key failure", "non-canonical padding")
+    data = bytes(int(bits[i : i + 8], 2) for i in range(0, len(bits) - tail, 8))
+    kind = _KINDS.get(hrp) or fail("key failure", f"not a transferd key (prefix {hrp!r})")
+    if text != (text.upper() if kind in _SECRET else text.lower()):
+        fail("key failure", f"{kind} key in the wrong case")
+    if len(data) != 32:
+        fail("key failure", f"key has {len(data)} bytes, expected 32")
+    if want == "recipient" and kind == "recipient-identity":
+        return "recipient", nacl.bindings.crypto_scalarmult_base(data)
+    if want == "sender" and kind == "sender-secret":
+        return "sender", bytes(nacl.signing.SigningKey(data).verify_key)
+    if want is not None and kind != want:
+        fail("key failure", f"this is a {kind} key, a {want} key was expected")
+    return kind, data
+
+
+def read_key_file(text: str) -> tuple[str, bytes]:
+    lines = [ln.removesuffix("\r").strip(" \t") for ln in text.split("\n")]
+    keys = [ln for ln in lines if ln and not ln.startswith("#")]
+    if len(keys) != 1:
+        fail("key failure", f"key file holds {len(keys)} keys, expected one")
+    kind, data = decode_key(keys[0])
+    if kind not in _SECRET:
+        fail("key failure", f"key file holds a {kind} key, not a secret key")
+    return kind, data
+
+
+def public_text(kind: str, secret: bytes) -> str:
+    if kind == "recipient-identity":
+        return bech32_encode("tdr", nacl.bindings.crypto_scalarmult_base(secret))
+    return bech32_encode("tds", bytes(nacl.signing.SigningKey(secret).verify_key))
+
+
+# --- canonical JSON, base64, hex (SPEC 1) -----------------------------------------------------
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    if len({k for k, _ in pairs}) != len(pairs):
+        raise ValueError("duplicate key")
+    return dict(pairs)
+
+
+def canonical_loads(raw: bytes, what: str) -> Any:
+    try:
+        value = json.loads(
+            raw.decode("ascii"),
+            object_pairs_hook=_pairs,
+            parse_float=_no_float,
+            parse_constant=_no_float,
+        )
+    except (UnicodeDecodeError, ValueError) as e:
+        fail("format failure", f"{what} is not JSON: {e}")
+    if json.dumps(value, sort_keys=True, separators=(",", ":")).encode() != raw:
+        fail("format failure", f"{what} is not canonical JSON")
+    return value
+
+
+def _no_float(text: str) -> NoReturn:
+    raise ValueError(f"non-integer number {text}")
+
+
+def b64(value: Any, size: int | None, what: str) -> bytes:
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (TypeError, ValueError):
+        fail("format failure", f"{what} is not base64")
+    if base64.b64encode(raw).decode() != value or (size is not None and len(raw) != size):
+        fail("format failure", f"{what} is not the canonical base64 of {size} bytes")
+    return raw
+
+
+def is_int(value: Any, low: int = 0) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def is_hex(value: Any, digits: int) -> bool:
+    return isinstance(value, str) and re.fullmatch(f"[0-9a-f]{{{digits}}}", value) is not None
+
+
+# --- the job key (SPEC 4, 5, 13.2) -------------------------------------------------------------
+
+
+def kdf(key: bytes, label: str) -> bytes:
+    return hashlib.blake2b(label.encode(), key=key, digest_size=32).digest()
+
+
+def subkeys(k_job: bytes) -> dict[str, bytes]:
+    labels = {"id": "chunk id", "chunk": "chunk seal", "catalog": "catalog seal"}
+    return {name: kdf(k_job, f"transferd v1 {label}") for name, label in labels.items()}
+
+
+def parse_stanza(s: Any) -> tuple[bytes, bytes, bytes]:
+    """(recipient, epk, wrapped) of a stanza, every member checked before any decryption."""
+    if not isinstance(s, dict) or set(s) != {"type", "recipient", "epk", "wrapped"}:
+        fail("format failure", "a stanza must have exactly type, recipient, epk and wrapped")
+    if s["type"] != "X25519":
+        fail("format failure", f"unknown stanza type {s['type']!r}")
+    try:
+        kind, recipient = decode_key(s["recipient"])
+    except (DecodeError, AttributeError) as e:
+        fail("format failure", f"stanza recipient: {e}")
+    if kind != "recipient":
+        fail("format failure", "stanza recipient is not a recipient public key")
+    return recipient, b64(s["epk"], 32, "epk"), b64(s["wrapped"], 48, "wrapped")
+
+
+def unwrap(stanzas: list[Any], identity: bytes, key_check: bytes) -> bytes:
+    parsed = [parse_stanza(s) for s in stanzas]
+    me = nacl.bindings.crypto_scalarmult_base(identity)
+    mine = [(epk, wrapped) for recipient, epk, wrapped in parsed if recipient == me]
+    if not mine:
+        fail("not a recipient", f"this copy is not encrypted to key {bech32_encode('tdr', me)}")
+    for epk, wrapped in mine:
+        try:
+            shared = nacl.bindings.crypto_scalarmult(identity, epk)
+        except nacl.exceptions.RuntimeError:  # libsodium refuses an all-zero result
+            continue
+        if not any(shared):
+            continue
+        w = hashlib.blake2b(b"transferd v1 x25519 wrap" + epk + me, key=shared, digest_size=32)
+        try:
+            k_job = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
+                wrapped, b"transferd v1 x25519 wrap", bytes(24), w.digest()
+            )
+        except nacl.exceptions.CryptoError:
+            continue
+        if not hmac.compare_digest(kdf(k_job, "transferd v1 key check")[:16], key_check):
+            fail("authentication failure", "the unwrapped job key fails key_check")
+        return k_job
+    fail("authentication failure", "no stanza for this identity opens")
+
+
+# --- manifests (SPEC 11, 13.1, 14) -------------------------------------------------------------
+
+_BODY = {"format", "job", "job_id", "sequence", "created", "previous", "sender", "recipients",
+         "key_check", "object_lists", "catalog", "totals"}  # fmt: skip
+
+
+def _refs(value: Any, what: str) -> list[tuple[str, int]]:
+    ok = isinstance(value, list) and all(
+        isinstance(r, dict) and set(r) == {"sha256", "size"} and is_hex(r["sha256"], 64)
+        and is_int(r["size"]) for r in value
+    )  # fmt: skip
+    return [(r["sha256"], r["size"]) for r in value] if ok else fail("format failure", what)
+
+
+def check_body(b: Any) -> dict[str, Any]:
+    if not isinstance(b, dict):
+        fail("format failure", "manifest body is not an object")
+    if b.get("format") != 1:
+        fail("unsupported version", f"unsupported format version {b.get('format')}")
+    if set(b) != _BODY:
+        fail("format failure", "manifest body members differ from SPEC 11.2")
+    seq, prev = b["sequence"], b["previous"]
+    checks = {
+        "job": isinstance(b["job"], str) and re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,63}", b["job"]),
+        "job_id": is_hex(b["job_id"], 32),
+        "sequence": is_int(seq, 1),
+        "created": isinstance(b["created"], str)
+        and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", b["created"]),
+        "previous": prev is None if seq == 1 else is_hex(prev, 64),
+        "recipients": isinstance(b["recipients"], list) and b["recipients"],
+        "totals": isinstance(b["totals"], dict) and set(b["totals"]) == {"objects", "stored_bytes"}
+        and all(is_int(v) for v in b["totals"].values()),
+        "sender": isinstance(b["sender"], str),
+    }  # fmt: skip
+    for member, ok in checks.items():
+        if not ok:
+            fail("format failure", f"manifest {member} is not valid")
+    try:
+        kind, _ = decode_key(b["sender"])
+    except DecodeError as e:
+        fail("format failure", f"manifest sender: {e}")
+    if kind != "sender":
+        fail("format failure", "manifest sender is not a sender public key")
+    b64(b["key_check"], 16, "key_check")
+    recipients = [parse_stanza(s)[0] for s in b["recipients"]]
+    if len(set(recipients)) != len(recipients):
+        fail("format failure", "two stanzas name one recipient")
+    if not _refs(b["catalog"], "manifest catalog is not a list of object refs"):
+        fail("format failure", "manifest has no catalog segment")
+    _refs(b["object_lists"], "manifest object_lists is not a list of object refs")
+    return b
+
+
+def verify_manifest(raw: bytes, expected_sender: str | None) -> dict[str, Any]:
+    if len(raw) > MANIFEST_MAX:
+        fail("format failure", "manifest too large")
+    first, _, rest = raw.partition(b"\n")
+    if first != b"transferd-manifest v1":
+        if first.startswith(b"transferd-manifest "):
+            fail("unsupported version", f"unsupported format version {first[19:]!r}")
+        fail("format failure", "not a transferd manifest")
+    lines = rest.split(b"\n")
+    if len(lines) != 3 or lines[2]:
+        fail("format failure", "a manifest is exactly three lines")
+    body = check_body(canonical_loads(lines[0], "manifest body"))
+    sig = lines[1].split(b" ")
+    if len(sig) != 3 or sig[0] != b"sig":
+        fail("format failure", "signature line is not: sig <key> <signature>")
+    if sig[1].decode("ascii", "replace") != body["sender"]:
+        fail("signature failure", "the signature line names another key than the body")
+    signature = b64(sig[2].decode("ascii", "replace"), 64, "signature")
+    _, sender = decode_key(body["sender"], "sender")
+    try:
+        nacl.signing.VerifyKey(sender).verify(
+            b"transferd-manifest v1\n" + lines[0] + b"\n", signature
+        )
+    except nacl.exceptions.BadSignatureError:
+        fail("signature failure", f"manifest signature by {body['sender']} is invalid")
+    if expected_sender is not None and body["sender"] != expected_sender:
+        fail(
+            "signature failure", f"manifest signed by {body['sender']}, expected {expected_sender}"
+        )
+    return body
+
+
+def check_chain(manifests: list[bytes], expected_sender: str | None) -> dict[str, Any]:
+    """The newest body of a chain of manifests starting at sequence 1 (SPEC 14, step 3)."""
+    previous: tuple[dict[str, Any], bytes] | None = None
+    for raw in manifests:
+        body = verify_manifest(raw, expected_sender)
+        if previous is None and body["sequence"] != 1:
+            fail("rollback", "the first manifest is not sequence 1")
+        if previous is not None:
+            prev_body, prev_raw = previous
+            same = all(body[k] == prev_body[k] for k in ("job_id", "key_check"))
+            if (
+                not same
+                or body["sequence"] != prev_body["sequence"] + 1
+                or (body["previous"] != hashlib.sha256(prev_raw).hexdigest())
+            ):
+                fail("rollback", f"manifest {body['sequence']} does not follow its predecessor")
+        previous = body, raw
+    return previous[0] if previous else fail("rollback", "no manifest")
+
+
+# --- objects (SPEC 7, 9, 10, 13.3, 13.4) -------------------------------------------------------
+
+
+def inflate(body: bytes, size: int, limit: int, what: str) -> bytes:
+    """The one zstd frame ``body``, declaring ``size`` (or any size up to ``limit``)."""
+    try:
+        params = zstandard.get_frame_parameters(body)
+        declared = params.content_size
+        if declared > limit or (size >= 0 and declared != size) or params.dict_id:
+            fail("format failure", f"{what} declares {declared} bytes")
+        out = zstandard.ZstdDecompressor().decompress(body, max_output_size=declared)
+        rest = zstandard.ZstdDecompressor().decompressobj()
+        rest.decompress(body)
+    except zstandard.ZstdError as e:
+        fail("format failure", f"{what} is not one zstd frame: {e}")
+    if len(out) != declared or not rest.eof or rest.unused_data:
+        fail("format failure", f"{what} is not exactly one zstd frame of {declared} bytes")
+    return out
+
+
+def open_chunk(keys: dict[str, bytes], chunk_id: bytes, blob: bytes, plain_len: int) -> bytes:
+    if not 1 <= plain_len <= CHUNK_MAX or not 42 <= len(blob) <= plain_len + 41:
+        fail("format failure", f"chunk of {len(blob)} bytes for {plain_len} is out of bounds")
+    try:
+        payload = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
+            blob[24:], b"transferd v1 chunk\x01" + chunk_id, blob[:24], keys["chunk"]
+        )
+    except nacl.exceptions.CryptoError:
+        fail("authentication failure", f"chunk {chunk_id.hex()[:16]} failed authentication")
+    if payload[0] == 0 and len(payload) - 1 == plain_len:
+        plaintext = payload[1:]
+    elif payload[0] == 1 and len(payload) - 1 < plain_len:
+        plaintext = inflate(payload[1:], plain_len, CHUNK_MAX, "chunk")
+    else:
+        fail("format failure", f"chunk has encoding {payload[0]} and {len(payload) - 1} bytes")
+    if not hmac.compare_digest(blake3(plaintext, keys["id"]), chunk_id):
+        fail("integrity failure", f"chunk {chunk_id.hex()[:16]} does not hash to its id")
+    return plaintext
+
+
+def parse_object_list(data: bytes) -> list[tuple[str, int]]:
+    if len(data) < 9 or data[:4] != b"TDOL":
+        fail("format failure", "not an object list")
+    if data[4] != 1:
+        fail("unsupported version", f"unsupported format version {data[4]}")
+    (n,) = struct.unpack(">I", data[5:9])
+    if not 1 <= n <= OBJECT_LIST_MAX or len(data) != 9 + 40 * n:
+        fail("format failure", "object list length does not match its count")
+    return [
+        (data[i : i + 32].hex(), int.from_bytes(data[i + 32 : i + 40]))
+        for i in range(9, len(data), 40)
+    ]
+
+
+_MEMBERS = {
+    "dir": {"path", "mode", "mtime_ns"}, "symlink": {"path", "target", "mtime_ns"},
+    "file": {"path", "mode", "mtime_ns"}, "table": {"schema", "name"}, "chunks": {"c"},
+    "end": {"size", "blake3"},
+    "totals": {"files", "dirs", "symlinks", "tables", "rows", "chunks", "bytes"},
+}  # fmt: skip
+
+
+def name(record: dict[str, Any], key: str) -> bytes:
+    if key in record and isinstance(record[key], str):
+        return record[key].encode()
+    raw = b64(record.get(key + "_b64"), None, key + "_b64")
+    try:
+        raw.decode()
+    except UnicodeDecodeError:
+        return raw
+    fail("format failure", f"{key}_b64 holds a UTF-8 name")
+
+
+def safe_path(record: dict[str, Any]) -> bytes:
+    path = name(record, "path")
+    parts = path.split(b"/")
+    if b"\0" in path or any(p in (b"", b".", b"..") for p in parts):
+        fail("format failure", f"unsafe path {path!r}")
+    return path
+
+
+def check_record(r: Any, what: str) -> dict[str, Any]:
+    """One record's type and exact members (names in either form), paths and chunk references."""
+    if not isinstance(r, dict) or r.get("t") not in (*_MEMBERS, "source"):
+        fail("format failure", f"{what} has no known type")
+    if r["t"] == "source":
+        return r
+    members = {m.removesuffix("_b64") if m in ("path_b64", "target_b64") else m for m in r}
+    expected = _MEMBERS[r["t"]] | ({"rows"} & members if r["t"] == "end" else set())
+    if members - {"t"} != expected or len(members) != len(r):
+        fail("format failure", f"{what} has other members than a {r['t']} record")
+    numbers = [r[k] for k in ("mode", "size", "rows") if k in r]
+    if not all(is_int(n) for n in numbers) or not isinstance(r.get("mtime_ns", 0), int):
+        fail("format failure", f"{what} has a member of the wrong type")
+    if r["t"] == "end" and not is_hex(r["blake3"], 64):
+        fail("format failure", f"{what}: blake3 is not 64 hex digits")
+    if r["t"] in ("dir", "file", "symlink"):
+        safe_path(r)
+    if r["t"] == "symlink":
+        name(r, "target")
+    if r["t"] == "chunks":
+        c = r["c"]
+        if not isinstance(c, list) or not 1 <= len(c) <= CHUNK_REFS_MAX:
+            fail("format failure", f"{what}: c is not a list of 1 to 4096 references")
+        for ref in c:
+            if not (isinstance(ref, list) and len(ref) == 5 and all(is_int(n) for n in ref[:4])
+                    and 1 <= ref[3] <= CHUNK_MAX and 42 <= ref[2] <= ref[3] + 41
+                    and is_hex(ref[4], 64)):  # fmt: skip
+                fail("format failure", f"{what}: bad chunk reference {ref!r}")
+    return r
+
+
+def open_catalog(k_catalog: bytes, index: int, data: bytes) -> list[dict[str, Any]]:
+    if len(data) < 45 or data[:4] != b"TDCS":
+        fail("format failure", "not a catalog segment")
+    if data[4] != 1:
+        fail("unsupported version", f"unsupported format version {data[4]}")
+    try:
+        packed = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
+            data[29:], b"transferd v1 catalog\x01" + struct.pack(">I", index), data[5:29], k_catalog
+        )
+    except nacl.exceptions.CryptoError:
+        fail("authentication failure", f"catalog segment {index} failed authentication")
+    records = inflate(packed, -1, CATALOG_SEGMENT_MAX, f"catalog segment {index}")
+    if not records.endswith(b"\n"):
+        fail("format failure", f"catalog segment {index} does not end with a newline")
+    lines = records.split(b"\n")[:-1]
+    return [
+        check_record(canonical_loads(ln, f"record {n}"), f"record {n}")
+        for n, ln in enumerate(lines)
+    ]
+
+
+# --- restore (SPEC 10.4, 13.5) -----------------------------------------------------------------
+
+
+class Store:
+    def __init__(self, root: Path, job: str) -> None:
+        self.dir = root / "jobs" / job
+
+    def get(self, sha: str, size: int) -> bytes:
+        path = self.dir / "objects" / sha[:2] / sha
+        data = path.read_bytes() if path.is_file() else fail("integrity failure", f"{sha} missing")
+        if len(data) != size or hashlib.sha256(data).hexdigest() != sha:
+            fail("integrity failure", f"object {sha} does not match its name and size")
+        return data
+
+
+def restore(root: Path, job: str, identity_text: str, out: Path, sender: str | None) -> None:
+    store = Store(root, job)
+    names = sorted(p.name for p in (store.dir / "manifests").iterdir())
+    if not names or any(not re.fullmatch(r"\d{20}", n) for n in names):
+        fail("format failure", f"manifest names {names}")
+    manifests = [(store.dir / "manifests" / n).read_bytes() for n in names]
+    body = check_chain(manifests, sender)
+    if body["job"] != job or int(names[-1]) != body["sequence"]:
+        fail("integrity failure", "the manifest names another job or sequence than its path")
+    kind, identity = read_key_file(identity_text)
+    if kind != "recipient-identity":
+        fail("key failure", "the identity file holds a sender key")
+    keys = subkeys(unwrap(body["recipients"], identity, b64(body["key_check"], 16, "key_check")))
+    lists, segments = _refs(body["object_lists"], ""), _refs(body["catalog"], "")
+    packs = [p for ref in lists for p in parse_object_list(store.get(*ref))]
+    if len(packs) != len(set(packs)):
+        fail("format failure", "a pack is listed twice")
+    out.mkdir(parents=True, exist_ok=True)
+    if any(out.iterdir()):
+        raise SystemExit(f"decode: {out} is not empty")
+    Restorer(store, keys, packs, out).run(segments)
+
+
+class Restorer:
+    """Writes entries as the records come; symlinks and directory times last (SPEC 13.5)."""
+
+    def __init__(self, store: Store, keys: dict[str, bytes], packs: list[Any], out: Path) -> None:
+        self.store, self.keys, self.packs, self.out = store, keys, packs, out
+        self.pack: tuple[int, bytes] | None = None
+        self.stream: Any = None  # (fd, hasher state: plaintext chunks' ids are checked as read)
+        self.seen: set[bytes] = set()
+        self.later: list[dict[str, Any]] = []
+        self.counts = {
+            "files": 0,
+            "dirs": 0,
+            "symlinks": 0,
+            "tables": 0,
+            "rows": 0,
+            "chunks": 0,
+            "bytes": 0,
+        }
+
+    def run(self, catalog: list[tuple[str, int]]) -> None:
+        records = (
+            r
+            for i, ref in enumerate(catalog)
+            for r in open_catalog(self.keys["catalog"], i, self.store.get(*ref))
+        )
+        first = next(records, None)
+        if first is None or first["t"] != "source":
+            fail("format failure", "the catalog does not start with a source record")
+        last = None
+        for record in records:
+            if last is not None:
+                fail("format failure", "a record after totals")
+            if record["t"] == "totals":
+                last = record
+            else:
+                self.entry(record)
+        if self.stream is not None or last is None:
+            fail("integrity failure", "the catalog ends inside a stream or without totals")
+        if {k: last[k] for k in self.counts} != self.counts:
+            fail("integrity failure", f"totals {last} do not match the records {self.counts}")
+        for record in sorted(self.later, key=lambda r: -len(safe_path(r))):
+            path = os.path.join(bytes(self.out), safe_path(record))
+            if record["t"] == "symlink":
+                os.symlink(name(record, "target"), path)
+            else:
+                os.chmod(path, record["mode"] & 0o777)
+            os.utime(path, ns=(record["mtime_ns"],) * 2, follow_symlinks=False)
+
+    def target(self, path: bytes) -> bytes:
+        if path in self.seen:
+            fail("format failure", f"two records name {path!r}")
+        self.seen.add(path)
+        return os.path.join(bytes(self.out), path)
+
+    def entry(self, r: dict[str, Any]) -> None:
+        t = r["t"]
+        if t in ("chunks", "end") and self.stream is None:
+            fail("format failure", f"a {t} record outside a stream")
+        if t not in ("chunks", "end") and self.stream is not None:
+            fail("integrity failure", "a stream ends without its end record")
+        if t == "dir":
+            self.counts["dirs"] += 1
+            os.makedirs(self.target(safe_path(r)), exist_ok=True)
+            self.later.append(r)
+        elif t == "symlink":
+            self.counts["symlinks"] += 1
+            self.target(safe_path(r))
+            self.later.append(r)
+        elif t in ("file", "table"):
+            self.counts[t + "s"] += 1
+            if t == "file":
+                path = self.target(safe_path(r))
+            else:
+                quoted = (urllib.parse.quote(r[k], safe="") for k in ("schema", "name"))
+                path = self.target(b"_tables/" + ".".join(quoted).encode())
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            self.stream = (r, path, fd, [])
+        elif t == "chunks":
+            for p, off, blob_len, plain_len, cid in r["c"]:
+                self.stream[3].append(self.chunk(p, off, blob_len, plain_len, bytes.fromhex(cid)))
+                os.write(self.stream[2], self.stream[3][-1])
+                self.counts["chunks"] += 1
+        else:
+            self.end(r)
+
+    def chunk(self, p: int, off: int, blob_len: int, plain_len: int, cid: bytes) -> bytes:
+        if p >= len(self.packs) or off < 5 or off + blob_len > self.packs[p][1] - 88:
+            fail("format failure", f"chunk reference [{p}, {off}, {blob_len}] is outside its pack")
+        if self.pack is None or self.pack[0] != p:
+            self.pack = p, self.store.get(*self.packs[p])
+        return open_chunk(self.keys, cid, self.pack[1][off : off + blob_len], plain_len)
+
+    def end(self, r: dict[str, Any]) -> None:
+        start, path, fd, chunks = self.stream
+        os.close(fd)
+        content = b"".join(chunks)
+        if r["size"] != len(content) or r["blake3"] != blake3(content).hex():
+            fail("integrity failure", f"stream {path!r} does not match its end record")
+        if ("rows" in r) != (start["t"] == "table"):
+            fail("format failure", "rows belong to, and only to, the end of a table")
+        self.counts["rows"] += r.get("rows", 0)
+        self.counts["bytes"] += len(content)
+        if start["t"] == "file":
+            os.chmod(path, start["mode"] & 0o777)
+            os.utime(path, ns=(start["mtime_ns"],) * 2)
+        self.stream = None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("store", type=Path)
+    parser.add_argument("job")
+    parser.add_argument("identity", type=Path)
+    parser.add_argument("output", type=Path)
+    parser.add_argument("--sender", help="the sender key (tds1...) the manifests must be signed by")
+    args = parser.parse_args(argv)
+    if args.sender is None:
+        print(
+            "decode: warning: no --sender: the manifest is checked against the key it names",
+            file=sys.stderr,
+        )
+    try:
+        restore(args.store, args.job, args.identity.read_text(), args.output, args.sender)
+    except DecodeError as e:
+        print(f"decode: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
