@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from transferd.cli.output import Output
 from transferd.core.keys import (
     RecipientIdentity,
     RecipientKey,
+    SenderPublicKey,
     SenderSecretKey,
     parse_key_file,
     parse_recipient,
+    parse_sender_public,
 )
 from transferd.errors import ConfigError, KeyFormatError
 from transferd.secretfiles import read_secret_file
@@ -56,3 +59,21 @@ def load_recipients(texts: list[str], files: list[Path]) -> list[RecipientKey]:
                 except KeyFormatError as e:
                     raise KeyFormatError(f"{f}:{n}: {e.message}") from None
     return keys
+
+
+def parse_sender_arg(value: str) -> SenderPublicKey:
+    """A public key given as text, or as a file holding one key line."""
+    text = value.strip()
+    if not text.lower().startswith("tds1") and os.path.exists(value):
+        try:
+            lines = Path(value).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"cannot read sender key file {value}: {e}") from None
+        keys = [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
+        if len(keys) != 1:
+            raise ConfigError(f"{value} must hold exactly one public key line tds1…")
+        text = keys[0]
+    try:
+        return parse_sender_public(text)
+    except KeyFormatError as e:
+        raise KeyFormatError(f"--sender: {e.message}", hint=e.hint) from None

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from transferd.cli.commands.verify import parse_sender_arg
+from transferd.cli.keyargs import parse_sender_arg
 from transferd.cli.output import Output, add_json_flag
 from transferd.errors import ConfigError
 from transferd.report import seal

@@ -13,16 +13,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-from transferd.cli.keyargs import load_sender_key
+from transferd.cli.keyargs import load_sender_key, parse_sender_arg
 from transferd.cli.output import Output, add_json_flag
-from transferd.core.keys import SenderPublicKey, SenderSecretKey, parse_sender_public
+from transferd.core.keys import SenderSecretKey
 from transferd.errors import (
     ConfigError,
     CopyAlteredError,
     CopyIncompleteError,
     CopyUntrustedError,
     JobNotFoundError,
-    KeyFormatError,
     StoreError,
     StoreUnreadableError,
     TransferdError,
@@ -104,24 +103,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     add_json_flag(p)
     p.set_defaults(run=run)
-
-
-def parse_sender_arg(value: str) -> SenderPublicKey:
-    """A public key given as text, or as a file holding one key line."""
-    text = value.strip()
-    if not text.lower().startswith("tds1") and os.path.exists(value):
-        try:
-            lines = Path(value).read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(f"cannot read sender key file {value}: {e}") from None
-        keys = [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
-        if len(keys) != 1:
-            raise ConfigError(f"{value} must hold exactly one public key line tds1…")
-        text = keys[0]
-    try:
-        return parse_sender_public(text)
-    except KeyFormatError as e:
-        raise KeyFormatError(f"--sender: {e.message}", hint=e.hint) from None
 
 
 def _open(args: argparse.Namespace, signer: SenderSecretKey | None, out: Output) -> Store:
