@@ -18,7 +18,8 @@ period). Anything else that escapes is a bug: the CLI prints its traceback and e
     │   ├── RollbackError               13  an older manifest served as the newest
     │   ├── CopyIncompleteError         20  verify: stored objects missing or truncated
     │   ├── CopyAlteredError            21  verify: an object's bytes changed, or an extra object
-    │   └── CopyUntrustedError          22  verify: a manifest's signature, chain or sequence failed
+    │   ├── CopyUntrustedError          22  verify: a manifest's signature, chain or sequence failed
+    │   └── CopyDiffersError            24  verify --against: the copy does not match the source
     ├── ProtocolError                   1   (abstract) a peer or we broke the wire protocol
     │   ├── LocalProtocolError          1   we broke it: a bug on our side
     │   └── RemoteProtocolError         1   the peer broke it
@@ -36,9 +37,9 @@ period). Anything else that escapes is a bug: the CLI prints its traceback and e
     └── CancelledByUserError            130 a signal asked us to stop
 
 Exit codes are published in README.md; add codes, never renumber. ``transferd verify`` reports
-its verdict with 0 or 20-23 (protocol/REPORT.md); when several apply, the first of 22, 21, 20, 23
-wins: a broken chain of trust makes every other finding moot, and a finding proven on the bytes
-outranks one that could not be read.
+its verdict with 0 or 20-24 (protocol/REPORT.md); when several apply, the first of 22, 21, 20,
+24, 23 wins: a broken chain of trust makes every other finding moot, and a finding proven on the
+bytes outranks a difference from a source that may have changed since, and a read that failed.
 """
 
 from __future__ import annotations
@@ -121,6 +122,13 @@ class CopyUntrustedError(IntegrityError):
     or the store serves an older manifest than one seen before."""
 
     exit_code = 22
+
+
+class CopyDiffersError(IntegrityError):
+    """Verify --against: the stored copy is intact but does not match the source it was compared
+    with (entries only on one side, or another kind, mode, link target, size or content)."""
+
+    exit_code = 24
 
 
 class ProtocolError(TransferdError):
