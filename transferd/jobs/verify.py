@@ -346,7 +346,8 @@ async def _check_objects(
     report.notes.update(
         {
             "store-readable": f"{tp.objects:,} objects read, {tp.bytes:,} bytes",
-            "objects-present": f"{referenced:,} objects named by {manifests} manifests",
+            "objects-present": f"{referenced:,} objects named by {manifests} manifest"
+            + ("s" if manifests != 1 else ""),
             "objects-complete": f"{referenced:,} objects",
             "objects-intact": f"{tp.objects:,} objects hashed, {tp.bytes:,} bytes",
             "no-extra-objects": f"{listed:,} objects in the store, each named by a manifest",
@@ -386,7 +387,8 @@ async def _check_object_lists(
                     manifest=seq,
                 )
             )
-    report.notes["manifest-totals"] = f"{len(trusted.manifests)} manifests"
+    n = len(trusted.manifests)
+    report.notes["manifest-totals"] = f"{n} manifest{'s' if n != 1 else ''}"
     return all(s is not None for s in summaries.values())
 
 

@@ -191,9 +191,12 @@ def _failures(doc: dict[str, Any]) -> str:
     for f in failures[:HTML_FAILURE_ROWS]:
         what = f.get("object") or f.get("path") or ""
         kind = f.get("object_kind") or ""
+        message = str(f.get("message", ""))
+        if f.get("object"):  # the name is in its own column: shorten it in the sentence
+            message = message.replace(str(f["object"]), str(f["object"])[:12] + "…")
         rows.append(
             f"<tr><td><b>{_e(f.get('kind'))}</b></td><td>{_e(kind)}</td>"
-            f'<td class="mono">{_e(what)}</td><td class="msg">{_e(f.get("message"))}</td></tr>'
+            f'<td class="mono">{_e(what)}</td><td class="msg">{_e(message)}</td></tr>'
         )
     more = total - min(len(failures), HTML_FAILURE_ROWS)
     tail = (

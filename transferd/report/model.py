@@ -93,6 +93,8 @@ class Failure:
     object_kind: str | None = None
     manifest: int | None = None
     path: str | None = None
+    offset: int | None = None
+    chunk: str | None = None
     expected: dict[str, Any] | None = None
     actual: dict[str, Any] | None = None
 
@@ -115,7 +117,9 @@ class Failure:
             "check": self.check,
             "message": self.message,
         }
-        for name in ("object", "object_kind", "manifest", "path", "expected", "actual"):
+        for name in (
+            "object", "object_kind", "manifest", "path", "offset", "chunk", "expected", "actual",
+        ):  # fmt: skip
             value = getattr(self, name)
             if value is not None:
                 out[name] = value
