@@ -1,0 +1,202 @@
+"""Fetch sealed chunks from a job's packs: pack index → object name, ranged reads, a small cache.
+
+A catalog names a chunk by (pack index, offset, length). The pack index is a position in the
+object-list segments the manifest names; those are loaded one segment (65,536 packs, 2.6 MiB) at
+a time, checked against the manifest's SHA-256, and only the few most recent kept, so a job of
+any number of packs is read in bounded memory.
+
+Reading a chunk fetches a *range* of its pack, not the whole pack nor only the chunk: the caller
+says which other chunks of the same pack come soon (the rest of the catalog segment being read),
+and the range grows to cover them while the gap between two is at most ``GAP`` and the range at
+most ``MAX_RANGE``. For a job written in one run the catalog follows the pack order, so one
+request fetches a whole pack's worth of consecutive chunks; for a job whose later runs reuse
+chunks scattered over old packs, a range never drags in more than ``GAP`` bytes of chunks nobody
+asked for. Consecutive small files share packs, so fetched ranges are kept in an LRU cache
+bounded by bytes; a fetch in flight is shared by every chunk it covers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import hashlib
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from transferd.core import objectlist
+from transferd.core.catalog import ChunkRef
+from transferd.core.constants import OBJECT_LIST_ENTRY_SIZE, PACK_TARGET
+from transferd.core.objectlist import ObjectRef
+from transferd.errors import FormatError, IntegrityError
+from transferd.stores.base import Store
+
+_LIST_HEADER = 9
+"""Bytes before the first entry of an object-list segment: magic, version, count."""
+
+GAP = 1024 * 1024
+"""Bytes of unrequested chunks a range may span to join two requested ones: a second request
+costs a round trip (tens of ms to a remote host), which 1 MiB at 100 MB/s roughly equals."""
+MAX_RANGE = PACK_TARGET
+"""Largest range fetched at once: a whole pack of the usual size."""
+CACHE_BYTES = 64 * 1024 * 1024
+"""Fetched ranges kept for chunks still to come: four packs."""
+LISTS_KEPT = 2
+"""Object-list segments kept decoded (6.5 MiB each): the current one and its neighbour."""
+
+
+async def fetch_checked(store: Store, job: str, ref: ObjectRef, what: str) -> bytes:
+    """An object the manifest names, refused unless its size and SHA-256 are the manifest's."""
+    data = await store.get_object(job, ref.name)
+    if len(data) != ref.size:
+        raise IntegrityError(
+            f"{what} {ref.name} has {len(data)} bytes, the manifest says {ref.size}"
+        )
+    digest = await asyncio.to_thread(lambda: hashlib.sha256(data).digest())
+    if digest != ref.sha256:
+        raise IntegrityError(f"{what} {ref.name} does not hash to its name: it was altered")
+    return data
+
+
+class PackIndex:
+    """Pack index → (object name, size), from the object-list segments, loaded lazily."""
+
+    def __init__(self, store: Store, job: str, lists: Sequence[ObjectRef]) -> None:
+        self._store = store
+        self._job = job
+        self._lists = list(lists)
+        self._starts: list[int] = []
+        total = 0
+        for ref in self._lists:
+            count, rest = divmod(ref.size - _LIST_HEADER, OBJECT_LIST_ENTRY_SIZE)
+            if ref.size < _LIST_HEADER or rest:
+                raise FormatError(f"object list {ref.name} has an impossible size {ref.size}")
+            self._starts.append(total)
+            total += count
+        self.count = total
+        """Packs the job holds: the sum of the segments' entry counts."""
+        self._loaded: OrderedDict[int, asyncio.Future[list[ObjectRef]]] = OrderedDict()
+
+    async def pack(self, index: int) -> ObjectRef:
+        if not 0 <= index < self.count:
+            raise FormatError(f"catalog names pack {index}, but the job has {self.count} packs")
+        segment = bisect.bisect_right(self._starts, index) - 1
+        refs = await self._segment(segment)
+        return refs[index - self._starts[segment]]
+
+    async def _segment(self, n: int) -> list[ObjectRef]:
+        fut = self._loaded.get(n)
+        if fut is None:
+            fut = asyncio.ensure_future(self._load(n))
+            self._loaded[n] = fut
+            while len(self._loaded) > LISTS_KEPT:
+                self._loaded.popitem(last=False)
+        else:
+            self._loaded.move_to_end(n)
+        return await asyncio.shield(fut)
+
+    async def _load(self, n: int) -> list[ObjectRef]:
+        ref = self._lists[n]
+        data = await fetch_checked(self._store, self._job, ref, "object list")
+        refs = objectlist.decode_segment(data)
+        expected = (ref.size - _LIST_HEADER) // OBJECT_LIST_ENTRY_SIZE
+        if len(refs) != expected:  # pragma: no cover - decode_segment checks count against size
+            raise FormatError(f"object list {ref.name} holds {len(refs)} entries")
+        return refs
+
+
+@dataclass(slots=True)
+class _Range:
+    pack: int
+    start: int
+    end: int
+    data: asyncio.Future[bytes]
+
+
+class PackReader:
+    """Sealed blobs by catalog reference, fetched by coalesced ranges and cached by bytes."""
+
+    def __init__(
+        self, store: Store, job: str, index: PackIndex, cache_bytes: int = CACHE_BYTES
+    ) -> None:
+        self._store = store
+        self._job = job
+        self._index = index
+        self._capacity = cache_bytes
+        self._ranges: dict[int, list[_Range]] = {}
+        self._lru: OrderedDict[int, _Range] = OrderedDict()
+        self._held = 0
+        self.bytes_fetched = 0
+        self.requests = 0
+
+    async def blob(self, ref: ChunkRef, soon: Sequence[tuple[int, int]] = ()) -> memoryview:
+        """The sealed blob ``ref`` names. ``soon``: (offset, end) of chunks of the same pack
+        the caller will ask for next, sorted by offset; the fetched range may cover them."""
+        end = ref.offset + ref.blob_len
+        for rng in self._ranges.get(ref.pack_index, ()):
+            if rng.start <= ref.offset and end <= rng.end:
+                self._lru.move_to_end(id(rng))
+                data = await asyncio.shield(rng.data)
+                return memoryview(data)[ref.offset - rng.start : end - rng.start]
+        rng = _Range(ref.pack_index, ref.offset, plan_end(ref.offset, end, soon), _new_future())
+        self._add(rng)
+        try:
+            pack = await self._index.pack(ref.pack_index)
+            if rng.end > pack.size:
+                raise FormatError(
+                    f"chunk {ref.chunk_id.hex()[:16]} lies beyond the end of pack {pack.name} "
+                    f"({ref.offset}+{ref.blob_len} > {pack.size} bytes)"
+                )
+            data = await self._store.get_object(
+                self._job, pack.name, rng.start, rng.end - rng.start
+            )
+            if len(data) != rng.end - rng.start:
+                raise IntegrityError(
+                    f"pack {pack.name} is shorter than the object list says ({pack.size} bytes)"
+                )
+        except asyncio.CancelledError:
+            self._drop(rng)
+            rng.data.cancel()
+            raise
+        except Exception as exc:
+            self._drop(rng)
+            rng.data.set_exception(exc)
+            rng.data.exception()  # marked retrieved: waiters re-raise it, asyncio warns of none
+            raise
+        self.bytes_fetched += len(data)
+        self.requests += 1
+        rng.data.set_result(data)
+        return memoryview(data)[: ref.blob_len]
+
+    def _add(self, rng: _Range) -> None:
+        self._ranges.setdefault(rng.pack, []).append(rng)
+        self._lru[id(rng)] = rng
+        self._held += rng.end - rng.start
+        while self._held > self._capacity and len(self._lru) > 1:
+            _, old = self._lru.popitem(last=False)
+            self._forget(old)
+
+    def _drop(self, rng: _Range) -> None:
+        if self._lru.pop(id(rng), None) is not None:
+            self._forget(rng)
+
+    def _forget(self, rng: _Range) -> None:
+        """Evict: chunks already waiting on the range keep it alive until they have their bytes."""
+        self._held -= rng.end - rng.start
+        ranges = self._ranges[rng.pack]
+        ranges.remove(rng)
+        if not ranges:
+            del self._ranges[rng.pack]
+
+
+def plan_end(start: int, end: int, soon: Sequence[tuple[int, int]]) -> int:
+    """Grow [start, end) over the chunks in ``soon`` that follow it within GAP and MAX_RANGE."""
+    for offset, stop in soon[bisect.bisect_left(soon, (start, 0)) :]:
+        if offset - end > GAP or stop - start > MAX_RANGE:
+            break
+        end = max(end, stop)
+    return end
+
+
+def _new_future() -> asyncio.Future[bytes]:
+    return asyncio.get_running_loop().create_future()
