@@ -1,0 +1,107 @@
+"""Build copies by hand from the core's functions: catalogs no honest sender would write.
+
+A forged copy is a real one in every other respect (sealed chunks in one pack, an object list,
+sealed catalog segments, a manifest signed by the sender and wrapped to the recipient), so a
+reader refuses it for the catalog's content alone, which is what the tests are about.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import blake3
+
+from transferd.core import catalog, chunking, envelope, jobkey, manifest, objectlist
+from transferd.core.catalog import ChunkRef
+from transferd.core.jobkey import JobKey
+from transferd.core.keys import RecipientIdentity, SenderSecretKey
+from transferd.core.manifest import ManifestBody, Totals
+from transferd.core.objectlist import ObjectRef
+from transferd.core.packs import PackBuilder
+from transferd.stores.base import Store
+
+
+@dataclass(frozen=True)
+class File:
+    """A stream entry: its head record, then chunks and end made from ``content``."""
+
+    head: dict[str, Any]
+    content: bytes
+    blake3: str | None = None
+    """The end record's hash, when it should lie."""
+
+
+def path_fields(path: bytes) -> dict[str, str]:
+    return catalog.name_fields("path", path)
+
+
+async def forge(
+    store: Store,
+    job: str,
+    sender: SenderSecretKey,
+    recipient: RecipientIdentity,
+    items: list[dict[str, Any] | File],
+    *,
+    totals: bool = True,
+) -> JobKey:
+    """Store a copy whose catalog is ``source``, then ``items`` (raw records, or Files expanded
+    into head, chunks and end), then ``totals`` (unless ``totals=False``)."""
+    key = JobKey(os.urandom(32))
+    pack = PackBuilder()
+    records: list[dict[str, Any]] = [{"t": "source", "kind": "directory", "root": "/forged"}]
+    for item in items:
+        if isinstance(item, dict):
+            records.append(item)
+            continue
+        records.append(item.head)
+        refs = []
+        for chunk in chunking.cut(item.content):
+            cid, blob = envelope.seal_chunk(key, chunk, os.urandom(24), None)
+            entry = pack.add(cid, blob, len(chunk))
+            refs.append(ChunkRef(0, entry.offset, entry.blob_len, entry.plain_len, cid))
+        records += catalog.chunk_records(refs)
+        digest = item.blake3 or blake3.blake3(item.content).hexdigest()
+        records.append({"t": "end", "size": len(item.content), "blake3": digest})
+    if totals:
+        records.append({"t": "totals"})
+    pack_data = pack.finish(key.pack_header_key, os.urandom(24))
+    pack_ref = await _put(store, job, pack_data)
+    list_ref = await _put(store, job, objectlist.encode_segment([pack_ref]))
+    writer = catalog.CatalogWriter()
+    segments = [full for r in records if (full := writer.add(r)) is not None]
+    last = writer.finish()
+    if last is not None:
+        segments.append(last)
+    catalog_refs = [
+        await _put(store, job, catalog.seal_segment(key.catalog_key, i, data, os.urandom(24)))
+        for i, data in segments
+    ]
+    body = ManifestBody(
+        job=job,
+        job_id=os.urandom(16).hex(),
+        sequence=1,
+        created="2026-11-22T21:00:00Z",
+        previous=None,
+        sender=sender.public().to_text(),
+        recipients=(jobkey.wrap(key, recipient.public(), os.urandom(32)),),
+        key_check=key.key_check,
+        object_lists=(list_ref,),
+        catalog=tuple(catalog_refs),
+        totals=Totals(1, pack_ref.size),
+    )
+    await store.put_manifest(job, 1, manifest.sign(body, sender))
+    return key
+
+
+async def _put(store: Store, job: str, data: bytes) -> ObjectRef:
+    digest = hashlib.sha256(data).digest()
+    await store.put_object(job, digest.hex(), data)
+    return ObjectRef(digest, len(data))
+
+
+def b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
