@@ -20,7 +20,7 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from transferd.core.constants import PACK_MAX_SIZE
 from transferd.errors import StoreError
@@ -51,21 +51,27 @@ class Digest:
 
 @dataclass
 class Throughput:
+    """What has been read so far; the progress line polls it."""
+
     objects: int = 0
     bytes: int = 0
-    started: float = 0.0
-    seconds: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+    total_bytes: int | None = None
+    """Bytes the manifests name, once the object lists are read: what will be read in all."""
 
 
 class ObjectReader:
     """Hashes objects of one job in a store; ``close()`` stops its threads."""
 
-    def __init__(self, store: Store, job: str, workers: int) -> None:
+    def __init__(
+        self, store: Store, job: str, workers: int, throughput: Throughput | None = None
+    ) -> None:
         self.store = store
         self.job = job
         self.workers = max(1, workers)
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="transferd-verify")
-        self.throughput = Throughput(started=time.monotonic())
+        self.throughput = throughput or Throughput()
+        self.throughput.started = time.monotonic()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

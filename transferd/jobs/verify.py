@@ -32,7 +32,13 @@ from transferd.core.keys import SenderPublicKey
 from transferd.core.manifest import SignedManifest
 from transferd.errors import FormatError, IntegrityError, JobNotFoundError, StoreError
 from transferd.jobs.inventory import Inventory, Ref
-from transferd.jobs.objectcheck import Digest, ObjectReader, default_workers, judge
+from transferd.jobs.objectcheck import (
+    Digest,
+    ObjectReader,
+    Throughput,
+    default_workers,
+    judge,
+)
 from transferd.jobs.seen import Seen, SeenState
 from transferd.report.model import OBJECT_CHECKS, Failure, Report
 from transferd.report.seal import fingerprint
@@ -50,6 +56,8 @@ class VerifyOptions:
     """Hashing threads; 0 means one per core."""
     clock: Callable[[], float] = time.time
     temp_dir: str | None = None
+    throughput: Throughput | None = None
+    """Updated as objects are read, for a progress display."""
 
 
 @dataclass
@@ -72,7 +80,7 @@ async def verify_copy(
         started=utc(options.clock()),
         tool_version=__version__,
     )
-    reader = ObjectReader(store, job, options.workers or default_workers())
+    reader = ObjectReader(store, job, options.workers or default_workers(), options.throughput)
     inventory = Inventory(options.temp_dir)
     try:
         trusted = await _check_manifests(store, job, sender, report)
@@ -318,6 +326,7 @@ async def _check_objects(
             report.skip(check, "the store's objects could not be listed")
         return
     lists_ok = await _check_object_lists(trusted, report, reader, inventory)
+    reader.throughput.total_bytes = inventory.counts()[2]
     await reader.check_all(inventory.to_check(), inventory, report.fail)
     for ref in inventory.missing():
         report.fail(

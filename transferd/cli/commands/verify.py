@@ -9,12 +9,15 @@ hashed, optionally signed) lists every check and every failure.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 from transferd.cli.keyargs import load_sender_key, parse_sender_arg
 from transferd.cli.output import Output, add_json_flag
+from transferd.cli.readprogress import show_progress
 from transferd.core.keys import SenderSecretKey
 from transferd.errors import (
     ConfigError,
@@ -26,7 +29,7 @@ from transferd.errors import (
     StoreUnreadableError,
     TransferdError,
 )
-from transferd.jobs.objectcheck import default_workers
+from transferd.jobs.objectcheck import Throughput, default_workers
 from transferd.jobs.seen import SeenState, default_seen_path
 from transferd.jobs.verify import VerifyOptions, verify_copy
 from transferd.report import html, seal
@@ -101,6 +104,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="KEYFILE",
         help="sign the report with this sender-kind key file (the auditor's own key)",
     )
+    p.add_argument(
+        "--progress",
+        choices=["auto", "always", "never"],
+        default="auto",
+        help="live progress line on stderr (auto: on a terminal)",
+    )
     add_json_flag(p)
     p.set_defaults(run=run)
 
@@ -128,12 +137,17 @@ def run(args: argparse.Namespace, out: Output) -> int:
     signer = load_sender_key(args.sign_report, out) if args.sign_report else None
     seen = SeenState(args.seen_state or default_seen_path())
     store = _open(args, signer, out)
-    options = VerifyOptions(seen=seen, workers=max(1, args.workers))
+    throughput = Throughput()
+    options = VerifyOptions(seen=seen, workers=max(1, args.workers), throughput=throughput)
+    interactive = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
 
     async def main() -> Report:
+        progress = asyncio.create_task(show_progress(throughput, interactive=interactive))
         try:
             return await verify_copy(store, args.job, sender, options)
         finally:
+            progress.cancel()
+            await asyncio.gather(progress, return_exceptions=True)
             await store.close()
 
     report = run_async(main())
