@@ -172,7 +172,7 @@ def verify(
         raise ApiError(
             401,
             "clock_skew",
-            f"clock skew of {round(abs(skew))} s exceeds the allowed {CLOCK_SKEW_LIMIT} s "
+            f"clock skew of {int(abs(skew))} s exceeds the allowed {CLOCK_SKEW_LIMIT} s "
             f"(the request is {'behind' if skew > 0 else 'ahead of'} the server's clock)",
         )
     message = signing_string(

@@ -2,13 +2,15 @@
 
 ``make_app`` is the app factory: tests build the same application the command runs. State lives
 under typed ``web.AppKey``s; the store is closed by a cleanup context, so it is torn down only if
-the application started. Three middlewares wrap every handler, outermost first:
+the application started. Four middlewares wrap every handler, outermost first:
 
 1. ``_log_requests`` writes one line per request (method, path, status, bytes in and out,
    milliseconds, the signing key's short form) and never a body or a header value;
-2. ``_errors`` turns every refusal into ``{"error": …, "code": …}`` with its status, including
+2. ``_track`` counts requests in flight, and once the server is stopping answers new ones 503
+   and closes each connection after its answer;
+3. ``_errors`` turns every refusal into ``{"error": …, "code": …}`` with its status, including
    aiohttp's own (unknown route, wrong method), so a client always reads one shape;
-3. ``_authenticate`` checks the signature, clock and nonce of every request under ``/v1/jobs/``
+4. ``_authenticate`` checks the signature, clock and nonce of every request under ``/v1/jobs/``
    before a byte of its body is read, then whether the key may read or write that job.
 
 The acknowledgement rule: ``PUT …/objects/{sha256}`` answers 201 only after the store's
@@ -17,8 +19,12 @@ A body that ends early, exceeds its cap or does not hash to its signed digest ne
 store, so nothing partial is ever stored under a name.
 
 ``run_server`` serves an application on uvloop, with TLS when given a certificate, until SIGTERM
-or SIGINT, then shuts down in aiohttp's order: stop listening, close idle connections, wait for
-in-flight requests (up to ``shutdown_timeout``), cancel the rest, run the cleanup contexts.
+or SIGINT. It then stops listening and waits (up to ``shutdown_timeout``) until no request is in
+flight, *before* handing over to aiohttp's own shutdown (close connections, cancel what is left,
+run the cleanup contexts). The extra step is needed because aiohttp, once shutting down, drops
+bytes arriving on open connections (aio-libs/aiohttp#2298): an upload whose body was still
+arriving would stall and be cancelled, whereas a storage host should finish the 64 MiB pack it
+was receiving rather than make the sender send it again.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import contextvars
 import hashlib
 import json
 import logging
+import os
 import re
 import signal
 import ssl
@@ -42,6 +49,7 @@ from transferd.core import manifest as core_manifest
 from transferd.core.constants import MANIFEST_MAX_SIZE, PACK_MAX_SIZE
 from transferd.core.keys import SenderPublicKey, parse_key_text
 from transferd.errors import (
+    ConfigError,
     FormatError,
     IntegrityError,
     PermanentStoreError,
@@ -69,6 +77,31 @@ STORE: web.AppKey[Store] = web.AppKey("store")
 AUTHORIZER: web.AppKey[Authorizer] = web.AppKey("authorizer", Authorizer)
 NONCES: web.AppKey[NonceCache] = web.AppKey("nonces", NonceCache)
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
+
+
+class InFlight:
+    """Requests being handled, and whether the server is stopping."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.stopping = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def enter(self) -> None:
+        self.count += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        self.count -= 1
+        if self.count == 0:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
+
+
+IN_FLIGHT: web.AppKey[InFlight] = web.AppKey("in_flight", InFlight)
 
 LIST_LIMIT_DEFAULT = 1000
 LIST_LIMIT_MAX = 10_000
@@ -107,8 +140,9 @@ def make_app(
     nonces: NonceCache | None = None,
 ) -> web.Application:
     """The storage host's application, serving ``store`` to the keys ``authorizer`` allows."""
-    app = web.Application(middlewares=[_log_requests, _errors, _authenticate])
+    app = web.Application(middlewares=[_log_requests, _track, _errors, _authenticate])
     app[STORE] = store
+    app[IN_FLIGHT] = InFlight()
     app[AUTHORIZER] = authorizer
     app[NONCES] = nonces if nonces is not None else NonceCache()
     app[CLOCK] = clock
@@ -162,6 +196,24 @@ async def _log_requests(request: web.Request, handler: Handler) -> web.StreamRes
 def _body_size(response: web.StreamResponse) -> int:
     body = response.body if isinstance(response, web.Response) else None
     return len(body) if isinstance(body, bytes | bytearray) else 0
+
+
+@web.middleware
+async def _track(request: web.Request, handler: Handler) -> web.StreamResponse:
+    in_flight = request.app[IN_FLIGHT]
+    if in_flight.stopping:
+        response: web.StreamResponse = _error_response(
+            503, "stopping", "the server is stopping; retry shortly"
+        )
+    else:
+        in_flight.enter()
+        try:
+            response = await handler(request)
+        finally:
+            in_flight.leave()
+    if in_flight.stopping:  # no further request on this connection
+        response.force_close()
+    return response
 
 
 @web.middleware
@@ -459,7 +511,10 @@ async def _check_job_exists(store: Store, job: str) -> None:
 def tls_context(cert: str, key: str) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(cert, key)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load the TLS certificate {cert} and key {key}: {exc}") from None
     return context
 
 
@@ -478,12 +533,23 @@ async def serve(
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise ConfigError(f"cannot listen on {host}:{port}: {reason.lower()}") from None
         bound_port = runner.addresses[0][1]
         shown = f"[{host}]" if ":" in host else host
         on_listening(f"{'https' if ssl_context else 'http'}://{shown}:{bound_port}")
         await stop.wait()
-        log.info("stopping: no new connections, finishing requests in flight")
+        in_flight = app[IN_FLIGHT]
+        in_flight.stopping = True
+        await site.stop()
+        log.info("stopping: no new connections, finishing %d requests", in_flight.count)
+        try:
+            await asyncio.wait_for(in_flight.wait_idle(), shutdown_timeout)
+        except TimeoutError:
+            log.warning("%d requests still running after %g s", in_flight.count, shutdown_timeout)
     finally:
         await runner.cleanup()
 
@@ -499,7 +565,7 @@ def run_server(
     shutdown_timeout: float = 60.0,
 ) -> None:
     """Serve ``store`` on uvloop until SIGTERM or SIGINT; returns after a graceful shutdown."""
-    import uvloop  # only the server and the daemon run on uvloop
+    from transferd.runtime import run  # installs uvloop: only for a process that serves
 
     ssl_context = tls_context(tls_cert, tls_key) if tls_cert and tls_key else None
 
@@ -518,5 +584,4 @@ def run_server(
             shutdown_timeout=shutdown_timeout,
         )
 
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(main())
+    run(main())
