@@ -1,0 +1,172 @@
+"""HttpStore against a real host: each failure arrives as the contract's error, with its reason."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.stores.backends import SENDER, SMALL_FS_SIZE, allow_all, random_object, serving
+from tests.transport.signing import storage_host
+from transferd.core.keys import SenderSecretKey
+from transferd.errors import (
+    ConfigError,
+    PermanentStoreError,
+    StoreFullError,
+    TransientStoreError,
+)
+from transferd.stores.memory import MemoryStore
+from transferd.transport.client import HttpStore
+from transferd.transport.server import make_app
+
+JOB = "dcir"
+
+
+async def test_a_store_on_a_small_disk_answers_507_and_keeps_nothing_partial(
+    small_fs: Path,
+) -> None:
+    third = SMALL_FS_SIZE * 3 // 8
+    kept = [random_object(third) for _ in range(2)]
+    name, data = random_object(third)
+    async with storage_host(small_fs / "store") as host:
+        client = HttpStore(host.url, SENDER)
+        try:
+            for n, d in kept:
+                await client.put_object(JOB, n, d)
+            raw = await host.send("PUT", f"/v1/jobs/{JOB}/objects/{name}", data)
+
+            with pytest.raises(StoreFullError) as caught:
+                await client.put_object(JOB, name, data)
+
+            assert (raw.status, raw.json["code"]) == (507, "out_of_space")
+            assert f"the store at {small_fs / 'store'} is out of space" in caught.value.message
+            assert host.temp_files() == []
+            assert sorted([e async for e in client.list_objects(JOB)]) == sorted(
+                (n, len(d)) for n, d in kept
+            )
+            for n, _ in kept:
+                assert hashlib.sha256(await client.get_object(JOB, n)).hexdigest() == n
+
+            await client.delete_object(JOB, kept[0][0])
+            await client.put_object(JOB, name, data)
+
+            assert await client.get_object(JOB, name) == data
+        finally:
+            await client.close()
+
+
+async def test_a_refused_key_is_permanent_and_says_why(tmp_path: Path) -> None:
+    other = SenderSecretKey(bytes([8] * 32))
+    async with storage_host(tmp_path / "s") as host:
+        client = HttpStore(host.url, other)
+        try:
+            with pytest.raises(PermanentStoreError) as caught:
+                await client.put_object(JOB, *random_object(10))
+        finally:
+            await client.close()
+
+    assert f"answered 403 forbidden: key {other.public().to_text()} may not write job {JOB}" in (
+        caught.value.message
+    )
+
+
+async def test_a_client_clock_off_by_400_s_is_told_to_fix_its_clock(tmp_path: Path) -> None:
+    async with storage_host(tmp_path / "s") as host:
+        client = HttpStore(host.url, SENDER, clock=lambda: time.time() - 400)
+        try:
+            with pytest.raises(PermanentStoreError) as caught:
+                await client.list_manifests(JOB)
+        finally:
+            await client.close()
+
+    assert "answered 401 clock_skew: clock skew of 400 s exceeds the allowed 300 s" in (
+        caught.value.message
+    )
+    assert caught.value.hint is not None
+    assert "NTP" in caught.value.hint
+
+
+async def test_a_host_that_is_not_listening_is_transient() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = HttpStore(f"http://127.0.0.1:{port}", SENDER)
+    try:
+        with pytest.raises(TransientStoreError, match="did not answer"):
+            await client.list_jobs()
+    finally:
+        await client.close()
+
+
+class StalledStore(MemoryStore):
+    """Accepts an upload and never answers until released: a host that hangs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def put_object(self, job: str, name: str, data: bytes) -> None:
+        await self.release.wait()
+
+
+class BrokenStore(MemoryStore):
+    async def put_object(self, job: str, name: str, data: bytes) -> None:
+        raise TransientStoreError("the backing store timed out")
+
+
+async def test_a_host_that_stops_answering_times_out_as_transient() -> None:
+    store = StalledStore()
+    async with serving(make_app(store, allow_all())) as url:
+        client = HttpStore(url, SENDER, timeout=0.3)
+        try:
+            with pytest.raises(TransientStoreError, match="did not answer"):
+                await client.put_object(JOB, *random_object(10))
+        finally:
+            store.release.set()
+            await client.close()
+
+
+async def test_a_host_whose_own_store_fails_answers_503_which_is_transient() -> None:
+    async with serving(make_app(BrokenStore(), allow_all())) as url:
+        client = HttpStore(url, SENDER)
+        try:
+            with pytest.raises(TransientStoreError) as caught:
+                await client.put_object(JOB, *random_object(10))
+        finally:
+            await client.close()
+
+    assert "answered 503 store_unavailable: the backing store timed out" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("url", "options", "message"),
+    [
+        ("ftp://host", {}, "is not http"),
+        ("https://user:pw@host", {}, "holds no credentials"),
+        ("http://host", {"ca_file": "ca.pem"}, "not https"),
+        ("https://host", {"pin_sha256": "abc"}, "not a SHA-256"),
+    ],
+    ids=["scheme", "credentials", "tls-on-http", "bad-pin"],
+)
+def test_a_bad_store_url_or_tls_option_is_a_config_error(
+    url: str, options: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        HttpStore(url, SENDER, **options)  # type: ignore[arg-type]
+
+
+async def test_a_url_with_a_path_prefix_signs_the_path_it_sends(tmp_path: Path) -> None:
+    """Behind a proxy that forwards /transferd/… unchanged, the signed target is the full path."""
+    async with storage_host(tmp_path / "s") as host:
+        client = HttpStore(host.url + "/", SENDER)
+        try:
+            name, data = random_object(10)
+            await client.put_object(JOB, name, data)
+            assert client.description == host.url
+            assert await client.list_jobs() == [JOB]
+        finally:
+            await client.close()
