@@ -1,0 +1,223 @@
+"""``transferd restore``: rebuild a stored copy's tree, byte for byte, in a directory.
+
+Needs a recipient identity the copy is encrypted to; with any other key it stops before writing
+anything ("this copy is not encrypted to key tdr1…", exit 12). Every chunk and every file is
+checked as it is written, and a file gets its name only once its BLAKE3 matched (exit 12 or 13
+naming the file otherwise). The target must be empty unless --force.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+from transferd.cli.keyargs import load_identity, load_sender_key, parse_sender_arg
+from transferd.cli.output import JSONValue, Output, add_json_flag
+from transferd.cli.progress import human_bytes
+from transferd.core.keys import SenderPublicKey, SenderSecretKey
+from transferd.errors import ConfigError, JobNotFoundError
+from transferd.jobs.restore import RestoreProgress, RestoreResult, restore
+from transferd.runtime import run as run_async
+from transferd.runtime import setup_logging
+from transferd.stores.base import Store
+from transferd.stores.open import open_store
+from transferd.stores.retry import RetryingStore
+
+PROGRESS_INTERVAL = 5.0
+"""Seconds between progress lines when stderr is not a terminal."""
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "restore",
+        help="rebuild a stored copy's tree in a directory, checking every byte",
+        description="Decrypt job NAME (its newest manifest, or --sequence N) with a recipient "
+        "identity and rebuild its tree under --out: files byte for byte (sparse files stay "
+        "sparse), directories, symlinks, modes and mtimes. Every chunk and every file's "
+        "BLAKE3 is checked; a file appears under its name only once it is complete and "
+        "verified. Nothing is ever written outside --out.",
+        epilog="Example: transferd restore --store /srv/transferd --job snds-2026 "
+        "--identity owner.key --sender tds1… --out /data/snds",
+    )
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--store", metavar="DIR", help="a store directory on this host")
+    where.add_argument(
+        "--from", dest="url", metavar="URL", help="http(s)://HOST:PORT of a storage host"
+    )
+    p.add_argument("--job", required=True, metavar="NAME", help="the job to restore")
+    p.add_argument(
+        "--identity",
+        required=True,
+        type=Path,
+        metavar="FILE",
+        help="a recipient identity file (transferd keygen --kind recipient) the copy is "
+        "encrypted to",
+    )
+    p.add_argument(
+        "--out", required=True, type=Path, metavar="DIR", help="where to rebuild the tree"
+    )
+    p.add_argument(
+        "--sender",
+        metavar="KEY",
+        help="the sender's public key tds1…, or a file holding it: refuse a manifest signed "
+        "by any other key (without it, the signer is only named in a warning)",
+    )
+    p.add_argument(
+        "--sequence", type=int, metavar="N", help="restore manifest N instead of the newest"
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="restore into a directory that is not empty, replacing files of the same names",
+    )
+    keys = p.add_mutually_exclusive_group()
+    keys.add_argument(
+        "--reader-key",
+        type=Path,
+        metavar="FILE",
+        help="with --from: a sender-kind key file the host allows to read (serve --allow-reader)",
+    )
+    keys.add_argument(
+        "--sender-key",
+        type=Path,
+        metavar="FILE",
+        help="with --from: the job's sender key file, to sign requests with; also checks "
+        "that the manifest is signed by it when --sender is not given",
+    )
+    p.add_argument("--ca-file", type=Path, metavar="FILE", help="CA to trust for https://")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="threads opening chunks (default: the number of cores)",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    add_json_flag(p)
+    p.set_defaults(run=run)
+
+
+def _open(args: argparse.Namespace, key: SenderSecretKey | None) -> Store:
+    if args.store is not None:
+        root = Path(args.store)
+        if not root.is_dir():
+            raise JobNotFoundError(f"store {root} does not exist or is not a directory")
+        return open_store(str(root))
+    if key is None:
+        raise ConfigError(
+            f"--from {args.url} needs a key to sign requests with",
+            hint="give --reader-key FILE (a key the host allows with serve --allow-reader) "
+            "or --sender-key FILE",
+        )
+    return RetryingStore(open_store(args.url, key, args.ca_file), attempts=8)
+
+
+def run(args: argparse.Namespace, out: Output) -> int:
+    if args.sequence is not None and args.sequence < 1:
+        raise ConfigError("--sequence must be 1 or more")
+    setup_logging(quiet=args.quiet)
+    identity = load_identity(args.identity, out)
+    signing_key: SenderSecretKey | None = None
+    if args.reader_key is not None:
+        signing_key = load_sender_key(args.reader_key, out)
+    elif args.sender_key is not None:
+        signing_key = load_sender_key(args.sender_key, out)
+    sender: SenderPublicKey | None = None
+    if args.sender is not None:
+        sender = parse_sender_arg(args.sender)
+    elif args.sender_key is not None and signing_key is not None:
+        sender = signing_key.public()
+    store = _open(args, signing_key)
+    progress = RestoreProgress()
+
+    def warn(message: str, hint: str | None) -> None:
+        out.warning(message, hint=hint)
+
+    async def main() -> RestoreResult:
+        ticker = None
+        if not args.quiet:
+            ticker = asyncio.create_task(_report(progress, out, sys.stderr.isatty()))
+        try:
+            return await restore(
+                store=store,
+                job=args.job,
+                identity=identity,
+                out=args.out,
+                sender=sender,
+                sequence=args.sequence,
+                force=args.force,
+                workers=max(0, args.workers),
+                progress=progress,
+                warn=warn,
+            )
+        finally:
+            if ticker is not None:
+                ticker.cancel()
+                await asyncio.gather(ticker, return_exceptions=True)
+            await store.close()
+
+    result = run_async(main())
+    _summary(result, args, out)
+    return 0
+
+
+def describe(progress: RestoreProgress, now: float) -> str:
+    elapsed = max(now - progress.started, 1e-6)
+    files = progress.writing.files if progress.writing else 0
+    return (
+        f"restored {human_bytes(progress.bytes)}, {human_bytes(progress.bytes / elapsed)}/s, "
+        f"{files:,} files, {progress.entries:,} entries"
+    )
+
+
+async def _report(progress: RestoreProgress, out: Output, interactive: bool) -> None:
+    """Until cancelled: a live line on a terminal, else a plain line every few seconds."""
+    if interactive and not out.json_mode:
+        try:
+            while True:
+                await asyncio.sleep(0.5)
+                sys.stderr.write("\r\x1b[2K" + describe(progress, time.monotonic())[:200])
+                sys.stderr.flush()
+        finally:
+            sys.stderr.write("\r\x1b[2K")
+            sys.stderr.flush()
+    while True:
+        await asyncio.sleep(PROGRESS_INTERVAL)
+        if out.json_mode:
+            line = json.dumps({"progress": {"bytes": progress.bytes, "entries": progress.entries}})
+        else:
+            line = "transferd: progress: " + describe(progress, time.monotonic())
+        print(line, file=sys.stderr, flush=True)
+
+
+def _summary(result: RestoreResult, args: argparse.Namespace, out: Output) -> None:
+    c = result.counters
+    body = result.manifest.body
+    seconds = max(result.seconds, 1e-6)
+    summary: dict[str, JSONValue] = {
+        "job": result.job,
+        "sequence": body.sequence,
+        "manifest_sha256": result.manifest.digest,
+        "sender": body.sender,
+        "sender_checked": result.signer_checked,
+        "out": str(args.out),
+        "files": c.files,
+        "dirs": c.dirs,
+        "symlinks": c.symlinks,
+        "bytes": result.bytes,
+        "bytes_written": c.bytes_written,
+        "bytes_sparse": c.bytes_holes,
+        "bytes_fetched": result.bytes_fetched,
+        "seconds": round(result.seconds, 3),
+        "mb_per_s": round(result.bytes / seconds / 1e6, 1),
+    }
+    lines = [
+        f"job {result.job}: manifest {body.sequence} restored into {args.out}",
+        f"  {c.files:,} files, {c.dirs:,} directories, {c.symlinks:,} symlinks, "
+        f"{human_bytes(result.bytes)} in {result.seconds:.1f} s, "
+        f"{result.bytes / seconds / 1e6:.1f} MB/s",
+    ]
+    out.result(summary, lines)
