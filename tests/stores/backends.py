@@ -145,7 +145,7 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={SMALL_FS_SIZE}", "tmpfs", str(mount_point)],  # noqa: S607
+        ["mount", "-t", "tmpfs", "-o", f"size={SMALL_FS_SIZE}", "tmpfs", str(mount_point)],
         capture_output=True,
         check=False,
     )
@@ -154,7 +154,7 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
     try:
         yield mount_point
     finally:
-        subprocess.run(["umount", str(mount_point)], check=True)  # noqa: S607
+        subprocess.run(["umount", str(mount_point)], check=True)
 
 
 SMALL_FS_SIZE = 8 * 1024 * 1024
