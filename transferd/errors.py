@@ -30,6 +30,7 @@ period). Anything else that escapes is a bug: the CLI prints its traceback and e
     │   ├── PermanentStoreError         4   not worth retrying: refused, unauthorized
     │   ├── StoreFullError              5   the storage host is out of space
     │   └── StoreUnreadableError        23  verify: the store could not be read (unreachable)
+    ├── DaemonUnavailableError          7   no daemon answers on the control socket
     ├── JobError                        10  (abstract)
     │   ├── JobNotFoundError            10
     │   ├── JobLockedError              11  another process holds the job
@@ -178,6 +179,13 @@ class StoreUnreadableError(StoreError):
     so the copy could be neither proven nor disproven."""
 
     exit_code = 23
+
+
+class DaemonUnavailableError(TransferdError):
+    """``transferd jobs``: no daemon answers on the control socket (not running, another
+    socket path, or no permission to open it)."""
+
+    exit_code = 7
 
 
 class JobError(TransferdError):
