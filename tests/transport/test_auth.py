@@ -44,6 +44,27 @@ def test_the_signed_string_is_exactly_the_documented_one() -> None:
     )
 
 
+def test_the_example_request_of_http_md_is_reproduced_exactly() -> None:
+    """protocol/HTTP.md §2: the seed 0x00..0x1f signs a PUT of b"hello" at 1800000000."""
+    name = content_sha256(b"hello")
+    header = authorization(
+        SenderSecretKey(bytes(range(32))),
+        method="PUT",
+        target=f"/v1/jobs/snds-dcir/objects/{name}",
+        content_sha256=name,
+        host="store.example.org:8443",
+        ts=1_800_000_000,
+        nonce=base64.urlsafe_b64encode(bytes(range(16))).rstrip(b"=").decode(),
+    )
+
+    assert name == "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+    assert header == (
+        "TD1 key=tds1qwss00lnecgtu8tsm5vwwj7qn9n7f43snwjs6hcamjrxgyj4xxuqgwxryd, ts=1800000000, "
+        "nonce=AAECAwQFBgcICQoLDA0ODw, sig=8sncRi5aLjXBeUe3RvA7Vw5IP2FVuWLYBkBxE4KQHa9eTDgPW5xV7A7"
+        "7cJB2UzXGEAbLus66jFmw0u9P6EgPCg=="
+    )
+
+
 def test_a_header_parses_back_and_verifies() -> None:
     header = authorization(SENDER, **REQUEST, ts=1_800_000_000, nonce=NONCE)
     creds = parse_authorization(header)
