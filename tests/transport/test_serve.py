@@ -214,6 +214,28 @@ def test_a_bad_setting_exits_2_naming_it(
     assert result.stdout == ""
 
 
+def test_a_tls_key_others_can_read_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "host.crt").write_text("-----BEGIN CERTIFICATE-----\n")
+    (tmp_path / "host.key").write_text("-----BEGIN PRIVATE KEY-----\n")
+    (tmp_path / "host.key").chmod(0o644)
+
+    result = run_serve(
+        tmp_path,
+        "--store",
+        "st",
+        "--allow",
+        ALLOW,
+        "--tls-cert",
+        "host.crt",
+        "--tls-key",
+        "host.key",
+    )
+
+    assert result.returncode == 2
+    assert "the TLS key host.key can be read by group or others" in result.stderr
+    assert "transferd: hint: chmod 600 host.key" in result.stderr
+
+
 def test_a_port_in_use_exits_2(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -39,6 +39,7 @@ from transferd.cli.output import Output, add_json_flag
 from transferd.core.keys import SenderPublicKey
 from transferd.errors import ConfigError
 from transferd.runtime import setup_logging
+from transferd.secretfiles import read_secret_file
 from transferd.stores.local import LocalStore
 from transferd.transport.auth import Authorizer, parse_grant
 
@@ -120,6 +121,11 @@ def run(args: argparse.Namespace, out: Output) -> int:
     setup_logging()
     from transferd.transport.server import run_server  # aiohttp only for this command
 
+    if config.tls_key is not None and read_secret_file(config.tls_key).exposed:
+        raise ConfigError(
+            f"the TLS key {config.tls_key} can be read by group or others",
+            hint=f"chmod 600 {config.tls_key}",
+        )
     store = LocalStore(config.store)
     authorizer = Authorizer(config.writers, config.readers, hosts=config.accept_hosts)
     host = config.listen[0]
