@@ -1,21 +1,21 @@
-"""Check a stored copy against its signed manifests, without the decryption key.
+"""Check a stored copy against its signed manifests; with the key, open it; against a source,
+compare it. Every failure found goes into the report, whose categories give the verdict.
 
-What a holder of the sender's public key can prove (protocol/REPORT.md, DESIGN-BRIEF "Manifest"),
-in the order it is checked:
+Without the decryption key (what a holder of the sender's public key can prove; protocol/REPORT.md):
 
-1. every manifest 1..N is signed by the expected sender, is stored under its own number, names
-   this job, and follows the one before it (same job id, next sequence, ``previous`` = SHA-256 of
-   the stored bytes of the one before);
-2. the newest is not older than (nor different from) the newest this verifier saw before at this
-   store (jobs/seen.py): the one attack the chain alone cannot show is a store serving an old,
-   validly signed state;
-3. every object a trusted manifest names (its object-list and catalog segments, and every pack
+1. the chain of manifests and rollback (jobs/verify_manifests.py);
+2. every object a trusted manifest names (its object-list and catalog segments, and every pack
    its object lists name) is in the store, is not shorter than signed, and hashes to its name;
-   each manifest's totals agree with its object lists;
-4. the store holds nothing else for the job.
+   each manifest's totals agree with its object lists (this module);
+3. the store holds nothing else for the job.
 
-A manifest that fails (1) is not trusted: objects only it names count as extra. Nothing stops at
-the first failure; every failure found goes into the report, whose categories give the verdict.
+With a recipient identity, on the newest trusted manifest: ``deep`` opens every chunk and checks
+every stream and the catalog's totals (jobs/verify_deep.py); ``against`` compares the catalog
+with a source directory (jobs/against.py). The identity is tried before any object is read, so a
+wrong key fails in a second, not after hours of hashing.
+
+Nothing stops at the first failure. A manifest that fails (1) is not trusted: objects only it
+names count as extra.
 """
 
 from __future__ import annotations
@@ -26,11 +26,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from transferd import __version__
-from transferd.core import manifest, objectlist
+from transferd.core import objectlist
 from transferd.core.constants import OBJECT_LIST_ENTRY_SIZE, OBJECT_LIST_MAX_ENTRIES
-from transferd.core.keys import SenderPublicKey
-from transferd.core.manifest import SignedManifest
-from transferd.errors import FormatError, IntegrityError, JobNotFoundError, StoreError
+from transferd.core.jobkey import JobKey
+from transferd.core.keys import RecipientIdentity, SenderPublicKey
+from transferd.errors import FormatError, JobNotFoundError, StoreError
+from transferd.jobs.against import SourceComparison
 from transferd.jobs.inventory import Inventory, Ref
 from transferd.jobs.objectcheck import (
     Digest,
@@ -39,8 +40,11 @@ from transferd.jobs.objectcheck import (
     default_workers,
     judge,
 )
-from transferd.jobs.seen import Seen, SeenState
-from transferd.report.model import OBJECT_CHECKS, Failure, Report
+from transferd.jobs.reader import unwrap_key
+from transferd.jobs.seen import SeenState
+from transferd.jobs.verify_deep import DeepCheck
+from transferd.jobs.verify_manifests import Trusted, check_manifests, check_seen, utc
+from transferd.report.model import AGAINST_CHECKS, DEEP_CHECKS, OBJECT_CHECKS, Failure, Report
 from transferd.report.seal import fingerprint
 from transferd.stores.base import ObjectNotFoundError, Store
 
@@ -54,16 +58,15 @@ class VerifyOptions:
     """Where manifests seen before are remembered; None checks no rollback (tests, dry runs)."""
     workers: int = 0
     """Hashing threads; 0 means one per core."""
+    identity: RecipientIdentity | None = None
+    """Needed by ``deep`` and ``against``: the catalog and chunks are encrypted."""
+    deep: bool = False
+    against: str | None = None
+    """A source directory to compare the copy with."""
     clock: Callable[[], float] = time.time
     temp_dir: str | None = None
     throughput: Throughput | None = None
     """Updated as objects are read, for a progress display."""
-
-
-@dataclass
-class _Trusted:
-    manifests: list[SignedManifest]
-    job_id: str | None
 
 
 async def verify_copy(
@@ -71,6 +74,8 @@ async def verify_copy(
 ) -> Report:
     """Verify job ``job`` in ``store``; the report says what holds and lists every failure."""
     options = options or VerifyOptions()
+    if (options.deep or options.against) and options.identity is None:
+        raise ValueError("deep and against need an identity")
     started = time.monotonic()
     report = Report(
         job=job,
@@ -79,11 +84,15 @@ async def verify_copy(
         sender_fingerprint=fingerprint(sender),
         started=utc(options.clock()),
         tool_version=__version__,
+        deep=options.deep,
+        against=options.against,
     )
-    reader = ObjectReader(store, job, options.workers or default_workers(), options.throughput)
+    workers = options.workers or default_workers()
+    comparison = SourceComparison(options.against, options.temp_dir) if options.against else None
+    reader = ObjectReader(store, job, workers, options.throughput)
     inventory = Inventory(options.temp_dir)
     try:
-        trusted = await _check_manifests(store, job, sender, report)
+        trusted = await check_manifests(store, job, sender, report)
         if trusted is not None and not report.manifests:
             seen = options.seen.for_job_name(store.description, job) if options.seen else None
             if seen is None:
@@ -91,15 +100,20 @@ async def verify_copy(
                     f"job {job} has no manifest at {store.description}",
                     hint="check the job name and the store (transferd jobs list)",
                 )
-        if trusted is not None:
-            _check_seen(report, store, job, trusted, options.seen, options.clock)
-            await _check_objects(store, job, trusted, report, reader, inventory)
-        else:
-            for check in OBJECT_CHECKS:
+        if trusted is None:
+            for check in (*OBJECT_CHECKS, *DEEP_CHECKS, *AGAINST_CHECKS):
                 report.skip(check, "the store's manifests could not be listed")
+        else:
+            key = _unwrap(trusted, options.identity)
+            check_seen(report, store, job, trusted, options.seen, options.clock)
+            await _check_objects(store, job, trusted, report, reader, inventory)
+            if options.deep or comparison is not None:
+                await _with_key(store, trusted, key, report, workers, options.deep, comparison)
     finally:
         reader.close()
         inventory.close()
+        if comparison is not None:
+            comparison.close()
     tp = reader.throughput
     seconds = max(time.monotonic() - tp.started, 1e-6)
     report.count("objects_read", tp.objects)
@@ -114,191 +128,40 @@ async def verify_copy(
     return report
 
 
-def utc(seconds: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(seconds)))
-
-
-# --- manifests -------------------------------------------------------------------------------
-
-
-async def _check_manifests(
-    store: Store, job: str, sender: SenderPublicKey, report: Report
-) -> _Trusted | None:
-    """Check signatures and the chain; None when the manifests could not even be listed."""
-    try:
-        sequences = await store.list_manifests(job)
-    except StoreError as e:
-        report.fail(Failure("unreadable", f"the store's manifests could not be listed: {e}"))
+def _unwrap(trusted: Trusted, identity: RecipientIdentity | None) -> JobKey | None:
+    """The job key of the newest trusted manifest; NotARecipientError (exit 12) is raised, not
+    reported: a wrong identity says nothing about the copy."""
+    newest = trusted.newest
+    if identity is None or newest is None:
         return None
-    report.count("manifests", len(sequences))
-    if not sequences:
-        report.skip("manifest-signatures", "the store holds no manifest for this job")
-        return _Trusted([], None)
-    trusted: list[SignedManifest] = []
-    previous: SignedManifest | None = None
-    """The manifest stored as the number before this one, when it parsed."""
-    previous_number = 0
-    for number in sequences:
-        entry: dict[str, object] = {"sequence": number, "trusted": False}
-        report.manifests.append(entry)
-        if number != previous_number + 1:
-            first, last = previous_number + 1, number - 1
-            which = f"{first}" if first == last else f"{first} to {last}"
-            report.fail(
-                Failure(
-                    "manifest-missing",
-                    f"manifest {which} of job {job} is missing from the store",
-                    manifest=first,
-                )
-            )
-            previous = None
-        previous_number = number
-        current = await _read_manifest(store, job, number, sender, report, entry)
-        # The link to the previous manifest is checked only when both ends are there and this
-        # one is stored under its own number; every other case is already a failure above.
-        if current is not None and current.body.sequence == number:
-            if number == 1 or previous is not None:
-                try:
-                    manifest.check_succession(previous, current)
-                except IntegrityError as e:
-                    report.fail(Failure("chain", e.message, manifest=number))
-            if entry["trusted"]:
-                trusted.append(current)
-        previous = current
-    job_ids = {m.body.job_id for m in trusted}
-    report.job_id = trusted[-1].body.job_id if trusted else None
-    if len(job_ids) > 1:
-        report.notes["manifest-chain"] = f"job ids seen: {', '.join(sorted(job_ids))}"
-    if trusted:
-        report.notes["manifest-signatures"] = (
-            f"{len(trusted)} manifest{'s' if len(trusted) != 1 else ''} by {sender}"
-        )
-        report.notes["manifest-chain"] = f"manifests 1 to {trusted[-1].body.sequence}"
-    return _Trusted(trusted, report.job_id)
+    return unwrap_key(newest, identity)
 
 
-async def _read_manifest(
+async def _with_key(
     store: Store,
-    job: str,
-    number: int,
-    sender: SenderPublicKey,
+    trusted: Trusted,
+    key: JobKey | None,
     report: Report,
-    entry: dict[str, object],
-) -> SignedManifest | None:
-    """The manifest stored as ``number`` if it parses; ``entry["trusted"]`` says whether it is
-    by ``sender``, of this job, and numbered as stored."""
-    try:
-        data = await store.get_manifest(job, number)
-    except ObjectNotFoundError:
-        report.fail(
-            Failure("manifest-missing", f"manifest {number} disappeared while being verified")
-        )
-        return None
-    except StoreError as e:
-        report.fail(Failure("unreadable", f"manifest {number} could not be read: {e.message}"))
-        return None
-    entry["sha256"] = hashlib.sha256(data).hexdigest()
-    try:
-        parsed = manifest.parse(data)
-    except IntegrityError as e:
-        report.fail(Failure("signature", f"manifest {number}: {e.message}", manifest=number))
-        return None
-    except FormatError as e:
-        report.fail(Failure("manifest-format", f"manifest {number}: {e.message}", manifest=number))
-        return None
-    body = parsed.body
-    entry["created"] = body.created
-    entry["job_id"] = body.job_id
-    if body.sender != sender.to_text():
-        report.fail(
-            Failure(
-                "signature",
-                f"manifest {number} is signed by {body.sender}, expected {sender}",
-                manifest=number,
-            )
-        )
-    elif body.sequence != number:
-        report.fail(
-            Failure(
-                "rollback",
-                f"manifest stored as {number} of job {job} is manifest {body.sequence}: "
-                "an older manifest was put in place of a newer one",
-                manifest=number,
-            )
-        )
-    elif body.job != job:
-        report.fail(
-            Failure("chain", f"manifest {number} belongs to job {body.job}", manifest=number)
-        )
-    else:
-        entry["trusted"] = True
-    return parsed
-
-
-def _check_seen(
-    report: Report,
-    store: Store,
-    job: str,
-    trusted: _Trusted,
-    seen_state: SeenState | None,
-    clock: Callable[[], float],
+    workers: int,
+    deep: bool,
+    comparison: SourceComparison | None,
 ) -> None:
-    if seen_state is None:
-        report.skip("not-rolled-back", "no seen-state file was used")
+    newest = trusted.newest
+    if newest is None or key is None:
+        for check_id in (*DEEP_CHECKS, *AGAINST_CHECKS):
+            report.skip(check_id, "no manifest could be trusted")
         return
-    newest = trusted.manifests[-1] if trusted.manifests else None
-    if newest is None:
-        seen = seen_state.for_job_name(store.description, job)
-    else:
-        seen = seen_state.for_job_id(store.description, newest.body.job_id)
-    if seen is not None:
-        report.seen_before = {
-            "sequence": seen.sequence,
-            "sha256": seen.sha256,
-            "recorded": seen.updated,
-        }
-    if newest is None:
-        if seen is not None:
-            report.fail(
-                Failure(
-                    "rollback",
-                    f"job {job} has no trusted manifest but manifest {seen.sequence} was seen "
-                    f"on {seen.updated}: the store was rolled back",
-                )
-            )
+    check = DeepCheck(
+        store, newest, key, report, workers=workers, open_chunks=deep,
+        on_entry=comparison.add if comparison is not None else None,
+    )  # fmt: skip
+    await check.run()
+    if comparison is None:
         return
-    if seen is not None:
-        try:
-            manifest.check_not_rolled_back(newest, seen.sequence)
-        except IntegrityError as e:
-            report.fail(Failure("rollback", f"{e.message} (seen on {seen.updated})"))
-        same = next((m for m in trusted.manifests if m.body.sequence == seen.sequence), None)
-        if same is not None and same.digest != seen.sha256:
-            report.fail(
-                Failure(
-                    "rollback",
-                    f"manifest {seen.sequence} of job {job} is not the one seen on "
-                    f"{seen.updated} (sha256 {seen.sha256}): a manifest was replaced",
-                    manifest=seen.sequence,
-                )
-            )
-        report.notes["not-rolled-back"] = (
-            f"newest manifest {newest.body.sequence}, seen before: {seen.sequence}"
-        )
+    if check.complete:
+        await comparison.compare(report, workers)
     else:
-        report.notes["not-rolled-back"] = (
-            f"first verify of this job at this store: manifest {newest.body.sequence} recorded"
-        )
-    seen_state.record(
-        Seen(
-            store=store.description,
-            job=job,
-            job_id=newest.body.job_id,
-            sequence=newest.body.sequence,
-            sha256=newest.digest,
-            updated=utc(clock()),
-        )
-    )
+        report.skip("matches-source", "the catalog could not be read to its end")
 
 
 # --- objects ---------------------------------------------------------------------------------
@@ -307,7 +170,7 @@ def _check_seen(
 async def _check_objects(
     store: Store,
     job: str,
-    trusted: _Trusted,
+    trusted: Trusted,
     report: Report,
     reader: ObjectReader,
     inventory: Inventory,
@@ -365,7 +228,7 @@ async def _check_objects(
 
 
 async def _check_object_lists(
-    trusted: _Trusted, report: Report, reader: ObjectReader, inventory: Inventory
+    trusted: Trusted, report: Report, reader: ObjectReader, inventory: Inventory
 ) -> bool:
     """Check and decode every object-list segment, adding the packs they name to the
     inventory; True when every segment could be verified. Also checks each manifest's totals."""

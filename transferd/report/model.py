@@ -178,6 +178,8 @@ class Report:
         ids = list(BASE_CHECKS)
         if self.deep:
             ids += DEEP_CHECKS
+        elif self.against is not None:
+            ids.append("catalog-totals")  # the catalog is walked to compare it, not the chunks
         if self.against is not None:
             ids += AGAINST_CHECKS
         return ids

@@ -15,13 +15,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from transferd.cli.keyargs import load_sender_key, parse_sender_arg
+from transferd.cli.keyargs import load_identity, load_sender_key, parse_sender_arg
 from transferd.cli.output import Output, add_json_flag
 from transferd.cli.readprogress import show_progress
 from transferd.core.keys import SenderSecretKey
 from transferd.errors import (
     ConfigError,
     CopyAlteredError,
+    CopyDiffersError,
     CopyIncompleteError,
     CopyUntrustedError,
     JobNotFoundError,
@@ -44,6 +45,7 @@ HUMAN_FAILURES = 50
 
 VERDICT_ERRORS: dict[str, type[TransferdError]] = {
     "untrusted": CopyUntrustedError,
+    "differs": CopyDiffersError,
     "altered": CopyAlteredError,
     "incomplete": CopyIncompleteError,
     "unreadable": StoreUnreadableError,
@@ -58,7 +60,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "not older than one seen before) and every stored object it names (present, full size, "
         "SHA-256), and name every missing, truncated, altered or extra object. Needs no "
         "decryption key. Exit 0 when everything holds; 20 incomplete, 21 altered, 22 manifests "
-        "not trusted (signature, chain, rollback), 23 could not read.",
+        "not trusted (signature, chain, rollback), 23 could not read, 24 differs from "
+        "--against SOURCE.",
         epilog="Example: transferd verify --store /srv/transferd --job snds-2026 --sender tds1… "
         "--report-json report.json --report-html report.html --sign-report auditor.key",
     )
@@ -83,6 +86,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "on the host with serve --allow-reader); default: the --sign-report key",
     )
     p.add_argument("--ca-file", type=Path, metavar="FILE", help="CA to trust for https://")
+    p.add_argument(
+        "--deep",
+        action="store_true",
+        help="also open every chunk (AEAD tag, chunk id) and check every file's size and BLAKE3 "
+        "and the catalog's totals: a restore that writes nothing (needs --identity)",
+    )
+    p.add_argument(
+        "--against",
+        metavar="SOURCE",
+        help="also compare the copy with the source directory SOURCE as it is now: entries, "
+        "kinds, modes, link targets, sizes and BLAKE3 of every file (needs --identity)",
+    )
+    p.add_argument(
+        "--identity",
+        type=Path,
+        metavar="FILE",
+        help="a recipient identity file of the job, for --deep and --against",
+    )
     p.add_argument(
         "--seen-state",
         type=Path,
@@ -134,11 +155,26 @@ def _open(args: argparse.Namespace, signer: SenderSecretKey | None, out: Output)
 
 def run(args: argparse.Namespace, out: Output) -> int:
     sender = parse_sender_arg(args.sender)
+    if (args.deep or args.against) and args.identity is None:
+        raise ConfigError(
+            "--deep and --against read the encrypted catalog: give --identity FILE",
+            hint="without a key, verify proves every stored object; add the key to open them",
+        )
+    if args.identity is not None and not (args.deep or args.against):
+        raise ConfigError("--identity is only used with --deep or --against")
+    identity = load_identity(args.identity, out) if args.identity else None
     signer = load_sender_key(args.sign_report, out) if args.sign_report else None
     seen = SeenState(args.seen_state or default_seen_path())
     store = _open(args, signer, out)
     throughput = Throughput()
-    options = VerifyOptions(seen=seen, workers=max(1, args.workers), throughput=throughput)
+    options = VerifyOptions(
+        seen=seen,
+        workers=max(1, args.workers),
+        identity=identity,
+        deep=args.deep,
+        against=args.against,
+        throughput=throughput,
+    )
     interactive = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
 
     async def main() -> Report:
@@ -195,6 +231,16 @@ def _human(report: Report, document: dict[str, Any], args: argparse.Namespace) -
         f"{counts.get('objects_listed', 0):,} in the store, "
         f"{counts.get('objects_read', 0):,} read"
     )
+    if report.deep or report.against:
+        opened = f", {counts.get('chunks_opened', 0):,} chunks opened" if report.deep else ""
+        lines.append(
+            f"  catalog: {counts.get('entries', 0):,} entries, {counts.get('files', 0):,} files, "
+            f"{counts.get('plain_bytes', 0) / 1e6:,.1f} MB{opened}"
+        )
+    if report.against:
+        lines.append(
+            f"  source {report.against}: {counts.get('source_entries', 0):,} entries compared"
+        )
     lines += [
         f"  {c['result'].upper():7} {c['id']}: {c['detail']}"
         for c in document["checks"]
