@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli.conftest import run  # noqa: F401 - the CLI tests' fixture, shared here
 from tests.verify.copies import Copy, make_copy
 from transferd.jobs.seen import SeenState
 from transferd.jobs.verify import VerifyOptions, verify_copy
@@ -44,7 +45,7 @@ def verify(copy: Copy, tmp_path: Path) -> Verify:
     """Verify ``copy`` without the key, remembering manifests in one seen-state file."""
     seen_path = tmp_path / "seen.json"
 
-    def run(**kwargs: object) -> Report:
+    def verify_now(**kwargs: object) -> Report:
         async def main() -> Report:
             store = LocalStore(copy.store_dir)
             options = VerifyOptions(seen=SeenState(seen_path), workers=2)
@@ -54,4 +55,4 @@ def verify(copy: Copy, tmp_path: Path) -> Verify:
 
         return asyncio.run(main())
 
-    return run
+    return verify_now
