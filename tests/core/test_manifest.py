@@ -216,6 +216,8 @@ def test_canonical_json_round_trips(value: Any) -> None:
         (b'{"a":1,"a":1}', "duplicate key 'a'"),
         (b"1.5", "non-integer number 1.5"),
         (b"1e3", "non-integer number 1e3"),
+        (b'{"a":NaN}', "non-integer number NaN"),
+        (b"[-Infinity]", "non-integer number -Infinity"),
         ('"\u00e9"'.encode(), "is not valid canonical JSON"),
         (b"[1,", "is not valid canonical JSON"),
     ],

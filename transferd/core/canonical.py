@@ -28,7 +28,9 @@ def loads(data: bytes, what: str) -> Any:
     """Parse canonical JSON; FormatError naming ``what`` if it is not canonical or not JSON."""
     try:
         text = data.decode("ascii")
-        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_float=_no_float)
+        value = json.loads(
+            text, object_pairs_hook=_no_duplicates, parse_float=_no_float, parse_constant=_no_float
+        )
     except (UnicodeDecodeError, ValueError) as e:
         raise FormatError(f"{what} is not valid canonical JSON: {e}") from None
     if dumps(value) != data:

@@ -167,6 +167,9 @@ def generate() -> dict[str, Any]:
         _vector("float_number", "totals.objects written 3.0 (signed as is)",
                 sign_text(j, line=body_line.replace(b'"objects":3,', b'"objects":3.0,')), fmt,
                 ("NonCanonical",)),
+        _vector("nan_number", "totals.objects written NaN, which Python's json accepts "
+                "(signed as is)", sign_text(j, line=body_line.replace(b'"objects":3,',
+                b'"objects":NaN,')), fmt, ("NonCanonical",)),
         _malformed("missing_field", "no totals", {k: v for k, v in j.items() if k != "totals"}),
         _malformed("extra_field", "a field beyond the twelve", j | {"comment": "x"}),
         _malformed("sequence_zero", "sequence 0", j | {"sequence": 0}, ("Bounds",)),
