@@ -218,6 +218,10 @@ def canonical_loads(raw: bytes, what: str) -> Any:
         fail("format failure", f"{what} is not JSON: {e}")
     if json.dumps(value, sort_keys=True, separators=(",", ":")).encode() != raw:
         fail("format failure", f"{what} is not canonical JSON")
+    try:  # an unpaired surrogate (an escape such as \ud800 alone) is no text
+        json.dumps(value, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        fail("format failure", f"{what} holds an unpaired surrogate")
     return value
 
 

@@ -218,6 +218,8 @@ def test_canonical_json_round_trips(value: Any) -> None:
         (b"1e3", "non-integer number 1e3"),
         (b'{"a":NaN}', "non-integer number NaN"),
         (b"[-Infinity]", "non-integer number -Infinity"),
+        (b'["a\\ud800"]', "holds an unpaired surrogate"),
+        (b'{"\\udfff":1}', "holds an unpaired surrogate"),
         ('"\u00e9"'.encode(), "is not valid canonical JSON"),
         (b"[1,", "is not valid canonical JSON"),
     ],
@@ -225,6 +227,10 @@ def test_canonical_json_round_trips(value: Any) -> None:
 def test_non_canonical_json_is_refused(raw: bytes, message: str) -> None:
     with pytest.raises(FormatError, match=message):
         canonical.loads(raw, "value")
+
+
+def test_paired_surrogates_are_text() -> None:
+    assert canonical.loads(b'"\\ud83d\\ude00"', "value") == "\U0001f600"
 
 
 def test_floats_are_never_written() -> None:

@@ -35,6 +35,11 @@ def loads(data: bytes, what: str) -> Any:
         raise FormatError(f"{what} is not valid canonical JSON: {e}") from None
     if dumps(value) != data:
         raise FormatError(f"{what} is not in canonical form")
+    if b"\\ud" in data:  # an escaped surrogate: it must be half of a pair (checked only then)
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise FormatError(f"{what} holds an unpaired surrogate, which is no text") from None
     return value
 
 

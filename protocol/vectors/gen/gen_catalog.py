@@ -119,6 +119,9 @@ def generate() -> dict[str, Any]:
         _path_fault("path_trailing_slash", "path a/ (an empty last component)", _dir("a/")),
         _path_fault("path_empty", "an empty path", _dir("")),
         _path_fault("path_nul", "a NUL byte in the path", _dir("a\x00b")),
+        _sealed("path_unpaired_surrogate", "a path holding the escape \\ud800 alone: no "
+                "text, so no bytes to write", _lines(SOURCE) + b'{"mode":493,"mtime_ns":1,'
+                b'"path":"a\\ud800","t":"dir"}\n', expect=fmt, flags=("Malformed",)),
         _path_fault("path_b64_absolute", "path_b64 of /etc/passwd",
                     {"t": "file", "path_b64": _b64(b"/etc/passwd"), "mode": 0o644,
                      "mtime_ns": MTIME}),
