@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -36,6 +36,7 @@ import blake3
 from transferd.core import catalog, envelope, jobkey, manifest
 from transferd.core.catalog import ChunkRef
 from transferd.core.constants import CHUNK_AVG, CHUNK_MAX
+from transferd.core.envelope import BLOB_OVERHEAD
 from transferd.core.jobkey import JobKey
 from transferd.core.keys import RecipientIdentity, SenderPublicKey
 from transferd.core.manifest import SignedManifest
@@ -58,6 +59,12 @@ Warn = Callable[[str, str | None], None]
 
 _INLINE_HASH = 256 * 1024
 """Pieces up to this size are hashed on the event loop: a thread hop would cost more."""
+_INLINE_OPEN = 64 * 1024
+"""Chunks up to this size (small files) are opened on the event loop: tens of microseconds of
+work, where a hop to a worker thread and back costs about as much in wake-ups and switches."""
+_RECENT_CHUNKS = 4
+"""Chunks remembered by id: a run of identical chunks (zeros in a sparse or preallocated file)
+is fetched and opened once, not once per occurrence."""
 
 
 def log_warning(message: str, hint: str | None) -> None:
@@ -172,6 +179,7 @@ class JobReader:
             self.packs = PackReader(store, self.job, index, cache_bytes)
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="open")
         self._hash_pool = ThreadPoolExecutor(1, thread_name_prefix="blake3")
+        self._recent: OrderedDict[bytes, asyncio.Task[bytes]] = OrderedDict()
 
     async def __aenter__(self) -> JobReader:
         return self
@@ -299,12 +307,19 @@ class JobReader:
         offset = event.offset
         for ref in event.refs:
             await budget.take(ref.plain_len)
-            task = asyncio.create_task(self._open(ref, soon.get(ref.pack_index, [])))
+            task = self._recent.get(ref.chunk_id)
+            if task is None:
+                task = asyncio.create_task(self._open(ref, soon.get(ref.pack_index, [])))
+                self._recent[ref.chunk_id] = task
+                if len(self._recent) > _RECENT_CHUNKS:
+                    self._recent.popitem(last=False)
             await queue.put(_Pending(event.entry, offset, ref, task))
             offset += ref.plain_len
 
     async def _open(self, ref: ChunkRef, soon: list[tuple[int, int]]) -> bytes:
         blob = await self.packs.blob(ref, soon)
+        if ref.plain_len <= _INLINE_OPEN and ref.blob_len <= _INLINE_OPEN + BLOB_OVERHEAD:
+            return envelope.open_chunk(self.key, ref.chunk_id, blob, ref.plain_len)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
             self._pool, envelope.open_chunk, self.key, ref.chunk_id, blob, ref.plain_len

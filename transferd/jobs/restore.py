@@ -6,15 +6,19 @@ is created, so a wrong identity fails with exit 12 and leaves nothing behind. Th
 written as the reader yields it, a file being renamed to its name only after the reader vouched
 for its size and BLAKE3 (``reader.StreamEnd``).
 
-Small files are written in one thread hop each: their pieces are kept until the file ends or
-holds ``FLUSH_BYTES``, then opened, written and handed to a finisher in one call.
+The event loop only batches: a file's pieces are kept until it ends or holds ``FLUSH_BYTES``, and
+the Target calls (create a directory or symlink, write a file, hand it to a finisher) run in order
+in one thread hop per batch of ``BATCH_CALLS`` entries or ``FLUSH_BYTES``: a hop per small file
+would cost more than writing it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +38,9 @@ from transferd.jobs.target import OpenFile, Target, TargetCounters, check_target
 from transferd.stores.base import Store
 
 FLUSH_BYTES = 8 * 1024 * 1024
-"""Plaintext kept per file before it is written: one thread hop per 8 MiB, or per small file."""
+"""Plaintext kept before it is written: one thread hop per 8 MiB, or per batch of small files."""
+BATCH_CALLS = 256
+"""Entries (directories, symlinks, small files) written per thread hop."""
 
 
 @dataclass
@@ -68,10 +74,17 @@ class RestoreResult:
 
 @dataclass
 class _Stream:
+    """A stream being restored. ``pieces`` and ``buffered`` belong to the event loop; ``file``
+    to the batches, which run in order on a thread."""
+
     entry: Entry
     pieces: list[Piece] = field(default_factory=list)
     buffered: int = 0
     file: OpenFile | None = None
+
+    def take(self) -> list[Piece]:
+        pieces, self.pieces, self.buffered = self.pieces, [], 0
+        return pieces
 
 
 async def restore(
@@ -120,6 +133,8 @@ async def restore(
 
 
 async def _write_all(reader: JobReader, target: Target) -> None:
+    """Turn the reader's items into Target calls, run in order, in batches on a thread."""
+    batch = _Batch()
     stream: _Stream | None = None
     async with contextlib.aclosing(reader.items()) as items:
         async for item in items:
@@ -128,29 +143,60 @@ async def _write_all(reader: JobReader, target: Target) -> None:
                 stream.pieces.append(item)
                 stream.buffered += len(item.data)
                 if stream.buffered >= FLUSH_BYTES:
-                    await asyncio.to_thread(_flush, target, stream)
+                    nbytes = stream.buffered
+                    batch.add(functools.partial(_write, target, stream, stream.take()), nbytes)
             elif isinstance(item, Entry):
                 if item.is_stream:
                     stream = _Stream(item)
                 elif item.kind == "dir":
-                    await asyncio.to_thread(target.directory, item)
+                    batch.add(functools.partial(target.directory, item), 0)
                 else:
-                    await asyncio.to_thread(target.symlink, item)
+                    batch.add(functools.partial(target.symlink, item), 0)
             else:
                 assert stream is not None  # noqa: S101 - a stream end follows its stream's head
-                await asyncio.to_thread(_complete, target, stream, item.size)
+                nbytes = stream.buffered
+                pieces = stream.take()
+                batch.add(functools.partial(_complete, target, stream, pieces, item.size), nbytes)
                 stream = None
+            if batch.full():
+                await batch.run()
+    await batch.run()
 
 
-def _flush(target: Target, stream: _Stream) -> None:
+class _Batch:
+    """Target calls waiting to run, in order, in one thread hop: a hop per entry would cost
+    more than writing a small file."""
+
+    def __init__(self) -> None:
+        self.calls: list[Callable[[], None]] = []
+        self.bytes = 0
+
+    def add(self, call: Callable[[], None], nbytes: int) -> None:
+        self.calls.append(call)
+        self.bytes += nbytes
+
+    def full(self) -> bool:
+        return len(self.calls) >= BATCH_CALLS or self.bytes >= FLUSH_BYTES
+
+    async def run(self) -> None:
+        calls, self.calls, self.bytes = self.calls, [], 0
+        if calls:
+            await asyncio.to_thread(_run_all, calls)
+
+
+def _run_all(calls: list[Callable[[], None]]) -> None:
+    for call in calls:
+        call()
+
+
+def _write(target: Target, stream: _Stream, pieces: list[Piece]) -> None:
     if stream.file is None:
         stream.file = target.open_file(stream.entry)
-    for piece in stream.pieces:
+    for piece in pieces:
         target.write(stream.file, piece.offset, piece.data)
-    stream.pieces, stream.buffered = [], 0
 
 
-def _complete(target: Target, stream: _Stream, size: int) -> None:
-    _flush(target, stream)
-    assert stream.file is not None  # noqa: S101 - _flush opened it
+def _complete(target: Target, stream: _Stream, pieces: list[Piece], size: int) -> None:
+    _write(target, stream, pieces)
+    assert stream.file is not None  # noqa: S101 - _write opened it
     target.finish_file(stream.file, size)

