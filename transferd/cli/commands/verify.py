@@ -259,6 +259,12 @@ def _human(report: Report, document: dict[str, Any], args: argparse.Namespace) -
         f"{tp.get('objects_per_second', 0):,} objects/s, "
         f"{tp.get('bytes_per_second', 0) / 1e6:,.1f} MB/s"
     )
+    if "deep_ms" in tp:
+        lines.append(
+            f"  {'opened' if report.deep else 'compared'} with the key in "
+            f"{tp['deep_ms'] / 1000:.2f} s: {tp.get('plain_bytes_per_second', 0) / 1e6:,.1f} MB/s"
+            " of plaintext"
+        )
     reports = [str(p) for p in (args.report_json, args.report_html) if p]
     lines.append(
         f"  report sha256 {document['report_sha256']}"
