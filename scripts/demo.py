@@ -1,8 +1,9 @@
 """The main job, end to end, on this machine alone: what ./scripts/demo runs.
 
 1. generate a synthetic export of health-insurance claims (CSV tables, scans, small forms);
-2. create keys: the data owner's and an escrow recipient identity, and the sender's signing key;
-3. start a storage host (transferd serve) on 127.0.0.1 that accepts only that sender;
+2. create keys: the data owner's and an escrow recipient identity, the sender's signing key, and
+   an auditor's key that the host lets read (never decrypt) the stored copy;
+3. start a storage host (transferd serve) on 127.0.0.1 that accepts uploads only from that sender;
 4. send the export, encrypted to both recipients;
 5. verify the stored copy with the sender's public key only (what an auditor does);
 6. restore it with the owner's identity, and compare it byte for byte with the export.
@@ -41,16 +42,11 @@ def run(*args: str | os.PathLike[str], capture: bool = False) -> str:
     return proc.stdout.strip() if capture else ""
 
 
-def start_server(store: Path, sender: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    args = [
-        "serve",
-        "--store",
-        str(store),
-        "--listen",
-        "127.0.0.1:0",
-        "--allow",
-        f"claims={sender}",
-    ]
+def start_server(
+    store: Path, sender: str, reader: str, log: Path
+) -> tuple[subprocess.Popen[bytes], str]:
+    args = ["serve", "--store", str(store), "--listen", "127.0.0.1:0",
+            "--allow", f"claims={sender}", "--allow-reader", f"claims={reader}"]  # fmt: skip
     print("$ " + shlex.join(["transferd", *args]) + f" > {log} &", flush=True)
     out = open(log, "wb")  # noqa: SIM115 - kept open for the server's lifetime
     proc = subprocess.Popen([*TRANSFERD, *args], stdout=subprocess.PIPE, stderr=out)
@@ -118,18 +114,24 @@ def main() -> int:
     size = sum(p.stat().st_size for p in export.rglob("*") if p.is_file())
     print(f"{files:,} files, {size / 2**20:.0f} MiB in {export}")
 
-    say("2. keys: the data owner, an escrow holder, the sender")
-    for name, kind in (("owner", "recipient"), ("escrow", "recipient"), ("sender", "sender")):
+    say("2. keys: the data owner, an escrow holder, the sender, an auditor")
+    kinds = (
+        ("owner", "recipient"),
+        ("escrow", "recipient"),
+        ("sender", "sender"),
+        ("auditor", "sender"),
+    )
+    for name, kind in kinds:
         if not (keys / f"{name}.key").exists():
             (keys / f"{name}.pub").write_text(
                 run("keygen", "--kind", kind, "-o", keys / f"{name}.key", capture=True) + "\n"
             )
-    owner, escrow, sender = (
-        (keys / f"{n}.pub").read_text().strip() for n in ("owner", "escrow", "sender")
+    owner, escrow, sender, auditor = (
+        (keys / f"{n}.pub").read_text().strip() for n in ("owner", "escrow", "sender", "auditor")
     )
 
-    say("3. a storage host on 127.0.0.1 that accepts only this sender for job 'claims'")
-    server, url = start_server(store, sender, work / "serve.log")
+    say("3. a storage host on 127.0.0.1: job 'claims' written by the sender, read by the auditor")
+    server, url = start_server(store, sender, auditor, work / "serve.log")
     try:
         say("4. send: chunk, compress, encrypt to owner and escrow, upload, sign")
         started = time.monotonic()
@@ -139,11 +141,14 @@ def main() -> int:
 
         say("5. verify without any decryption key: what an auditor runs")
         run("verify", "--from", url, "--job", "claims", "--sender", sender,
-            "--sender-key", keys / "sender.key", "--report-html", work / "report.html")  # fmt: skip
+            "--reader-key", keys / "auditor.key", "--sign-report", keys / "auditor.key",
+            "--report-html", work / "report.html",
+            "--report-json", work / "report.json")  # fmt: skip
 
         say("6. restore with the owner's identity and compare with the export")
         run("restore", "--from", url, "--job", "claims", "--identity", keys / "owner.key",
-            "--sender", sender, "--sender-key", keys / "sender.key", "--out", restored)  # fmt: skip
+            "--sender", sender, "--reader-key", keys / "auditor.key",
+            "--out", restored)  # fmt: skip
         diffs = same_tree(export, restored)
     finally:
         server.terminate()
