@@ -1,0 +1,1 @@
+"""The daemon: jobs under systemd, their control socket, metrics and the receiving role."""

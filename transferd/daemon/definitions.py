@@ -1,0 +1,101 @@
+"""Job definitions the daemon keeps in its state directory, so jobs outlive the process.
+
+<state>/daemon/jobs/<name>.json      0600, one per job, replaced atomically
+
+A definition says what to copy (source, store, recipients, bandwidth limit) and what the operator
+last asked for (``desired``: run, pause, cancel) and how the job ended (``outcome``). It never
+holds a key: the sender key comes from the daemon's configuration, the job key lives beside the
+journal (jobs/state.py). What was acknowledged lives in the journal, not here, so losing a
+definition loses no progress: ``transferd jobs start`` with the same arguments continues.
+
+Each write goes to a temporary file, is fsynced and renamed over the old one, then the directory is
+fsynced (the write order of secretfiles.py): a crash leaves the old definition or the new one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from transferd.errors import CheckpointCorruptError, ConfigError
+from transferd.secretfiles import fsync_directory
+
+log = logging.getLogger("transferd.daemon")
+
+RUN, PAUSE, CANCEL = "run", "pause", "cancel"
+DONE, FAILED = "done", "failed"
+
+
+@dataclass
+class JobDefinition:
+    name: str
+    source: str
+    store: str
+    recipients: list[str] = field(default_factory=list)
+    limit: int | None = None
+    """Bytes per second for this job; None: the configured ``job_bandwidth``; 0: no limit."""
+    desired: str = RUN
+    """What the operator last asked: run, pause or cancel."""
+    outcome: str | None = None
+    """done or failed once the job ended (None while it should run)."""
+    created: str = ""
+    finished: str | None = None
+    last_error: str | None = None
+    sequence: int | None = None
+    """The newest manifest this daemon published for the job."""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> JobDefinition:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+class Definitions:
+    """The directory of definitions: load all at start, save one at each change."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.directory = state_dir / "daemon" / "jobs"
+        try:
+            for d in (state_dir, state_dir / "daemon", self.directory):
+                d.mkdir(mode=0o700, exist_ok=True, parents=True)
+        except OSError as e:
+            raise ConfigError(f"cannot create {self.directory}: {e.strerror}") from None
+
+    def load_all(self) -> list[JobDefinition]:
+        out = []
+        for path in sorted(self.directory.glob("*.json")):
+            try:
+                out.append(JobDefinition.from_json(json.loads(path.read_text())))
+            except (OSError, ValueError, TypeError) as e:
+                # One damaged file must not keep every other job from running.
+                log.error("ignoring damaged job definition %s: %s", path, e)
+        return out
+
+    def save(self, definition: JobDefinition) -> None:
+        path = self.directory / f"{definition.name}.json"
+        tmp = path.with_suffix(".tmp")
+        data = json.dumps(definition.to_json(), indent=2, sort_keys=True).encode() + b"\n"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+            fsync_directory(self.directory)
+        except OSError as e:
+            raise CheckpointCorruptError(
+                f"cannot save the definition of job {definition.name} in {path}: {e.strerror}"
+            ) from None
+
+    def remove(self, name: str) -> None:
+        (self.directory / f"{name}.json").unlink(missing_ok=True)
+        fsync_directory(self.directory)

@@ -1,0 +1,352 @@
+"""One managed job: a task that runs ``send(...)`` until the copy is published, and its controls.
+
+A run is one call of jobs/send.py's ``send``: it reconciles the journal with the host, then reads,
+seals and uploads only what the host does not hold, then publishes a manifest. When a run fails on
+something that may pass (the host unreachable after every retry, the disk at the host full, the
+source down, the job locked by a process finishing), the task waits and runs again, from the
+checkpoint, with a doubling delay. A refusal that will not pass by waiting (a wrong key, a
+manifest that does not verify, a configuration error) ends the job as failed.
+
+The source object is opened once per job and kept open across its runs, for as long as the
+daemon lives: a source that holds a consistent point (PostgreSQL's exported snapshot lives in the
+transaction that exported it) keeps it while the job waits and retries, in the longest-lived
+process there is.
+
+Flow control goes through the job's ThrottledStore (stores/throttle.py) and the pipeline's own
+pause: *pause* starts no new read and no new upload and lets the uploads in flight finish; *stop*
+(daemon shutdown, cancel) pauses, waits for those uploads up to a deadline, records the entries
+read so far, then cancels the task. Nothing is acknowledged that was not stored: the journal
+records an upload only after the store returned (jobs/journal.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import datetime
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from transferd.core.keys import SenderSecretKey, parse_recipient
+from transferd.daemon.definitions import DONE, FAILED, PAUSE, RUN, JobDefinition
+from transferd.daemon.logs import current_job
+from transferd.errors import (
+    JobLockedError,
+    SourceError,
+    StoreFullError,
+    TransferdError,
+    TransientStoreError,
+)
+from transferd.jobs.pipeline import Counters, Pipeline, PipelineConfig
+from transferd.jobs.send import SendResult, send
+from transferd.sources.base import Source
+from transferd.sources.open import open_source
+from transferd.stores.open import open_store
+from transferd.stores.retry import RetryingStore
+from transferd.stores.throttle import FlowStats, ThrottledStore
+from transferd.transport.ratelimit import TokenBucket
+
+log = logging.getLogger("transferd.daemon.job")
+
+RETRYABLE = (TransientStoreError, StoreFullError, SourceError, JobLockedError)
+"""Failures worth another run after a while; any other TransferdError ends the job."""
+RETRY_MAX = 900.0
+"""The longest wait between runs: a host down for a day is tried every 15 minutes."""
+
+ACTIVE = ("queued", "reconciling", "sending", "publishing")
+PHASES = (*ACTIVE, "paused", "waiting", "stopping", "stopped", "done", "failed", "cancelled")
+
+
+@dataclass
+class JobEnv:
+    """What every job of a daemon shares."""
+
+    sender: SenderSecretKey
+    state_dir: Path
+    pipeline: PipelineConfig
+    ca_file: Path | None
+    retries: int
+    retry_delay: float
+    default_limit: int
+    bucket: TokenBucket
+    """The process-wide bandwidth limit."""
+    slots: asyncio.Semaphore
+    """``max_jobs``: a job waits here (queued) for its turn."""
+    save: Callable[[JobDefinition], None]
+
+
+@dataclass
+class Totals:
+    """Counts summed over every run of the job in this process (the metrics are counters)."""
+
+    bytes_read: int = 0
+    bytes_sealed: int = 0
+    bytes_sent: int = 0
+    bytes_reused: int = 0
+    entries: int = 0
+    chunks_new: int = 0
+    chunks_known: int = 0
+    packs_sent: int = 0
+    failures: int = 0
+    uploads: int = 0
+    upload_seconds: float = 0.0
+    transient_errors: int = 0
+    manifests: int = 0
+
+    def plus(self, c: Counters, s: FlowStats) -> Totals:
+        out = Totals(**{f.name: getattr(self, f.name) for f in fields(self)})
+        for f in ("bytes_read", "bytes_sealed", "bytes_sent", "bytes_reused", "entries"):
+            setattr(out, f, getattr(out, f) + getattr(c, f))
+        for f in ("chunks_new", "chunks_known", "packs_sent", "failures"):
+            setattr(out, f, getattr(out, f) + getattr(c, f))
+        out.uploads += s.uploads
+        out.upload_seconds += s.upload_seconds
+        out.transient_errors += s.transient_errors
+        out.manifests += s.manifests
+        return out
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class ManagedJob:
+    def __init__(self, definition: JobDefinition, env: JobEnv) -> None:
+        self.definition = definition
+        self.env = env
+        limit = definition.limit if definition.limit is not None else env.default_limit
+        self.bucket = TokenBucket(limit)
+        self.counters = Counters()
+        """The current run's counters, or the last run's once it ended."""
+        self.stats = FlowStats()
+        """The current (or last) run's uploads."""
+        self.earlier = Totals()
+        """Totals of the runs before that one."""
+        self.errors: collections.Counter[str] = collections.Counter()
+        self.phase_seconds: collections.defaultdict[str, float] = collections.defaultdict(float)
+        self.source: Source | None = None
+        self.store: ThrottledStore | None = None
+        self.pipeline: Pipeline | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.total: int | None = None
+        self.runs = 0
+        self.samples: collections.deque[tuple[float, int]] = collections.deque(maxlen=20)
+        self._activity = definition.outcome or ("cancelled" if self.cancelled else "stopped")
+        self._shown = self.phase
+        self._since = time.monotonic()
+
+    @property
+    def name(self) -> str:
+        return self.definition.name
+
+    @property
+    def paused(self) -> bool:
+        return self.definition.desired == PAUSE
+
+    @property
+    def cancelled(self) -> bool:
+        return self.definition.desired not in (RUN, PAUSE)
+
+    @property
+    def running(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+    @property
+    def phase(self) -> str:
+        if self.paused and (self._activity in ACTIVE or not self.running) and not self._ended:
+            return "paused"
+        return self._activity
+
+    @property
+    def _ended(self) -> bool:
+        return self._activity in ("done", "failed", "cancelled")
+
+    def totals(self) -> Totals:
+        return self.earlier.plus(self.counters, self.stats)
+
+    def _set(self, activity: str) -> None:
+        now = time.monotonic()
+        self.phase_seconds[self._shown] += now - self._since
+        self._since = now
+        self._activity = activity
+        self._shown = self.phase
+
+    def tick(self) -> None:
+        """Account time to the phase shown, and sample progress for the rate (once a second)."""
+        self._set(self._activity)
+        c = self.counters
+        self.samples.append((time.monotonic(), c.bytes_read + c.bytes_reused))
+
+    def rate(self) -> float:
+        if len(self.samples) < 2:
+            return 0.0
+        (t0, b0), (t1, b1) = self.samples[0], self.samples[-1]
+        return max(0.0, (b1 - b0) / (t1 - t0)) if t1 > t0 else 0.0
+
+    # --- controls -------------------------------------------------------------------------
+
+    def launch(self) -> None:
+        if not self.running:
+            self.definition.outcome = None
+            self._set("queued")
+            self.task = asyncio.create_task(self._main(), name=f"job {self.name}")
+
+    def pause(self) -> None:
+        self.definition.desired = PAUSE
+        if self.pipeline is not None:
+            self.pipeline.pause()
+        if self.store is not None:
+            self.store.pause()
+        self._set(self._activity)
+
+    def resume(self) -> None:
+        self.definition.desired = RUN
+        if self.pipeline is not None:
+            self.pipeline.resume()
+        if self.store is not None:
+            self.store.resume()
+        self._set(self._activity)
+
+    def set_limit(self, rate: int | None) -> None:
+        self.definition.limit = rate
+        self.bucket.set_rate(rate if rate is not None else self.env.default_limit)
+
+    async def stop(self, deadline: float) -> None:
+        """Drain and end the task: no new read or upload, uploads in flight finish (up to
+        ``deadline`` seconds), entries read so far are recorded, then the task is cancelled."""
+        task = self.task
+        if task is None or task.done():
+            return
+        self._set("stopping")
+        if self.pipeline is not None:
+            self.pipeline.pause()
+        store = self.store
+        if store is not None:
+            store.pause()
+            try:
+                await asyncio.wait_for(store.idle(), deadline)
+            except TimeoutError:
+                log.warning(
+                    "%d uploads still in flight after %.0f s: cancelled, they will be sent again",
+                    store.stats.in_flight,
+                    deadline,
+                    extra={"job": self.name},
+                )
+        if self.pipeline is not None and self.store is store:
+            self.pipeline.checkpoint()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        self.task = None
+        self._set("cancelled" if self.cancelled else "stopped")
+
+    async def close(self) -> None:
+        """Release the source (its snapshot, its connection): the job is over in this process."""
+        if self.source is not None:
+            source, self.source = self.source, None
+            await source.close()
+
+    # --- the task -------------------------------------------------------------------------
+
+    async def _main(self) -> None:
+        current_job.set(self.name)  # this task's context: every line it logs names the job
+        async with self.env.slots:
+            delay = self.env.retry_delay
+            while True:
+                try:
+                    result = await self._run_once()
+                except RETRYABLE as e:
+                    self._failed_run(e)
+                    log.warning("run failed, next run in %.0f s: %s", delay, e.message)
+                    self._set("waiting")
+                    await asyncio.sleep(delay)
+                    delay = min(2 * delay, RETRY_MAX)
+                    continue
+                except TransferdError as e:
+                    self._failed_run(e)
+                    log.error("job failed: %s", e.message, extra={"hint": e.hint or ""})
+                    self._end(FAILED, e.message)
+                except Exception as e:  # a bug ends this job, not the daemon
+                    self._failed_run(e)
+                    log.exception("job failed on an unexpected error: a bug, please report it")
+                    self._end(FAILED, f"unexpected error: {e!r}")
+                else:
+                    self._succeeded(result)
+                break
+        await self.close()
+
+    async def _run_once(self) -> SendResult:
+        d = self.definition
+        if self.source is None:
+            self.source = open_source(d.source)
+        recipients = [parse_recipient(r) for r in d.recipients]
+        raw = open_store(d.store, self.env.sender, self.env.ca_file)
+        store = ThrottledStore(
+            raw, [self.bucket, self.env.bucket], on_manifest=lambda: self._set("publishing")
+        )
+        if self.paused:
+            store.pause()
+        self.runs += 1
+        self.earlier = self.totals()
+        self.counters, self.stats = Counters(), store.stats
+        self.samples.clear()
+        self.store = store
+        self._set("reconciling")
+        sizer = asyncio.create_task(self._measure(self.source))
+        log.info("run %d started", self.runs, extra={"source": d.source, "store": d.store})
+        try:
+            return await send(
+                source=self.source,
+                store=RetryingStore(store, attempts=self.env.retries),
+                job=d.name,
+                sender=self.env.sender,
+                recipients=recipients,
+                state_dir=self.env.state_dir,
+                config=self.env.pipeline,
+                counters=self.counters,
+                on_pipeline=self._on_pipeline,
+            )
+        finally:
+            sizer.cancel()
+            self.pipeline = None
+            self.store = None
+            await store.close()
+
+    def _on_pipeline(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        if self.paused or self._activity == "stopping":
+            pipeline.pause()
+        if self._activity != "stopping":
+            self._set("sending")
+
+    async def _measure(self, source: Source) -> None:
+        try:
+            self.total = await source.size_hint()
+        except TransferdError as e:  # the ETA is a nicety: a source that cannot say has none
+            log.debug("no size hint: %s", e.message)
+
+    def _failed_run(self, e: BaseException) -> None:
+        self.errors[type(e).__name__] += 1
+        self.definition.last_error = e.message if isinstance(e, TransferdError) else repr(e)
+        self.env.save(self.definition)
+
+    def _succeeded(self, result: SendResult) -> None:
+        d = self.definition
+        d.sequence = result.manifest.body.sequence
+        d.last_error = None
+        if result.failures:
+            d.last_error = f"{len(result.failures)} source items unreadable"
+        log.info(
+            "job done: manifest %d published",
+            d.sequence,
+            extra={"unreadable": len(result.failures), "seconds": round(result.seconds, 1)},
+        )
+        self._end(DONE, d.last_error)
+
+    def _end(self, outcome: str, error: str | None) -> None:
+        d = self.definition
+        d.outcome, d.finished, d.last_error = outcome, utc_now(), error
+        self.env.save(d)
+        self._set(outcome)
