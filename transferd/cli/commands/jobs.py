@@ -1,0 +1,210 @@
+"""``transferd jobs``: start, list, watch, pause, resume, cancel and limit the daemon's jobs.
+
+Every subcommand talks to a running ``transferd daemon`` over its control socket (``--socket``,
+default $TRANSFERD_SOCKET or /run/transferd/control.sock) and reports with ``--json`` as one
+object per line. Exit codes are the table's: 7 when no daemon answers, 10 for an unknown job, 2
+for a request the daemon refuses as invalid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from transferd.cli.control import ControlClient, default_socket
+from transferd.cli.jobview import list_lines, status_lines, watch
+from transferd.cli.keyargs import load_recipients
+from transferd.cli.output import Output, add_json_flag
+from transferd.errors import ConfigError
+from transferd.transport.ratelimit import format_rate, parse_rate
+
+
+def _common(p: argparse.ArgumentParser, name: bool = True) -> None:
+    if name:
+        p.add_argument("name", metavar="NAME", help="the job's name")
+    p.add_argument(
+        "--socket",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help=f"the daemon's control socket (default {default_socket()})",
+    )
+    add_json_flag(p)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "jobs",
+        help="start, watch, pause, resume and cancel the daemon's jobs",
+        description="Control the jobs of a running 'transferd daemon' through its control "
+        "socket. Jobs outlive the daemon: after a restart or a reboot, running jobs continue "
+        "from their checkpoints.",
+    )
+    sub = parser.add_subparsers(title="subcommands", metavar="SUBCOMMAND", required=True)
+
+    p = sub.add_parser("start", help="start a job (or run an ended job again)")
+    _common(p)
+    p.add_argument("source", nargs="?", metavar="SOURCE", help="what to copy (a directory)")
+    p.add_argument("--to", metavar="URL", help="the store (default: store in [send])")
+    p.add_argument(
+        "-r",
+        "--recipient",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="a recipient public key tdr1… (repeat; default: recipients in [send])",
+    )
+    p.add_argument(
+        "-R",
+        "--recipients-file",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="a file of recipient keys, one per line",
+    )
+    p.add_argument("--limit", type=parse_rate, metavar="RATE",
+                   help="this job's bandwidth limit, e.g. 20M (bytes/s; 0: none)")  # fmt: skip
+    p.set_defaults(run=_start)
+
+    p = sub.add_parser("list", help="every job, one line each")
+    _common(p, name=False)
+    p.set_defaults(run=_list)
+
+    p = sub.add_parser("status", help="one job: phase, bytes, objects, rate, ETA, last error")
+    _common(p)
+    p.set_defaults(run=_simple("status"))
+
+    for verb, text in (
+        ("pause", "start no new read or upload; uploads in flight finish"),
+        ("resume", "continue a paused job"),
+    ):
+        p = sub.add_parser(verb, help=text)
+        _common(p)
+        p.set_defaults(run=_simple(verb))
+
+    p = sub.add_parser("cancel", help="stop a job for good; the host keeps what it holds")
+    _common(p)
+    p.add_argument(
+        "--purge",
+        action="store_true",
+        help="also delete what the host holds for the job, and its local state",
+    )
+    p.set_defaults(run=_cancel)
+
+    p = sub.add_parser("limit", help="change a job's (or the global) bandwidth limit now")
+    _common(p, name=False)
+    p.add_argument("name", nargs="?", metavar="NAME", help="the job (omit with --global)")
+    p.add_argument("rate", metavar="RATE", help="bytes/s, e.g. 512K, 20M; 0: none; default")
+    p.add_argument("--global", dest="global_", action="store_true", help="the daemon's limit")
+    p.set_defaults(run=_limit)
+
+    p = sub.add_parser("logs", help="a job's log lines (across daemon restarts)")
+    _common(p)
+    p.add_argument("-n", "--lines", type=int, default=50, help="how many (default 50)")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    p.set_defaults(run=_logs)
+
+    p = sub.add_parser("watch", help="a live display of every job")
+    _common(p, name=False)
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between updates")
+    p.add_argument("--count", type=int, default=None, help="stop after this many updates")
+    p.set_defaults(run=_watch)
+
+
+def _client(args: argparse.Namespace) -> ControlClient:
+    return ControlClient(args.socket)
+
+
+def _show(out: Output, result: dict[str, Any]) -> None:
+    out.result(result, status_lines(result))
+
+
+def _simple(op: str) -> Any:
+    def run(args: argparse.Namespace, out: Output) -> int:
+        with _client(args) as client:
+            _show(out, client.call(op, name=args.name))
+        return 0
+
+    return run
+
+
+def _start(args: argparse.Namespace, out: Output) -> int:
+    recipients = [r.to_text() for r in load_recipients(args.recipient, args.recipients_file)]
+    source = str(Path(args.source).absolute()) if args.source and "://" not in args.source else None
+    source = source or args.source
+    store = args.to
+    if store and "://" not in store:
+        store = str(Path(store).absolute())  # the daemon's working directory is not ours
+    with _client(args) as client:
+        result = client.call(
+            "start", name=args.name, source=source, store=store, recipients=recipients,
+            limit=args.limit,
+        )  # fmt: skip
+    _show(out, result)
+    return 0
+
+
+def _list(args: argparse.Namespace, out: Output) -> int:
+    with _client(args) as client:
+        result = client.call("list")
+    out.result(result, list_lines(result))
+    return 0
+
+
+def _cancel(args: argparse.Namespace, out: Output) -> int:
+    with _client(args) as client:
+        result = client.call("cancel", name=args.name, purge=args.purge)
+    lines = status_lines(result)
+    purged = result.get("purged")
+    if purged:
+        lines.append(
+            f"  purged   {purged['objects_deleted']:,} objects deleted at the host; "
+            f"{purged['manifests_kept']} manifests kept (a store never deletes a manifest)"
+        )
+    out.result(result, lines)
+    return 0
+
+
+def _limit(args: argparse.Namespace, out: Output) -> int:
+    name = None if args.global_ else args.name
+    if args.global_ == (args.name is not None):
+        raise ConfigError("give a job NAME or --global, not both or neither")
+    limit: int | str = "default" if args.rate == "default" else parse_rate(args.rate)
+    with _client(args) as client:
+        result = client.call("limit", name=name, limit=None if limit == "default" else limit)
+    if name is None:
+        out.result(result, [f"global bandwidth limit: {format_rate(result['limit'])}"])
+    else:
+        _show(out, result)
+    return 0
+
+
+def _logs(args: argparse.Namespace, out: Output) -> int:
+    with _client(args) as client:
+        offset = None
+        while True:
+            result = client.call("logs", name=args.name, lines=args.lines, offset=offset)
+            for line in result["lines"]:
+                if out.json_mode:
+                    print(json.dumps({"job": args.name, "line": line}), flush=True)
+                else:
+                    print(line, flush=True)
+            if not args.follow:
+                return 0
+            offset = result["offset"]
+            time.sleep(1.0)
+
+
+def _watch(args: argparse.Namespace, out: Output) -> int:
+    with _client(args) as client:
+        watch(
+            lambda: client.call("list"),
+            interval=max(0.1, args.interval),
+            json_mode=out.json_mode,
+            count=args.count,
+        )
+    return 0

@@ -1,0 +1,93 @@
+"""The client side of the daemon's control socket (daemon/control.py): one JSON line each way.
+
+Blocking and small on purpose: a ``transferd jobs`` command sends a request or a few and exits;
+``watch`` keeps one connection and asks again every interval. A refusal from the daemon comes
+back with its message, hint and exit code, and is raised here as a TransferdError carrying that
+code, so ``transferd jobs status nosuch`` exits 10 like any other missing job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from transferd.errors import DaemonUnavailableError, TransferdError
+
+DEFAULT_SOCKET = Path("/run/transferd/control.sock")
+TIMEOUT = 120.0
+"""Seconds to wait for an answer: a cancel waits for the job's uploads in flight."""
+
+
+def default_socket() -> Path:
+    """$TRANSFERD_SOCKET, else the socket of the systemd unit (RuntimeDirectory=transferd)."""
+    return Path(os.environ.get("TRANSFERD_SOCKET") or DEFAULT_SOCKET)
+
+
+class RemoteError(TransferdError):
+    """An error the daemon answered with; its exit code is the daemon's."""
+
+    def __init__(self, message: str, hint: str | None, exit_code: int) -> None:
+        super().__init__(message, hint=hint)
+        self.exit_code = exit_code
+
+
+class ControlClient:
+    def __init__(self, path: Path | None = None, timeout: float = TIMEOUT) -> None:
+        self.path = path or default_socket()
+        self.timeout = timeout
+        self._sock: socket.socket | None = None
+        self._file: Any = None
+
+    def _connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(str(self.path))
+        except OSError as e:
+            sock.close()
+            hint = "start it (systemctl start transferd), or give --socket PATH"
+            if isinstance(e, PermissionError):
+                hint = f"run as a member of the group that owns {self.path}"
+            raise DaemonUnavailableError(
+                f"no daemon answers on {self.path}: {(e.strerror or str(e)).lower()}", hint=hint
+            ) from None
+        self._sock = sock
+        self._file = sock.makefile("rwb")
+
+    def call(self, op: str, **args: Any) -> Any:
+        if self._sock is None:
+            self._connect()
+        request = {"op": op, **{k: v for k, v in args.items() if v is not None}}
+        try:
+            self._file.write(json.dumps(request).encode() + b"\n")
+            self._file.flush()
+            line = self._file.readline()
+        except OSError as e:
+            self.close()
+            raise DaemonUnavailableError(
+                f"the daemon on {self.path} stopped answering: {e}"
+            ) from None
+        if not line:
+            self.close()
+            raise DaemonUnavailableError(f"the daemon on {self.path} closed the connection")
+        answer = json.loads(line)
+        if not answer.get("ok"):
+            raise RemoteError(
+                str(answer.get("error")), answer.get("hint"), int(answer.get("exit_code", 1))
+            )
+        return answer.get("result")
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._file.close()
+            self._sock.close()
+            self._sock = None
+
+    def __enter__(self) -> ControlClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
