@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,14 @@ class File:
     """The end record's hash, when it should lie."""
 
 
+@dataclass(frozen=True)
+class Chunked:
+    """A stream given as its chunks, so a huge file of repeated chunks costs one blob each."""
+
+    head: dict[str, Any]
+    chunks: list[bytes]
+
+
 def path_fields(path: bytes) -> dict[str, str]:
     return catalog.name_fields("path", path)
 
@@ -44,7 +53,7 @@ async def forge(
     job: str,
     sender: SenderSecretKey,
     recipient: RecipientIdentity,
-    items: list[dict[str, Any] | File],
+    items: Sequence[dict[str, Any] | File | Chunked],
     *,
     totals: bool = True,
 ) -> JobKey:
@@ -58,14 +67,22 @@ async def forge(
             records.append(item)
             continue
         records.append(item.head)
-        refs = []
-        for chunk in chunking.cut(item.content):
-            cid, blob = envelope.seal_chunk(key, chunk, os.urandom(24), None)
-            entry = pack.add(cid, blob, len(chunk))
-            refs.append(ChunkRef(0, entry.offset, entry.blob_len, entry.plain_len, cid))
+        chunks = item.chunks if isinstance(item, Chunked) else list(chunking.cut(item.content))
+        refs: list[ChunkRef] = []
+        placed: dict[bytes, ChunkRef] = {}
+        hasher, size = blake3.blake3(), 0
+        for chunk in chunks:
+            cid = chunking.chunk_id(key.chunk_id_key, chunk)
+            if cid not in placed:
+                _, blob = envelope.seal_chunk(key, chunk, os.urandom(24), None)
+                entry = pack.add(cid, blob, len(chunk))
+                placed[cid] = ChunkRef(0, entry.offset, entry.blob_len, entry.plain_len, cid)
+            refs.append(placed[cid])
+            hasher.update(chunk)
+            size += len(chunk)
         records += catalog.chunk_records(refs)
-        digest = item.blake3 or blake3.blake3(item.content).hexdigest()
-        records.append({"t": "end", "size": len(item.content), "blake3": digest})
+        lie = item.blake3 if isinstance(item, File) else None
+        records.append({"t": "end", "size": size, "blake3": lie or hasher.hexdigest()})
     if totals:
         records.append({"t": "totals"})
     pack_data = pack.finish(key.pack_header_key, os.urandom(24))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.jobs.conftest import Keys, send_tree
-from tests.jobs.forge import File, forge, path_fields
+from tests.jobs.forge import Chunked, File, forge, path_fields
 from tests.jobs.treeutil import NON_UTF8, MiB, allocated, make_tree, snapshot
 from transferd.errors import (
     AuthenticationError,
@@ -282,3 +282,30 @@ def test_catalog_segment_altered_in_the_store_is_refused(keys: Keys, tmp_path: P
 def test_unknown_job_is_not_found(keys: Keys, tmp_path: Path) -> None:
     with pytest.raises(JobNotFoundError, match="job nope has no manifest"):
         run_restore(MemoryStore(), keys, tmp_path / "out", job="nope")
+
+
+@pytest.mark.slow
+def test_a_sparse_file_above_4_gib(keys: Keys, tmp_path: Path) -> None:
+    """Offsets past 2**32 in the file: pwrite, ftruncate and the running BLAKE3 all hold. The
+    copy is forged (one zero chunk referenced 1,279 times) because sending 5 GiB of holes reads
+    them as zeros, which takes a minute; restoring it takes seconds."""
+    first, last = os.urandom(MiB), os.urandom(MiB)
+    zeros = bytes(4 * MiB)
+    chunks = [first, *[zeros] * 1279, last]
+    size = sum(len(c) for c in chunks)
+    assert size > 5 * 2**30 - 4 * MiB
+    store = MemoryStore()
+    head = {"t": "file", "path": "huge.img", "mode": 0o600, "mtime_ns": 10**18}
+    asyncio.run(forge(store, JOB, keys.sender, keys.owner, [Chunked(head, chunks)]))
+
+    result = run_restore(store, keys, tmp_path / "out")
+
+    out = tmp_path / "out" / "huge.img"
+    assert out.stat().st_size == size
+    assert out.stat().st_mtime_ns == 10**18
+    with open(out, "rb") as f:
+        assert os.pread(f.fileno(), MiB, 0) == first
+        assert os.pread(f.fileno(), MiB, size - MiB) == last
+        assert os.pread(f.fileno(), 4096, 2**32 + 12345) == bytes(4096)
+    assert result.counters.bytes_written == 2 * MiB
+    assert allocated(out) < 16 * MiB
