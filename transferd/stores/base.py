@@ -22,6 +22,18 @@ Contract, for every driver (tests/stores/ runs one suite against each):
    ``PermanentStoreError`` (not worth retrying: refused, unauthorized), and ``StoreFullError`` when
    the storage is out of space. Retries live in one wrapper, never inside drivers.
 6. Methods are idempotent: a retried call after a timeout is safe.
+
+Copy records (``CopyStore``, an extension a driver may add; every driver in this package has
+it). A copy is many jobs run by many agents into one store (copies/); what they share lives in
+*copy records*: small byte strings numbered per (copy, series), the series being ``manifests``
+(the signed copy manifests) or ``leases/<job>`` (who runs a job now). Layout:
+``copies/<copy>/<series>/<sequence, 20 digits>``, beside ``jobs/``, never inside a job.
+
+7. ``put_copy_record`` is exclusive like ``put_manifest`` (``ManifestExistsError`` when the
+   sequence is taken); ``list_copy_records`` gives the sequences present, ascending (empty for a
+   copy or series with none); ``get_copy_record`` of a missing one raises
+   ``ObjectNotFoundError``; ``delete_copy_record`` removes one, and deleting a missing one is fine.
+   Copy records are not jobs: ``list_jobs`` never shows them, ``list_objects`` never lists them.
 """
 
 from __future__ import annotations
@@ -30,10 +42,12 @@ import re
 from collections.abc import AsyncIterator, Sequence
 from typing import Protocol, runtime_checkable
 
+from transferd.core.constants import JOB_NAME_PATTERN
 from transferd.core.manifest import check_job_name
 from transferd.errors import FormatError, IntegrityError, JobNotFoundError, PermanentStoreError
 
 _OBJECT_NAME = re.compile(r"[0-9a-f]{64}")
+_COPY_SERIES = re.compile(rf"manifests|leases/{JOB_NAME_PATTERN}")
 
 HAVE_BATCH = 1000
 """Names per inventory request: bounds one request's size (64 KiB of names) and answer."""
@@ -58,6 +72,20 @@ def check_job(job: str) -> str:
         return check_job_name(job)
     except FormatError as e:  # a bad name is a refusal at this boundary, not a parse error
         raise PermanentStoreError(str(e)) from None
+
+
+def check_copy_name(copy: str) -> str:
+    """Copy names follow the job-name grammar (the same characters are safe in keys and paths)."""
+    try:
+        return check_job_name(copy)
+    except FormatError as e:
+        raise PermanentStoreError(str(e).replace("job name", "copy name")) from None
+
+
+def check_copy_series(series: str) -> str:
+    if not isinstance(series, str) or not _COPY_SERIES.fullmatch(series):
+        raise PermanentStoreError(f"copy record series {series!r} is not manifests or leases/JOB")
+    return series
 
 
 @runtime_checkable
@@ -92,3 +120,16 @@ class Store(Protocol):
     async def list_jobs(self) -> list[str]: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class CopyStore(Store, Protocol):
+    """A Store that also keeps copy records (clause 7 of the module docstring)."""
+
+    async def put_copy_record(self, copy: str, series: str, sequence: int, data: bytes) -> None: ...
+
+    async def get_copy_record(self, copy: str, series: str, sequence: int) -> bytes: ...
+
+    async def list_copy_records(self, copy: str, series: str) -> list[int]: ...
+
+    async def delete_copy_record(self, copy: str, series: str, sequence: int) -> None: ...

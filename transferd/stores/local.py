@@ -5,6 +5,9 @@ Layout (protocol/DESIGN-BRIEF.md "Store layout"), under the store's root::
     jobs/<job>/objects/<sha256[0:2]>/<sha256>   packs, object lists, catalog segments
     jobs/<job>/manifests/<sequence, 20 digits>  manifests, never overwritten
     jobs/<job>/tmp/<name>.<random>.tmp          files being written; never read as data
+    copies/<copy>/<series>/<sequence, 20 digits> copy records (stores/base.py, clause 7),
+                                                written like manifests; temp files in
+    copies/<copy>/tmp/
 
 Write order, the invariant this module exists for: the bytes are written to a temp file and
 fsynced, the file is renamed (objects) or hard-linked (manifests: ``link`` fails when the target
@@ -52,6 +55,8 @@ from transferd.errors import (
 from transferd.stores.base import (
     ManifestExistsError,
     ObjectNotFoundError,
+    check_copy_name,
+    check_copy_series,
     check_job,
     check_object_name,
 )
@@ -128,24 +133,34 @@ class LocalStore:
         path = self._manifest_path(job, sequence)
         await asyncio.to_thread(self._put_manifest, job, sequence, path, bytes(data))
 
-    def _put_manifest(self, job: str, sequence: int, path: Path, data: bytes) -> None:
+    def _put_manifest(
+        self,
+        job: str,
+        sequence: int,
+        path: Path,
+        data: bytes,
+        tmp_dir: Path | None = None,
+        what: str | None = None,
+    ) -> None:
+        what = what or f"manifest {sequence} of job {job}"
         if path.exists():  # checked first so a refused manifest costs no write
-            raise _manifest_exists(job, sequence)
-        temp = self._write_temp(job, manifest_name(sequence), data)
+            raise ManifestExistsError(f"{what} already exists")
+        temp = self._write_temp(job, manifest_name(sequence), data, tmp_dir)
         try:
             self._make_dirs(path.parent)
             os.link(temp, path)  # fails with EEXIST instead of replacing: never overwritten
             _fsync_dir(path.parent)
         except FileExistsError:
-            raise _manifest_exists(job, sequence) from None
+            raise ManifestExistsError(f"{what} already exists") from None
         except OSError as exc:
-            raise self._error(f"store manifest {sequence} of job {job}", path, exc) from exc
+            raise self._error(f"store {what}", path, exc) from exc
         finally:
             temp.unlink(missing_ok=True)
 
-    def _write_temp(self, job: str, name: str, data: bytes) -> Path:
-        """A new, fsynced temp file in the job's tmp/ holding ``data``; removed on any failure."""
-        tmp_dir = self._job_dir(job) / "tmp"
+    def _write_temp(self, job: str, name: str, data: bytes, tmp_dir: Path | None = None) -> Path:
+        """A new, fsynced temp file in the job's tmp/ (or ``tmp_dir``) holding ``data``; removed
+        on any failure."""
+        tmp_dir = tmp_dir or self._job_dir(job) / "tmp"
         temp = tmp_dir / f"{name}.{os.urandom(8).hex()}{TEMP_SUFFIX}"
         try:
             self._make_dirs(tmp_dir)
@@ -267,14 +282,46 @@ class LocalStore:
                 continue
         return jobs
 
+    # --- copy records (written like manifests, under copies/) --------------------------------
+
+    def _series_dir(self, copy: str, series: str) -> Path:
+        return self.root / "copies" / check_copy_name(copy) / check_copy_series(series)
+
+    def _record_path(self, copy: str, series: str, sequence: int) -> Path:
+        if not isinstance(sequence, int) or not 1 <= sequence <= _MAX_SEQUENCE:
+            raise PermanentStoreError(f"record sequence {sequence!r} is out of range")
+        return self._series_dir(copy, series) / manifest_name(sequence)
+
+    async def put_copy_record(self, copy: str, series: str, sequence: int, data: bytes) -> None:
+        path = self._record_path(copy, series, sequence)
+        tmp_dir = self.root / "copies" / copy / "tmp"
+        what = f"record {sequence} of {series} of copy {copy}"
+        await asyncio.to_thread(
+            self._put_manifest, copy, sequence, path, bytes(data), tmp_dir, what
+        )
+
+    async def get_copy_record(self, copy: str, series: str, sequence: int) -> bytes:
+        path = self._record_path(copy, series, sequence)
+        what = f"record {sequence} of {series} of copy {copy}"
+        return await asyncio.to_thread(self._read, what, path, 0, None)
+
+    async def list_copy_records(self, copy: str, series: str) -> list[int]:
+        names = await asyncio.to_thread(_list_dir, self._series_dir(copy, series))
+        return sorted(int(n) for n in names if _SEQUENCE.fullmatch(n) and int(n) >= 1)
+
+    async def delete_copy_record(self, copy: str, series: str, sequence: int) -> None:
+        path = self._record_path(copy, series, sequence)
+        await asyncio.to_thread(self._delete, copy, str(sequence), path)
+
     async def close(self) -> None:
         pass
 
     # --- housekeeping and errors ----------------------------------------------------------
 
     def _remove_stale_temp_files(self, now: float) -> None:
-        for job in _list_dir(self.root / "jobs"):
-            tmp_dir = self.root / "jobs" / job / "tmp"
+        tmp_dirs = [self.root / "jobs" / job / "tmp" for job in _list_dir(self.root / "jobs")]
+        tmp_dirs += [self.root / "copies" / c / "tmp" for c in _list_dir(self.root / "copies")]
+        for tmp_dir in tmp_dirs:
             for name in _list_dir(tmp_dir):
                 path = tmp_dir / name
                 try:
@@ -296,10 +343,6 @@ class LocalStore:
         if exc.errno in _TRANSIENT:
             return TransientStoreError(f"cannot {action} at {path}: {reason}")
         return PermanentStoreError(f"cannot {action} at {path}: {reason}")
-
-
-def _manifest_exists(job: str, sequence: int) -> ManifestExistsError:
-    return ManifestExistsError(f"manifest {sequence} of job {job} already exists")
 
 
 def _fsync_dir(path: Path) -> None:

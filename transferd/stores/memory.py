@@ -9,6 +9,8 @@ from transferd.errors import IntegrityError
 from transferd.stores.base import (
     ManifestExistsError,
     ObjectNotFoundError,
+    check_copy_name,
+    check_copy_series,
     check_job,
     check_object_name,
 )
@@ -19,6 +21,7 @@ class MemoryStore:
         self.description = "memory"
         self.objects: dict[str, dict[str, bytes]] = {}
         self.manifests: dict[str, dict[int, bytes]] = {}
+        self.records: dict[tuple[str, str], dict[int, bytes]] = {}
 
     async def put_object(self, job: str, name: str, data: bytes) -> None:
         check_job(job)
@@ -68,6 +71,26 @@ class MemoryStore:
 
     async def list_jobs(self) -> list[str]:
         return sorted(set(self.objects) | set(self.manifests))
+
+    async def put_copy_record(self, copy: str, series: str, sequence: int, data: bytes) -> None:
+        held = self.records.setdefault((check_copy_name(copy), check_copy_series(series)), {})
+        if sequence in held:
+            raise ManifestExistsError(f"record {sequence} of {series} of copy {copy} exists")
+        held[sequence] = bytes(data)
+
+    async def get_copy_record(self, copy: str, series: str, sequence: int) -> bytes:
+        try:
+            return self.records[(copy, series)][sequence]
+        except KeyError:
+            raise ObjectNotFoundError(
+                f"record {sequence} of {series} of copy {copy} is not in the store"
+            ) from None
+
+    async def list_copy_records(self, copy: str, series: str) -> list[int]:
+        return sorted(self.records.get((copy, series), {}))
+
+    async def delete_copy_record(self, copy: str, series: str, sequence: int) -> None:
+        self.records.get((copy, series), {}).pop(sequence, None)
 
     async def close(self) -> None:
         pass

@@ -25,8 +25,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from transferd.errors import TransientStoreError
-from transferd.stores.base import ManifestExistsError, Store
+from transferd.errors import PermanentStoreError, TransientStoreError
+from transferd.stores.base import CopyStore, ManifestExistsError, Store
 
 T = TypeVar("T")
 
@@ -164,6 +164,50 @@ class RetryingStore:
 
     async def list_jobs(self) -> list[str]:
         return await self._call("listing jobs", self.inner.list_jobs)
+
+    # --- copy records: retried like manifests; an inner store without them refuses ---------
+
+    def _copy_store(self) -> CopyStore:
+        if not isinstance(self.inner, CopyStore):
+            raise PermanentStoreError(f"the store {self.description} does not keep copy records")
+        return self.inner
+
+    async def put_copy_record(self, copy: str, series: str, sequence: int, data: bytes) -> None:
+        inner = self._copy_store()
+        tried = False
+
+        async def put() -> None:
+            nonlocal tried
+            try:
+                await inner.put_copy_record(copy, series, sequence, data)
+            except ManifestExistsError:
+                if tried and await inner.get_copy_record(copy, series, sequence) == data:
+                    return
+                raise
+            finally:
+                tried = True
+
+        await self._call(f"storing record {sequence} of {series} of copy {copy}", put)
+
+    async def get_copy_record(self, copy: str, series: str, sequence: int) -> bytes:
+        inner = self._copy_store()
+        return await self._call(
+            f"reading record {sequence} of {series} of copy {copy}",
+            lambda: inner.get_copy_record(copy, series, sequence),
+        )
+
+    async def list_copy_records(self, copy: str, series: str) -> list[int]:
+        inner = self._copy_store()
+        return await self._call(
+            f"listing {series} of copy {copy}", lambda: inner.list_copy_records(copy, series)
+        )
+
+    async def delete_copy_record(self, copy: str, series: str, sequence: int) -> None:
+        inner = self._copy_store()
+        await self._call(
+            f"deleting record {sequence} of {series} of copy {copy}",
+            lambda: inner.delete_copy_record(copy, series, sequence),
+        )
 
     async def close(self) -> None:
         await self.inner.close()

@@ -59,6 +59,8 @@ from transferd.stores.base import (
     HAVE_BATCH,
     ManifestExistsError,
     ObjectNotFoundError,
+    check_copy_name,
+    check_copy_series,
     check_job,
     check_object_name,
 )
@@ -224,6 +226,42 @@ class HttpStore:
         _, _, answer = await self._request("GET", "/v1/jobs", "listing jobs")
         return sorted(str(j) for j in _json(answer, dict, self.description)["jobs"])
 
+    # --- copy records (transport/copyroutes.py) --------------------------------------------
+
+    def _series_path(self, copy: str, series: str) -> str:
+        return f"/v1/copies/{check_copy_name(copy)}/{check_copy_series(series)}"
+
+    async def put_copy_record(self, copy: str, series: str, sequence: int, data: bytes) -> None:
+        await self._request(
+            "PUT",
+            f"{self._series_path(copy, series)}/{_sequence(sequence)}",
+            f"storing record {sequence} of {series} of copy {copy}",
+            body=bytes(data),
+            expect=(201,),
+        )
+
+    async def get_copy_record(self, copy: str, series: str, sequence: int) -> bytes:
+        _, _, data = await self._request(
+            "GET",
+            f"{self._series_path(copy, series)}/{_sequence(sequence)}",
+            f"reading record {sequence} of {series} of copy {copy}",
+        )
+        return data
+
+    async def list_copy_records(self, copy: str, series: str) -> list[int]:
+        _, _, answer = await self._request(
+            "GET", self._series_path(copy, series), f"listing {series} of copy {copy}"
+        )
+        return sorted(int(s) for s in _json(answer, dict, self.description)["records"])
+
+    async def delete_copy_record(self, copy: str, series: str, sequence: int) -> None:
+        await self._request(
+            "DELETE",
+            f"{self._series_path(copy, series)}/{_sequence(sequence)}",
+            f"deleting record {sequence} of {series} of copy {copy}",
+            expect=(204,),
+        )
+
     async def close(self) -> None:
         if self._session is not None and self._owns_session:
             await self._session.close()
@@ -318,7 +356,20 @@ class HttpStore:
                 ),
             )
             self._owns_session = True
+            _no_resend(self._session)
         return self._session
+
+
+def _no_resend(session: aiohttp.ClientSession) -> None:
+    """Stop aiohttp from sending a request a second time, unchanged, when its connection drops.
+
+    aiohttp does that once for idempotent methods (RFC 9112 §9.3.1 allows it), but a signed
+    request sent twice is a replay: if the first copy reached the host, the second is refused
+    with ``replayed`` and the attempt is lost. Our retries go through RetryingStore, which signs
+    each attempt afresh. aiohttp's own test client turns the resend off the same way.
+    """
+    if hasattr(session, "_retry_connection"):
+        session._retry_connection = False
 
 
 def _host_header(url: URL) -> str:

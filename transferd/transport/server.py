@@ -70,6 +70,7 @@ from transferd.transport.auth import (
     unauthorized,
     verify,
 )
+from transferd.transport.copyroutes import COPY_PATH, add_copy_routes, authorized_name
 
 log = logging.getLogger("transferd.serve")
 
@@ -158,6 +159,7 @@ def make_app(
     app.router.add_put(f"{jobs}/manifests/{_SEQ}", _put_manifest)
     app.router.add_get(f"{jobs}/manifests", _list_manifests, allow_head=False)
     app.router.add_get(f"{jobs}/manifests/{_SEQ}", _get_manifest, allow_head=False)
+    add_copy_routes(app, STORE, _read_body)
     return app
 
 
@@ -255,7 +257,7 @@ def _error_response(status: int, code: str, message: str) -> web.Response:
 
 @web.middleware
 async def _authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if not request.path.startswith("/v1/jobs"):  # /v1/health, or an unknown path
+    if not request.path.startswith(("/v1/jobs", COPY_PATH)):  # /v1/health, an unknown path
         return await handler(request)
     app = request.app
     creds = parse_authorization(request.headers.get("Authorization"))
@@ -275,7 +277,7 @@ async def _authenticate(request: web.Request, handler: Handler) -> web.StreamRes
     app[NONCES].remember(creds.key, creds.nonce, creds.ts, now)
     info = _request_info.get()
     info.key, info.creds, info.digest = creds.key_text[:16] + "…", creds, digest
-    job = request.match_info.get("job")
+    job = authorized_name(request)  # a job, or for copy records the job or copy named
     if job is not None:  # GET /v1/jobs filters by key instead
         _authorize(app[AUTHORIZER], creds, job, write=request.method in _WRITE_METHODS)
     return await handler(request)
