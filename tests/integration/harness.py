@@ -88,15 +88,21 @@ class Server:
         raise AssertionError("transferd serve did not start:\n" + "".join(self.log))
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
             self.proc.wait(10)
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
 
     def stop(self) -> int:
         assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(30)
+        code = self.proc.wait(30)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        return code
 
 
 def send_args(source: Path, url: str, job: str, keys: Keys, state: Path, *extra: str) -> list[str]:

@@ -35,6 +35,7 @@ class ChaosProxy:
     def __exit__(self, *exc: object) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        self._loop.close()
 
     @property
     def url(self) -> str:

@@ -74,7 +74,9 @@ class Counters:
     bytes_sent: int = 0
     """Pack bytes the store acknowledged in this run."""
     bytes_reused: int = 0
-    """Plaintext bytes not sent again: unchanged entries and chunks the host already holds."""
+    """Bytes of unchanged entries, reused from the journal without being read."""
+    bytes_deduplicated: int = 0
+    """Bytes read whose chunks the host already holds (or this run already packed): not sent."""
     entries: int = 0
     entries_reused: int = 0
     chunks_new: int = 0
@@ -316,11 +318,11 @@ class Pipeline:
         c = self.counters
         if sealed.blob is None or sealed.chunk_id in self._placed:
             c.chunks_known += 1
-            c.bytes_reused += sealed.plain_len
+            c.bytes_deduplicated += sealed.plain_len
             return
         if Journal.chunk_location(self.journal.reader(), sealed.chunk_id) is not None:
             c.chunks_known += 1  # acknowledged since the worker looked
-            c.bytes_reused += sealed.plain_len
+            c.bytes_deduplicated += sealed.plain_len
             return
         self._placed.add(sealed.chunk_id)
         self._builder.add(sealed.chunk_id, sealed.blob, sealed.plain_len)

@@ -181,6 +181,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
         "entries_unchanged": c.entries_reused,
         "bytes_read": c.bytes_read,
         "bytes_reused": c.bytes_reused,
+        "bytes_deduplicated": c.bytes_deduplicated,
         "bytes_sent": c.bytes_sent,
         "packs_sent": c.packs_sent,
         "packs_adopted": result.reconciled.adopted,
