@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import logging
 import socket
 import time
 from pathlib import Path
@@ -20,6 +22,7 @@ from transferd.errors import (
     TransientStoreError,
 )
 from transferd.stores.memory import MemoryStore
+from transferd.stores.retry import RetryingStore
 from transferd.transport.client import HttpStore
 from transferd.transport.server import make_app
 
@@ -170,3 +173,65 @@ async def test_a_url_with_a_path_prefix_signs_the_path_it_sends(tmp_path: Path) 
             assert await client.list_jobs() == [JOB]
         finally:
             await client.close()
+
+
+class CuttingProxy:
+    """A TCP proxy to the host that cuts its first ``cuts`` connections as the host starts to
+    answer: the request was handled, the answer is lost on the way back."""
+
+    def __init__(self, port: int, *, cuts: int) -> None:
+        self.port, self.cuts = port, cuts
+        self.connections = 0
+
+    async def __aenter__(self) -> str:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        cut = self.connections <= self.cuts
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.port)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, *, cut: bool) -> None:
+            while data := await src.read(65536):
+                if cut:  # the answer never arrives: the connection just ends (FIN)
+                    for w in (writer, up_writer):
+                        w.close()
+                    return
+                dst.write(data)
+                await dst.drain()
+            dst.close()
+
+        with contextlib.suppress(ConnectionError):
+            await asyncio.gather(
+                pipe(reader, up_writer, cut=False), pipe(up_reader, writer, cut=cut)
+            )
+
+
+async def test_a_lost_answer_is_retried_once_with_a_fresh_signature(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """aiohttp would resend the same signed request on a new connection, which the host must
+    refuse as a replay; the client leaves retrying to RetryingStore, which signs afresh."""
+    sleeps: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    async with storage_host(tmp_path / "s") as host:
+        proxy = CuttingProxy(int(host.host.rsplit(":", 1)[1]), cuts=1)
+        async with proxy as url:
+            store = RetryingStore(HttpStore(url, SENDER), sleep=sleep)
+            with caplog.at_level(logging.INFO, "transferd.serve"):
+                try:
+                    assert await store.list_manifests(JOB) == []
+                finally:
+                    await store.close()
+
+    handled = [r.getMessage() for r in caplog.records if r.name == "transferd.serve"]
+    assert len(sleeps) == 1
+    assert [line.split()[2] for line in handled] == ["404", "404"]  # no 401 replayed between

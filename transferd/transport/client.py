@@ -106,6 +106,8 @@ class HttpStore:
         self._ssl = _ssl_option(ssl_context, ca_file, pin_sha256)
         self._session = session
         self._owns_session = session is None
+        if session is not None:
+            _no_resend(session)
         self._list_page = list_page
 
     # --- the contract ---------------------------------------------------------------------
