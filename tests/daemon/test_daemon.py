@@ -107,6 +107,10 @@ def test_pause_resume_limit_cancel_purge_and_metrics(tmp_path: Path, daemon: Dae
     assert daemon.objects_held("forms") == 0
     assert daemon.jobs("status", "forms", check=False).returncode == 10
 
+    refused = daemon.jobs("start", "pg", "postgresql://u:hunter2@127.0.0.1/db", check=False)
+    assert refused.returncode == 2
+    assert "the source URL holds a password" in json.loads(refused.stderr)["error"]
+
     listed = json.loads(daemon.jobs("list").stdout)
     assert [j["name"] for j in listed["jobs"]] == ["other"]
     watched = daemon.jobs("watch", "--count", "1").stdout.splitlines()
@@ -114,6 +118,7 @@ def test_pause_resume_limit_cancel_purge_and_metrics(tmp_path: Path, daemon: Dae
     logs = daemon.jobs("logs", "other").stdout.splitlines()
     assert any("job cancelled" in json.loads(line)["line"] for line in logs)
     assert daemon.terminate() == 0
+    assert "hunter2" not in daemon.log.read_text()
 
 
 def test_jobs_without_a_daemon_exit_7(tmp_path: Path) -> None:

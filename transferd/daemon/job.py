@@ -9,8 +9,9 @@ manifest that does not verify, a configuration error) ends the job as failed.
 
 The source object is opened once per job and kept open across its runs, for as long as the
 daemon lives: a source that holds a consistent point (PostgreSQL's exported snapshot lives in the
-transaction that exported it) keeps it while the job waits and retries, in the longest-lived
-process there is.
+transaction that exported it, sources/pg_snapshot.py ``SnapshotHolder``) keeps it while the job
+waits out a store outage and retries, in the longest-lived process there is. It is closed when the
+job ends, and when the source itself failed (the next run opens it anew: a new snapshot).
 
 Flow control goes through the job's ThrottledStore (stores/throttle.py) and the pipeline's own
 pause: *pause* starts no new read and no new upload and lets the uploads in flight finish; *stop*
@@ -260,6 +261,10 @@ class ManagedJob:
                 except RETRYABLE as e:
                     self._failed_run(e)
                     log.warning("run failed, next run in %.0f s: %s", delay, e.message)
+                    if isinstance(e, SourceError):
+                        # The source itself failed (server gone, snapshot lost): the next run
+                        # opens it anew. A store failure keeps it, and its snapshot, open.
+                        await self.close()
                     self._set("waiting")
                     await asyncio.sleep(delay)
                     delay = min(2 * delay, RETRY_MAX)
@@ -295,7 +300,11 @@ class ManagedJob:
         self.store = store
         self._set("reconciling")
         sizer = asyncio.create_task(self._measure(self.source))
-        log.info("run %d started", self.runs, extra={"source": d.source, "store": d.store})
+        log.info(
+            "run %d started",
+            self.runs,
+            extra={"source": self.source.description, "store": raw.description},
+        )
         try:
             return await send(
                 source=self.source,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import shutil
 from typing import Any
 
@@ -32,6 +33,21 @@ from transferd.stores.retry import RetryingStore
 from transferd.transport.ratelimit import TokenBucket, format_rate
 
 log = logging.getLogger("transferd.daemon")
+
+_URL_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@]*:[^/@]*@|[?&]password=", re.I)
+
+
+def _refuse_password(source: str) -> None:
+    """A job definition is stored and shown: a password in its source is refused. PostgreSQL
+    reads one from a passfile: ``LoadCredential=pgpass:…`` and ``PGPASSFILE=%d/pgpass`` in the
+    unit give it to the daemon as a credential."""
+    if _URL_PASSWORD.search(source):
+        raise ConfigError(
+            "the source URL holds a password; the daemon stores job definitions and logs "
+            "sources, so it takes no password there",
+            hint="give it in a passfile: LoadCredential=pgpass:/etc/transferd/pgpass and "
+            "Environment=PGPASSFILE=%d/pgpass in the unit",
+        )
 
 
 class Manager:
@@ -133,6 +149,7 @@ class Manager:
                 f"job {name} is new: give at least one recipient",
                 hint="--recipient tdr1…, or recipients = […] in [send]",
             )
+        _refuse_password(source)
         opened = open_source(source)  # refuse a source that cannot be read now, not later
         open_store(store, self.env.sender, self.env.ca_file)  # likewise an unknown store URL
         definition = JobDefinition(name, source, store, recipients, limit, created=utc_now())
@@ -140,7 +157,7 @@ class Manager:
         job = self.jobs[name] = ManagedJob(definition, self.env)
         job.source = opened
         job.launch()
-        log.info("job started", extra={"job": name, "source": source, "store": store})
+        log.info("job started", extra={"job": name, "source": opened.description, "store": store})
         return self.describe(job)
 
     def _restart(
