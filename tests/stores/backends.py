@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from tests.stores.s3server import shared_server
 from transferd.core import manifest as core_manifest
 from transferd.core.jobkey import JobKey, wrap
 from transferd.core.keys import RecipientIdentity, SenderPublicKey, SenderSecretKey
@@ -30,6 +31,7 @@ from transferd.core.manifest import ManifestBody, Totals
 from transferd.stores.base import Store
 from transferd.stores.local import LocalStore
 from transferd.stores.memory import MemoryStore
+from transferd.stores.s3 import S3Store
 from transferd.transport.auth import Authorizer
 from transferd.transport.client import HttpStore
 from transferd.transport.server import make_app
@@ -90,12 +92,28 @@ async def http_backend(tmp: Path) -> AsyncIterator[Store]:
             await store.close()
 
 
+@asynccontextmanager
+async def s3_backend(tmp: Path) -> AsyncIterator[Store]:
+    """A fresh bucket of the process's rclone serve s3 (tests/stores/s3server.py); objects over
+    5 MiB go in 5 MiB parts, so the suite's large object is a multipart upload."""
+    server = shared_server()
+    settings = server.settings(
+        await server.new_bucket(), "copy/", multipart_threshold=5 << 20, part_size=5 << 20
+    )
+    store = S3Store(settings, list_page=7)  # small pages: listings cross pages
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
 StoreFactory = Callable[[], AbstractAsyncContextManager[Store]]
 
 BACKENDS: dict[str, Callable[[Path], AbstractAsyncContextManager[Store]]] = {
     "memory": memory_backend,
     "local": local_backend,
     "http": http_backend,
+    "s3": s3_backend,
 }
 
 

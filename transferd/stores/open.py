@@ -1,4 +1,5 @@
-"""Open the store a URL or path names: a local directory, or a storage host over HTTP(S)."""
+"""Open the store a URL or path names: a local directory, a storage host over HTTP(S), or an
+S3-compatible bucket (``s3://BUCKET/PREFIX``, settings in stores/s3config.py)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,12 @@ def open_store(
     location: str,
     signing_key: SenderSecretKey | None = None,
     ca_file: Path | None = None,
+    s3_config: Path | None = None,
 ) -> Store:
     """``http(s)://HOST:PORT`` → the storage host's API (requests signed with ``signing_key``);
-    ``file://PATH`` or a plain path → a local store directory."""
+    ``s3://BUCKET/PREFIX`` → the bucket (endpoint and credentials from ``s3_config``, else
+    ``$TRANSFERD_S3_CONFIG``, else the AWS_* variables); ``file://PATH`` or a plain path → a
+    local store directory."""
     if location.startswith(("http://", "https://")):
         if signing_key is None:
             raise ConfigError(f"{location} needs a key to sign requests with (--sender-key)")
@@ -23,9 +27,14 @@ def open_store(
 
         return HttpStore(location, signing_key, ca_file=ca_file)
     if location.startswith("s3://"):
-        raise ConfigError("s3:// stores are not supported yet")
+        from transferd.stores.s3 import S3Store  # aiobotocore only when used
+        from transferd.stores.s3config import load_settings
+
+        return S3Store(load_settings(location, s3_config))
     if "://" in location and not location.startswith("file://"):
-        raise ConfigError(f"unknown store location {location!r}: use a path, file:// or http(s)://")
+        raise ConfigError(
+            f"unknown store location {location!r}: use a path, file://, http(s):// or s3://"
+        )
     from transferd.stores.local import LocalStore
 
     return LocalStore(Path(location.removeprefix("file://")))
