@@ -25,6 +25,7 @@ class ChaosProxy:
         self._ready = threading.Event()
         self._writers: set[asyncio.StreamWriter] = set()
         self._thread = threading.Thread(target=self._run, daemon=True)
+        self._server: asyncio.Server
         self.port = 0
 
     def __enter__(self) -> ChaosProxy:
@@ -33,9 +34,17 @@ class ChaosProxy:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()
+
+    async def _shutdown(self) -> None:
+        self._server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        await self._server.wait_closed()
+        await asyncio.sleep(0)
 
     @property
     def url(self) -> str:
@@ -54,7 +63,7 @@ class ChaosProxy:
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
-        self._loop.run_until_complete(asyncio.start_server(self._handle, sock=sock))
+        self._server = self._loop.run_until_complete(asyncio.start_server(self._handle, sock=sock))
         self._ready.set()
         self._loop.run_forever()
 
