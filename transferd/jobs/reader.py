@@ -179,7 +179,7 @@ class JobReader:
             self.packs = PackReader(store, self.job, index, cache_bytes)
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="open")
         self._hash_pool = ThreadPoolExecutor(1, thread_name_prefix="blake3")
-        self._recent: OrderedDict[bytes, asyncio.Task[bytes]] = OrderedDict()
+        self._recent: OrderedDict[bytes, tuple[asyncio.Task[bytes], int]] = OrderedDict()
 
     async def __aenter__(self) -> JobReader:
         return self
@@ -229,7 +229,8 @@ class JobReader:
 
     async def items(self) -> AsyncGenerator[Item, None]:
         """Every entry, chunk and stream end, in catalog order, each checked before it is
-        yielded. Use it under ``contextlib.aclosing`` so that stopping early stops the work."""
+        yielded. Use it under ``contextlib.aclosing`` so that stopping early stops the work.
+        A reader walks its catalog once: call ``items()`` once."""
         queue: asyncio.Queue[_Queued] = asyncio.Queue(256)
         budget = _Budget(self.readahead)
         producer = asyncio.create_task(self._produce(queue, budget))
@@ -269,12 +270,13 @@ class JobReader:
         finally:
             producer.cancel()
             await asyncio.gather(producer, return_exceptions=True)
-            pending = []
+            pending = [task for task, _ in self._recent.values()]
             while not queue.empty():
                 left = queue.get_nowait()
                 if isinstance(left, _Pending):
-                    left.task.cancel()
                     pending.append(left.task)
+            for task in pending:
+                task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def _produce(self, queue: asyncio.Queue[_Queued], budget: _Budget) -> None:
@@ -307,10 +309,10 @@ class JobReader:
         offset = event.offset
         for ref in event.refs:
             await budget.take(ref.plain_len)
-            task = self._recent.get(ref.chunk_id)
-            if task is None:
+            task, plain_len = self._recent.get(ref.chunk_id, (None, 0))
+            if task is None or plain_len != ref.plain_len:
                 task = asyncio.create_task(self._open(ref, soon.get(ref.pack_index, [])))
-                self._recent[ref.chunk_id] = task
+                self._recent[ref.chunk_id] = (task, ref.plain_len)
                 if len(self._recent) > _RECENT_CHUNKS:
                     self._recent.popitem(last=False)
             await queue.put(_Pending(event.entry, offset, ref, task))
