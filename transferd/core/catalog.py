@@ -86,14 +86,25 @@ def name_fields(key: str, raw: bytes) -> dict[str, str]:
 
 
 def name_from(record: dict[str, Any], key: str) -> bytes:
-    """The raw bytes of a name written by name_fields."""
+    """The raw bytes of a name written by name_fields, which has one form per name.
+
+    A UTF-8 name given as base64, or a name given both ways, is refused: two encodings of one
+    path would let two records name one file while their texts differ.
+    """
     if key in record:
         value = record[key]
         if not isinstance(value, str):
             raise FormatError(f"{key} must be a string")
+        if key + "_b64" in record:
+            raise FormatError(f"record has both {key} and {key}_b64")
         return value.encode("utf-8")
     if key + "_b64" in record:
-        return b64decode_strict(record[key + "_b64"], key + "_b64")
+        raw = b64decode_strict(record[key + "_b64"], key + "_b64")
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return raw
+        raise FormatError(f"{key}_b64 holds a UTF-8 name, which must be written as {key}")
     raise FormatError(f"record lacks {key}")
 
 

@@ -122,9 +122,18 @@ def generate() -> dict[str, Any]:
         _sealed("path_unpaired_surrogate", "a path holding the escape \\ud800 alone: no "
                 "text, so no bytes to write", _lines(SOURCE) + b'{"mode":493,"mtime_ns":1,'
                 b'"path":"a\\ud800","t":"dir"}\n', expect=fmt, flags=("Malformed",)),
-        _path_fault("path_b64_absolute", "path_b64 of /etc/passwd",
-                    {"t": "file", "path_b64": _b64(b"/etc/passwd"), "mode": 0o644,
+        _path_fault("path_b64_absolute", "path_b64 of /\\xff",
+                    {"t": "file", "path_b64": _b64(b"/\xff"), "mode": 0o644,
                      "mtime_ns": MTIME}),
+        _sealed("path_b64_holds_utf8", "path_b64 of a/b, a UTF-8 name: it must be written as "
+                "path", _lines(SOURCE, {"t": "dir", "path_b64": _b64(b"a/b"), "mode": 0o755,
+                "mtime_ns": MTIME}), expect=fmt, flags=("NonCanonical",)),
+        _sealed("target_b64_holds_utf8", "target_b64 of a UTF-8 name",
+                _lines(SOURCE, {"t": "symlink", "path": "l", "target_b64": _b64(b"x"),
+                "mtime_ns": MTIME}), expect=fmt, flags=("NonCanonical",)),
+        _sealed("path_in_both_forms", "a record with path and path_b64",
+                _lines(SOURCE, _dir("a") | {"path_b64": _b64(b"\xff")}), expect=fmt,
+                flags=("NonCanonical",)),
         _path_fault("path_b64_parent", "path_b64 of ../\\xff",
                     {"t": "symlink", "path_b64": _b64(b"../\xff"), "target": "x",
                      "mtime_ns": MTIME}),
