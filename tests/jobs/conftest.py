@@ -15,6 +15,7 @@ from transferd.jobs.pipeline import PipelineConfig
 from transferd.jobs.send import SendResult, send
 from transferd.sources.directory import DirectorySource
 from transferd.stores.base import Store
+from transferd.stores.local import LocalStore
 from transferd.stores.memory import MemoryStore
 
 
@@ -35,9 +36,7 @@ def keys() -> Keys:
 
 
 def local_store(root: Path) -> Store:
-    local = pytest.importorskip("transferd.stores.local")
-    store: Store = local.LocalStore(root)
-    return store
+    return LocalStore(root)
 
 
 @pytest.fixture(params=["memory", "local"])

@@ -65,9 +65,8 @@ def test_sparse_file_stays_sparse(store: Store, keys: Keys, tmp_path: Path) -> N
 
     src, out = tmp_path / "src" / "sparse.img", tmp_path / "out" / "sparse.img"
     assert out.read_bytes() == src.read_bytes()
-    if allocated(src) >= src.stat().st_size:
-        pytest.skip("this filesystem does not keep holes")
-    # three 300 kB islands in 20 MiB: at most a 64 KiB block of slack around each
+    # three 300 kB islands in 20 MiB: at most a 64 KiB block of slack around each (a filesystem
+    # without holes allocates both files whole, which holds too)
     assert allocated(out) <= allocated(src) + 3 * 2 * 64 * 1024
     assert result.counters.bytes_holes >= 18 * MiB
 
