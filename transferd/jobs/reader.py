@@ -283,7 +283,7 @@ class JobReader:
         try:
             async with contextlib.aclosing(self.segments()) as segments:
                 async for records in segments:
-                    parsed, soon = await asyncio.to_thread(_plan, records)
+                    parsed, soon = await asyncio.to_thread(plan_segment, records)
                     del records
                     for record, refs in parsed:
                         for event in self.walker.feed(record, refs):
@@ -357,7 +357,7 @@ class _Pending:
 _Queued = Entry | _Pending | End | BaseException | None
 
 
-def _plan(
+def plan_segment(
     records: list[dict[str, Any]],
 ) -> tuple[list[tuple[dict[str, Any], list[ChunkRef] | None]], dict[int, list[tuple[int, int]]]]:
     """Parse a segment's chunk references once, and list per pack the (offset, end) of every

@@ -28,13 +28,13 @@ from typing import Any
 
 import blake3
 
-from transferd.core import catalog, envelope
+from transferd.core import envelope
 from transferd.core.catalog import ChunkRef
 from transferd.core.jobkey import JobKey
 from transferd.core.manifest import SignedManifest
 from transferd.errors import StoreError, TransferdError
 from transferd.jobs.entries import Chunks, End, Entry, show
-from transferd.jobs.reader import JobReader
+from transferd.jobs.reader import JobReader, plan_segment
 from transferd.report.model import Failure, Report
 from transferd.stores.base import ObjectNotFoundError, Store
 
@@ -118,7 +118,7 @@ class DeepCheck:
         try:
             async with contextlib.aclosing(self.reader.segments()) as segments:
                 async for records in segments:
-                    parsed, soon = _plan(records)
+                    parsed, soon = plan_segment(records)
                     del records
                     for record, refs in parsed:
                         for event in walker.feed(record, refs):
@@ -248,20 +248,3 @@ class DeepCheck:
             f"{counts.streams:,} streams, {counts.bytes:,} bytes of plaintext"
         )
         report.notes["catalog-totals"] = f"{counts.entries:,} entries, {counts.files:,} files"
-
-
-def _plan(
-    records: list[dict[str, Any]],
-) -> tuple[list[tuple[dict[str, Any], list[ChunkRef] | None]], dict[int, list[tuple[int, int]]]]:
-    """Each record with its chunk references parsed once, and per pack the sorted (offset, end)
-    of every chunk this segment needs from it: what one ranged read may cover."""
-    parsed: list[tuple[dict[str, Any], list[ChunkRef] | None]] = []
-    soon: dict[int, list[tuple[int, int]]] = {}
-    for record in records:
-        refs = catalog.record_chunks(record) if record.get("t") == "chunks" else None
-        parsed.append((record, refs))
-        for r in refs or ():
-            soon.setdefault(r.pack_index, []).append((r.offset, r.offset + r.blob_len))
-    for spans in soon.values():
-        spans.sort()
-    return parsed, soon
