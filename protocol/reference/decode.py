@@ -501,6 +501,8 @@ def check_record(r: Any, what: str) -> dict[str, Any]:
         fail("format failure", f"{what} has a member of the wrong type")
     if r["t"] == "end" and not is_hex(r["blake3"], 64):
         fail("format failure", f"{what}: blake3 is not 64 hex digits")
+    if r["t"] == "table" and not all(isinstance(r[k], str) for k in ("schema", "name")):
+        fail("format failure", f"{what}: schema and name must be strings")
     if r["t"] in ("dir", "file", "symlink"):
         safe_path(r)
     if r["t"] == "symlink":
@@ -700,7 +702,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     try:
         restore(args.store, args.job, args.identity.read_text(), args.output, args.sender)
-    except DecodeError as e:
+    except (DecodeError, OSError) as e:  # OSError: e.g. a file where the catalog puts a dir
         print(f"decode: error: {e}", file=sys.stderr)
         return 1
     return 0
