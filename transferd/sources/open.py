@@ -1,14 +1,22 @@
-"""Open the source a command line names: a directory path (PostgreSQL and Azure come later)."""
+"""Open the source a command line names: a PostgreSQL URL or a directory (Azure comes later)."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from transferd.errors import ConfigError
 from transferd.sources.base import Source
 
+if TYPE_CHECKING:
+    from transferd.sources.postgres import PgOptions
 
-def open_source(spec: str) -> Source:
+
+def open_source(spec: str, *, postgres: PgOptions | None = None) -> Source:
+    """``postgres``: options of a PostgreSQL source (snapshot, parallelism, selection)."""
     if spec.startswith(("postgresql://", "postgres://")):
-        raise ConfigError("PostgreSQL sources are not supported yet")
+        from transferd.sources.postgres import PostgresSource
+
+        return PostgresSource(spec, postgres)
     if spec.startswith("az://"):
         raise ConfigError("Azure Blob sources are not supported yet")
     from transferd.sources.directory import DirectorySource
