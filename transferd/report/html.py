@@ -106,7 +106,9 @@ def _copy(doc: dict[str, Any]) -> str:
     mode = doc.get("mode") or {}
     source = doc.get("source")
     if source:
-        source_text = ", ".join(f"{_e(k)}: <code>{_e(v)}</code>" for k, v in source.items())
+        first = ("kind", "root", "server", "host", "snapshot")
+        keys = [k for k in first if k in source] + sorted(k for k in source if k not in first)
+        source_text = ", ".join(f"{_e(k)}: <code>{_e(source[k])}</code>" for k in keys)
     else:
         source_text = '<span class="note">not read (the catalog needs --deep --identity)</span>'
     manifests = doc.get("manifests") or []

@@ -172,7 +172,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
         workers=max(1, args.workers),
         identity=identity,
         deep=args.deep,
-        against=args.against,
+        against=os.path.abspath(args.against) if args.against else None,
         throughput=throughput,
     )
     interactive = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
