@@ -28,7 +28,7 @@ import os
 from collections import OrderedDict, deque
 from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import blake3
@@ -80,17 +80,8 @@ class Piece:
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class StreamEnd:
-    """A stream whose every chunk was yielded, and whose size and BLAKE3 match the catalog."""
-
-    entry: Entry
-    size: int
-    blake3: str
-    record: dict[str, Any] = field(repr=False, compare=False)
-
-
-Item = Entry | Piece | StreamEnd
+Item = Entry | Piece | End
+"""What ``items()`` yields; an ``End`` comes only once its stream's size and BLAKE3 matched."""
 
 
 @dataclass
@@ -266,7 +257,7 @@ class JobReader:
                             "catalog: the copy is damaged or was altered"
                         )
                     self.counters.streams += 1
-                    yield StreamEnd(item.entry, item.size, item.blake3, item.record)
+                    yield item
         finally:
             producer.cancel()
             await asyncio.gather(producer, return_exceptions=True)

@@ -4,7 +4,7 @@ The order of checks is the order of costs: the target must be empty (or ``force`
 store is touched; the manifest's signature and the key's unwrapping must succeed before the target
 is created, so a wrong identity fails with exit 12 and leaves nothing behind. Then every entry is
 written as the reader yields it, a file being renamed to its name only after the reader vouched
-for its size and BLAKE3 (``reader.StreamEnd``).
+for its size and BLAKE3 (the ``End`` the reader yields).
 
 The event loop only batches: a file's pieces are kept until it ends or holds ``FLUSH_BYTES``, and
 the Target calls (create a directory or symlink, write a file, hand it to a finisher) run in order
