@@ -247,4 +247,6 @@ class DeepCheck:
         report.notes["streams-intact"] = (
             f"{counts.streams:,} streams, {counts.bytes:,} bytes of plaintext"
         )
-        report.notes["catalog-totals"] = f"{counts.entries:,} entries, {counts.files:,} files"
+        report.notes["catalog-totals"] = (
+            f"catalog of manifest {self._seq}: {counts.entries:,} entries, {counts.files:,} files"
+        )
