@@ -35,8 +35,11 @@ def entry_records(entry: Entry, refs: Iterator[ChunkRef]) -> Iterator[dict[str, 
         head["mtime_ns"] = entry.mtime_ns
     if entry.kind == "symlink" and entry.target is not None:
         head.update(catalog.name_fields("target", entry.target))
+    end: dict[str, Any] = {"t": "end", "size": entry.size, "blake3": entry.blake3}
     if entry.extra:
         head.update(json.loads(entry.extra))
+        if entry.kind == "table" and "rows" in head:
+            end["rows"] = head.pop("rows")  # SPEC 10.2: a table's row count is in its end record
     yield head
     if entry.kind not in STREAM_KINDS:
         return
@@ -48,7 +51,7 @@ def entry_records(entry: Entry, refs: Iterator[ChunkRef]) -> Iterator[dict[str, 
             batch = []
     if batch:
         yield from catalog.chunk_records(batch)
-    yield {"t": "end", "size": entry.size, "blake3": entry.blake3}
+    yield end
 
 
 async def publish(
@@ -132,7 +135,7 @@ async def _write_catalog(
 ) -> list[ObjectRef]:
     writer = catalog.CatalogWriter()
     refs: list[ObjectRef] = []
-    files = streams = plain_bytes = chunks = entries = 0
+    files = streams = plain_bytes = chunks = entries = tables = rows = 0
 
     async def add(record: dict[str, Any]) -> None:
         full = writer.add(record)
@@ -149,16 +152,20 @@ async def _write_catalog(
         entries += 1
         if entry.kind == "file":
             files += 1
+        elif entry.kind == "table":
+            tables += 1
         if entry.kind in STREAM_KINDS:
             streams += 1
             plain_bytes += entry.size or 0
         for record in entry_records(entry, chunk_refs):
             if record["t"] == "chunks":
                 chunks += len(record["c"])
+            elif record["t"] == "end":
+                rows += record.get("rows", 0)
             await add(record)
     await add(
         {"t": "totals", "entries": entries, "files": files, "streams": streams,
-         "bytes": plain_bytes, "chunks": chunks}
+         "tables": tables, "rows": rows, "bytes": plain_bytes, "chunks": chunks}
     )  # fmt: skip
     last = writer.finish()
     if last is not None:
