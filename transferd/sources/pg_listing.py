@@ -78,8 +78,6 @@ class Table:
     size: int
     """pg_table_size: heap and TOAST, for "largest first" and the progress estimate."""
     columns: tuple[Column, ...] = field(default=())
-    partition_of: str | None = None
-    """``schema.parent`` of a partition, for people."""
 
     @property
     def qualified(self) -> str:
@@ -194,11 +192,7 @@ async def list_tables(conn: asyncpg.Connection, sel: Selection) -> list[Table]:
         f"""SELECT c.oid, n.nspname, c.relname, c.relfilenode,
                    coalesce(pg_relation_size(c.oid), 0) / current_setting('block_size')::int
                        AS pages,
-                   coalesce(pg_table_size(c.oid), 0) AS size,
-                   (SELECT pn.nspname || '.' || pc.relname FROM pg_inherits i
-                      JOIN pg_class pc ON pc.oid = i.inhparent
-                      JOIN pg_namespace pn ON pn.oid = pc.relnamespace
-                     WHERE i.inhrelid = c.oid AND c.relispartition) AS parent
+                   coalesce(pg_table_size(c.oid), 0) AS size
               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
              WHERE c.relkind = 'r' AND {cond}""",  # noqa: S608 - clauses are ours, values are $n
         *where.args,
@@ -208,7 +202,7 @@ async def list_tables(conn: asyncpg.Connection, sel: Selection) -> list[Table]:
         Table(
             oid=int(r["oid"]), schema=r["nspname"], name=r["relname"],
             relfilenode=int(r["relfilenode"]), pages=int(r["pages"]), size=int(r["size"]),
-            columns=tuple(columns.get(int(r["oid"]), ())), partition_of=r["parent"],
+            columns=tuple(columns.get(int(r["oid"]), ())),
         )
         for r in rows
     ]  # fmt: skip

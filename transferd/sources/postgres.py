@@ -257,8 +257,6 @@ class TableItem:
             "columns": [[c.name, c.type] for c in t.columns],
             "rows": self.rows,
         }
-        if t.partition_of is not None:
-            extra["partition_of"] = t.partition_of
         e = self.entry
         return Entry(
             e.path, e.kind, None, None, size, None, blake3, canonical_json(extra), e.fingerprint
