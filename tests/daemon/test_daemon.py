@@ -43,21 +43,29 @@ def test_ready_status_watchdog_then_sigterm_stops_cleanly(daemon: Daemon, keys: 
 def test_a_job_killed_with_the_daemon_resumes_and_restores_identical(
     tmp_path: Path, daemon: Daemon, keys: Keys
 ) -> None:
-    source = make_source(tmp_path / "src", mib=16)
+    source = make_source(tmp_path / "src", mib=24)
     daemon.start()
-    daemon.jobs("start", "claims", str(source), "--limit", "4M")
+    daemon.jobs("start", "claims", str(source), "--limit", "3M")
     daemon.wait_job("claims", lambda s: s["packs_sent"] >= 3)
+    daemon.jobs("limit", "claims", "512K")  # kept in the job's definition across restarts
     daemon.kill()  # SIGKILL: no drain, no checkpoint beyond what the journal committed
     held = daemon.objects_held("claims")
     assert held >= 3
 
     daemon.start()  # the job continues from its checkpoint without being asked
     assert daemon.status("claims")["phase"] in ("queued", "reconciling", "sending")
+    daemon.wait_job("claims", lambda s: s["packs_sent"] >= 1)
+    assert daemon.terminate(timeout=15) == 0  # a clean stop mid-job: drained, checkpointed
+    daemon.notify.wait_for("STOPPING", "1", timeout=1)
+    assert daemon.objects_held("claims") > held
+
+    daemon.start()
     daemon.jobs("limit", "claims", "0")
     done = daemon.wait_job("claims", lambda s: s["phase"] in ("done", "failed"))
     assert done["phase"] == "done", done
     assert done["sequence"] == 1
-    assert done["bytes_reused"] > 0, "what the host acknowledged before the kill is not resent"
+    saved = done["bytes_reused"] + done["bytes_deduplicated"]
+    assert saved >= 4 << 20, done  # what the host acknowledged before the stops is not resent
     assert daemon.terminate() == 0
 
     out = tmp_path / "restored"

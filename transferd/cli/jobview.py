@@ -44,7 +44,7 @@ def status_lines(s: Mapping[str, Any]) -> list[str]:
         f"  progress {_done(s)}, {s['entries']:,} entries; rate {_rate(s)}, ETA {_eta(s)}",
         f"  bytes    read {human_bytes(s['bytes_read'])}, compressed "
         f"{human_bytes(s['bytes_compressed'])}, sent {human_bytes(s['bytes_sent'])}, reused "
-        f"{human_bytes(s['bytes_reused'])}",
+        f"{human_bytes(s['bytes_reused'])}, deduplicated {human_bytes(s['bytes_deduplicated'])}",
         f"  objects  {s['chunks']:,} chunks sealed, {s['packs_sent']:,} packs sent, "
         f"{s['uploads_in_flight']} uploads in flight",
         f"  limit    {format_rate(s['limit'])}",
@@ -84,7 +84,7 @@ def _table(result: Mapping[str, Any]) -> Table:
     for s in result["jobs"]:
         table.add_row(
             s["name"], s["phase"], _done(s), human_bytes(s["bytes_compressed"]),
-            human_bytes(s["bytes_sent"]), f"{s['entries']:,} / {s['packs_sent']:,} packs",
+            human_bytes(s["bytes_sent"]), f"{s['entries']:,} entries, {s['packs_sent']:,} packs",
             _rate(s), _eta(s), s.get("last_error") or "",
         )  # fmt: skip
     return table

@@ -87,6 +87,7 @@ class Totals:
     bytes_sealed: int = 0
     bytes_sent: int = 0
     bytes_reused: int = 0
+    bytes_deduplicated: int = 0
     entries: int = 0
     chunks_new: int = 0
     chunks_known: int = 0
@@ -99,7 +100,14 @@ class Totals:
 
     def plus(self, c: Counters, s: FlowStats) -> Totals:
         out = Totals(**{f.name: getattr(self, f.name) for f in fields(self)})
-        for f in ("bytes_read", "bytes_sealed", "bytes_sent", "bytes_reused", "entries"):
+        for f in (
+            "bytes_read",
+            "bytes_sealed",
+            "bytes_sent",
+            "bytes_reused",
+            "entries",
+            "bytes_deduplicated",
+        ):
             setattr(out, f, getattr(out, f) + getattr(c, f))
         for f in ("chunks_new", "chunks_known", "packs_sent", "failures"):
             setattr(out, f, getattr(out, f) + getattr(c, f))

@@ -297,6 +297,7 @@ class Manager:
             "bytes_compressed": c.bytes_sealed,
             "bytes_sent": c.bytes_sent,
             "bytes_reused": c.bytes_reused,
+            "bytes_deduplicated": c.bytes_deduplicated,
             "bytes_total": job.total,
             "entries": c.entries,
             "chunks": c.chunks_new,

@@ -9,7 +9,8 @@ Series, all labelled with ``job``:
 
 - ``transferd_bytes_total{stage}``: read (plaintext read from the source), compressed (sealed
   chunks: compressed plus 40 bytes of envelope each), sent (pack bytes the store acknowledged),
-  reused (not sent again: unchanged entries and chunks the host holds);
+  reused (unchanged entries, not read again), deduplicated (read, but the host holds its chunks
+  or this run packed them already: not sent);
 - ``transferd_objects_total{stage}``: entries (files, tables) done, chunks sealed, chunks reused,
   packs sent, unreadable source items;
 - ``transferd_store_retries_total``: transient store failures (each retried with backoff);
@@ -81,6 +82,7 @@ class JobCollector(Collector):
                 ("compressed", t.bytes_sealed),
                 ("sent", t.bytes_sent),
                 ("reused", t.bytes_reused),
+                ("deduplicated", t.bytes_deduplicated),
             ):
                 nbytes.add_metric([n, stage], value)
             for stage, value in (
