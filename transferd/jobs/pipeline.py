@@ -161,28 +161,32 @@ class Pipeline:
             comp = self._local.compressor = envelope.new_compressor(self.config.level)
         return comp
 
-    def _seal_one(self, chunk: memoryview | bytes) -> _Sealed:
-        cid = chunking.chunk_id(self.key.chunk_id_key, chunk)
-        if Journal.chunk_location(self.journal.reader(), cid) is not None:
-            return _Sealed(cid, len(chunk), None)
-        payload = envelope.encode_payload(chunk, self._compressor())
-        return _Sealed(
-            cid, len(chunk), envelope.seal(self.key.chunk_key, cid, payload, self._rng(NONCE_SIZE))
-        )
-
     def _seal_chunks(self, chunks: list[memoryview]) -> list[_Sealed]:
-        return [self._seal_one(c) for c in chunks]
+        """Each chunk's id, and its sealed blob unless the journal says the host holds it."""
+        id_key = self.key.chunk_id_key
+        ids = [chunking.chunk_id(id_key, c) for c in chunks]
+        known = Journal.known_chunks(self.journal.reader(), ids)  # one query for the batch
+        comp, chunk_key, rng = self._compressor(), self.key.chunk_key, self._rng
+        sealed: list[_Sealed] = []
+        for chunk, cid in zip(chunks, ids, strict=True):
+            if cid in known:
+                sealed.append(_Sealed(cid, len(chunk), None))
+                continue
+            payload = envelope.encode_payload(chunk, comp)
+            blob = envelope.seal(chunk_key, cid, payload, rng(NONCE_SIZE))
+            sealed.append(_Sealed(cid, len(chunk), blob))
+        return sealed
 
     def _seal_inline(self, datas: list[bytes]) -> tuple[list[str], list[int], list[_Sealed]]:
         hashes: list[str] = []
         counts: list[int] = []
-        sealed: list[_Sealed] = []
+        chunks: list[memoryview] = []
         for data in datas:
             hashes.append(chunking.content_hasher().update(data).hexdigest())
-            chunks = list(chunking.cut(data))
-            counts.append(len(chunks))
-            sealed.extend(self._seal_one(c) for c in chunks)
-        return hashes, counts, sealed
+            cut = list(chunking.cut(data))
+            counts.append(len(cut))
+            chunks += cut
+        return hashes, counts, self._seal_chunks(chunks)
 
     # --- producer: the source, in order ------------------------------------------------------
 
@@ -283,10 +287,11 @@ class Pipeline:
                 assert work.future is not None  # noqa: S101
                 assert work.inline is not None  # noqa: S101
                 hashes, counts, sealed = await asyncio.wrap_future(work.future)
+                known = self._acknowledged(sealed)
                 pos = 0
                 for (stream, _), b3, n in zip(work.inline, hashes, counts, strict=True):
                     for s in sealed[pos : pos + n]:
-                        await self._place(s, tg)
+                        await self._place(s, known, tg)
                         stream.chunk_ids.append(s.chunk_id)
                     pos += n
                     e = stream.entry
@@ -299,8 +304,10 @@ class Pipeline:
             elif work.kind == "block":
                 assert work.future is not None  # noqa: S101
                 assert work.stream is not None  # noqa: S101
-                for s in await asyncio.wrap_future(work.future):
-                    await self._place(s, tg)
+                sealed = await asyncio.wrap_future(work.future)
+                known = self._acknowledged(sealed)
+                for s in sealed:
+                    await self._place(s, known, tg)
                     work.stream.chunk_ids.append(s.chunk_id)
             elif work.kind == "end":
                 assert work.stream is not None  # noqa: S101
@@ -314,14 +321,17 @@ class Pipeline:
             await self._ship(tg)
         self._flush_entries()
 
-    async def _place(self, sealed: _Sealed, tg: asyncio.TaskGroup) -> None:
+    def _acknowledged(self, sealed: list[_Sealed]) -> set[bytes]:
+        """Chunks sealed by a worker that the host acknowledged since the worker looked (an
+        earlier copy's pack), in one query; a chunk placed in this run is in ``_placed``."""
+        placed = self._placed
+        fresh = [s.chunk_id for s in sealed if s.blob is not None and s.chunk_id not in placed]
+        return Journal.known_chunks(self.journal.reader(), fresh) if fresh else set()
+
+    async def _place(self, sealed: _Sealed, known: set[bytes], tg: asyncio.TaskGroup) -> None:
         c = self.counters
-        if sealed.blob is None or sealed.chunk_id in self._placed:
+        if sealed.blob is None or sealed.chunk_id in self._placed or sealed.chunk_id in known:
             c.chunks_known += 1
-            c.bytes_deduplicated += sealed.plain_len
-            return
-        if Journal.chunk_location(self.journal.reader(), sealed.chunk_id) is not None:
-            c.chunks_known += 1  # acknowledged since the worker looked
             c.bytes_deduplicated += sealed.plain_len
             return
         self._placed.add(sealed.chunk_id)
