@@ -8,6 +8,7 @@ owns, and drives it with the ``transferd jobs`` CLI, as an operator does.
 from __future__ import annotations
 
 import json
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ def test_ready_status_watchdog_then_sigterm_stops_cleanly(daemon: Daemon, keys: 
     daemon.start()
     ready = daemon.notify.wait_for("READY", "1")
     assert "receiving on http://127.0.0.1:" in ready["STATUS"]
+    assert stat.S_IMODE(daemon.control.stat().st_mode) == 0o660
     daemon.notify.collect(1.6)
     assert daemon.notify.count("WATCHDOG") >= 3, "a ping every WATCHDOG_USEC/2 (0.5 s)"
 
