@@ -24,7 +24,8 @@ from transferd.stores.base import HAVE_BATCH
 from transferd.stores.local import LocalStore
 from transferd.stores.memory import MemoryStore
 from transferd.transport.auth import Authorizer, NonceCache
-from transferd.transport.server import IN_FLIGHT, make_app, serve
+from transferd.transport.context import IN_FLIGHT
+from transferd.transport.server import make_app, serve
 
 JOB = "snds-dcir"
 OTHER = SenderSecretKey(bytes([9] * 32))

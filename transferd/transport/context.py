@@ -1,0 +1,98 @@
+"""What the storage host's middlewares and routes share: typed app state and the request at hand.
+
+The application's state lives under typed ``web.AppKey``s. What one request has proven about
+itself (its signing key, its signed body digest, the bytes received so far) is kept in a context
+variable that the logging middleware sets for each request: aiohttp runs a request's middlewares
+and handler in one task, so every layer sees the same ``RequestInfo`` without string keys on the
+request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+
+from transferd.stores.base import Store
+from transferd.transport.auth import (
+    CONTENT_SHA256,
+    ApiError,
+    Authorizer,
+    Credentials,
+    NonceCache,
+    digests_equal,
+)
+
+STORE: web.AppKey[Store] = web.AppKey("store")
+AUTHORIZER: web.AppKey[Authorizer] = web.AppKey("authorizer", Authorizer)
+NONCES: web.AppKey[NonceCache] = web.AppKey("nonces", NonceCache)
+CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
+
+
+class InFlight:
+    """Requests being handled, and whether the server is stopping."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.stopping = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def enter(self) -> None:
+        self.count += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        self.count -= 1
+        if self.count == 0:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
+
+
+IN_FLIGHT: web.AppKey[InFlight] = web.AppKey("in_flight", InFlight)
+
+
+@dataclass
+class RequestInfo:
+    """What the log line needs to know about a request, filled in as it is handled."""
+
+    key: str = "-"
+    creds: Credentials | None = None
+    digest: str = ""
+    received: int = 0
+
+
+request_info: contextvars.ContextVar[RequestInfo] = contextvars.ContextVar("request_info")
+
+
+async def read_body(request: web.Request, cap: int) -> bytes:
+    """The whole body, at most ``cap`` bytes, checked against the signed digest."""
+    info = request_info.get()
+    declared = request.content_length
+    if declared is not None and declared > cap:
+        raise ApiError(413, "too_large", f"body of {declared} bytes exceeds the {cap}-byte limit")
+    hasher, parts = hashlib.sha256(), []
+    try:
+        async for part in request.content.iter_any():
+            info.received += len(part)
+            if info.received > cap:
+                raise ApiError(413, "too_large", f"body exceeds the {cap}-byte limit")
+            hasher.update(part)
+            parts.append(part)
+    except (ConnectionError, HttpProcessingError) as exc:
+        # The client went away or the framing broke mid-body: nothing is stored.
+        raise ApiError(400, "corrupt_body", f"the body ended early: {exc}") from None
+    if not digests_equal(hasher.hexdigest(), info.digest):
+        raise ApiError(
+            400,
+            "corrupt_body",
+            f"the body does not match its {CONTENT_SHA256}: it was altered or cut short",
+        )
+    return b"".join(parts)
