@@ -228,6 +228,8 @@ class ManagedJob:
         ``deadline`` seconds), entries read so far are recorded, then the task is cancelled."""
         task = self.task
         if task is None or task.done():
+            if self.cancelled and not self._ended:
+                self._set("cancelled")  # a paused or waiting job that had no task
             return
         self._set("stopping")
         if self.pipeline is not None:
