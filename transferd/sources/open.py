@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from transferd.errors import ConfigError
@@ -11,9 +12,17 @@ if TYPE_CHECKING:
     from transferd.sources.postgres import PgOptions
 
 
+_DSN = re.compile(r"\s*(host|hostaddr|port|dbname|user|service|sslmode)\s*=")
+
+
+def is_postgres(spec: str) -> bool:
+    """A libpq URL, or a ``key=value`` connection string starting with a usual keyword."""
+    return spec.startswith(("postgresql://", "postgres://")) or _DSN.match(spec) is not None
+
+
 def open_source(spec: str, *, postgres: PgOptions | None = None) -> Source:
     """``postgres``: options of a PostgreSQL source (snapshot, parallelism, selection)."""
-    if spec.startswith(("postgresql://", "postgres://")):
+    if is_postgres(spec):
         from transferd.sources.postgres import PostgresSource
 
         return PostgresSource(spec, postgres)

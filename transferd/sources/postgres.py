@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
+import logging
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -45,6 +46,8 @@ from transferd.sources.pg_copy import BUFFER_BYTES, RANGE_PAGES, CopyReader
 from transferd.sources.pg_listing import Selection, Table
 from transferd.sources.pg_snapshot import SnapshotHolder, quote_literal
 from transferd.sources.pg_tools import pg_dump
+
+log = logging.getLogger(__name__)
 
 TABLE_FORMAT = "copy-text"
 """PostgreSQL's COPY text format (tab-separated, ``\\N`` for NULL, backslash escapes), UTF-8."""
@@ -115,6 +118,12 @@ class PostgresSource:
             range_pages=self.options.range_pages, buffer_bytes=self.options.buffer_bytes,
         )  # fmt: skip
         reader.start()
+        snap = holder.snapshot
+        log.info(
+            "%s snapshot %s of %s at %s (PostgreSQL %s): %d tables, %.2f GiB on disk",
+            "exported" if snap.exported else "adopted", snap.id, self.description, snap.taken,
+            holder.server.version, len(tables), sum(t.size for t in tables) / 2**30,
+        )  # fmt: skip
         taken = datetime.datetime.fromisoformat(holder.snapshot.taken.replace("Z", "+00:00"))
         mtime_ns = int(taken.timestamp()) * 10**9 + taken.microsecond * 1000
         self._opened = _Opened(holder, tables, reader, mtime_ns)

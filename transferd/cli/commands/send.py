@@ -14,6 +14,7 @@ from pathlib import Path
 
 from transferd.cli.keyargs import load_recipients, load_sender_key
 from transferd.cli.output import Output, add_json_flag
+from transferd.cli.pgargs import add_source_arguments, source_options
 from transferd.cli.progress import human_bytes, report_progress
 from transferd.jobs.pipeline import Counters, PipelineConfig
 from transferd.jobs.send import SendResult, send
@@ -42,11 +43,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = subparsers.add_parser(
         "send",
         help="copy a source to a storage host, end-to-end encrypted and resumable",
-        description="Copy SOURCE (a directory) to the store at --to, encrypted to every "
+        description="Copy SOURCE (a directory, or a PostgreSQL database in one snapshot) to the "
+        "store at --to, encrypted to every "
         "--recipient and signed with --sender-key. Run the same command again after any "
         "interruption to resume: only what the host does not hold is sent again.",
     )
-    p.add_argument("source", metavar="SOURCE", help="a directory to copy")
+    p.add_argument(
+        "source", metavar="SOURCE", help="a directory, or postgresql://USER@HOST:PORT/DB"
+    )
     p.add_argument(
         "--to",
         required=True,
@@ -120,6 +124,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="live progress line (auto: on a terminal)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    add_source_arguments(p)
     add_json_flag(p)
     p.set_defaults(run=run)
 
@@ -135,7 +140,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
         uploads=max(1, args.uploads),
         pack_target=args.pack_size or defaults.pack_target,
     )
-    source = open_source(args.source)
+    source = open_source(args.source, postgres=source_options(args))
     store = RetryingStore(open_store(args.to, sender, args.ca_file), attempts=max(1, args.retries))
     interactive = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
     counters = Counters()
