@@ -1,0 +1,84 @@
+"""Restore a PostgreSQL copy into an empty database, and prove the database came back the same."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from tests.postgres.cluster import Cluster
+from tests.postgres.dbstate import measure
+from tests.postgres.roundtrip import restore_db, send_db
+from transferd.core.keys import RecipientIdentity, SenderSecretKey
+from transferd.errors import ConfigError, TargetError
+from transferd.stores.memory import MemoryStore
+
+
+def test_restore_gives_the_same_database_back(
+    cluster: Cluster,
+    source_db: str,
+    empty_db: str,
+    sender: SenderSecretKey,
+    owner: RecipientIdentity,
+    tmp_path: Path,
+) -> None:
+    store = MemoryStore()
+    expected = asyncio.run(measure(cluster, source_db))
+    asyncio.run(send_db(store, cluster.url(source_db), sender, owner, tmp_path / "state"))
+
+    result = restore_db(store, cluster.url(empty_db), sender, owner)
+
+    got = asyncio.run(measure(cluster, empty_db))
+    assert len(expected.tables) > 15
+    assert "CREATE TABLE public.awkward" in expected.schema
+    assert got.schema == expected.schema
+    assert got.tables == expected.tables  # rows and BLAKE3 of every table's COPY text
+    assert got.sequences == expected.sequences
+    assert got.large_objects == expected.large_objects
+    assert result.progress.tables == len(expected.tables)
+    assert result.progress.rows == sum(rows for rows, _ in expected.tables.values())
+    assert result.progress.large_objects == 3
+    # post-data ran: the index, the trigger and the materialized view's rows are there
+    assert cluster.psql(empty_db, "SELECT count(*) FROM awkward_counts").strip() != "0"
+    assert cluster.psql(empty_db, "SELECT 'awkward_txt'::regclass").strip() == "awkward_txt"
+
+
+def test_restore_refuses_a_database_that_is_not_empty(
+    cluster: Cluster,
+    source_db: str,
+    empty_db: str,
+    sender: SenderSecretKey,
+    owner: RecipientIdentity,
+    tmp_path: Path,
+) -> None:
+    store = MemoryStore()
+    sel_url = cluster.url(source_db)
+    asyncio.run(send_db(store, sel_url, sender, owner, tmp_path / "state"))
+    cluster.psql(empty_db, "CREATE TABLE in_the_way (a int)")
+    with pytest.raises(TargetError, match=r"is not empty: it has 1 relations") as info:
+        restore_db(store, cluster.url(empty_db), sender, owner)
+    assert "--force" in (info.value.hint or "")
+    assert cluster.psql(empty_db, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == (
+        "1\n"
+    )
+    # --force goes on; the objects of the copy then restore beside the one in the way
+    restore_db(store, cluster.url(empty_db), sender, owner, force=True)
+    assert cluster.psql(empty_db, "SELECT count(*) FROM pgbench_accounts") == "100000\n"
+
+
+def test_restore_refuses_a_copy_of_a_directory(
+    cluster: Cluster,
+    empty_db: str,
+    sender: SenderSecretKey,
+    owner: RecipientIdentity,
+    tmp_path: Path,
+) -> None:
+    from tests.jobs.conftest import Keys, send_tree
+
+    (tmp_path / "tree").mkdir()
+    (tmp_path / "tree" / "a.txt").write_text("a")
+    store = MemoryStore()
+    send_tree(store, tmp_path / "tree", Keys(sender, owner, owner), tmp_path / "state", job="pg")
+    with pytest.raises(ConfigError, match="not of a PostgreSQL database"):
+        restore_db(store, cluster.url(empty_db), sender, owner)

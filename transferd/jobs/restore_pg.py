@@ -1,0 +1,385 @@
+"""Restore a stored copy of a PostgreSQL database into an empty database.
+
+The order is pg_restore's: the schema's pre-data section (types, tables, functions, large
+objects' ownership), then the data (large objects, sequences' values, every table's rows with
+``COPY … FROM STDIN``), then the post-data section (indexes, constraints, triggers, refreshed
+materialized views), so that indexes are built once over the loaded rows. pg_dump's SQL is
+replayed by psql in one transaction each, stopping at the first error.
+
+The reader yields the catalog in order (``ddl/post-data.sql`` first, by name); post-data waits in
+a spooled temporary file (it is DDL, not rows) until the data is in. Each table is loaded on one
+of ``jobs`` connections while the reader goes on to the next, its pieces queued up to
+``QUEUE_PIECES`` chunks: small tables load side by side, and a large one streams at the speed of
+its COPY. A table is written by one COPY in the order of its stream, so the restored heap holds
+the rows in the source's physical order and its plain COPY hashes to the catalog's BLAKE3 again
+(the fast path of verify --against). The reader has checked every chunk and every stream's BLAKE3;
+each table's rows are counted again against the catalog.
+
+The target must be empty unless ``force``: restoring over existing objects fails halfway or, worse,
+mixes two databases. Roles named by the schema (owners, grants) must exist in the target cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import asyncpg
+
+from transferd.core.keys import RecipientIdentity, SenderPublicKey
+from transferd.core.manifest import SignedManifest
+from transferd.errors import ConfigError, IntegrityError, TargetError
+from transferd.jobs.entries import End, Entry
+from transferd.jobs.reader import (
+    JobReader,
+    Piece,
+    Warn,
+    load_manifest,
+    log_warning,
+    unwrap_key,
+)
+from transferd.sources.pg_conninfo import ConnInfo
+from transferd.sources.pg_snapshot import TEXT_SETTINGS
+from transferd.sources.pg_tools import psql
+from transferd.stores.base import Store
+
+log = logging.getLogger(__name__)
+
+QUEUE_PIECES = 8
+"""Chunks (1 MiB on average, 4 MiB at most) waiting for one table's COPY."""
+SPOOL_MEMORY = 16 * 1024 * 1024
+"""Post-data SQL kept in memory before it spills to a temporary file."""
+
+
+@dataclass
+class PgRestoreProgress:
+    tables: int = 0
+    rows: int = 0
+    bytes: int = 0
+    large_objects: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class PgRestoreResult:
+    job: str
+    manifest: SignedManifest
+    signer_checked: bool
+    progress: PgRestoreProgress
+    seconds: float
+    source: dict[str, Any] | None
+
+
+async def restore_pg(
+    *,
+    store: Store,
+    job: str,
+    identity: RecipientIdentity,
+    target: ConnInfo,
+    sender: SenderPublicKey | None = None,
+    sequence: int | None = None,
+    force: bool = False,
+    jobs: int = 4,
+    workers: int = 0,
+    progress: PgRestoreProgress | None = None,
+    warn: Warn | None = None,
+) -> PgRestoreResult:
+    """Restore the job's newest manifest (or ``sequence``) into the database ``target``."""
+    progress = progress or PgRestoreProgress()
+    started = time.monotonic()
+    signed = await load_manifest(
+        store, job, sender=sender, sequence=sequence, warn=warn or log_warning
+    )
+    key = unwrap_key(signed, identity)
+    conn = await target.connect(TargetError, application_name="transferd-restore")
+    reader = JobReader(store, signed, key, workers=workers)
+    try:
+        if not force:
+            await check_empty(conn, target)
+        restorer = _Restorer(target, conn, reader, max(1, jobs), progress)
+        await restorer.run()
+    finally:
+        await reader.close()
+        await conn.close()
+    return PgRestoreResult(
+        job, signed, sender is not None, progress, time.monotonic() - started, reader.source
+    )
+
+
+async def check_empty(conn: asyncpg.Connection, target: ConnInfo) -> None:
+    row = await conn.fetchrow(_CONTENTS)
+    assert row is not None  # noqa: S101 - a SELECT without FROM returns one row
+    found = [f"{row[k]} {k.replace('_', ' ')}" for k in row.keys() if row[k]]  # noqa: SIM118
+    if found:
+        raise TargetError(
+            f"database {target.dbname} at {target.server} is not empty: it has " + ", ".join(found),
+            hint="restore into a new database (createdb NAME), or give --force to restore "
+            "into this one anyway",
+        )
+
+
+_USER_NS = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_'"
+_CONTENTS = f"""
+SELECT
+  (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE {_USER_NS}) AS relations,
+  (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+    WHERE {_USER_NS}) AS functions,
+  (SELECT count(*) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+    WHERE {_USER_NS} AND t.typtype IN ('e', 'd', 'r', 'm')) AS types,
+  (SELECT count(*) FROM pg_namespace n WHERE {_USER_NS} AND n.nspname <> 'public') AS schemas,
+  (SELECT count(*) FROM pg_extension WHERE extname <> 'plpgsql') AS extensions,
+  (SELECT count(*) FROM pg_largeobject_metadata) AS large_objects
+"""  # noqa: S608 - constant text
+
+
+class _Restorer:
+    def __init__(
+        self,
+        target: ConnInfo,
+        conn: asyncpg.Connection,
+        reader: JobReader,
+        jobs: int,
+        progress: PgRestoreProgress,
+    ) -> None:
+        self.target = target
+        self.conn = conn
+        self.reader = reader
+        self.jobs = jobs
+        self.progress = progress
+        self.loads: _Loads | None = None
+        self.post_data: IO[bytes] | None = None
+
+    async def run(self) -> None:
+        stream: _Stream | None = None
+        try:
+            async with contextlib.aclosing(self.reader.items()) as items:
+                async for item in items:
+                    if isinstance(item, Entry):
+                        if self.loads is None:
+                            self.loads = _Loads(self.target, self._settings(), self.jobs)
+                        stream = await self._begin(item) if item.is_stream else None
+                    elif isinstance(item, Piece):
+                        assert stream is not None  # noqa: S101 - pieces come inside streams
+                        await stream.feed(item.data)
+                        self.progress.bytes += len(item.data)
+                    else:
+                        assert stream is not None  # noqa: S101
+                        await stream.end(item)
+                        stream = None
+            if self.loads is not None:
+                await self.loads.finish()
+            if self.post_data is not None:
+                self.post_data.seek(0)
+                await psql(self.target, _spooled(self.post_data), TargetError, what="post-data")
+        finally:
+            if self.loads is not None:
+                await self.loads.close()
+            if self.post_data is not None:
+                self.post_data.close()
+
+    def _settings(self) -> dict[str, str]:
+        source = self.reader.source or {}
+        if source.get("kind") != "postgresql":
+            raise ConfigError(
+                f"job {self.reader.job} is a copy of a {source.get('kind', 'unknown')} source, "
+                "not of a PostgreSQL database",
+                hint="restore it into a directory with --out DIR",
+            )
+        settings: dict[str, str] = {}
+        for item in str(source.get("copy_settings", "")).split(";"):
+            name, _, value = item.partition("=")
+            if name in TEXT_SETTINGS:  # only the settings that shape COPY text, nothing else
+                settings[name] = value
+        return settings
+
+    async def _begin(self, entry: Entry) -> _Stream:
+        path = entry.path
+        if entry.kind == "table":
+            assert self.loads is not None  # noqa: S101 - created at the first entry
+            return await self.loads.begin(entry, self.progress)
+        if path == b"ddl/post-data.sql":
+            self.post_data = tempfile.SpooledTemporaryFile(SPOOL_MEMORY)  # noqa: SIM115
+            return _Spool(self.post_data)
+        if path in (b"ddl/pre-data.sql", b"sequences.sql"):
+            return _Script(self.target, path.decode())
+        if path.startswith(b"large-objects/") and path[14:].isdigit():
+            self.progress.large_objects += 1
+            return await _LargeObject.open(self.conn, int(path[14:]))
+        log.warning("ignoring %s: not part of a PostgreSQL copy", path.decode("utf-8", "replace"))
+        return _Stream()
+
+
+class _Stream:
+    """What to do with one stream's pieces (the base ignores them)."""
+
+    async def feed(self, data: bytes) -> None:
+        pass
+
+    async def end(self, end: End) -> None:
+        pass
+
+
+class _Spool(_Stream):
+    def __init__(self, file: IO[bytes]) -> None:
+        self.file = file
+
+    async def feed(self, data: bytes) -> None:
+        await asyncio.to_thread(self.file.write, data)
+
+
+class _Script(_Stream):
+    """SQL run by psql as it arrives; the stream's end waits for psql to finish."""
+
+    def __init__(self, target: ConnInfo, what: str) -> None:
+        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(QUEUE_PIECES)
+        self.task = asyncio.create_task(psql(target, _drain(self.queue), TargetError, what=what))
+
+    async def feed(self, data: bytes) -> None:
+        await _put(self.queue, data, self.task)
+
+    async def end(self, end: End) -> None:
+        await _put(self.queue, None, self.task)
+        await self.task
+
+
+class _LargeObject(_Stream):
+    def __init__(self, conn: asyncpg.Connection, oid: int) -> None:
+        self.conn = conn
+        self.oid = oid
+        self.offset = 0
+
+    @classmethod
+    async def open(cls, conn: asyncpg.Connection, oid: int) -> _LargeObject:
+        """pre-data created it (``lo_create``) unless the copy was made without its schema."""
+        await conn.execute(
+            "SELECT lo_create($1::oid) WHERE NOT EXISTS "
+            "(SELECT 1 FROM pg_largeobject_metadata WHERE oid = $1::oid)",
+            oid,
+        )
+        return cls(conn, oid)
+
+    async def feed(self, data: bytes) -> None:
+        await self.conn.execute("SELECT lo_put($1::oid, $2, $3)", self.oid, self.offset, data)
+        self.offset += len(data)
+
+
+class _Loads:
+    """Tables loaded on up to ``jobs`` connections at once, one COPY per table."""
+
+    def __init__(self, target: ConnInfo, settings: dict[str, str], jobs: int) -> None:
+        self.target = target
+        self.settings = settings
+        self.idle: asyncio.Queue[asyncpg.Connection] = asyncio.Queue()
+        self.opened = 0
+        self.jobs = jobs
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def begin(self, entry: Entry, progress: PgRestoreProgress) -> _Table:
+        self._check()
+        table = _Table(entry, progress)
+        if self.idle.empty() and self.opened < self.jobs:
+            self.opened += 1
+            conn = await self.target.connect(
+                TargetError, application_name="transferd-restore-copy", settings=self.settings
+            )
+        else:
+            conn = await self.idle.get()
+        task = asyncio.create_task(self._load(conn, table))
+        table.task = task
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return table
+
+    async def _load(self, conn: asyncpg.Connection, table: _Table) -> None:
+        try:
+            await table.copy(conn)
+        finally:
+            self.idle.put_nowait(conn)
+
+    def _check(self) -> None:
+        for task in self.tasks:
+            if task.done() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+
+    async def finish(self) -> None:
+        if self.tasks:
+            await asyncio.gather(*self.tasks)
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        while not self.idle.empty():
+            await self.idle.get_nowait().close()
+
+
+class _Table(_Stream):
+    def __init__(self, entry: Entry, progress: PgRestoreProgress) -> None:
+        record = entry.record
+        self.schema = str(record.get("schema"))
+        self.name = str(record.get("name"))
+        self.display = f"{self.schema}.{self.name}"
+        if record.get("format") != "copy-text":
+            raise ConfigError(f"table {self.display} is in format {record.get('format')!r}, "
+                              "which this transferd cannot restore")  # fmt: skip
+        self.columns = [str(c[0]) for c in record.get("columns", [])]
+        self.progress = progress
+        self.rows = 0
+        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(QUEUE_PIECES)
+        self.task: asyncio.Task[None] | None = None
+
+    async def copy(self, conn: asyncpg.Connection) -> None:
+        try:
+            # text format, the columns by name (none: a table without columns still has rows)
+            await conn.copy_to_table(
+                self.name, schema_name=self.schema, columns=self.columns or None,
+                source=_drain(self.queue),
+            )  # fmt: skip
+        except asyncpg.PostgresError as e:
+            raise TargetError(f"cannot load table {self.display}: {e}") from None
+        self.progress.tables += 1
+
+    async def feed(self, data: bytes) -> None:
+        self.rows += data.count(b"\n")
+        assert self.task is not None  # noqa: S101 - set by _Loads.begin
+        await _put(self.queue, data, self.task)
+
+    async def end(self, end: End) -> None:
+        expected = end.record.get("rows")
+        if expected is not None and expected != self.rows:
+            raise IntegrityError(
+                f"table {self.display}: the catalog says {expected} rows, its stream holds "
+                f"{self.rows}"
+            )
+        self.progress.rows += self.rows
+        assert self.task is not None  # noqa: S101
+        await _put(self.queue, None, self.task)
+
+
+async def _drain(queue: asyncio.Queue[bytes | None]) -> AsyncIterator[bytes]:
+    while (data := await queue.get()) is not None:
+        yield data
+
+
+async def _put(
+    queue: asyncio.Queue[bytes | None], data: bytes | None, task: asyncio.Task[Any]
+) -> None:
+    """Queue ``data`` unless the consumer failed: then its error, not a wait that never ends."""
+    put = asyncio.create_task(queue.put(data))
+    done, _ = await asyncio.wait({put, task}, return_when=asyncio.FIRST_COMPLETED)
+    if put not in done:
+        put.cancel()
+        task.result()  # raises the consumer's error
+        raise TargetError("the restore stopped reading a stream before its end")
+
+
+async def _spooled(file: IO[bytes]) -> AsyncIterator[bytes]:
+    while block := await asyncio.to_thread(file.read, 1024 * 1024):
+        yield block
