@@ -15,7 +15,7 @@ import pytest
 
 from tests.stores.backends import SMALL_FS_SIZE, random_object, signed_manifest
 from transferd.errors import PermanentStoreError, StoreFullError
-from transferd.stores.base import ManifestExistsError
+from transferd.stores.base import ManifestExistsError, ObjectNotFoundError
 from transferd.stores.local import TEMP_MAX_AGE, LocalStore
 
 JOB = "dcir"
@@ -160,3 +160,15 @@ async def test_disk_full_is_reported_leaves_nothing_partial_and_passes_once_free
     await store.put_object(JOB, name, data)
 
     assert await store.get_object(JOB, name) == data
+
+
+async def test_a_read_only_store_writes_nothing_and_refuses_writes(tmp_path: Path) -> None:
+    with pytest.raises(ObjectNotFoundError, match="there is no store"):
+        LocalStore(tmp_path / "missing", read_only=True)
+    assert not (tmp_path / "missing").exists()
+    (tmp_path / "store").mkdir()
+    store = LocalStore(tmp_path / "store", read_only=True)
+    data = b"x"
+    with pytest.raises(PermanentStoreError, match="read-only"):
+        await store.put_object("job", hashlib.sha256(data).hexdigest(), data)
+    assert list((tmp_path / "store").iterdir()) == []

@@ -77,12 +77,22 @@ _MAX_SEQUENCE = 10**MANIFEST_SEQUENCE_DIGITS - 1
 
 
 class LocalStore:
-    """A store rooted at a directory, created (one level) if missing."""
+    """A store rooted at a directory, created (one level) if missing.
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    ``read_only=True`` (verify, restore) never writes: the directory must exist, no crash
+    leftovers are cleaned, and every write is refused. An auditor's account with read access only
+    can then open a store that ``serve`` is writing to.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], *, read_only: bool = False) -> None:
         self.root = Path(root).absolute()
         self.description = str(self.root)
+        self.read_only = read_only
         self._known_dirs: set[Path] = set()
+        if read_only:
+            if not self.root.is_dir():
+                raise ObjectNotFoundError(f"there is no store at {self.root}")
+            return
         try:
             self.root.mkdir(mode=DIR_MODE, exist_ok=True)
         except FileNotFoundError:
@@ -111,7 +121,12 @@ class LocalStore:
 
     # --- writes ---------------------------------------------------------------------------
 
+    def _refuse_if_read_only(self, what: str) -> None:
+        if self.read_only:
+            raise PermanentStoreError(f"cannot {what}: the store {self.root} was opened read-only")
+
     async def put_object(self, job: str, name: str, data: bytes) -> None:
+        self._refuse_if_read_only(f"store object {name}")
         path = self._object_path(job, name)
         await asyncio.to_thread(self._put_object, job, name, path, data)
 
@@ -130,6 +145,7 @@ class LocalStore:
             raise self._error(f"store object {name} of job {job}", path, exc) from exc
 
     async def put_manifest(self, job: str, sequence: int, data: bytes) -> None:
+        self._refuse_if_read_only(f"store manifest {sequence}")
         path = self._manifest_path(job, sequence)
         await asyncio.to_thread(self._put_manifest, job, sequence, path, bytes(data))
 
@@ -198,6 +214,7 @@ class LocalStore:
         self._known_dirs.add(path)
 
     async def delete_object(self, job: str, name: str) -> None:
+        self._refuse_if_read_only(f"delete object {name}")
         path = self._object_path(job, name)
         await asyncio.to_thread(self._delete, job, name, path)
 

@@ -15,11 +15,13 @@ def open_store(
     signing_key: SenderSecretKey | None = None,
     ca_file: Path | None = None,
     s3_config: Path | None = None,
+    *,
+    read_only: bool = False,
 ) -> Store:
     """``http(s)://HOST:PORT`` → the storage host's API (requests signed with ``signing_key``);
     ``s3://BUCKET/PREFIX`` → the bucket (endpoint and credentials from ``s3_config``, else
     ``$TRANSFERD_S3_CONFIG``, else the AWS_* variables); ``file://PATH`` or a plain path → a
-    local store directory."""
+    local store directory. ``read_only`` (verify, restore) opens a local store without writing."""
     if location.startswith(("http://", "https://")):
         if signing_key is None:
             raise ConfigError(f"{location} needs a key to sign requests with (--sender-key)")
@@ -37,4 +39,4 @@ def open_store(
         )
     from transferd.stores.local import LocalStore
 
-    return LocalStore(Path(location.removeprefix("file://")))
+    return LocalStore(Path(location.removeprefix("file://")), read_only=read_only)

@@ -44,7 +44,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--identity owner.key --sender tds1… --out /data/snds",
     )
     where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--store", metavar="DIR", help="a store directory on this host")
+    where.add_argument(
+        "--store",
+        metavar="DIR|S3URL",
+        help="a store directory on this host, or s3://BUCKET/PREFIX (endpoint and credentials "
+        "from $TRANSFERD_S3_CONFIG or AWS_*)",
+    )
     where.add_argument(
         "--from", dest="url", metavar="URL", help="http(s)://HOST:PORT of a storage host"
     )
@@ -101,11 +106,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _open(args: argparse.Namespace, key: SenderSecretKey | None) -> Store:
+    if args.store is not None and args.store.startswith("s3://"):
+        return RetryingStore(open_store(args.store, read_only=True), attempts=8)
     if args.store is not None:
         root = Path(args.store)
         if not root.is_dir():
             raise JobNotFoundError(f"store {root} does not exist or is not a directory")
-        return open_store(str(root))
+        return open_store(str(root), read_only=True)
     if key is None:
         raise ConfigError(
             f"--from {args.url} needs a key to sign requests with",

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from transferd.cli.copyverify import run_copy_verify
 from transferd.cli.keyargs import load_identity, load_sender_key, parse_sender_arg
 from transferd.cli.output import Output, add_json_flag
 from transferd.cli.readprogress import show_progress
@@ -66,11 +67,22 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--report-json report.json --report-html report.html --sign-report auditor.key",
     )
     where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--store", metavar="DIR", help="a store directory on this host")
+    where.add_argument(
+        "--store",
+        metavar="DIR|S3URL",
+        help="a store directory on this host, or s3://BUCKET/PREFIX (endpoint and credentials "
+        "from $TRANSFERD_S3_CONFIG or AWS_*)",
+    )
     where.add_argument(
         "--from", dest="url", metavar="URL", help="http(s)://HOST:PORT of a storage host"
     )
-    p.add_argument("--job", required=True, metavar="NAME", help="the job to verify")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--job", metavar="NAME", help="the job to verify")
+    what.add_argument(
+        "--copy",
+        metavar="NAME",
+        help="verify a whole copy: its signed copy manifests, then every job they name",
+    )
     p.add_argument(
         "--sender",
         required=True,
@@ -136,12 +148,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _open(args: argparse.Namespace, signer: SenderSecretKey | None, out: Output) -> Store:
+    if args.store is not None and args.store.startswith("s3://"):
+        return RetryingStore(open_store(args.store, read_only=True), attempts=4)
     if args.store is not None:
         root = Path(args.store)
         if not root.is_dir():
             raise JobNotFoundError(f"store {root} does not exist or is not a directory")
         try:
-            return open_store(str(root))
+            return open_store(str(root), read_only=True)
         except StoreError as e:
             raise StoreUnreadableError(f"cannot open store {root}: {e.message}") from None
     key = load_sender_key(args.reader_key, out) if args.reader_key else signer
@@ -176,6 +190,13 @@ def run(args: argparse.Namespace, out: Output) -> int:
         throughput=throughput,
     )
     interactive = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
+    if args.copy is not None:
+        if args.report_html:
+            raise ConfigError("--report-html is written per job: use --job, or --report-json")
+        return run_copy_verify(
+            store, args.copy, sender, options, out,
+            report_json=args.report_json, signer=signer, write=_write,
+        )  # fmt: skip
 
     async def main() -> Report:
         progress = asyncio.create_task(show_progress(throughput, interactive=interactive))
