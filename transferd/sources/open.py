@@ -1,14 +1,15 @@
-"""Open the source a command line names: a PostgreSQL URL or a directory (Azure comes later)."""
+"""Open the source a command line names: a PostgreSQL URL, an Azure Blob container
+(``az://ACCOUNT/CONTAINER[/PREFIX]``) or a directory."""
 
 from __future__ import annotations
 
 import re
 from typing import TYPE_CHECKING
 
-from transferd.errors import ConfigError
 from transferd.sources.base import Source
 
 if TYPE_CHECKING:
+    from transferd.sources.azure_auth import AzureOptions
     from transferd.sources.postgres import PgOptions
 
 
@@ -20,14 +21,19 @@ def is_postgres(spec: str) -> bool:
     return spec.startswith(("postgresql://", "postgres://")) or _DSN.match(spec) is not None
 
 
-def open_source(spec: str, *, postgres: PgOptions | None = None) -> Source:
-    """``postgres``: options of a PostgreSQL source (snapshot, parallelism, selection)."""
+def open_source(
+    spec: str, *, postgres: PgOptions | None = None, azure: AzureOptions | None = None
+) -> Source:
+    """``postgres``: options of a PostgreSQL source (snapshot, parallelism, selection);
+    ``azure``: credential file, endpoint and read sizes of an Azure Blob source."""
     if is_postgres(spec):
         from transferd.sources.postgres import PostgresSource
 
         return PostgresSource(spec, postgres)
     if spec.startswith("az://"):
-        raise ConfigError("Azure Blob sources are not supported yet")
+        from transferd.sources.azure_blob import AzureBlobSource  # the Azure SDK only when used
+
+        return AzureBlobSource(spec, azure)
     from transferd.sources.directory import DirectorySource
 
     return DirectorySource(spec)

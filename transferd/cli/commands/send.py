@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from transferd.cli.azureargs import add_azure_arguments, azure_options
 from transferd.cli.keyargs import load_recipients, load_sender_key
 from transferd.cli.output import Output, add_json_flag
 from transferd.cli.pgargs import add_source_arguments, source_options
@@ -125,6 +126,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     add_source_arguments(p)
+    add_azure_arguments(p)
     add_json_flag(p)
     p.set_defaults(run=run)
 
@@ -140,7 +142,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
         uploads=max(1, args.uploads),
         pack_target=args.pack_size or defaults.pack_target,
     )
-    source = open_source(args.source, postgres=source_options(args))
+    source = open_source(args.source, postgres=source_options(args), azure=azure_options(args))
     store = RetryingStore(open_store(args.to, sender, args.ca_file), attempts=max(1, args.retries))
     interactive = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
     counters = Counters()
