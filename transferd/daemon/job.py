@@ -7,11 +7,13 @@ source down, the job locked by a process finishing), the task waits and runs aga
 checkpoint, with a doubling delay. A refusal that will not pass by waiting (a wrong key, a
 manifest that does not verify, a configuration error) ends the job as failed.
 
-The source object is opened once per job and kept open across its runs, for as long as the
-daemon lives: a source that holds a consistent point (PostgreSQL's exported snapshot lives in the
-transaction that exported it, sources/pg_snapshot.py ``SnapshotHolder``) keeps it while the job
-waits out a store outage and retries, in the longest-lived process there is. It is closed when the
-job ends, and when the source itself failed (the next run opens it anew: a new snapshot).
+Each run reads a source object of its own, but a source that holds a consistent point is kept
+open after a run that failed on the store, as the job's *keeper*, for as long as the daemon lives:
+PostgreSQL's exported snapshot lives only in the transaction that exported it
+(sources/pg_snapshot.py ``SnapshotHolder``), and the next runs adopt it (``PgOptions.snapshot``),
+so a store outage costs a retry and not a new snapshot: the tables already read are reused, and
+one job never mixes two points in time. The keeper is closed when the job ends, and when the
+source itself failed (the snapshot may be gone: the next run takes a new one).
 
 Flow control goes through the job's ThrottledStore (stores/throttle.py) and the pipeline's own
 pause: *pause* starts no new read and no new upload and lets the uploads in flight finish; *stop*
@@ -137,6 +139,9 @@ class ManagedJob:
         self.errors: collections.Counter[str] = collections.Counter()
         self.phase_seconds: collections.defaultdict[str, float] = collections.defaultdict(float)
         self.source: Source | None = None
+        """The current run's source."""
+        self.keeper: Source | None = None
+        """A source kept open because it holds the snapshot later runs adopt."""
         self.store: ThrottledStore | None = None
         self.pipeline: Pipeline | None = None
         self.task: asyncio.Task[None] | None = None
@@ -254,10 +259,34 @@ class ManagedJob:
         self._set("cancelled" if self.cancelled else "stopped")
 
     async def close(self) -> None:
-        """Release the source (its snapshot, its connection): the job is over in this process."""
-        if self.source is not None:
-            source, self.source = self.source, None
-            await source.close()
+        """Release the sources (snapshot, connections): the job is over in this process."""
+        for source in (self.source, self.keeper):
+            if source is not None:
+                await source.close()
+        self.source = self.keeper = None
+
+    async def _release_run_source(self, source_failed: bool) -> None:
+        """After a failed run: keep its source if it holds a snapshot, else close it."""
+        source, self.source = self.source, None
+        if source_failed:
+            if source is not None:
+                await source.close()
+            if self.keeper is not None:
+                keeper, self.keeper = self.keeper, None
+                await keeper.close()
+        elif source is not None and source is not self.keeper:
+            if self.keeper is None and getattr(source, "snapshot_id", None):
+                self.keeper = source
+            else:
+                await source.close()
+
+    def _open_source(self) -> Source:
+        snapshot = getattr(self.keeper, "snapshot_id", None)
+        if snapshot:
+            from transferd.sources.postgres import PgOptions  # only a PostgreSQL source has one
+
+            return open_source(self.definition.source, postgres=PgOptions(snapshot=snapshot))
+        return open_source(self.definition.source)
 
     # --- the task -------------------------------------------------------------------------
 
@@ -271,10 +300,7 @@ class ManagedJob:
                 except RETRYABLE as e:
                     self._failed_run(e)
                     log.warning("run failed, next run in %.0f s: %s", delay, e.message)
-                    if isinstance(e, SourceError):
-                        # The source itself failed (server gone, snapshot lost): the next run
-                        # opens it anew. A store failure keeps it, and its snapshot, open.
-                        await self.close()
+                    await self._release_run_source(isinstance(e, SourceError))
                     self._set("waiting")
                     await asyncio.sleep(delay)
                     delay = min(2 * delay, RETRY_MAX)
@@ -295,7 +321,7 @@ class ManagedJob:
     async def _run_once(self) -> SendResult:
         d = self.definition
         if self.source is None:
-            self.source = open_source(d.source)
+            self.source = self._open_source()
         recipients = [parse_recipient(r) for r in d.recipients]
         raw = open_store(d.store, self.env.sender, self.env.ca_file)
         store = ThrottledStore(
