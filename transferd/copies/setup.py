@@ -1,0 +1,77 @@
+"""Turn a copy plan into what an agent runs with: keys, the copy secret, the store, sources."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from transferd.cli.keyargs import load_recipients, load_sender_key
+from transferd.cli.output import Output
+from transferd.copies.plan import CopyPlan
+from transferd.core.copy import CopySecret, parse_copy_secret_file
+from transferd.core.keys import RecipientKey, SenderSecretKey
+from transferd.errors import ConfigError, KeyFormatError
+from transferd.jobs.pipeline import PipelineConfig
+from transferd.secretfiles import read_secret_file
+from transferd.sources.azure_auth import AzureOptions
+from transferd.sources.base import Source
+from transferd.sources.open import open_source
+from transferd.stores.base import CopyStore
+from transferd.stores.open import open_store
+from transferd.stores.retry import RetryingStore
+
+
+@dataclass
+class CopyMaterial:
+    sender: SenderSecretKey
+    secret: CopySecret
+    recipients: list[RecipientKey]
+
+
+def load_material(plan: CopyPlan, out: Output | None) -> CopyMaterial:
+    sender = load_sender_key(plan.sender_key, out)
+    return CopyMaterial(sender, load_copy_secret(plan.copy_secret), load_recipients(
+        list(plan.recipients), []))  # fmt: skip
+
+
+def load_copy_secret(path: Path) -> CopySecret:
+    text = read_secret_file(path)
+    if text.exposed:
+        raise ConfigError(
+            f"copy secret {path} is readable by group or others: it opens every job of the copy",
+            hint=f"chmod 600 {path}",
+        )
+    try:
+        return parse_copy_secret_file(text.text)
+    except KeyFormatError as e:
+        raise KeyFormatError(f"{path}: {e.message}") from None
+
+
+def open_copy_store(plan: CopyPlan, sender: SenderSecretKey, retries: int = 8) -> CopyStore:
+    """The plan's store, retried; its [s3] table (if any) configures an s3:// store."""
+    return RetryingStore(open_store(plan.store, sender, s3_config=plan.path), attempts=retries)
+
+
+def pipeline_config(plan: CopyPlan) -> PipelineConfig:
+    defaults, p = PipelineConfig(), plan.pipeline
+    return PipelineConfig(
+        level=p.get("level", defaults.level),
+        workers=p.get("workers", defaults.workers),
+        uploads=p.get("uploads", defaults.uploads),
+        pack_target=p.get("pack_size", defaults.pack_target),
+    )
+
+
+def open_plan_source(plan: CopyPlan, spec: str) -> Source:
+    """A job's source; relative directory paths are relative to the plan, and az:// sources
+    take the plan's [azure] settings."""
+    if "://" not in spec and not Path(spec).is_absolute():
+        spec = str(plan.path.parent / spec)
+    azure = plan.azure
+    credential = azure.get("credential_file")
+    endpoint = azure.get("endpoint")
+    options = AzureOptions(
+        credential_file=Path(credential) if isinstance(credential, str) else None,
+        endpoint=endpoint if isinstance(endpoint, str) else None,
+    )
+    return open_source(spec, azure=options)
