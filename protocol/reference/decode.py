@@ -410,6 +410,8 @@ def check_chain(manifests: list[bytes], expected_sender: str | None) -> dict[str
 
 def inflate(body: bytes, size: int, limit: int, what: str) -> bytes:
     """The one zstd frame ``body``, declaring ``size`` (or any size up to ``limit``)."""
+    if body[:4] != b"\x28\xb5\x2f\xfd":  # a Zstandard frame; a skippable frame is not one
+        fail("format failure", f"{what} is not a zstd frame")
     try:
         params = zstandard.get_frame_parameters(body)
         declared = params.content_size

@@ -34,7 +34,7 @@ LINES = (
     b'{"mode":493,"mtime_ns":1,"path":"a","t":"dir"}\n'
 )
 SEGMENT = seal_segment(KEY, 0, LINES, fixed("catalog nonce", 24))
-TOO_BIG = CATALOG_SEGMENT_MAX + 1024 * 1024 + 1
+TOO_BIG = CATALOG_SEGMENT_MAX + 1
 
 
 def _write(recs: list[dict[str, Any]]) -> list[tuple[int, bytes]]:
@@ -117,11 +117,13 @@ def _sealed_payload(payload: bytes) -> bytes:
         (SEGMENT[:44], FormatError, "not a transferd catalog segment \\(bad magic\\)"),
         (b"TDCX" + SEGMENT[4:], FormatError, "bad magic"),
         (SEGMENT[:4] + b"\x03" + SEGMENT[5:], UnsupportedVersionError, "version 3 in catalog"),
-        (_sealed_payload(b"garbage"), FormatError, "does not decompress"),
+        (_sealed_payload(b"garbage"), FormatError, "catalog segment 0 is not a zstd frame"),
         (_sealed_payload(zstandard.ZstdCompressor(write_content_size=False).compress(LINES)),
-         FormatError, "declares an out-of-bounds size"),
+         FormatError, "does not declare its size"),
         (_sealed_payload(zstandard.ZstdCompressor().compress(bytes(TOO_BIG))),
-         FormatError, "declares an out-of-bounds size"),
+         FormatError, f"declares {TOO_BIG} bytes of records, above the limit"),
+        (_sealed_payload(zstandard.ZstdCompressor().compress(LINES) + b"\x00"),
+         FormatError, "is not one whole zstd frame"),
     ],
 )  # fmt: skip
 def test_malformed_segments_are_named(segment: bytes, error: type, message: str) -> None:
@@ -220,4 +222,6 @@ def test_the_writer_refuses_unknown_records_and_may_hold_nothing() -> None:
     writer = CatalogWriter()
     with pytest.raises(ValueError, match="unknown record type 'device'"):
         writer.add({"t": "device"})
+    with pytest.raises(ValueError, match="a source record of 4194305 bytes exceeds a segment"):
+        writer.add({"t": "source", "kind": "x" * (CATALOG_SEGMENT_MAX + 1 - 25)})
     assert writer.finish() is None

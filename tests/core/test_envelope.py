@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.core.strategies import JOB_KEY, OTHER_IDENTITY, SETTINGS, fixed, flip, nonces
-from transferd.core import envelope
+from transferd.core import zstdframe
 from transferd.core.chunking import chunk_id
 from transferd.core.constants import CHUNK_MAX
 from transferd.core.envelope import (
@@ -88,6 +88,16 @@ def _frame(data: bytes, **options: bool) -> bytes:
     return zstandard.ZstdCompressor(level=3, **options).compress(data)
 
 
+SKIPPABLE = b"\x50\x2a\x4d\x18\x01\x00\x00\x00x"
+"""A skippable frame of one byte (RFC 8878 3.1.2)."""
+
+
+def _with_dictionary(frame: bytes) -> bytes:
+    """``frame`` (single segment, no Dictionary_ID) with a 1-byte Dictionary_ID of 1 added."""
+    assert frame[4] & 0x23 == 0x20
+    return frame[:4] + bytes([frame[4] | 1, 1]) + frame[5:]
+
+
 @pytest.mark.parametrize(
     ("payload", "plain_len", "message"),
     [
@@ -98,8 +108,14 @@ def _frame(data: bytes, **options: bool) -> bytes:
         (b"\x02" + TEXT, len(TEXT), "has unknown encoding 2"),
         (b"\x01not a frame", len(TEXT), "is not a zstd frame"),
         (b"\x01" + _frame(TEXT), len(TEXT) - 1, f"declares {len(TEXT)} bytes, expected"),
-        (b"\x01" + _frame(TEXT, write_content_size=False), len(TEXT), "declares -1 bytes"),
-        (b"\x01" + _frame(TEXT)[:-3], len(TEXT), "does not decompress"),
+        (b"\x01" + _frame(TEXT, write_content_size=False), len(TEXT), "does not declare"),
+        (b"\x01" + _frame(TEXT)[:-3], len(TEXT), "is not one whole zstd frame"),
+        (b"\x01" + _frame(TEXT) + b"\x00", len(TEXT), "is not one whole zstd frame"),
+        (b"\x01" + _frame(bytes(range(64))), 64, "not fewer than 64"),
+        (b"\x01" + _frame(TEXT) + bytes(len(TEXT)), len(TEXT), f"not fewer than {len(TEXT)}"),
+        (b"\x01" + SKIPPABLE + _frame(TEXT), len(TEXT), "is not a zstd frame"),
+        (b"\x01" + _frame(TEXT)[:4], len(TEXT), "is not a zstd frame"),
+        (b"\x01" + _with_dictionary(_frame(TEXT)), len(TEXT), "needs zstd dictionary 1"),
     ],
 )
 def test_payload_faults_are_format_failures(payload: bytes, plain_len: int, message: str) -> None:
@@ -120,9 +136,9 @@ def test_a_short_inflation_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     would not."""
 
     class Short:
-        def decompress(self, data: bytes, max_output_size: int) -> bytes:
+        def decompress(self, data: bytes, **options: object) -> bytes:
             return b"x"
 
-    monkeypatch.setattr(envelope.zstandard, "ZstdDecompressor", Short)
-    with pytest.raises(FormatError, match="inflates to 1 bytes"):
+    monkeypatch.setattr(zstdframe.zstandard, "ZstdDecompressor", Short)
+    with pytest.raises(FormatError, match=f"inflates to 1 bytes, not the {len(TEXT)} it declares"):
         decode_payload(b"\x01" + _frame(TEXT), len(TEXT), CID)

@@ -24,7 +24,7 @@ import nacl.bindings
 import nacl.exceptions
 import zstandard
 
-from transferd.core import canonical
+from transferd.core import canonical, zstdframe
 from transferd.core.constants import (
     AD_CATALOG,
     CATALOG_CHUNKS_PER_RECORD,
@@ -162,14 +162,11 @@ def open_segment(catalog_key: bytes, index: int, data: bytes | memoryview) -> li
         )
     except nacl.exceptions.CryptoError:
         raise AuthenticationError(f"catalog segment {index} failed authentication") from None
-    try:
-        size = zstandard.frame_content_size(compressed)
-        if size < 0 or size > CATALOG_SEGMENT_MAX + 1024 * 1024:
-            raise FormatError(f"catalog segment {index} declares an out-of-bounds size")
-        records = zstandard.ZstdDecompressor().decompress(compressed, max_output_size=size)
-    except zstandard.ZstdError as e:
-        raise FormatError(f"catalog segment {index} does not decompress: {e}") from None
-    return parse_records(records, f"catalog segment {index}")
+    what = f"catalog segment {index}"
+    size = zstdframe.declared_size(compressed, what)
+    if size > CATALOG_SEGMENT_MAX:
+        raise FormatError(f"{what} declares {size} bytes of records, above the limit")
+    return parse_records(zstdframe.inflate(compressed, size, what), what)
 
 
 def parse_records(records: bytes, what: str) -> list[dict[str, Any]]:
@@ -200,6 +197,8 @@ class CatalogWriter:
         if record.get("t") not in RECORD_TYPES:
             raise ValueError(f"unknown record type {record.get('t')!r}")
         line = canonical.dumps(record, checked=False) + b"\n"
+        if len(line) > CATALOG_SEGMENT_MAX:
+            raise ValueError(f"a {record['t']} record of {len(line)} bytes exceeds a segment")
         full = None
         if self._size + len(line) > CATALOG_SEGMENT_MAX and self._lines:
             full = self._take()

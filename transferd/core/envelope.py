@@ -13,6 +13,7 @@ import nacl.bindings
 import nacl.exceptions
 import zstandard
 
+from transferd.core import zstdframe
 from transferd.core.chunking import chunk_id as compute_chunk_id
 from transferd.core.constants import (
     AD_CHUNK,
@@ -96,21 +97,13 @@ def decode_payload(payload: bytes, plain_len: int, chunk_id: bytes) -> bytes:
         return bytes(body)
     if encoding != ENCODING_ZSTD:
         raise FormatError(f"chunk {chunk_id.hex()[:16]} has unknown encoding {encoding}")
-    try:
-        declared = zstandard.frame_content_size(body)
-    except zstandard.ZstdError:
-        raise FormatError(f"chunk {chunk_id.hex()[:16]} is not a zstd frame") from None
+    what = f"chunk {chunk_id.hex()[:16]}"
+    if len(body) >= plain_len:  # a sender stores what zstd does not shrink (SPEC 7.2)
+        raise FormatError(f"{what} is compressed to {len(body)} bytes, not fewer than {plain_len}")
+    declared = zstdframe.declared_size(body, what)
     if declared != plain_len:
-        raise FormatError(
-            f"chunk {chunk_id.hex()[:16]} declares {declared} bytes, expected {plain_len}"
-        )
-    try:
-        plaintext = zstandard.ZstdDecompressor().decompress(body, max_output_size=CHUNK_MAX)
-    except zstandard.ZstdError as e:
-        raise FormatError(f"chunk {chunk_id.hex()[:16]} does not decompress: {e}") from None
-    if len(plaintext) != plain_len:
-        raise FormatError(f"chunk {chunk_id.hex()[:16]} inflates to {len(plaintext)} bytes")
-    return plaintext
+        raise FormatError(f"{what} declares {declared} bytes, expected {plain_len}")
+    return zstdframe.inflate(body, plain_len, what)
 
 
 def seal_chunk(

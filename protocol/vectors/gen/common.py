@@ -56,6 +56,21 @@ def flip_bit(data: bytes, byte_index: int, bit: int = 0) -> bytes:
     return bytes(out)
 
 
+def zstd_with_dictionary_id(frame: bytes, dict_id: int) -> bytes:
+    """``frame`` with a 4-byte Dictionary_ID added to its header (RFC 8878 3.1.1.1): the same
+    blocks, now declared to need a dictionary."""
+    descriptor = frame[4]
+    if descriptor & 3:
+        raise ValueError("the frame already has a Dictionary_ID")
+    at = 5 + (0 if (descriptor >> 5) & 1 else 1)  # after the Window_Descriptor, if any
+    did = dict_id.to_bytes(4, "little")
+    return frame[:4] + bytes([descriptor | 3]) + frame[5:at] + did + frame[at:]
+
+
+SKIPPABLE_FRAME = b"\x50\x2a\x4d\x18" + (4).to_bytes(4, "little") + b"note"
+"""A skippable frame (RFC 8878 3.1.2) of 4 bytes: a frame, but not a Zstandard frame."""
+
+
 # --- data descriptions: small inputs as hex, large ones as a generator and its hash ----------
 
 

@@ -8,10 +8,20 @@ from typing import Any
 
 import nacl.bindings
 import zstandard
-from common import JOB_KEY, Vector, det, flip_bit, vector, vector_file
+from common import (
+    JOB_KEY,
+    SKIPPABLE_FRAME,
+    Vector,
+    det,
+    flip_bit,
+    vector,
+    vector_file,
+    zstd_with_dictionary_id,
+)
 
 from transferd.core import canonical
 from transferd.core.catalog import seal_segment
+from transferd.core.constants import CATALOG_SEGMENT_MAX
 
 NON_UTF8 = b"donn\xe9es/caf\xe9.csv"
 SOURCE = {"t": "source", "kind": "directory", "root": "/srv/export"}
@@ -92,6 +102,12 @@ def generate() -> dict[str, Any]:
     good = seal_segment(JOB_KEY.catalog_key, 0, tree, _nonce("tree"))
     auth, fmt = "authentication failure", "format failure"
     no_size = zstandard.ZstdCompressor(write_content_size=False).compress(_lines(SOURCE))
+    framed = zstandard.ZstdCompressor(level=3).compress(_lines(SOURCE))
+    line = _lines(_dir("x"))
+    over = _lines(SOURCE) + line * ((CATALOG_SEGMENT_MAX + 1 - len(_lines(SOURCE))) // len(line))
+    over = over[: -len(line)] + _lines(_dir("x" * (CATALOG_SEGMENT_MAX + 1 - len(over) + 1)))
+    if len(over) != CATALOG_SEGMENT_MAX + 1:
+        raise ValueError(f"records of {len(over)} bytes, not CATALOG_SEGMENT_MAX + 1")
     vectors = [
         _sealed("tree", "a directory, a file with a non-UTF-8 name in two chunks, an empty "
                 "file, a symlink whose target is not UTF-8", tree, 0,
@@ -164,6 +180,18 @@ def generate() -> dict[str, Any]:
              _sealed_payload("payload_not_zstd", b"not zstd at all"), 0, fmt, ("Malformed",)),
         _raw("zstd_without_content_size", "a zstd frame without its content size",
              _sealed_payload("zstd_without_content_size", no_size), 0, fmt, ("Malformed",)),
+        _raw("zstd_trailing_byte", "one zero byte after the zstd frame",
+             _sealed_payload("zstd_trailing_byte", framed + b"\x00"), 0, fmt, ("Malformed",)),
+        _raw("zstd_skippable_frame_after", "a skippable frame after the zstd frame",
+             _sealed_payload("zstd_skippable_frame_after", framed + SKIPPABLE_FRAME), 0, fmt,
+             ("Malformed",)),
+        _raw("zstd_dictionary_id", "the frame header names dictionary 0x7472616e",
+             _sealed_payload("zstd_dictionary_id", zstd_with_dictionary_id(framed, 0x7472616E)),
+             0, fmt, ("Malformed",)),
+        _raw("records_above_limit", "the frame declares 4194305 bytes of records (a source "
+             "record, then dir records): one more than a segment may hold, refused before "
+             "inflating", _sealed_payload("records_above_limit",
+             zstandard.ZstdCompressor(level=3).compress(over)), 0, fmt, ("Bounds",)),
         _sealed("chunk_plain_len_zero", "a chunk reference with plain length 0",
                 _lines(SOURCE, {"t": "chunks", "c": [[0, 5, 41, 0, det("c").hex()]]}),
                 expect=fmt, flags=("Bounds",)),

@@ -9,6 +9,7 @@ import zstandard
 from common import (
     JOB_KEY,
     OTHER_JOB_KEY,
+    SKIPPABLE_FRAME,
     Vector,
     data_hex,
     data_repeat,
@@ -19,6 +20,7 @@ from common import (
     vector,
     vector_file,
     xof_bytes,
+    zstd_with_dictionary_id,
 )
 
 from transferd.core.chunking import chunk_id
@@ -28,6 +30,8 @@ from transferd.core.envelope import encode_payload, new_compressor, seal
 TEXT = b"Les donnees de sante sont copiees chiffrees de bout en bout. " * 5
 RANDOM = xof_bytes("envelope random 200", 200)
 LEVEL = 3
+EVEN = RANDOM[:100] + bytes(17)
+"""117 bytes that zstd level 3 compresses to a frame of exactly 117 bytes."""
 
 
 def _id(plaintext: bytes) -> bytes:
@@ -85,6 +89,8 @@ def valid_vectors() -> list[Vector]:
 
 
 def invalid_vectors() -> list[Vector]:
+    if len(_zstd(EVEN)) != len(EVEN):
+        raise ValueError("EVEN no longer compresses to its own length: choose it again")
     text_id = _id(TEXT)
     good = seal(JOB_KEY.chunk_key, text_id, b"\x01" + _zstd(TEXT), _nonce("zstd_text"))
     n = len(TEXT)
@@ -132,6 +138,24 @@ def invalid_vectors() -> list[Vector]:
                 ("Bounds",)),
         _sealed("zstd_not_a_frame", "encoding 0x01 with a body that is not zstd",
                 b"\x01" + RANDOM, text_id, n, fmt, ("Malformed",)),
+        _sealed("zstd_trailing_byte", "one zero byte after the frame", b"\x01" + _zstd(TEXT)
+                + b"\x00", text_id, n, fmt, ("Malformed",)),
+        _sealed("zstd_second_frame", "an empty zstd frame after the frame",
+                b"\x01" + _zstd(TEXT) + _zstd(b""), text_id, n, fmt, ("Malformed",)),
+        _sealed("zstd_skippable_frame_after", "a skippable frame after the frame",
+                b"\x01" + _zstd(TEXT) + SKIPPABLE_FRAME, text_id, n, fmt, ("Malformed",)),
+        _sealed("zstd_skippable_frame_first", "a skippable frame, then the frame: the body does "
+                "not start with a Zstandard frame", b"\x01" + SKIPPABLE_FRAME + _zstd(TEXT),
+                text_id, n, fmt, ("Malformed",)),
+        _sealed("zstd_dictionary_id", "the frame header names dictionary 0x7472616e; refused "
+                "before inflating", b"\x01" + zstd_with_dictionary_id(_zstd(TEXT), 0x7472616E),
+                text_id, n, fmt, ("Malformed",)),
+        _sealed("zstd_longer_than_plaintext", "encoding 0x01 for 200 random bytes, whose frame "
+                "is longer: a sender stores such a chunk", b"\x01" + _zstd(RANDOM), _id(RANDOM),
+                len(RANDOM), fmt, ("NonCanonical",)),
+        _sealed("zstd_as_long_as_plaintext", "encoding 0x01 with a frame exactly as long as "
+                "the plaintext (117 bytes): the body must be shorter", b"\x01" + _zstd(EVEN),
+                _id(EVEN), len(EVEN), fmt, ("NonCanonical",)),
         _sealed("size_above_max", "plain_len and the frame both say MAX + 1 bytes",
                 b"\x01" + _zstd(over), _id(over), CHUNK_MAX + 1, fmt, ("Bounds",)),
         _sealed("chunk_id_mismatch_after_open", "the tag and sizes are right but the plaintext "
