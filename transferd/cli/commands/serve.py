@@ -22,6 +22,11 @@ Settings come from the command line and from the ``[serve]`` table of a TOML fil
 
     [serve.readers]                   # job pattern -> keys that may only read it
     "*" = ["tds1…"]
+
+The store may be an S3-compatible bucket instead of a directory (``store =
+"s3://BUCKET/PREFIX"``): the host then acknowledges an upload once S3 has confirmed it, and its
+endpoint and credentials come from an ``[s3]`` table of the same file (stores/s3config.py),
+else from ``$TRANSFERD_S3_CONFIG`` or the AWS_* variables.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from transferd.core.keys import SenderPublicKey
 from transferd.errors import ConfigError
 from transferd.runtime import setup_logging
 from transferd.secretfiles import read_secret_file
+from transferd.stores.base import Store
 from transferd.stores.local import LocalStore
 from transferd.transport.auth import Authorizer, parse_grant
 
@@ -54,7 +60,8 @@ log = logging.getLogger("transferd.serve")
 
 @dataclass(frozen=True)
 class ServeConfig:
-    store: Path
+    store: Path | str
+    """A directory, or an s3:// location."""
     listen: tuple[str, int]
     writers: tuple[tuple[str, SenderPublicKey], ...]
     readers: tuple[tuple[str, SenderPublicKey], ...] = ()
@@ -75,7 +82,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         epilog="Example: transferd serve --store /srv/transferd --listen 0.0.0.0:8443 "
         "--tls-cert host.crt --tls-key host.key --allow 'snds-*=tds1…'",
     )
-    parser.add_argument("--store", type=Path, metavar="DIR", help="the store directory")
+    parser.add_argument(
+        "--store",
+        metavar="DIR|S3URL",
+        help="the store directory, or s3://BUCKET/PREFIX (endpoint and credentials from the "
+        "[s3] table of --config, $TRANSFERD_S3_CONFIG or AWS_*)",
+    )
     parser.add_argument(
         "--listen",
         metavar="HOST:PORT",
@@ -126,7 +138,14 @@ def run(args: argparse.Namespace, out: Output) -> int:
             f"the TLS key {config.tls_key} can be read by group or others",
             hint=f"chmod 600 {config.tls_key}",
         )
-    store = LocalStore(config.store)
+    store: Store
+    if isinstance(config.store, str):
+        from transferd.stores.s3 import S3Store  # aiobotocore only for an s3:// store
+        from transferd.stores.s3config import load_settings
+
+        store = S3Store(load_settings(config.store, args.config))
+    else:
+        store = LocalStore(config.store)
     authorizer = Authorizer(config.writers, config.readers, hosts=config.accept_hosts)
     host = config.listen[0]
     if config.tls_cert is None and not _is_loopback(host):
@@ -162,7 +181,12 @@ def load_config(args: argparse.Namespace) -> ServeConfig:
             raise ConfigError(f"{name} in {args.config} must be a path")
         return base / value
 
-    store = args.store or path(table.get("store"), "store")
+    given = args.store or table.get("store")
+    store: Path | str | None
+    if isinstance(given, str) and given.startswith("s3://"):
+        store = given
+    else:
+        store = Path(args.store) if args.store else path(table.get("store"), "store")
     if store is None:
         raise ConfigError("no store directory: give --store DIR", hint="or store = … in [serve]")
     listen = parse_listen(args.listen or _string(table, "listen", DEFAULT_LISTEN))
@@ -182,7 +206,7 @@ def load_config(args: argparse.Namespace) -> ServeConfig:
         raise ConfigError(f"accept_hosts in {args.config} must be a list of host names")
     timeout = args.shutdown_timeout if args.shutdown_timeout is not None else 60.0
     return ServeConfig(
-        store=Path(store),
+        store=store,
         listen=listen,
         writers=writers,
         readers=readers,
