@@ -57,15 +57,12 @@ async def pg_dump(
         while block := await proc.stdout.read(BLOCK):
             yield block
         code = await proc.wait()
+        # the tool has exited, but its stderr may not be read to the end yet: wait for it
+        message = await stderr
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        if not stderr.done():
-            stderr.cancel()
-        await asyncio.gather(stderr, return_exceptions=True)
+        await _stop(proc, stderr)
     if code != 0:
-        raise error(f"pg_dump failed: {_last_line(stderr.result())}")
+        raise error(f"pg_dump failed: {_last_line(message)}")
 
 
 async def psql(
@@ -90,13 +87,21 @@ async def psql(
         except (BrokenPipeError, ConnectionResetError):
             pass  # psql stopped early: its exit status and stderr say why
         code = await proc.wait()
+        message = await stderr
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        await asyncio.gather(stderr, return_exceptions=True)
+        await _stop(proc, stderr)
     if code != 0:
-        raise error(f"psql failed while restoring {what}: {_last_line(stderr.result())}")
+        raise error(f"psql failed while restoring {what}: {_last_line(message)}")
+
+
+async def _stop(proc: asyncio.subprocess.Process, stderr: asyncio.Task[bytes]) -> None:
+    """After an early stop (an error, a cancellation): kill the tool, stop reading its stderr."""
+    if proc.returncode is None:
+        proc.kill()
+        await proc.wait()
+    if not stderr.done():
+        stderr.cancel()
+        await asyncio.gather(stderr, return_exceptions=True)
 
 
 async def _tail(stream: asyncio.StreamReader) -> bytes:
