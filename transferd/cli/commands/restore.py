@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from transferd.cli import pgrestore
 from transferd.cli.keyargs import load_identity, load_sender_key, parse_sender_arg
 from transferd.cli.output import JSONValue, Output, add_json_flag
 from transferd.cli.progress import human_bytes
@@ -62,8 +63,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="a recipient identity file (transferd keygen --kind recipient) the copy is "
         "encrypted to",
     )
-    p.add_argument(
-        "--out", required=True, type=Path, metavar="DIR", help="where to rebuild the tree"
+    dest = p.add_mutually_exclusive_group(required=True)
+    dest.add_argument("--out", type=Path, metavar="DIR", help="where to rebuild the tree")
+    dest.add_argument(
+        "--to",
+        metavar="URL",
+        help="postgresql://USER@HOST:PORT/DB: restore a copy of a PostgreSQL database into "
+        "this empty database (schema, rows, sequences, large objects)",
     )
     p.add_argument(
         "--sender",
@@ -101,6 +107,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="threads opening chunks (default: the number of cores)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    pgrestore.add_arguments(p)
     add_json_flag(p)
     p.set_defaults(run=run)
 
@@ -138,6 +145,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
     elif args.sender_key is not None and signing_key is not None:
         sender = signing_key.public()
     store = _open(args, signing_key)
+    if args.to is not None:
+        return pgrestore.run(args, out, store, identity, sender)
     progress = RestoreProgress()
 
     def warn(message: str, hint: str | None) -> None:
