@@ -71,6 +71,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--sample", default="128MiB", metavar="SIZE", help="sample to measure (default 128MiB)"
     )
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="agent threads")
+    p.add_argument(
+        "--job-hours",
+        type=float,
+        default=1.0,
+        metavar="H",
+        help="how long one agent should take per job (default 1): sets the job layout",
+    )
     add_azure_arguments(p)
     add_json_flag(p)
     p.set_defaults(run=run)
@@ -101,7 +108,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
         efficiency=args.link_efficiency, agents=args.agents,
         deadline_seconds=args.deadline_days * DAY if args.deadline_days else None,
     )  # fmt: skip
-    jobs = e.agents * 4
+    job_size = measured.rate * args.job_hours * 3600
+    jobs = max(e.agents * 2, math.ceil(size / job_size))
     lines = [
         f"source: {_tb(size)} ({'listed' if args.source else 'given'})",
         f"one agent: {measured.rate / 1e6:,.0f} MB/s of source data, stored/source {ratio:.2f} "
@@ -110,13 +118,15 @@ def run(args: argparse.Namespace, out: Output) -> int:
         f"{e.link_plain / 1e9:,.2f} GB/s of source data at that ratio",
         f"agents to fill the link: {e.to_fill}",
         f"with {e.agents} agents: {e.throughput / 1e9:,.2f} GB/s, {_duration(e.seconds)}",
-        f"layout: {jobs} jobs of about {_tb(size / jobs)} (4 per agent, so a takeover "
-        "resends little and agents finish together)",
+        f"layout: {jobs} jobs of about {_tb(size / jobs)}, about {args.job_hours:g} h of one agent "
+        "each: an agent that takes over a job reads its source again (it resends only what is "
+        "missing), so a job is no longer than one is willing to redo",
     ]
     if e.deadline_agents is not None:
         days = args.deadline_days
         lines.append(
-            f"to finish in {days:g} days: {e.deadline_agents} agents"
+            f"to finish in {days:g} days: {e.deadline_agents} agent"
+            + ("s" if e.deadline_agents != 1 else "")
             if e.deadline_possible
             else f"{days:g} days is not possible on this link: it needs "
             f"{math.ceil(size / (days * DAY) * 8 * ratio / e.efficiency / 1e9)} Gbit/s"
