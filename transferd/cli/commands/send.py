@@ -50,13 +50,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "interruption to resume: only what the host does not hold is sent again.",
     )
     p.add_argument(
-        "source", metavar="SOURCE", help="a directory, or postgresql://USER@HOST:PORT/DB"
+        "source",
+        metavar="SOURCE",
+        help="a directory, postgresql://USER@HOST:PORT/DB, or az://ACCOUNT/CONTAINER[/PREFIX]",
     )
     p.add_argument(
         "--to",
         required=True,
         metavar="URL",
-        help="http(s)://HOST:PORT of a storage host (transferd serve), or a local store directory",
+        help="http(s)://HOST:PORT of a storage host (transferd serve), a local store directory, "
+        "or s3://BUCKET/PREFIX (endpoint and credentials: $TRANSFERD_S3_CONFIG or AWS_*)",
     )
     p.add_argument("--job", required=True, metavar="NAME", help="the job's name at the host")
     p.add_argument(
