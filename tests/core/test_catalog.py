@@ -80,9 +80,12 @@ def _utf8(raw: bytes) -> bool:
 
 
 @SETTINGS
-@given(st.builds(ChunkRef, st.integers(0, 2**40), st.integers(0, 2**40), st.integers(0, 2**40),
-                 st.integers(1, CHUNK_MAX), st.binary(min_size=32, max_size=32)))  # fmt: skip
-def test_chunk_refs_round_trip(ref: ChunkRef) -> None:
+@given(st.integers(0, 2**40), st.integers(0, 2**40), st.integers(1, CHUNK_MAX),
+       st.integers(42, CHUNK_MAX + 41), st.binary(min_size=32, max_size=32))  # fmt: skip
+def test_chunk_refs_round_trip(
+    pack: int, offset: int, plain_len: int, blob_len: int, cid: bytes
+) -> None:
+    ref = ChunkRef(pack, offset, min(blob_len, plain_len + 41), plain_len, cid)
     assert ChunkRef.from_json(json.loads(json.dumps(ref.to_json()))) == ref
 
 
@@ -185,9 +188,11 @@ def test_non_utf8_names_use_base64() -> None:
         ([True, 5, 41, 1, "ab" * 32], "non-negative integers"),
         ([0, 5, 41, 0, "ab" * 32], "plain length 0, out of bounds"),
         ([0, 5, 41, CHUNK_MAX + 1, "ab" * 32], "plain length 4194305, out of bounds"),
-        ([0, 5, 41, 1, "AB" * 32], "64 lowercase hex digits"),
-        ([0, 5, 41, 1, 7], "64 lowercase hex digits"),
-        ([0, 5, 41, 1, "zz" * 32], "chunk id is not hex"),
+        ([0, 5, 41, 1, "ab" * 32], "blob length 41, impossible for plain length 1 \\(42 to 42"),
+        ([0, 5, 142, 100, "ab" * 32], "blob length 142, impossible for plain length 100"),
+        ([0, 5, 42, 1, "AB" * 32], "64 lowercase hex digits"),
+        ([0, 5, 42, 1, 7], "64 lowercase hex digits"),
+        ([0, 5, 42, 1, "zz" * 32], "chunk id is not hex"),
     ],
 )
 def test_chunk_references_are_strict(ref: object, message: str) -> None:
@@ -196,7 +201,7 @@ def test_chunk_references_are_strict(ref: object, message: str) -> None:
 
 
 def test_chunks_records_hold_at_most_4096_references() -> None:
-    refs = [ChunkRef(0, 5, 41, 1, bytes(32))] * (CATALOG_CHUNKS_PER_RECORD + 1)
+    refs = [ChunkRef(0, 5, 42, 1, bytes(32))] * (CATALOG_CHUNKS_PER_RECORD + 1)
     split = list(chunk_records(refs))
     assert [len(r["c"]) for r in split] == [CATALOG_CHUNKS_PER_RECORD, 1]
     assert record_chunks(split[1]) == refs[:1]

@@ -75,9 +75,25 @@ def test_seal_refuses_wrong_sizes() -> None:
         seal(JOB_KEY.chunk_key, CID[:31], b"\x00x", bytes(24))
 
 
+@pytest.mark.parametrize(
+    ("blob_len", "plain_len", "message"),
+    [
+        (41, 1, "is 41 bytes sealed, impossible for 1 bytes of plaintext \\(42 to 42\\)"),
+        (43, 1, "is 43 bytes sealed, impossible for 1 bytes"),
+        (42, 0, "claims 0 bytes, out of bounds"),
+        (42, CHUNK_MAX + 1, "claims 4194305 bytes, out of bounds"),
+    ],
+)
+def test_impossible_lengths_are_refused_before_decryption(
+    blob_len: int, plain_len: int, message: str
+) -> None:
+    with pytest.raises(FormatError, match=message):
+        open_chunk(JOB_KEY, CID, bytes(blob_len), plain_len)
+
+
 def test_a_blob_shorter_than_its_overhead_is_refused_before_decryption() -> None:
     with pytest.raises(FormatError, match="is truncated: 40 bytes"):
-        open_chunk(JOB_KEY, CID, bytes(40), 1)
+        open_payload(JOB_KEY.chunk_key, CID, bytes(40))
 
 
 def _sealed(payload: bytes, cid: bytes = CID) -> bytes:
@@ -101,8 +117,9 @@ def _with_dictionary(frame: bytes) -> bytes:
 @pytest.mark.parametrize(
     ("payload", "plain_len", "message"),
     [
-        (b"\x00" + TEXT, CHUNK_MAX + 1, "claims 4194305 bytes, above the limit"),
+        (b"\x00" + TEXT, CHUNK_MAX + 1, "claims 4194305 bytes, out of bounds"),
         (b"\x00" + TEXT, -1, "claims -1 bytes"),
+        (b"\x00", 0, "claims 0 bytes"),
         (b"", len(TEXT), "has an empty payload"),
         (b"\x00" + TEXT, len(TEXT) + 1, f"holds {len(TEXT)} bytes, expected {len(TEXT) + 1}"),
         (b"\x02" + TEXT, len(TEXT), "has unknown encoding 2"),
@@ -121,8 +138,9 @@ def _with_dictionary(frame: bytes) -> bytes:
 def test_payload_faults_are_format_failures(payload: bytes, plain_len: int, message: str) -> None:
     with pytest.raises(FormatError, match=message):
         decode_payload(payload, plain_len, CID)
-    if payload:  # and through the whole open, after the tag has verified
-        with pytest.raises(FormatError, match=message):
+    if payload:  # and through the whole open: after the tag, unless the length gives it away
+        possible = 1 <= plain_len <= CHUNK_MAX and len(payload) <= plain_len + 1
+        with pytest.raises(FormatError, match=message if possible else "out of bounds|impossible"):
             open_chunk(JOB_KEY, CID, _sealed(payload), plain_len)
 
 

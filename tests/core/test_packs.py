@@ -143,9 +143,11 @@ def _sealed_header(header: bytes) -> bytes:
         (b"\x00\x00", 0, "pack header is truncated"),
         (struct.pack(">I", 2) + bytes(40), 0, "does not match its entry count"),
         (struct.pack(">I", PACK_MAX_CHUNKS + 1), 0, "does not match its entry count"),
-        (encode_header([PackEntry(bytes(32), 5, 40, 1)]), 0, "entry 0 has impossible sizes"),
-        (encode_header([PackEntry(bytes(32), 5, 41, CHUNK_MAX + 1)]), 0, "impossible sizes"),
-        (encode_header([PackEntry(bytes(32), 5, 41, 1)]), 1, "account for every byte"),
+        (encode_header([PackEntry(bytes(32), 5, 41, 1)]), 0, "entry 0 has impossible sizes"),
+        (encode_header([PackEntry(bytes(32), 5, 42, CHUNK_MAX + 1)]), 0, "impossible sizes"),
+        (encode_header([PackEntry(bytes(32), 5, 42, 0)]), 0, "impossible sizes"),
+        (encode_header([PackEntry(bytes(32), 5, 43, 1)]), 0, "impossible sizes"),
+        (encode_header([PackEntry(bytes(32), 5, 42, 1)]), 1, "account for every byte"),
     ],
 )
 def test_header_contents_are_checked(header: bytes, size: int, message: str) -> None:

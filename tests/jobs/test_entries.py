@@ -12,7 +12,7 @@ from transferd.jobs.entries import Chunks, End, Entry, Walker
 
 SOURCE = {"t": "source", "kind": "directory"}
 HASH = "0" * 64
-REF = ChunkRef(0, 5, 100, 10, bytes(32)).to_json()
+REF = ChunkRef(0, 5, 51, 10, bytes(32)).to_json()
 
 
 def walk(*records: dict[str, Any]) -> tuple[Walker, list[object]]:

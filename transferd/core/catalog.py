@@ -27,6 +27,8 @@ import zstandard
 from transferd.core import canonical, zstdframe
 from transferd.core.constants import (
     AD_CATALOG,
+    BLOB_MIN,
+    BLOB_OVERHEAD,
     CATALOG_CHUNKS_PER_RECORD,
     CATALOG_MAGIC,
     CATALOG_SEGMENT_MAX,
@@ -66,6 +68,11 @@ class ChunkRef:
                 raise FormatError("chunk reference numbers must be non-negative integers")
         if plain_len > CHUNK_MAX or plain_len == 0:
             raise FormatError(f"chunk reference has plain length {plain_len}, out of bounds")
+        if not BLOB_MIN <= blob_len <= plain_len + BLOB_OVERHEAD:
+            raise FormatError(
+                f"chunk reference has blob length {blob_len}, impossible for plain length "
+                f"{plain_len} ({BLOB_MIN} to {plain_len + BLOB_OVERHEAD})"
+            )
         if not isinstance(cid, str) or len(cid) != 2 * CHUNK_ID_SIZE or cid != cid.lower():
             raise FormatError("chunk id must be 64 lowercase hex digits")
         try:

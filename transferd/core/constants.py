@@ -33,6 +33,12 @@ TAG_SIZE: Final = 16
 CHUNK_ID_SIZE: Final = 32
 KEY_CHECK_SIZE: Final = 16
 
+BLOB_OVERHEAD: Final = NONCE_SIZE + 1 + TAG_SIZE
+"""Bytes a sealed blob adds to its payload's body: nonce, encoding byte, tag (SPEC 7.3)."""
+BLOB_MIN: Final = BLOB_OVERHEAD + 1
+"""The shortest sealed blob: a plaintext has at least one byte, and a zstd body is never empty.
+A blob is BLOB_MIN to plain_len + BLOB_OVERHEAD bytes long (SPEC 7.3, 10.2)."""
+
 ENCODING_STORED: Final = 0x00
 ENCODING_ZSTD: Final = 0x01
 

@@ -17,21 +17,20 @@ from transferd.core import zstdframe
 from transferd.core.chunking import chunk_id as compute_chunk_id
 from transferd.core.constants import (
     AD_CHUNK,
+    BLOB_MIN,
     CHUNK_ID_SIZE,
     CHUNK_MAX,
     ENCODING_STORED,
     ENCODING_ZSTD,
     FORMAT_VERSION,
     NONCE_SIZE,
-    TAG_SIZE,
 )
+from transferd.core.constants import BLOB_OVERHEAD as BLOB_OVERHEAD  # used by jobs/reader.py
 from transferd.core.jobkey import JobKey
 from transferd.errors import AuthenticationError, FormatError, IntegrityError
 
 Buffer = bytes | bytearray | memoryview
 
-BLOB_OVERHEAD = NONCE_SIZE + 1 + TAG_SIZE
-"""Bytes a sealed blob adds to its body: nonce, encoding byte, tag."""
 
 _ENCODING_STORED_BYTE = bytes([ENCODING_STORED])
 _ENCODING_ZSTD_BYTE = bytes([ENCODING_ZSTD])
@@ -84,8 +83,8 @@ def open_payload(chunk_key: bytes, chunk_id: bytes, blob: Buffer) -> bytes:
 
 def decode_payload(payload: bytes, plain_len: int, chunk_id: bytes) -> bytes:
     """The plaintext of a payload, refusing any size other than ``plain_len`` before inflating."""
-    if plain_len > CHUNK_MAX or plain_len < 0:
-        raise FormatError(f"chunk {chunk_id.hex()[:16]} claims {plain_len} bytes, above the limit")
+    if not 1 <= plain_len <= CHUNK_MAX:
+        raise FormatError(f"chunk {chunk_id.hex()[:16]} claims {plain_len} bytes, out of bounds")
     if not payload:
         raise FormatError(f"chunk {chunk_id.hex()[:16]} has an empty payload")
     encoding, body = payload[0], memoryview(payload)[1:]
@@ -106,6 +105,18 @@ def decode_payload(payload: bytes, plain_len: int, chunk_id: bytes) -> bytes:
     return zstdframe.inflate(body, plain_len, what)
 
 
+def check_lengths(chunk_id: bytes, blob_len: int, plain_len: int) -> None:
+    """Refuse, before decrypting anything, a blob no payload of ``plain_len`` bytes seals to:
+    1 <= plain_len <= CHUNK_MAX and BLOB_MIN <= blob_len <= plain_len + BLOB_OVERHEAD."""
+    if not 1 <= plain_len <= CHUNK_MAX:
+        raise FormatError(f"chunk {chunk_id.hex()[:16]} claims {plain_len} bytes, out of bounds")
+    if not BLOB_MIN <= blob_len <= plain_len + BLOB_OVERHEAD:
+        raise FormatError(
+            f"chunk {chunk_id.hex()[:16]} is {blob_len} bytes sealed, impossible for {plain_len} "
+            f"bytes of plaintext ({BLOB_MIN} to {plain_len + BLOB_OVERHEAD})"
+        )
+
+
 def seal_chunk(
     job_key: JobKey,
     plaintext: Buffer,
@@ -120,8 +131,9 @@ def seal_chunk(
 def open_chunk(job_key: JobKey, chunk_id: bytes, blob: Buffer, plain_len: int) -> bytes:
     """The verified plaintext of a sealed blob named ``chunk_id`` in the catalog.
 
-    Checks, in this order: length, tag, encoding, declared size, decompressed size, chunk id.
+    Checks, in this order: lengths, tag, encoding, declared size, decompressed size, chunk id.
     """
+    check_lengths(chunk_id, len(blob), plain_len)
     payload = open_payload(job_key.chunk_key, chunk_id, blob)
     plaintext = decode_payload(payload, plain_len, chunk_id)
     actual = compute_chunk_id(job_key.chunk_id_key, plaintext)

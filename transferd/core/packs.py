@@ -18,6 +18,8 @@ import nacl.exceptions
 
 from transferd.core.constants import (
     AD_PACK_HEADER,
+    BLOB_MIN,
+    BLOB_OVERHEAD,
     CHUNK_ID_SIZE,
     CHUNK_MAX,
     FORMAT_VERSION,
@@ -29,7 +31,6 @@ from transferd.core.constants import (
     PACK_TARGET,
     TAG_SIZE,
 )
-from transferd.core.envelope import BLOB_OVERHEAD
 from transferd.errors import AuthenticationError, FormatError, UnsupportedVersionError
 
 PACK_PREFIX = PACK_MAGIC + bytes([FORMAT_VERSION])
@@ -129,7 +130,7 @@ def open_header(
     end_of_blobs = pack_size - len(blob) - 4
     for i in range(count):
         cid, blob_len, plain_len = _ENTRY.unpack_from(header, 4 + i * PACK_HEADER_ENTRY_SIZE)
-        if blob_len < BLOB_OVERHEAD or plain_len > CHUNK_MAX:
+        if not (1 <= plain_len <= CHUNK_MAX and BLOB_MIN <= blob_len <= plain_len + BLOB_OVERHEAD):
             raise FormatError(f"pack header entry {i} has impossible sizes")
         entries.append(PackEntry(cid, offset, blob_len, plain_len))
         offset += blob_len

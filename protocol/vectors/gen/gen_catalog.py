@@ -198,6 +198,12 @@ def generate() -> dict[str, Any]:
         _sealed("chunk_plain_len_above_max", "a chunk reference above MAX",
                 _lines(SOURCE, {"t": "chunks", "c": [[0, 5, 141, 4194305, det("c").hex()]]}),
                 expect=fmt, flags=("Bounds",)),
+        _sealed("chunk_blob_len_41", "a chunk reference with blob length 41: no payload "
+                "seals to less than 42 bytes", _lines(SOURCE, {"t": "chunks",
+                "c": [[0, 5, 41, 1, det("c").hex()]]}), expect=fmt, flags=("Bounds",)),
+        _sealed("chunk_blob_len_above_plain_len_plus_41", "blob length 142 for 100 bytes of "
+                "plaintext: a stored payload seals to 141", _lines(SOURCE, {"t": "chunks",
+                "c": [[0, 5, 142, 100, det("c").hex()]]}), expect=fmt, flags=("Bounds",)),
         _sealed("chunk_id_upper_case", "a chunk id in upper-case hex",
                 _lines(SOURCE, {"t": "chunks", "c": [[0, 5, 141, 100, det("c").hex().upper()]]}),
                 expect=fmt, flags=("NonCanonical",)),

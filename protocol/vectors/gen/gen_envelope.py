@@ -120,6 +120,12 @@ def invalid_vectors() -> list[Vector]:
               ("Bounds",)),
         _blob("truncated_to_40_bytes", "shorter than nonce, encoding byte and tag (41): "
               "refused before any decryption", good[:40], text_id, n, fmt, ("Bounds",)),
+        _blob("truncated_to_41_bytes", "41 bytes: no payload seals to less than 42, so the "
+              "length check refuses it before any decryption", good[:41], text_id, n, fmt,
+              ("Bounds",)),
+        _blob("longer_than_plain_len_plus_41", "zeros appended up to plain_len + 42 bytes: no "
+              "payload of plain_len bytes seals to that, refused before any decryption",
+              good + bytes(n + 42 - len(good)), text_id, n, fmt, ("Bounds",)),
         _blob("empty_blob", "no bytes at all", b"", text_id, n, fmt, ("Bounds",)),
         _sealed("empty_payload", "a sealed empty payload (no encoding byte) is a 40-byte blob, "
                 "refused by the length check before decryption", b"", text_id, n, fmt,

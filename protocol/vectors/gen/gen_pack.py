@@ -140,8 +140,16 @@ def generate() -> dict[str, Any]:
                 ("Malformed",)),
         _vector("header_entry_blob_too_short", "an entry of 40 bytes, less than a sealed empty "
                 "payload", impossible(40, 1), fmt, ("Bounds",)),
+        _vector("header_entry_blob_41", "an entry of 41 bytes: no payload seals to less "
+                "than 42", impossible(41, 1), fmt, ("Bounds",)),
         _vector("header_entry_plain_above_max", "an entry claiming MAX + 1 plaintext bytes",
                 impossible(entries[2].blob_len, CHUNK_MAX + 1), fmt, ("Bounds",)),
+        _vector("header_entry_plain_len_zero", "an entry claiming no plaintext",
+                impossible(entries[2].blob_len, 0), fmt, ("Bounds",)),
+        _vector("header_entry_blob_above_plain_len_plus_41", "an entry whose blob is 42 bytes "
+                "longer than its plaintext (the blobs are intact): no payload of that plaintext "
+                "seals to it", impossible(entries[2].blob_len, entries[2].blob_len - 42), fmt,
+                ("Bounds",)),
         _vector("chunk_ciphertext_bit_flipped", "the header opens; the second chunk fails its "
                 "tag", flip_bit(pack, entries[1].offset + 30), auth, ("Tampered",)),
         _vector("blobs_swapped", "two blobs of equal length swapped; the header is intact and "
