@@ -80,6 +80,12 @@ class Chunker:
 def cut(data: Buffer) -> Iterator[memoryview]:
     """Every chunk of a whole in-memory stream (the reference the streaming Chunker matches)."""
     view = memoryview(data)
+    if view.nbytes <= CHUNK_MIN:
+        # FastCDC places no cut point before CHUNK_MIN bytes, so a stream this short is one
+        # chunk: said without building a chunker, which cost more than hashing a small file.
+        if view.nbytes:
+            yield view
+        return
     for c in _new_fastcdc().cut_buf(view):
         yield view[c.offset : c.offset + c.length]
 
