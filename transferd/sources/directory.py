@@ -111,16 +111,31 @@ class DirectorySource:
 
     async def items(self) -> AsyncIterator[Item]:
         walker = self._batches()
-        while True:
-            batch = await asyncio.to_thread(next, walker, None)
-            if batch is None:
-                return
-            for item in batch:
-                if isinstance(item, FailedItem):
-                    log.warning("skipping %s: %s", _show(item.path), item.message)
-                    self.failures.append(item)
-                    continue
-                yield item
+        ahead = asyncio.ensure_future(asyncio.to_thread(next, walker, None))
+        try:
+            while True:
+                batch = await ahead
+                if batch is None:
+                    return
+                # The next batch is listed and read while this one is consumed: with 20,000
+                # small files, listing and packing in turn left each waiting on the other.
+                ahead = asyncio.ensure_future(asyncio.to_thread(next, walker, None))
+                for item in self._usable(batch):
+                    yield item
+        finally:
+            if ahead.done():
+                if not ahead.cancelled():
+                    ahead.exception()  # retrieved: an early stop is not an unhandled error
+            else:
+                ahead.cancel()  # its thread finishes the batch it is reading; nobody reads it
+
+    def _usable(self, batch: list[Item | FailedItem]) -> Iterator[Item]:
+        for item in batch:
+            if isinstance(item, FailedItem):
+                log.warning("skipping %s: %s", _show(item.path), item.message)
+                self.failures.append(item)
+                continue
+            yield item
 
     async def close(self) -> None:
         pass
