@@ -143,6 +143,10 @@ class Pipeline:
         self._rng = rng
         self._local = _SealContext()
         self._executor = ThreadPoolExecutor(config.workers, thread_name_prefix="seal")
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="journal")
+        """The journal's writes, in order, off the event loop: each commit is an fsync, which
+        stalled every upload and the packer while it lasted (30 ms a commit on a busy disk)."""
+        self._flushing: asyncio.Future[None] | None = None
         self._builder = PackBuilder()
         self._placed: set[bytes] = set()
         """Chunks placed into a pack of this run that the journal does not hold yet."""
@@ -316,10 +320,12 @@ class Pipeline:
                 self.counters.entries += 1
             # "abort": the stream's chunks stay in packs (harmless); its entry is not recorded
             if len(self._entries) + len(self._touched) >= _ENTRY_FLUSH:
-                self._flush_entries()
+                await self._flush_entries()
         if len(self._builder):
             await self._ship(tg)
-        self._flush_entries()
+        await self._flush_entries()
+        if self._flushing is not None:
+            await self._flushing
 
     def _acknowledged(self, sealed: list[_Sealed]) -> set[bytes]:
         """Chunks sealed by a worker that the host acknowledged since the worker looked (an
@@ -352,8 +358,9 @@ class Pipeline:
     async def _upload(self, name: str, data: bytes, entries: list[PackEntry]) -> None:
         try:
             await self.store.put_object(self.job, name, data)
-            self.journal.record_pack(
-                name, len(data), [(e.chunk_id, e.offset, e.blob_len, e.plain_len) for e in entries]
+            chunks = [(e.chunk_id, e.offset, e.blob_len, e.plain_len) for e in entries]
+            await asyncio.wrap_future(
+                self._writer.submit(self.journal.record_pack, name, len(data), chunks)
             )
             for e in entries:
                 self._placed.discard(e.chunk_id)
@@ -362,13 +369,26 @@ class Pipeline:
         finally:
             self._slots.release()
 
-    def _flush_entries(self) -> None:
-        if self._entries:
-            self.journal.put_entries(self._entries, self.run_number)
-            self._entries = []
-        if self._touched:
-            self.journal.touch_entries(self._touched, self.run_number)
-            self._touched = []
+    async def _flush_entries(self) -> None:
+        """Hand the entries gathered so far to the journal's thread; at most one batch is
+        being written while the packer goes on."""
+        if not self._entries and not self._touched:
+            return
+        if self._flushing is not None:
+            await self._flushing
+        entries, touched = self._entries, self._touched
+        self._entries, self._touched = [], []
+        self._flushing = asyncio.wrap_future(
+            self._writer.submit(self._write_entries, entries, touched)
+        )
+
+    def _write_entries(
+        self, entries: list[tuple[Entry, list[bytes] | None]], touched: list[bytes]
+    ) -> None:
+        if entries:
+            self.journal.put_entries(entries, self.run_number)
+        if touched:
+            self.journal.touch_entries(touched, self.run_number)
 
     # --- control -------------------------------------------------------------------------------
 
@@ -383,7 +403,15 @@ class Pipeline:
         """Record in the journal the entries read so far (a stopping daemon calls it once the
         uploads in flight are done): a resume then skips them instead of reading them again.
         Safe at any await point: an entry is reused only once all its chunks are acknowledged."""
-        self._flush_entries()
+        entries, touched = self._entries, self._touched
+        self._entries, self._touched = [], []
+        try:
+            # behind any batch still being written, on the journal's thread, and waited for
+            written = self._writer.submit(self._write_entries, entries, touched)
+        except RuntimeError:  # the run is over and its writer shut down: write from here
+            self._write_entries(entries, touched)
+            return
+        written.result()
 
     def queue_depth(self) -> int:
         """Blocks read and waiting for the packer (the metrics show it)."""
@@ -400,6 +428,7 @@ class Pipeline:
             raise _first(group) from None
         finally:
             self._executor.shutdown(wait=True, cancel_futures=True)
+            self._writer.shutdown(wait=True)
 
 
 def _cut_and_hash(
