@@ -35,6 +35,7 @@ from transferd.core.constants import NONCE_SIZE, PACK_TARGET
 from transferd.core.jobkey import JobKey
 from transferd.core.packs import PackBuilder, PackEntry
 from transferd.errors import SourceError
+from transferd.jobs import tuning
 from transferd.jobs.journal import Entry, Journal
 from transferd.sources.base import InlineItem, MetaItem, Source, SourceChangedError, StreamItem
 from transferd.sources.directory import FailedItem
@@ -141,6 +142,7 @@ class Pipeline:
         self.counters = counters or Counters()
         self.failures: list[tuple[bytes, str]] = []
         self._rng = rng
+        tuning.tune_process()  # before the first worker thread exists
         self._local = _SealContext()
         self._executor = ThreadPoolExecutor(config.workers, thread_name_prefix="seal")
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="journal")
