@@ -72,8 +72,9 @@ class RequestInfo:
 request_info: contextvars.ContextVar[RequestInfo] = contextvars.ContextVar("request_info")
 
 
-async def read_body(request: web.Request, cap: int) -> bytes:
-    """The whole body, at most ``cap`` bytes, checked against the signed digest."""
+async def read_body(request: web.Request, cap: int, *, check_digest: bool = True) -> bytes:
+    """The whole body, at most ``cap`` bytes, checked against the signed digest unless the
+    caller has that checked elsewhere (``check_digest=False``)."""
     info = request_info.get()
     declared = request.content_length
     if declared is not None and declared > cap:
@@ -84,12 +85,13 @@ async def read_body(request: web.Request, cap: int) -> bytes:
             info.received += len(part)
             if info.received > cap:
                 raise ApiError(413, "too_large", f"body exceeds the {cap}-byte limit")
-            hasher.update(part)
+            if check_digest:
+                hasher.update(part)
             parts.append(part)
     except (ConnectionError, HttpProcessingError) as exc:
         # The client went away or the framing broke mid-body: nothing is stored.
         raise ApiError(400, "corrupt_body", f"the body ended early: {exc}") from None
-    if not digests_equal(hasher.hexdigest(), info.digest):
+    if check_digest and not digests_equal(hasher.hexdigest(), info.digest):
         raise ApiError(
             400,
             "corrupt_body",
