@@ -59,6 +59,7 @@ _LOST = (
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # a protocol state left behind by a connection cut mid-query
     ConnectionError,
     OSError,
 )
@@ -114,7 +115,9 @@ class CopyReader:
         self.snapshot_id = snapshot_id
         self.workers = max(1, workers)
         self.range_pages = max(1, range_pages)
-        self.buffer_bytes = buffer_bytes
+        self.buffer_bytes = max(1, buffer_bytes)
+        self.min_block = min(MIN_BLOCK, self.buffer_bytes)
+        """A range's COPY waits once its buffer is full: the consumer must take less than that."""
         self.window = 2 * self.workers
         self.fatal: SourceError | None = None
         self.retries = 0
@@ -157,7 +160,7 @@ class CopyReader:
                         raise rng.error
                     if self.fatal is not None:
                         raise self.fatal
-                    if rng.buffered >= MIN_BLOCK or (rng.done and rng.buffered):
+                    if rng.buffered >= self.min_block or (rng.done and rng.buffered):
                         yield self._take(rng)
                     elif rng.done:
                         break
@@ -241,15 +244,21 @@ class CopyReader:
                 if rng.cancelled:
                     self._retire(rng)
         except SourceError as e:  # fatal: no connection with the snapshot can be had
-            if self.fatal is None:
-                self.fatal = e
-            self._progress.set()
-            for ranges in self._started.values():
-                for r in ranges.values():
-                    r.changed.set()
+            self._die(e)
+        except Exception as e:  # a worker that died quietly would stall the run: make it fatal
+            log.exception("a table reader failed")
+            self._die(SourceError(f"reading tables failed: {type(e).__name__}: {e}"))
         finally:
             if conn is not None:
                 conn.terminate()
+
+    def _die(self, error: SourceError) -> None:
+        if self.fatal is None:
+            self.fatal = error
+        self._progress.set()
+        for ranges in self._started.values():
+            for r in ranges.values():
+                r.changed.set()
 
     async def _connect(self) -> asyncpg.Connection:
         conn = await self.info.connect(

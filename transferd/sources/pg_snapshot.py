@@ -15,8 +15,10 @@ the catalog and used again by restore and verify, and a table read twice gives t
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -193,6 +195,26 @@ async def _server_info(conn: asyncpg.Connection) -> ServerInfo:
         started=rfc3339(row["started"]),
         system_identifier=sysid,
     )
+
+
+@contextlib.asynccontextmanager
+async def locks_released(conn: asyncpg.Connection) -> AsyncIterator[None]:
+    """Run queries in a savepoint rolled back afterwards, which releases the locks they took.
+
+    The holder's transaction lasts the whole copy. Anything that opens a table in it (reading a
+    sequence, ``pg_table_size``) would keep an ACCESS SHARE lock on it until the end: an
+    ``ALTER TABLE`` or ``DROP`` would then wait for days, and every query on that table would
+    queue behind it. Rolling back to a savepoint releases what the savepoint took; the snapshot
+    is the transaction's and stays.
+    """
+    await conn.execute("SAVEPOINT transferd_locks")
+    try:
+        yield
+    finally:
+        if not conn.is_closed():
+            await conn.execute(
+                "ROLLBACK TO SAVEPOINT transferd_locks; RELEASE SAVEPOINT transferd_locks"
+            )
 
 
 def settings_text() -> str:

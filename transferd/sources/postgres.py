@@ -44,7 +44,12 @@ from transferd.sources import pg_conninfo, pg_listing
 from transferd.sources.base import InlineItem, Item
 from transferd.sources.pg_copy import BUFFER_BYTES, RANGE_PAGES, CopyReader
 from transferd.sources.pg_listing import Selection, Table
-from transferd.sources.pg_snapshot import SnapshotHolder, quote_literal
+from transferd.sources.pg_snapshot import (
+    SnapshotGoneError,
+    SnapshotHolder,
+    locks_released,
+    quote_literal,
+)
 from transferd.sources.pg_tools import pg_dump
 
 log = logging.getLogger(__name__)
@@ -109,7 +114,8 @@ class PostgresSource:
     async def _open(self) -> _Opened:
         holder = await SnapshotHolder.open(self.info, self.options.snapshot)
         try:
-            tables = await pg_listing.list_tables(holder.conn, self.options.selection)
+            async with locks_released(holder.conn):
+                tables = await pg_listing.list_tables(holder.conn, self.options.selection)
         except asyncpg.PostgresError as e:
             await holder.close()
             raise SourceError(f"cannot list the tables of {self.description}: {e}") from None
@@ -192,10 +198,11 @@ class PostgresSource:
 
     async def _sequences(self, o: _Opened, token: str) -> InlineItem:
         try:
-            seqs = await pg_listing.list_sequences(o.holder.conn, self.options.selection)
-            values = await pg_listing.sequence_values(o.holder.conn, seqs)
-        except asyncpg.PostgresError as e:
-            raise SourceError(f"cannot read the sequences of {self.description}: {e}") from None
+            async with locks_released(o.holder.conn):
+                seqs = await pg_listing.list_sequences(o.holder.conn, self.options.selection)
+                values = await pg_listing.sequence_values(o.holder.conn, seqs)
+        except _HOLDER_ERRORS as e:
+            raise _holder_error(o.holder, "the sequences", e) from None
         lines = [
             f"-- transferd: the values of {len(values)} sequences. Sequences are not "
             "transactional: these are their values when read, just after the snapshot.\n"
@@ -216,12 +223,13 @@ class PostgresSource:
             async for oids in pg_listing.large_object_oids(conn):
                 for start in range(0, len(oids), LO_BATCH):
                     batch = oids[start : start + LO_BATCH]
-                    rows = await conn.fetch(
-                        "SELECT m.oid, lo_get(m.oid, 0, $2) AS data "
-                        "FROM unnest($1::oid[]) AS m(oid) ORDER BY m.oid",
-                        batch,
-                        LO_INLINE + 1,
-                    )
+                    async with locks_released(conn):
+                        rows = await conn.fetch(
+                            "SELECT m.oid, lo_get(m.oid, 0, $2) AS data "
+                            "FROM unnest($1::oid[]) AS m(oid) ORDER BY m.oid",
+                            batch,
+                            LO_INLINE + 1,
+                        )
                     for row in rows:
                         oid, data = int(row["oid"]), bytes(row["data"])
                         self.large_objects += 1
@@ -234,8 +242,8 @@ class PostgresSource:
                             entry = Entry(path, "file", FILE_MODE, o.mtime_ns,
                                           fingerprint=fingerprint)  # fmt: skip
                             yield LargeObjectItem(conn, oid, entry)
-        except asyncpg.PostgresError as e:
-            raise SourceError(f"cannot read the large objects of {self.description}: {e}") from None
+        except _HOLDER_ERRORS as e:
+            raise _holder_error(o.holder, "the large objects", e) from None
 
 
 class TableItem:
@@ -301,10 +309,14 @@ class LargeObjectItem:
         offset = 0
         while True:
             try:
-                data = await self.conn.fetchval(
-                    "SELECT lo_get($1::oid, $2, $3)", self.oid, offset, LO_BLOCK
-                )
-            except asyncpg.PostgresError as e:
+                async with locks_released(self.conn):
+                    data = await self.conn.fetchval(
+                        "SELECT lo_get($1::oid, $2, $3)", self.oid, offset, LO_BLOCK
+                    )
+            except _HOLDER_ERRORS as e:
+                if self.conn.is_closed():
+                    raise SourceError(f"lost the connection reading large object {self.oid}: "
+                                      f"{e}") from None  # fmt: skip
                 raise SourceError(f"cannot read large object {self.oid}: {e}") from None
             if data:
                 yield bytes(data)
@@ -315,6 +327,16 @@ class LargeObjectItem:
     async def finish(self, size: int, blake3: str) -> Entry:
         e = self.entry
         return Entry(e.path, e.kind, e.mode, e.mtime_ns, size, None, blake3, None, e.fingerprint)
+
+
+_HOLDER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+
+
+def _holder_error(holder: SnapshotHolder, what: str, e: BaseException) -> SourceError:
+    """The snapshot's connection failed: when it is gone, so is the snapshot."""
+    if holder.conn.is_closed() or isinstance(e, asyncpg.PostgresConnectionError | OSError):
+        return SnapshotGoneError(holder.snapshot.id, f"lost its connection reading {what}: {e}")
+    return SourceError(f"cannot read {what}: {e}")
 
 
 def canonical_json(value: Any) -> str:
