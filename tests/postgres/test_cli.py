@@ -25,7 +25,9 @@ from tests.postgres.dbstate import measure
 REPO = Path(__file__).resolve().parents[2]
 
 
-def transferd(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def transferd(
+    *args: str | Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "transferd", *map(str, args)],
