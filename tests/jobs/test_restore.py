@@ -57,6 +57,22 @@ def test_round_trip_rebuilds_the_tree_byte_for_byte(
     assert leftovers(tmp_path / "out") == []
 
 
+def test_a_tree_without_content_stores_no_pack_and_no_object_list(
+    keys: Keys, tmp_path: Path
+) -> None:
+    """Directories and empty files only: no chunk, so no pack, and SPEC 11.2 lists no object-list
+    segment (a segment holds at least one pack, SPEC 9)."""
+    store = MemoryStore()
+    src = tmp_path / "src"
+    (src / "d" / "e").mkdir(parents=True)
+    (src / "d" / "empty").write_bytes(b"")
+    result = send_tree(store, src, keys, tmp_path / "state")
+    assert result.manifest.body.object_lists == ()
+    assert result.manifest.body.totals.objects == 0
+    run_restore(store, keys, tmp_path / "out")
+    assert snapshot(tmp_path / "out") == snapshot(src)
+
+
 def test_sparse_file_stays_sparse(store: Store, keys: Keys, tmp_path: Path) -> None:
     make_tree(tmp_path / "src")
     send_tree(store, tmp_path / "src", keys, tmp_path / "state")

@@ -191,6 +191,6 @@ async def _write_object_lists(
         if len(batch) == OBJECT_LIST_MAX_ENTRIES:
             refs.append(await _put(store, job, objectlist.encode_segment(batch)))
             batch = []
-    if batch or not refs:
+    if batch:  # a job with no pack has no object-list segment (SPEC 9, 11.2)
         refs.append(await _put(store, job, objectlist.encode_segment(batch)))
     return refs, Totals(objects=count, stored_bytes=total)
