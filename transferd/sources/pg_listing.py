@@ -49,6 +49,13 @@ class Selection:
             return self.large_objects
         return not (self.include_schema or self.include_table)
 
+    def options(self) -> list[str]:
+        """The selection as command-line options (pg_dump's, and --exclude-table-data)."""
+        return [
+            *self.pg_dump_args(),
+            *(f"--exclude-table-data={p}" for p in self.exclude_table_data),
+        ]
+
     def pg_dump_args(self) -> list[str]:
         args: list[str] = []
         for flag, patterns in (("--schema", self.include_schema),

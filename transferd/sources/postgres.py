@@ -30,6 +30,7 @@ import asyncio
 import datetime
 import json
 import logging
+import shlex
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -155,8 +156,8 @@ class PostgresSource:
             ident.update(o.holder.identity())
             ident["tables"] = len(o.tables)
             ident["large_objects"] = self.large_objects
-        args = self.options.selection.pg_dump_args()
-        ident["selection"] = " ".join(args)
+        # shell-quoted, so that verify --against can read the same selection back
+        ident["selection"] = shlex.join(self.options.selection.options())
         return ident
 
     async def size_hint(self) -> int | None:
