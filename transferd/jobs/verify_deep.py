@@ -49,6 +49,8 @@ class CatalogEntry:
     entry: Entry
     size: int | None = None
     blake3: str | None = None
+    end: dict[str, Any] | None = None
+    """A stream's end record, for kind-specific fields (a table's ``rows``)."""
 
 
 OnEntry = Callable[[CatalogEntry], None]
@@ -224,7 +226,7 @@ class DeepCheck:
         elif stream.damaged:
             self.report.count("streams_damaged")
         if self.on_entry is not None:
-            self.on_entry(CatalogEntry(stream.entry, end.size, end.blake3))
+            self.on_entry(CatalogEntry(stream.entry, end.size, end.blake3, end.record))
 
     # --- the end ---------------------------------------------------------------------------
 
