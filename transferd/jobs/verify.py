@@ -24,6 +24,8 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from transferd import __version__
 from transferd.core import objectlist
@@ -46,7 +48,11 @@ from transferd.jobs.verify_deep import DeepCheck
 from transferd.jobs.verify_manifests import Trusted, check_manifests, check_seen, utc
 from transferd.report.model import AGAINST_CHECKS, DEEP_CHECKS, OBJECT_CHECKS, Failure, Report
 from transferd.report.seal import fingerprint
+from transferd.sources.open import is_postgres
 from transferd.stores.base import ObjectNotFoundError, Store
+
+if TYPE_CHECKING:
+    from transferd.jobs.verify_pg import PgComparison
 
 LIST_BATCH = 1000
 OBJECT_LIST_MAX_SIZE = 9 + OBJECT_LIST_MAX_ENTRIES * OBJECT_LIST_ENTRY_SIZE
@@ -62,7 +68,9 @@ class VerifyOptions:
     """Needed by ``deep`` and ``against``: the catalog and chunks are encrypted."""
     deep: bool = False
     against: str | None = None
-    """A source directory to compare the copy with."""
+    """A source directory, or a PostgreSQL database (postgresql://…), to compare the copy with."""
+    against_password_file: Path | None = None
+    """The password of a PostgreSQL ``against`` (else the URL, PGPASSWORD or ~/.pgpass)."""
     clock: Callable[[], float] = time.time
     temp_dir: str | None = None
     throughput: Throughput | None = None
@@ -88,7 +96,9 @@ async def verify_copy(
         against=options.against,
     )
     workers = options.workers or default_workers()
-    comparison = SourceComparison(options.against, options.temp_dir) if options.against else None
+    comparison = _comparison(options)
+    if comparison is not None and not isinstance(comparison, SourceComparison):
+        report.against = comparison.description  # a URL without its password
     reader = ObjectReader(store, job, workers, options.throughput)
     inventory = Inventory(options.temp_dir)
     try:
@@ -140,6 +150,16 @@ def _read_rate(report: Report, reader: ObjectReader) -> None:
     )
 
 
+def _comparison(options: VerifyOptions) -> SourceComparison | PgComparison | None:
+    if options.against is None:
+        return None
+    if is_postgres(options.against):
+        from transferd.jobs.verify_pg import PgComparison  # asyncpg: only when needed
+
+        return PgComparison(options.against, password_file=options.against_password_file)
+    return SourceComparison(options.against, options.temp_dir)
+
+
 def _unwrap(trusted: Trusted, identity: RecipientIdentity | None) -> JobKey | None:
     """The job key of the newest trusted manifest; NotARecipientError (exit 12) is raised, not
     reported: a wrong identity says nothing about the copy."""
@@ -156,7 +176,7 @@ async def _with_key(
     report: Report,
     workers: int,
     deep: bool,
-    comparison: SourceComparison | None,
+    comparison: SourceComparison | PgComparison | None,
 ) -> None:
     newest = trusted.newest
     if newest is None or key is None:
