@@ -18,6 +18,7 @@ from typing import Any
 from transferd.cli.copyverify import run_copy_verify
 from transferd.cli.keyargs import load_identity, load_sender_key, parse_sender_arg
 from transferd.cli.output import Output, add_json_flag
+from transferd.cli.pgargs import add_password_file
 from transferd.cli.readprogress import show_progress
 from transferd.core.keys import SenderSecretKey
 from transferd.errors import (
@@ -37,6 +38,7 @@ from transferd.jobs.verify import VerifyOptions, verify_copy
 from transferd.report import html, seal
 from transferd.report.model import VERDICT_TEXT, Report
 from transferd.runtime import run as run_async
+from transferd.sources.open import is_postgres
 from transferd.stores.base import Store
 from transferd.stores.open import open_store
 from transferd.stores.retry import RetryingStore
@@ -108,8 +110,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--against",
         metavar="SOURCE",
         help="also compare the copy with the source directory SOURCE as it is now: entries, "
-        "kinds, modes, link targets, sizes and BLAKE3 of every file (needs --identity)",
+        "kinds, modes, link targets, sizes and BLAKE3 of every file; or with the database "
+        "postgresql://USER@HOST:PORT/DB: tables, row counts, BLAKE3 of every table's rows and "
+        "large objects (needs --identity)",
     )
+    add_password_file(p, "the --against database")
     p.add_argument(
         "--identity",
         type=Path,
@@ -145,6 +150,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     add_json_flag(p)
     p.set_defaults(run=run)
+
+
+def _against(spec: str | None) -> str | None:
+    if spec is None or is_postgres(spec):
+        return spec
+    return os.path.abspath(spec)
 
 
 def _open(args: argparse.Namespace, signer: SenderSecretKey | None, out: Output) -> Store:
@@ -186,7 +197,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
         workers=max(1, args.workers),
         identity=identity,
         deep=args.deep,
-        against=os.path.abspath(args.against) if args.against else None,
+        against=_against(args.against),
+        against_password_file=args.password_file,
         throughput=throughput,
     )
     interactive = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
