@@ -39,8 +39,9 @@ def transferd(
 def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     d = tmp_path_factory.mktemp("keys")
     owner = transferd("keygen", "--kind", "recipient", "-o", d / "owner.key").stdout.strip()
-    transferd("keygen", "--kind", "sender", "-o", d / "sender.key")
-    return {"owner": owner, "owner_key": str(d / "owner.key"), "sender_key": str(d / "sender.key")}
+    sender = transferd("keygen", "--kind", "sender", "-o", d / "sender.key").stdout.strip()
+    return {"owner": owner, "owner_key": str(d / "owner.key"), "sender_key": str(d / "sender.key"),
+            "sender": sender}  # fmt: skip
 
 
 @pytest.fixture
@@ -113,6 +114,22 @@ def test_copy_while_pgbench_writes_then_restore_and_verify(
         # sequences are not transactional (pg_dump reads them the same way): pgbench's tables
         # have none, and the others were not written meanwhile
         assert got.sequences == expected.sequences
+
+        verify = ["verify", "--store", str(tmp_path / "store"), "--job", "db", "--sender",
+                  keys["sender"], "--identity", keys["owner_key"], "--seen-state",
+                  str(tmp_path / "seen"), "--json", "--against"]  # fmt: skip
+        same = await asyncio.to_thread(transferd, *verify, cluster.url(empty_db))
+        assert same.returncode == 0, same.stdout + same.stderr
+        report = json.loads(same.stdout)
+        assert report["counts"]["source_tables"] == len(expected.tables)
+        assert report["source"]["snapshot"] == snapshot
+
+        moved_on = await asyncio.to_thread(transferd, *verify, cluster.url(source_db))
+        assert moved_on.returncode == 24, moved_on.stderr  # pgbench wrote after the snapshot
+        failures = json.loads(moved_on.stdout)["failures"]
+        differing = {f["message"].split(" ")[1] for f in failures if f["kind"] == "differs"}
+        assert "public.pgbench_history" in differing
+        assert not any("awkward" in f["message"] for f in failures)
 
     asyncio.run(run())
 
