@@ -455,10 +455,13 @@ def parse_object_list(data: bytes) -> list[tuple[str, int]]:
     (n,) = struct.unpack(">I", data[5:9])
     if not 1 <= n <= OBJECT_LIST_MAX or len(data) != 9 + 40 * n:
         fail("format failure", "object list length does not match its count")
-    return [
+    entries = [
         (data[i : i + 32].hex(), int.from_bytes(data[i + 32 : i + 40]))
         for i in range(9, len(data), 40)
     ]
+    if len({sha for sha, _ in entries}) != n:
+        fail("format failure", "object list names a pack twice")
+    return entries
 
 
 _MEMBERS = {

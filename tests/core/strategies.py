@@ -45,7 +45,13 @@ safe_paths = st.lists(_component, min_size=1, max_size=4).map(b"/".join)
 
 
 def object_refs(max_size: int = 8) -> st.SearchStrategy[list[ObjectRef]]:
-    return st.lists(st.builds(ObjectRef, digests, sizes), max_size=max_size)
+    """The packs of one object-list segment: at least one, each named once (SPEC 9)."""
+    return st.lists(
+        st.builds(ObjectRef, digests, sizes),
+        min_size=1,
+        max_size=max_size,
+        unique_by=lambda r: r.sha256,
+    )
 
 
 @st.composite

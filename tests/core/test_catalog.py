@@ -147,7 +147,8 @@ def test_malformed_segments_are_named(segment: bytes, error: type, message: str)
 def test_malformed_records_are_named(lines: bytes, message: str) -> None:
     with pytest.raises(FormatError, match=message):
         parse_records(lines, "segment")
-    assert parse_records(b"", "segment") == []
+    with pytest.raises(FormatError, match="segment holds no record"):
+        parse_records(b"", "segment")
 
 
 @pytest.mark.parametrize(
@@ -205,10 +206,9 @@ def test_chunks_records_hold_at_most_4096_references() -> None:
     split = list(chunk_records(refs))
     assert [len(r["c"]) for r in split] == [CATALOG_CHUNKS_PER_RECORD, 1]
     assert record_chunks(split[1]) == refs[:1]
-    with pytest.raises(FormatError, match="at most 4096 references"):
-        record_chunks({"t": "chunks", "c": [r.to_json() for r in refs]})
-    with pytest.raises(FormatError, match="at most 4096 references"):
-        record_chunks({"t": "chunks"})
+    for bad in ({"c": [r.to_json() for r in refs]}, {"c": []}, {}):
+        with pytest.raises(FormatError, match="a list of 1 to 4096 references"):
+            record_chunks({"t": "chunks", **bad})
 
 
 @FEW

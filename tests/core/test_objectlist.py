@@ -48,7 +48,13 @@ def test_a_flipped_bit_is_caught_by_the_name_and_structural_ones_by_the_parser(b
         (b"TDOL\x01\x00\x00", FormatError, "not a transferd object list \\(bad magic\\)"),
         (b"TDOX" + SEGMENT[4:], FormatError, "bad magic"),
         (SEGMENT[:4] + b"\x02" + SEGMENT[5:], UnsupportedVersionError, "version 2 in object list"),
-        (SEGMENT[:5] + struct.pack(">I", 65537), FormatError, "claims 65537 entries, above"),
+        (SEGMENT[:5] + struct.pack(">I", 65537), FormatError, "claims 65537 entries, not 1 to"),
+        (SEGMENT[:5] + struct.pack(">I", 0), FormatError, "claims 0 entries, not 1 to 65536"),
+        (
+            SEGMENT[:5] + struct.pack(">I", 4) + SEGMENT[9:] + SEGMENT[9:49],
+            FormatError,
+            "names a pack twice",
+        ),
         (SEGMENT[:-1], FormatError, "length does not match its entry count"),
         (SEGMENT + bytes(40), FormatError, "length does not match its entry count"),
     ],
@@ -59,10 +65,14 @@ def test_malformed_segments_are_named(data: bytes, error: type[Exception], messa
     assert error in (FormatError, UnsupportedVersionError)
 
 
-def test_a_segment_holds_at_most_65536_entries() -> None:
-    refs = [ObjectRef(bytes(32), 0)] * (OBJECT_LIST_MAX_ENTRIES + 1)
-    with pytest.raises(ValueError, match="too many entries"):
+def test_a_segment_holds_1_to_65536_packs_each_once() -> None:
+    refs = [ObjectRef(i.to_bytes(32, "big"), 0) for i in range(OBJECT_LIST_MAX_ENTRIES + 1)]
+    with pytest.raises(ValueError, match="holds 1 to 65536 packs, not 65537"):
         encode_segment(refs)
+    with pytest.raises(ValueError, match="holds 1 to 65536 packs, not 0"):
+        encode_segment([])
+    with pytest.raises(ValueError, match="names a pack twice"):
+        encode_segment(refs[:1] * 2)
     assert [len(s) for s in segments(refs)] == [OBJECT_LIST_MAX_ENTRIES, 1]
     assert list(segments([])) == []
 

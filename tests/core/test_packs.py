@@ -119,15 +119,15 @@ def test_prefix_checks() -> None:
     ("tail", "size", "message"),
     [
         (b"\x00\x00", 100, "pack is truncated: no header length"),
-        (struct.pack(">I", 43), 100, "pack header length 43 is out of bounds"),
+        (struct.pack(">I", 83), 100, "pack header length 83 is out of bounds"),
         (struct.pack(">I", MAX_HEADER_BLOB + 1), 10**9, f"length {MAX_HEADER_BLOB + 1} is out"),
-        (struct.pack(">I", 44), 52, "header longer than the pack"),
+        (struct.pack(">I", 84), 92, "header longer than the pack"),
     ],
 )
 def test_header_length_bounds(tail: bytes, size: int, message: str) -> None:
     with pytest.raises(FormatError, match=message):
         header_length(tail, size)
-    assert header_length(struct.pack(">I", 44), 53) == 44
+    assert header_length(struct.pack(">I", 84), 93) == 84
 
 
 def _sealed_header(header: bytes) -> bytes:
@@ -141,8 +141,9 @@ def _sealed_header(header: bytes) -> bytes:
     ("header", "size", "message"),
     [
         (b"\x00\x00", 0, "pack header is truncated"),
-        (struct.pack(">I", 2) + bytes(40), 0, "does not match its entry count"),
-        (struct.pack(">I", PACK_MAX_CHUNKS + 1), 0, "does not match its entry count"),
+        (struct.pack(">I", 2) + bytes(40), 0, "header of 44 bytes lists 2 entries"),
+        (struct.pack(">I", PACK_MAX_CHUNKS + 1), 0, "header of 4 bytes lists 16385 entries"),
+        (struct.pack(">I", 0), 0, "header of 4 bytes lists 0 entries"),
         (encode_header([PackEntry(bytes(32), 5, 41, 1)]), 0, "entry 0 has impossible sizes"),
         (encode_header([PackEntry(bytes(32), 5, 42, CHUNK_MAX + 1)]), 0, "impossible sizes"),
         (encode_header([PackEntry(bytes(32), 5, 42, 0)]), 0, "impossible sizes"),
@@ -161,11 +162,14 @@ def test_a_header_sealed_with_another_key_fails() -> None:
         parse_pack(JOB_KEY.chunk_key, PACK)
 
 
-def test_an_empty_pack_parses_to_no_entries() -> None:
-    """The sender never writes one (SPEC 8); the reader's check that every byte is accounted for
-    holds for it all the same."""
-    pack = PackBuilder().finish(JOB_KEY.pack_header_key, fixed("h", 24))
-    assert parse_pack(JOB_KEY.pack_header_key, pack) == []
+def test_a_pack_holds_at_least_one_chunk() -> None:
+    """SPEC 8: a sender MUST NOT write an empty pack, and a reader refuses one by its trailer."""
+    with pytest.raises(ValueError, match="a pack holds at least one chunk"):
+        PackBuilder().finish(JOB_KEY.pack_header_key, fixed("h", 24))
+    empty = b"TDPK\x01" + (header := _sealed_header(struct.pack(">I", 0))) + struct.pack(">I", 44)
+    assert len(header) == 44
+    with pytest.raises(FormatError, match="pack header length 44 is out of bounds"):
+        parse_pack(JOB_KEY.pack_header_key, empty)
 
 
 def test_size_limit_and_names() -> None:

@@ -85,9 +85,10 @@ async def forge(
         records.append({"t": "end", "size": size, "blake3": lie or hasher.hexdigest()})
     if totals:
         records.append({"t": "totals"})
-    pack_data = pack.finish(key.pack_header_key, os.urandom(24))
-    pack_ref = await _put(store, job, pack_data)
-    list_ref = await _put(store, job, objectlist.encode_segment([pack_ref]))
+    pack_refs = []  # a pack holds at least one chunk, and a job without one has no object list
+    if len(pack):
+        pack_refs.append(await _put(store, job, pack.finish(key.pack_header_key, os.urandom(24))))
+    list_refs = [await _put(store, job, objectlist.encode_segment(pack_refs))] if pack_refs else []
     writer = catalog.CatalogWriter()
     segments = [full for r in records if (full := writer.add(r)) is not None]
     last = writer.finish()
@@ -106,9 +107,9 @@ async def forge(
         sender=sender.public().to_text(),
         recipients=(jobkey.wrap(key, recipient.public(), os.urandom(32)),),
         key_check=key.key_check,
-        object_lists=(list_ref,),
+        object_lists=tuple(list_refs),
         catalog=tuple(catalog_refs),
-        totals=Totals(1, pack_ref.size),
+        totals=Totals(len(pack_refs), sum(r.size for r in pack_refs)),
     )
     await store.put_manifest(job, 1, manifest.sign(body, sender))
     return key

@@ -134,8 +134,8 @@ def chunk_records(refs: list[ChunkRef]) -> Iterator[dict[str, Any]]:
 
 def record_chunks(record: dict[str, Any]) -> list[ChunkRef]:
     refs = record.get("c")
-    if not isinstance(refs, list) or len(refs) > CATALOG_CHUNKS_PER_RECORD:
-        raise FormatError("chunks record must hold a list of at most 4096 references")
+    if not isinstance(refs, list) or not 1 <= len(refs) <= CATALOG_CHUNKS_PER_RECORD:
+        raise FormatError("chunks record must hold a list of 1 to 4096 references")
     return [ChunkRef.from_json(r) for r in refs]
 
 
@@ -177,7 +177,9 @@ def open_segment(catalog_key: bytes, index: int, data: bytes | memoryview) -> li
 
 
 def parse_records(records: bytes, what: str) -> list[dict[str, Any]]:
-    if records and not records.endswith(b"\n"):
+    if not records:
+        raise FormatError(f"{what} holds no record")
+    if not records.endswith(b"\n"):
         raise FormatError(f"{what} does not end with a newline")
     out: list[dict[str, Any]] = []
     for n, line in enumerate(records.split(b"\n")[:-1]):

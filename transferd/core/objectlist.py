@@ -54,8 +54,10 @@ class ObjectRef:
 
 
 def encode_segment(refs: list[ObjectRef]) -> bytes:
-    if len(refs) > OBJECT_LIST_MAX_ENTRIES:
-        raise ValueError("too many entries for one object-list segment")
+    if not 1 <= len(refs) <= OBJECT_LIST_MAX_ENTRIES:
+        raise ValueError(f"an object-list segment holds 1 to 65536 packs, not {len(refs)}")
+    if len({r.sha256 for r in refs}) != len(refs):
+        raise ValueError("an object-list segment names a pack twice")
     return b"".join(
         [_PREFIX, struct.pack(">I", len(refs)), *(_ENTRY.pack(r.sha256, r.size) for r in refs)]
     )
@@ -67,11 +69,14 @@ def decode_segment(data: bytes | memoryview) -> list[ObjectRef]:
     if data[4] != FORMAT_VERSION:
         raise UnsupportedVersionError(data[4], "object list")
     (count,) = struct.unpack(">I", bytes(data[5:9]))
-    if count > OBJECT_LIST_MAX_ENTRIES:
-        raise FormatError(f"object list claims {count} entries, above the limit")
+    if not 1 <= count <= OBJECT_LIST_MAX_ENTRIES:
+        raise FormatError(f"object list claims {count} entries, not 1 to {OBJECT_LIST_MAX_ENTRIES}")
     if len(data) != 9 + count * OBJECT_LIST_ENTRY_SIZE:
         raise FormatError("object list length does not match its entry count")
-    return [ObjectRef(d, s) for d, s in _ENTRY.iter_unpack(bytes(data[9:]))]
+    refs = [ObjectRef(d, s) for d, s in _ENTRY.iter_unpack(bytes(data[9:]))]
+    if len({r.sha256 for r in refs}) != count:
+        raise FormatError("object list names a pack twice")
+    return refs
 
 
 def segments(refs: list[ObjectRef]) -> Iterator[list[ObjectRef]]:

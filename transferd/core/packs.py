@@ -38,6 +38,7 @@ PACK_PREFIX_SIZE = len(PACK_PREFIX)
 _TRAILER = struct.Struct(">I")
 _ENTRY = struct.Struct(f">{CHUNK_ID_SIZE}sII")
 _HEADER_AD = AD_PACK_HEADER + bytes([FORMAT_VERSION])
+MIN_HEADER_BLOB = NONCE_SIZE + 4 + PACK_HEADER_ENTRY_SIZE + TAG_SIZE
 MAX_HEADER_BLOB = NONCE_SIZE + 4 + PACK_MAX_CHUNKS * PACK_HEADER_ENTRY_SIZE + TAG_SIZE
 
 
@@ -75,6 +76,8 @@ class PackBuilder:
 
     def finish(self, pack_header_key: bytes, nonce: bytes) -> bytes:
         """The whole pack: prefix, blobs, sealed header, header length."""
+        if not self.entries:
+            raise ValueError("a pack holds at least one chunk (SPEC 8)")
         header = encode_header(self.entries)
         sealed = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
             header, _HEADER_AD, nonce, pack_header_key
@@ -102,7 +105,7 @@ def header_length(tail: bytes | memoryview, pack_size: int) -> int:
     if len(tail) < 4:
         raise FormatError("pack is truncated: no header length")
     length: int = _TRAILER.unpack(bytes(tail[-4:]))[0]
-    if length < NONCE_SIZE + TAG_SIZE + 4 or length > MAX_HEADER_BLOB:
+    if not MIN_HEADER_BLOB <= length <= MAX_HEADER_BLOB:
         raise FormatError(f"pack header length {length} is out of bounds")
     if PACK_PREFIX_SIZE + length + 4 > pack_size:
         raise FormatError("pack is truncated: header longer than the pack")
@@ -123,8 +126,8 @@ def open_header(
     if len(header) < 4:
         raise FormatError("pack header is truncated")
     (count,) = struct.unpack(">I", header[:4])
-    if count > PACK_MAX_CHUNKS or len(header) != 4 + count * PACK_HEADER_ENTRY_SIZE:
-        raise FormatError("pack header length does not match its entry count")
+    if not 1 <= count <= PACK_MAX_CHUNKS or len(header) != 4 + count * PACK_HEADER_ENTRY_SIZE:
+        raise FormatError(f"pack header of {len(header)} bytes lists {count} entries")
     entries: list[PackEntry] = []
     offset = PACK_PREFIX_SIZE
     end_of_blobs = pack_size - len(blob) - 4

@@ -213,6 +213,10 @@ def generate() -> dict[str, Any]:
         _sealed("chunk_negative_offset", "a chunk reference with offset -1",
                 _lines(SOURCE, {"t": "chunks", "c": [[0, -1, 141, 100, det("c").hex()]]}),
                 expect=fmt, flags=("Bounds",)),
+        _sealed("chunks_empty", "a chunks record with no reference",
+                _lines(SOURCE, {"t": "chunks", "c": []}), expect=fmt, flags=("Bounds",)),
+        _sealed("no_records", "a segment of no record at all (an empty frame)", b"",
+                expect=fmt, flags=("Bounds",)),
         _sealed("chunks_not_a_list", "a chunks record whose c is an object",
                 _lines(SOURCE, {"t": "chunks", "c": {}}), expect=fmt, flags=("Malformed",)),
     ]  # fmt: skip

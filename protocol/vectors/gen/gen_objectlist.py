@@ -45,6 +45,12 @@ def generate() -> dict[str, Any]:
                 good[:5] + struct.pack(">I", 2) + good[9:], fmt, ("Bounds",)),
         _vector("partial_entry", "the last entry cut short by one byte", good[:-1], fmt,
                 ("Bounds",)),
+        _vector("empty_segment", "a count of 0 and no entry: a segment lists at least one pack "
+                "(a job with no pack has no segment)", good[:5] + struct.pack(">I", 0), fmt,
+                ("Bounds",)),
+        _vector("pack_listed_twice", "the first pack listed again as a fourth entry",
+                good[:5] + struct.pack(">I", 4) + good[9:] + good[9 : 9 + 40], fmt,
+                ("Malformed",)),
         _vector("count_above_limit", "the count says 65537 (the limit is 65536)",
                 good[:5] + struct.pack(">I", 65537), fmt, ("Bounds",)),
         _vector("digest_bit_flipped", "one bit of a pack's SHA-256 flipped, under the list's "

@@ -126,6 +126,9 @@ def generate() -> dict[str, Any]:
                 flip_bit(pack, header_at + 30), auth, ("Tampered",)),
         _vector("header_nonce_bit_flipped", "one bit of the header's nonce flipped",
                 flip_bit(pack, header_at), auth, ("Tampered",)),
+        _vector("header_of_no_entries", "no blob, and an honestly sealed header of 0 entries "
+                "(44 bytes): a pack holds at least one chunk, so the trailer is below 84",
+                _assemble([], _sealed_header(struct.pack(">I", 0))), fmt, ("Bounds",)),
         _vector("trailing_byte", "one byte appended after the trailer", pack + b"\x00", fmt,
                 ("Malformed",)),
         _vector("header_omits_last_blob", "an honestly sealed header listing two of three "
