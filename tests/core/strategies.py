@@ -54,11 +54,17 @@ def object_refs(max_size: int = 8) -> st.SearchStrategy[list[ObjectRef]]:
     )
 
 
+def _public(secret: bytes) -> bytes:
+    return RecipientIdentity(secret).public().key
+
+
 @st.composite
 def manifest_bodies(draw: st.DrawFn) -> ManifestBody:
     sequence = draw(st.integers(min_value=1, max_value=2**40))
     previous = None if sequence == 1 else draw(digests).hex()
-    recipients = draw(st.lists(keys32, min_size=1, max_size=3))
+    recipients = draw(  # one stanza per recipient (SPEC 5); clamping maps secrets together
+        st.lists(keys32, min_size=1, max_size=3, unique_by=_public)
+    )
     refs = st.builds(ObjectRef, digests, sizes)
     return ManifestBody(
         job=draw(st.from_regex(r"[a-z0-9][a-z0-9._-]{0,63}", fullmatch=True)),

@@ -109,6 +109,8 @@ J = _body().to_json()
         (J | {"key_check": base64.b64encode(bytes(15)).decode()}, "key_check must be 16 bytes"),
         (J | {"catalog": {}}, "manifest catalog must be a list"),
         (J | {"recipients": []}, "manifest has no recipients"),
+        (J | {"recipients": J["recipients"] * 2}, "two stanzas for one recipient"),
+        (J | {"catalog": []}, "manifest names no catalog segment"),
         (J | {"totals": {"objects": 1}}, "totals must be"),
         (J | {"totals": {"objects": -1, "stored_bytes": 0}}, "totals must be"),
         (J | {"totals": []}, "totals must be"),
@@ -178,6 +180,10 @@ def test_history_is_a_chain() -> None:
                    SENDER.public())  # fmt: skip
     with pytest.raises(RollbackError, match="belongs to another job than 1"):
         check_succession(first, other)
+    rekeyed = verify(sign(_body(sequence=2, previous=first.digest, key_check=bytes(16)), SENDER),
+                     SENDER.public())  # fmt: skip
+    with pytest.raises(RollbackError, match="has another key_check than manifest 1"):
+        check_succession(first, rekeyed)
     with pytest.raises(RollbackError, match="is at manifest 1 but manifest 2 was seen before"):
         check_not_rolled_back(first, 2)
 

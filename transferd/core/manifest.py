@@ -127,6 +127,8 @@ class ManifestBody:
                 raise FormatError(f"manifest {name} must be a list")
         if not value["recipients"]:
             raise FormatError("manifest has no recipients")
+        if not value["catalog"]:
+            raise FormatError("manifest names no catalog segment")
         totals = value["totals"]
         if (
             not isinstance(totals, dict)
@@ -144,6 +146,10 @@ class ManifestBody:
             raise FormatError(f"manifest sender: {e.message}") from None
         if not isinstance(sender, SenderPublicKey):
             raise FormatError("manifest sender must be a sender public key (tds1…)")
+        recipients = tuple(Stanza.from_json(s) for s in value["recipients"])
+        named = [s.recipient.key for s in recipients]
+        if len(set(named)) != len(named):
+            raise FormatError("manifest has two stanzas for one recipient")
         return cls(
             job=check_job_name(value["job"]),
             job_id=job_id,
@@ -151,7 +157,7 @@ class ManifestBody:
             created=created,
             previous=prev,
             sender=value["sender"],
-            recipients=tuple(Stanza.from_json(s) for s in value["recipients"]),
+            recipients=recipients,
             key_check=key_check,
             object_lists=tuple(
                 ObjectRef.from_json(r, "object list") for r in value["object_lists"]
@@ -243,6 +249,11 @@ def check_succession(previous: SignedManifest | None, current: SignedManifest) -
     if body.job_id != previous.body.job_id:
         raise RollbackError(
             f"manifest {body.sequence} belongs to another job than {previous.body.sequence}"
+        )
+    if body.key_check != previous.body.key_check:  # K_job never changes within a job (SPEC 14)
+        raise RollbackError(
+            f"manifest {body.sequence} of job {body.job} has another key_check than manifest "
+            f"{previous.body.sequence}: another job key"
         )
     if body.sequence != previous.body.sequence + 1 or body.previous != previous.digest:
         raise RollbackError(

@@ -14,6 +14,7 @@ from common import (
     IDENTITY_B,
     JOB_ID,
     JOB_KEY,
+    OTHER_JOB_KEY,
     SENDER,
     SENDER_OTHER,
     Vector,
@@ -33,7 +34,8 @@ FIRST_LINE = "transferd-manifest v1\n"
 
 
 def body(sequence: int = 1, previous: str | None = None, sender: SenderSecretKey = SENDER,
-         recipients: tuple[str, ...] = ("A",), job_id: str = JOB_ID) -> ManifestBody:  # fmt: skip
+         recipients: tuple[str, ...] = ("A",), job_id: str = JOB_ID,
+         key_check: bytes = JOB_KEY.key_check) -> ManifestBody:  # fmt: skip
     identities = {"A": IDENTITY_A, "B": IDENTITY_B}
     stanzas = tuple(
         wrap(JOB_KEY, identities[r].public(), det(f"manifest ephemeral {sequence} {r}"))
@@ -47,7 +49,7 @@ def body(sequence: int = 1, previous: str | None = None, sender: SenderSecretKey
         previous=previous,
         sender=sender.public().to_text(),
         recipients=stanzas,
-        key_check=JOB_KEY.key_check,
+        key_check=key_check,
         object_lists=(ObjectRef(det("manifest object list 0"), 9 + 3 * 40),),
         catalog=(ObjectRef(det("manifest catalog 0"), 2_345), ObjectRef(det("catalog 1"), 77)),
         totals=Totals(objects=3, stored_bytes=33_558_658),
@@ -190,6 +192,12 @@ def generate() -> dict[str, Any]:
         _malformed("sender_is_recipient_key", "the sender field holds a recipient key",
                    j | {"sender": IDENTITY_A.public().to_text()}),
         _malformed("no_recipients", "an empty recipients list", j | {"recipients": []}),
+        _malformed("recipient_twice", "two stanzas for recipient A (each wraps K_job with its "
+                   "own ephemeral key)", j | {"recipients": [*j["recipients"],
+                   wrap(JOB_KEY, IDENTITY_A.public(), det("manifest ephemeral A again"))
+                   .to_json()]}),
+        _malformed("no_catalog_segment", "an empty catalog list: every version has a catalog, "
+                   "at least its source and totals", j | {"catalog": []}, ("Bounds",)),
         _malformed("key_check_15_bytes", "key_check of 15 bytes",
                    j | {"key_check": base64.b64encode(JOB_KEY.key_check[:15]).decode()},
                    ("Bounds",)),
@@ -210,6 +218,10 @@ def generate() -> dict[str, Any]:
         _vector("chain_other_job_id", "manifest 2 of another job id, linked to manifest 1",
                 sign(body(2, digest(first), job_id="ff" * 16), SENDER).decode(), "rollback",
                 ("Rollback",), history=[first]),
+        _vector("chain_other_key_check", "manifest 2, linked to manifest 1, with the key_check "
+                "of another job key: K_job never changes within a job",
+                sign(body(2, digest(first), key_check=OTHER_JOB_KEY.key_check), SENDER).decode(),
+                "rollback", ("Rollback",), history=[first]),
         _vector("chain_first_not_sequence_1", "manifest 2 offered with no history",
                 second, "rollback", ("Rollback",), history=[]),
     ]  # fmt: skip
