@@ -466,7 +466,8 @@ def parse_object_list(data: bytes) -> list[tuple[str, int]]:
 
 _MEMBERS = {
     "dir": {"path", "mode", "mtime_ns"}, "symlink": {"path", "target", "mtime_ns"},
-    "file": {"path", "mode", "mtime_ns"}, "table": {"schema", "name"}, "chunks": {"c"},
+    "file": {"path", "mode", "mtime_ns"}, "chunks": {"c"},
+    "table": {"path", "schema", "name", "format", "encoding", "columns"},
     "end": {"size", "blake3"},
     "totals": {"files", "dirs", "symlinks", "tables", "rows", "chunks", "bytes"},
 }  # fmt: skip
@@ -506,9 +507,17 @@ def check_record(r: Any, what: str) -> dict[str, Any]:
         fail("format failure", f"{what} has a member of the wrong type")
     if r["t"] == "end" and not is_hex(r["blake3"], 64):
         fail("format failure", f"{what}: blake3 is not 64 hex digits")
-    if r["t"] == "table" and not all(isinstance(r[k], str) for k in ("schema", "name")):
-        fail("format failure", f"{what}: schema and name must be strings")
-    if r["t"] in ("dir", "file", "symlink"):
+    if r["t"] == "table" and not all(
+        isinstance(r[k], str) for k in ("schema", "name", "format", "encoding")
+    ):
+        fail("format failure", f"{what}: schema, name, format and encoding must be strings")
+    if r["t"] == "table" and not (
+        isinstance(r["columns"], list)
+        and all(isinstance(c, list) and len(c) == 2 and all(isinstance(x, str) for x in c)
+                for c in r["columns"])
+    ):  # fmt: skip
+        fail("format failure", f"{what}: columns must be [name, type] pairs of strings")
+    if r["t"] in ("dir", "file", "symlink", "table"):
         safe_path(r)
     if r["t"] == "symlink":
         name(r, "target")
