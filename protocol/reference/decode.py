@@ -213,6 +213,7 @@ def canonical_loads(raw: bytes, what: str) -> Any:
             object_pairs_hook=_pairs,
             parse_float=_no_float,
             parse_constant=_no_float,
+            parse_int=_int64,
         )
     except (UnicodeDecodeError, ValueError) as e:
         fail("format failure", f"{what} is not JSON: {e}")
@@ -227,6 +228,12 @@ def canonical_loads(raw: bytes, what: str) -> Any:
 
 def _no_float(text: str) -> NoReturn:
     raise ValueError(f"non-integer number {text}")
+
+
+def _int64(text: str) -> int:
+    if not -(2**63) <= int(text) < 2**63:
+        raise ValueError(f"integer {text} is beyond int64")
+    return int(text)
 
 
 def b64(value: Any, size: int | None, what: str) -> bytes:

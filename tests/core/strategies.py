@@ -36,6 +36,9 @@ keys32 = st.binary(min_size=32, max_size=32)
 nonces = st.binary(min_size=24, max_size=24)
 digests = st.binary(min_size=32, max_size=32)
 sizes = st.integers(min_value=0, max_value=2**64 - 1)
+"""A u64 of the binary format (object-list entries)."""
+json_sizes = st.integers(min_value=0, max_value=2**63 - 1)
+"""A size in canonical JSON (manifest, catalog), whose integers are within int64 (SPEC 1)."""
 
 # A path component: any bytes but "/" and NUL, never "." or "..".
 _component = st.binary(min_size=1, max_size=12).filter(
@@ -65,7 +68,7 @@ def manifest_bodies(draw: st.DrawFn) -> ManifestBody:
     recipients = draw(  # one stanza per recipient (SPEC 5); clamping maps secrets together
         st.lists(keys32, min_size=1, max_size=3, unique_by=_public)
     )
-    refs = st.builds(ObjectRef, digests, sizes)
+    refs = st.builds(ObjectRef, digests, json_sizes)
     return ManifestBody(
         job=draw(st.from_regex(r"[a-z0-9][a-z0-9._-]{0,63}", fullmatch=True)),
         job_id=draw(st.binary(min_size=16, max_size=16)).hex(),
@@ -82,7 +85,7 @@ def manifest_bodies(draw: st.DrawFn) -> ManifestBody:
         key_check=JOB_KEY.key_check,
         object_lists=tuple(draw(st.lists(refs, max_size=3))),
         catalog=tuple(draw(st.lists(refs, min_size=1, max_size=3))),
-        totals=Totals(draw(sizes), draw(sizes)),
+        totals=Totals(draw(json_sizes), draw(json_sizes)),
     )
 
 
@@ -107,7 +110,7 @@ def records() -> st.SearchStrategy[list[dict[str, Any]]]:
         st.builds(lambda p, g, t: {"t": "symlink", **name_fields("path", p),
                                    **name_fields("target", g), "mtime_ns": t},
                   safe_paths, st.binary(min_size=1, max_size=20), times),
-        st.builds(lambda s, h: {"t": "end", "size": s, "blake3": h.hex()}, sizes, digests),
+        st.builds(lambda s, h: {"t": "end", "size": s, "blake3": h.hex()}, json_sizes, digests),
     )  # fmt: skip
     return st.lists(entry, max_size=20).map(
         lambda rs: [{"t": "source", "kind": "directory", "root": "/r"}, *rs]

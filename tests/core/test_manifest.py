@@ -199,7 +199,7 @@ def test_names_and_job_names() -> None:
 # --- canonical JSON ---------------------------------------------------------------------------
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(),
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
     max_leaves=20,
 )
@@ -228,6 +228,9 @@ def test_canonical_json_round_trips(value: Any) -> None:
         (b'{"\\udfff":1}', "holds an unpaired surrogate"),
         ('"\u00e9"'.encode(), "is not valid canonical JSON"),
         (b"[1,", "is not valid canonical JSON"),
+        (b"9223372036854775808", "integer 9223372036854775808 is beyond int64"),
+        (b'{"a":[-9223372036854775809]}', "integer -9223372036854775809 is beyond int64"),
+        (b"1" * 5000, "is not valid canonical JSON"),
     ],
 )
 def test_non_canonical_json_is_refused(raw: bytes, message: str) -> None:
@@ -242,4 +245,14 @@ def test_paired_surrogates_are_text() -> None:
 def test_floats_are_never_written() -> None:
     for value in (1.0, [1.0], {"a": {"b": 0.5}}, (2.0,)):
         with pytest.raises(TypeError, match="integers only"):
+            canonical.dumps(value)
+
+
+def test_integers_are_within_int64() -> None:
+    assert canonical.loads(b"[-9223372036854775808,9223372036854775807]", "v") == [
+        -(2**63),
+        2**63 - 1,
+    ]
+    for value in (2**63, [-(2**63) - 1], {"a": {"b": 2**64}}):
+        with pytest.raises(ValueError, match="within int64"):
             canonical.dumps(value)

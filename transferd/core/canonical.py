@@ -1,8 +1,8 @@
 """Canonical JSON: the one byte form of a JSON value that signatures and vectors rely on.
 
-Keys sorted, no whitespace, ASCII only (non-ASCII escaped), integers only. Decoders re-encode and
-compare, so two encodings of one value can never both verify (no malleability), and refuse
-duplicate keys, which parsers disagree on.
+Keys sorted, no whitespace, ASCII only (non-ASCII escaped), integers only, each within int64
+(SPEC 1). Decoders re-encode and compare, so two encodings of one value can never both verify (no
+malleability), and refuse duplicate keys, which parsers disagree on.
 """
 
 from __future__ import annotations
@@ -12,15 +12,18 @@ from typing import Any
 
 from transferd.errors import FormatError
 
+INT_MIN = -(2**63)
+INT_MAX = 2**63 - 1
+
 
 def dumps(value: object, *, checked: bool = True) -> bytes:
-    """The canonical bytes of ``value``; floats are refused.
+    """The canonical bytes of ``value``; floats and integers beyond int64 are refused.
 
-    ``checked=False`` skips the walk that refuses floats, for values built by our own code from
+    ``checked=False`` skips the walk that refuses them, for values built by our own code from
     integers and strings only (catalog records: the walk cost more than the encoding).
     """
     if checked:
-        _refuse_floats(value)
+        _check_numbers(value)
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
@@ -29,7 +32,11 @@ def loads(data: bytes, what: str) -> Any:
     try:
         text = data.decode("ascii")
         value = json.loads(
-            text, object_pairs_hook=_no_duplicates, parse_float=_no_float, parse_constant=_no_float
+            text,
+            object_pairs_hook=_no_duplicates,
+            parse_float=_no_float,
+            parse_constant=_no_float,
+            parse_int=_int64,
         )
     except (UnicodeDecodeError, ValueError) as e:
         raise FormatError(f"{what} is not valid canonical JSON: {e}") from None
@@ -56,12 +63,21 @@ def _no_float(text: str) -> float:
     raise ValueError(f"non-integer number {text}")
 
 
-def _refuse_floats(value: object) -> None:
+def _int64(text: str) -> int:
+    value = int(text)
+    if not INT_MIN <= value <= INT_MAX:
+        raise ValueError(f"integer {text} is beyond int64")
+    return value
+
+
+def _check_numbers(value: object) -> None:
     if isinstance(value, float):
         raise TypeError("canonical JSON holds integers only")
+    if isinstance(value, int) and not INT_MIN <= value <= INT_MAX:
+        raise ValueError(f"canonical JSON integers are within int64, not {value}")
     if isinstance(value, dict):
         for v in value.values():
-            _refuse_floats(v)
+            _check_numbers(v)
     elif isinstance(value, list | tuple):
         for v in value:
-            _refuse_floats(v)
+            _check_numbers(v)

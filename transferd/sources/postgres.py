@@ -175,7 +175,16 @@ class PostgresSource:
     # --- items ----------------------------------------------------------------------------------
 
     async def items(self) -> AsyncIterator[Item]:
+        """Everything to copy, once per source. When the items end, early or not, the table
+        readers stop; the snapshot stays held until ``close()``, for a later run to adopt."""
         o = await self.open()
+        try:
+            async for item in self._items(o):
+                yield item
+        finally:
+            await o.reader.close()
+
+    async def _items(self, o: _Opened) -> AsyncIterator[Item]:
         token = o.holder.snapshot.token
         sel = self.options.selection
         for section in ("pre-data", "post-data"):

@@ -37,7 +37,8 @@ FLAGS = {
     "Mistyped": "a key text with a character changed or dropped",
     "WrongKind": "a valid key of another kind than the one expected",
     "Case": "a key text in the wrong letter case",
-    "Boundary": "an input length at a boundary of BLAKE3 or FastCDC",
+    "Boundary": "an input length or a value at a boundary: of BLAKE3's blocks and chunks, of "
+    "FastCDC's sizes, or of a range the format allows",
     "Streaming": "the input is fed in the given pieces; the result must equal the whole input's",
     "NameMismatch": "the object's bytes do not hash to the name (SHA-256) it is stored under",
     "Unicode": "a name that is not valid UTF-8, carried as base64",

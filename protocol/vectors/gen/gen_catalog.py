@@ -34,7 +34,8 @@ def _b64(data: bytes) -> str:
 
 
 def _lines(*records: dict[str, Any]) -> bytes:
-    return b"".join(canonical.dumps(r) + b"\n" for r in records)
+    """Canonical JSON lines, unchecked: some vectors hold integers beyond what a writer may."""
+    return b"".join(canonical.dumps(r, checked=False) + b"\n" for r in records)
 
 
 def _dir(path: str, **extra: Any) -> dict[str, Any]:
@@ -114,6 +115,14 @@ def generate() -> dict[str, Any]:
                 flags=("Unicode",), paths=[p.hex() for p in TREE_PATHS]),
         _sealed("index_7", "the eighth segment of a catalog: its index is in the AD",
                 _lines(_dir("a"), _dir("a/b")), 7, paths=[b"a".hex(), b"a/b".hex()]),
+        _sealed("mtime_int64_bounds", "modification times -2^63 and 2^63 - 1, the bounds of "
+                "canonical JSON integers (only mtime_ns may be negative)",
+                _lines(SOURCE, _dir("old", mtime_ns=-(2**63)), _dir("new", mtime_ns=2**63 - 1)),
+                flags=("Boundary",), paths=[b"old".hex(), b"new".hex()]),
+        _sealed("mtime_above_int64", "a modification time of 2^63",
+                _lines(SOURCE, _dir("x", mtime_ns=2**63)), expect=fmt, flags=("Bounds",)),
+        _sealed("mtime_below_int64", "a modification time of -2^63 - 1",
+                _lines(SOURCE, _dir("x", mtime_ns=-(2**63) - 1)), expect=fmt, flags=("Bounds",)),
         _raw("opened_at_wrong_index", "segment 0 presented as segment 1", good, 1, auth,
              ("Tampered",)),
         _raw("ciphertext_bit_flipped", "one bit of the sealed records flipped",

@@ -113,6 +113,9 @@ def generate() -> dict[str, Any]:
                "new stanzas", body(2, digest(first), recipients=("B", "A")), history=[first]),
         _valid("newest_seen_equal", "a reader that has seen sequence 2 accepts sequence 2",
                second_body, newest_seen=2),
+        _valid("int64_max", "totals.stored_bytes 2^63 - 1, the largest integer of canonical "
+               "JSON", replace(body(), totals=Totals(objects=3, stored_bytes=2**63 - 1)),
+               history=[]),
         # --- signature ---
         _vector("body_digit_changed", "one digit of totals.stored_bytes changed: still a valid "
                 "body, no longer the signed one", first.replace("33558658", "33558659"),
@@ -206,6 +209,16 @@ def generate() -> dict[str, Any]:
                    ("NonCanonical",)),
         _malformed("totals_negative", "totals.objects -1",
                    j | {"totals": {"objects": -1, "stored_bytes": 0}}, ("Bounds",)),
+        _vector("integer_above_int64", "totals.stored_bytes 2^63 (signed as is): canonical JSON "
+                "integers are within int64", sign_text(j, line=body_line.replace(
+                b'"stored_bytes":33558658', b'"stored_bytes":9223372036854775808')), fmt,
+                ("Bounds",)),
+        _vector("integer_below_int64", "totals.stored_bytes -2^63 - 1 (signed as is): refused "
+                "as beyond int64 before its sign is looked at", sign_text(j, line=body_line.replace(
+                b'"stored_bytes":33558658', b'"stored_bytes":-9223372036854775809')), fmt,
+                ("Bounds",)),
+        _malformed("catalog_size_negative", "a catalog segment of size -1",
+                   j | {"catalog": [{"sha256": catalog_hex, "size": -1}]}, ("Bounds",)),
         # --- rollback ---
         _vector("rollback_below_newest_seen", "manifest 2 offered to a reader that has seen 3",
                 second, "rollback", ("Rollback",), newest_seen=3),
