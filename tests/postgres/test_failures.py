@@ -22,7 +22,7 @@ from tests.postgres.cluster import Cluster
 from tests.postgres.dbstate import measure
 from tests.postgres.roundtrip import restore_db, send_db
 from transferd.core.keys import RecipientIdentity, SenderSecretKey
-from transferd.errors import SourceError
+from transferd.errors import IntegrityError, SourceError
 from transferd.sources.base import Item
 from transferd.sources.pg_copy import TableGoneError
 from transferd.sources.pg_snapshot import SnapshotGoneError
@@ -86,6 +86,8 @@ def test_a_table_dropped_after_the_snapshot_fails_alone_and_the_next_run_complet
     assert "was dropped, renamed or rewritten" in failures[b"tables/public/pgbench_tellers"]
     assert "pg_dump failed" in failures[b"ddl/pre-data.sql"]  # pg_dump cannot lock it either
     assert b"tables/public/pgbench_accounts" not in failures
+    with pytest.raises(IntegrityError, match=r"has no ddl/pre-data\.sql"):  # a copy, no schema
+        restore_db(store, cluster.url(empty_db), sender, owner)
 
     result, _ = asyncio.run(send_db(store, cluster.url(source_db), sender, owner,
                                     tmp_path / "state"))  # fmt: skip

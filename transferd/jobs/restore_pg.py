@@ -155,6 +155,7 @@ class _Restorer:
         self.progress = progress
         self.loads: _Loads | None = None
         self.post_data: IO[bytes] | None = None
+        self.pre_data = False
 
     async def run(self) -> None:
         stream: _Stream | None = None
@@ -201,6 +202,14 @@ class _Restorer:
 
     async def _begin(self, entry: Entry) -> _Stream:
         path = entry.path
+        if path == b"ddl/pre-data.sql":
+            self.pre_data = True
+        elif not self.pre_data and path != b"ddl/post-data.sql":
+            raise IntegrityError(
+                f"the copy of job {self.reader.job} has no ddl/pre-data.sql: the send that made "
+                "it could not dump the schema",
+                hint="see that send's failures, fix them and send again",
+            )
         if entry.kind == "table":
             assert self.loads is not None  # noqa: S101 - created at the first entry
             return await self.loads.begin(entry, self.progress)
