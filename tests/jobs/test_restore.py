@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 from pathlib import Path
 
 import pytest
 
-from tests.jobs.conftest import Keys, send_tree
+from tests.jobs.conftest import Keys, local_store, send_tree
 from tests.jobs.forge import Chunked, File, forge, path_fields
 from tests.jobs.treeutil import NON_UTF8, MiB, allocated, make_tree, snapshot
+from transferd.core.keys import render_key_file
 from transferd.errors import (
     AuthenticationError,
     ConfigError,
@@ -25,6 +27,7 @@ from transferd.stores.base import Store
 from transferd.stores.memory import MemoryStore
 
 JOB = "tree"
+REFERENCE = Path(__file__).resolve().parents[2] / "protocol" / "reference" / "decode.py"
 
 
 def run_restore(store: Store, keys: Keys, out: Path, **kwargs: object) -> RestoreResult:
@@ -70,6 +73,27 @@ def test_a_tree_without_content_stores_no_pack_and_no_object_list(
     assert result.manifest.body.object_lists == ()
     assert result.manifest.body.totals.objects == 0
     run_restore(store, keys, tmp_path / "out")
+    assert snapshot(tmp_path / "out") == snapshot(src)
+
+
+def test_the_reference_decoder_restores_what_send_wrote(keys: Keys, tmp_path: Path) -> None:
+    """protocol/reference/decode.py, written from SPEC alone, reads a real send's copy: what
+    publish writes is the format the specification describes."""
+    spec = importlib.util.spec_from_file_location("reference_decode", REFERENCE)
+    assert spec is not None
+    assert spec.loader is not None
+    decoder = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(decoder)
+    src = tmp_path / "src"
+    (src / "d" / "e").mkdir(parents=True)
+    (src / "d" / "rows.csv").write_bytes(b"id;amount\n" + b"1;20\n" * 50_000)
+    (src / "empty").write_bytes(b"")
+    (src / os.fsdecode(NON_UTF8)).write_bytes(b"latin-1 name")
+    os.symlink("d/rows.csv", src / "latest")
+    send_tree(local_store(tmp_path / "store"), src, keys, tmp_path / "state")
+    identity = render_key_file(keys.owner, "2026-11-22T21:00:00Z")
+    decoder.restore(tmp_path / "store", JOB, identity, tmp_path / "out",
+                    keys.sender.public().to_text())  # fmt: skip
     assert snapshot(tmp_path / "out") == snapshot(src)
 
 

@@ -135,7 +135,7 @@ async def _write_catalog(
 ) -> list[ObjectRef]:
     writer = catalog.CatalogWriter()
     refs: list[ObjectRef] = []
-    files = streams = plain_bytes = chunks = entries = tables = rows = 0
+    counts = dict.fromkeys(("files", "dirs", "symlinks", "tables", "rows", "chunks", "bytes"), 0)
 
     async def add(record: dict[str, Any]) -> None:
         full = writer.add(record)
@@ -149,24 +149,15 @@ async def _write_catalog(
 
     await add({"t": "source", **source_identity})
     for entry, chunk_refs in journal.entries_of_run(run):
-        entries += 1
-        if entry.kind == "file":
-            files += 1
-        elif entry.kind == "table":
-            tables += 1
-        if entry.kind in STREAM_KINDS:
-            streams += 1
-            plain_bytes += entry.size or 0
+        counts[entry.kind + "s"] += 1  # SPEC 10.2: files, dirs, symlinks, tables
         for record in entry_records(entry, chunk_refs):
             if record["t"] == "chunks":
-                chunks += len(record["c"])
+                counts["chunks"] += len(record["c"])
             elif record["t"] == "end":
-                rows += record.get("rows", 0)
+                counts["rows"] += record.get("rows", 0)
+                counts["bytes"] += record["size"]
             await add(record)
-    await add(
-        {"t": "totals", "entries": entries, "files": files, "streams": streams,
-         "tables": tables, "rows": rows, "bytes": plain_bytes, "chunks": chunks}
-    )  # fmt: skip
+    await add({"t": "totals", **counts})
     last = writer.finish()
     if last is not None:
         index, data = last
