@@ -499,19 +499,36 @@ def safe_path(record: dict[str, Any]) -> bytes:
     return path
 
 
-def check_record(r: Any, what: str) -> dict[str, Any]:
-    """One record's type and exact members (names in either form), paths and chunk references."""
+_SOURCE_KINDS = ("directory", "postgresql", "azure-blob")
+_AZURE_FILE = {"etag", "content_md5", "md5_checked"}  # and, when they apply, the two below
+_AZURE_FILE_OPTIONAL = {"version_id", "blob_name"}
+
+
+def check_record(r: Any, what: str, source_kind: str | None = None) -> dict[str, Any]:
+    """One record's type and exact members (names in either form), their types and ranges, paths
+    and chunk references (SPEC 10.2, 10.3). ``source_kind``: the catalog's source kind."""
     if not isinstance(r, dict) or r.get("t") not in (*_MEMBERS, "source"):
         fail("format failure", f"{what} has no known type")
     if r["t"] == "source":
+        if r.get("kind") not in _SOURCE_KINDS or not all(
+            isinstance(v, str | int) and not isinstance(v, bool) for v in r.values()
+        ):
+            fail("format failure", f"{what}: a source of unknown kind or with a non-scalar member")
         return r
     members = {m.removesuffix("_b64") if m in ("path_b64", "target_b64") else m for m in r}
     expected = _MEMBERS[r["t"]] | ({"rows"} & members if r["t"] == "end" else set())
+    azure = r["t"] == "file" and source_kind == "azure-blob"
+    if azure:
+        expected = expected | _AZURE_FILE | (_AZURE_FILE_OPTIONAL & members)
     if members - {"t"} != expected or len(members) != len(r):
         fail("format failure", f"{what} has other members than a {r['t']} record")
-    numbers = [r[k] for k in ("mode", "size", "rows") if k in r]
-    if not all(is_int(n) for n in numbers) or not isinstance(r.get("mtime_ns", 0), int):
-        fail("format failure", f"{what} has a member of the wrong type")
+    counts = [r[k] for k in ("mode", "size", "rows") if k in r]
+    if r["t"] == "totals":
+        counts = [r[k] for k in _MEMBERS["totals"]]
+    if not all(is_int(n) for n in counts) or r.get("mode", 0) > 0o7777:
+        fail("format failure", f"{what} has a count or mode out of its range")
+    if not isinstance(r.get("mtime_ns", 0), int) or isinstance(r.get("mtime_ns"), bool):
+        fail("format failure", f"{what}: mtime_ns is not an integer")
     if r["t"] == "end" and not is_hex(r["blake3"], 64):
         fail("format failure", f"{what}: blake3 is not 64 hex digits")
     if r["t"] == "table" and not all(
@@ -525,9 +542,16 @@ def check_record(r: Any, what: str) -> dict[str, Any]:
     ):  # fmt: skip
         fail("format failure", f"{what}: columns must be [name, type] pairs of strings")
     if r["t"] in ("dir", "file", "symlink", "table"):
-        safe_path(r)
-    if r["t"] == "symlink":
-        name(r, "target")
+        path = safe_path(r)
+    if r["t"] == "symlink" and (not name(r, "target") or b"\0" in name(r, "target")):
+        fail("format failure", f"{what}: a symlink target is not empty and holds no NUL")
+    if azure:
+        if not (all(isinstance(r.get(k, ""), str) for k in ("etag", "version_id", "blob_name"))
+                and isinstance(r["md5_checked"], bool)):  # fmt: skip
+            fail("format failure", f"{what}: a blob member of the wrong type")
+        b64(r["content_md5"], 16, "content_md5")
+        if ("blob_name" in r) != (path.split(b"/")[0] == b".transferd-blob-names"):
+            fail("format failure", f"{what}: blob_name comes exactly with a mapped path")
     if r["t"] == "chunks":
         c = r["c"]
         if not isinstance(c, list) or not 1 <= len(c) <= CHUNK_REFS_MAX:
@@ -538,6 +562,64 @@ def check_record(r: Any, what: str) -> dict[str, Any]:
                     and is_hex(ref[4], 64)):  # fmt: skip
                 fail("format failure", f"{what}: bad chunk reference {ref!r}")
     return r
+
+
+class CatalogWalk:
+    """The records of a whole catalog, fed in order: each checked on its own, then its place
+    (SPEC 10.4), the streams' sizes, paths named once, and the totals (SPEC 13.3, 13.5)."""
+
+    def __init__(self) -> None:
+        self.kind: str | None = None  # the source's, once read
+        self.stream: dict[str, Any] | None = None  # the head of the open stream
+        self.size = 0
+        self.totals: dict[str, Any] | None = None
+        self.paths: set[bytes] = set()
+        self.counts = dict.fromkeys(_MEMBERS["totals"], 0)
+
+    def feed(self, r: Any, what: str) -> dict[str, Any]:
+        check_record(r, what, self.kind)
+        t = r["t"]
+        if self.totals is not None:
+            fail("format failure", f"{what} comes after the totals")
+        if self.kind is None:
+            if t != "source":
+                fail("format failure", "the catalog does not start with a source record")
+            self.kind = r["kind"]
+        elif t == "source":
+            fail("format failure", f"{what} is a second source record")
+        elif t in ("chunks", "end") and self.stream is None:
+            fail("format failure", f"{what}: a {t} record outside a stream")
+        elif t not in ("chunks", "end") and self.stream is not None:
+            fail("integrity failure", f"{what}: a stream ends without its end record")
+        elif t == "chunks":
+            self.size += sum(ref[3] for ref in r["c"])
+            self.counts["chunks"] += len(r["c"])
+        elif t == "end":
+            assert self.stream is not None  # noqa: S101 - checked above
+            if ("rows" in r) != (self.stream["t"] == "table"):
+                fail("format failure", f"{what}: rows belong to, and only to, a table's end")
+            if r["size"] != self.size:
+                fail("integrity failure", f"{what}: the size is not the sum of the chunks")
+            self.counts["rows"] += r.get("rows", 0)
+            self.counts["bytes"] += r["size"]
+            self.stream = None
+        elif t == "totals":
+            if {k: r[k] for k in self.counts} != self.counts:
+                fail("integrity failure", f"totals {r} do not match the records {self.counts}")
+            self.totals = r
+        else:
+            path = safe_path(r)
+            if path in self.paths:
+                fail("format failure", f"two records name {path!r}")
+            self.paths.add(path)
+            self.counts[t + "s"] += 1
+            if t in ("file", "table"):
+                self.stream, self.size = r, 0
+        return r
+
+    def finish(self) -> None:
+        if self.stream is not None or self.totals is None:
+            fail("integrity failure", "the catalog ends inside a stream or without totals")
 
 
 def open_catalog(k_catalog: bytes, index: int, data: bytes) -> list[dict[str, Any]]:
@@ -555,10 +637,11 @@ def open_catalog(k_catalog: bytes, index: int, data: bytes) -> list[dict[str, An
     if not records.endswith(b"\n"):
         fail("format failure", f"catalog segment {index} does not end with a newline")
     lines = records.split(b"\n")[:-1]
-    return [
-        check_record(canonical_loads(ln, f"record {n}"), f"record {n}")
-        for n, ln in enumerate(lines)
-    ]
+    records_ = [canonical_loads(ln, f"record {n}") for n, ln in enumerate(lines)]
+    for n, r in enumerate(records_):
+        if not isinstance(r, dict) or r.get("t") not in (*_MEMBERS, "source"):
+            fail("format failure", f"record {n} has no known type")
+    return records_
 
 
 # --- restore (SPEC 10.4, 13.5) -----------------------------------------------------------------
@@ -606,39 +689,16 @@ class Restorer:
         self.store, self.keys, self.packs, self.out = store, keys, packs, out
         self.pack: tuple[int, bytes] | None = None
         self.stream: Any = None  # (fd, hasher state: plaintext chunks' ids are checked as read)
-        self.seen: set[bytes] = set()
         self.later: list[dict[str, Any]] = []
-        self.counts = {
-            "files": 0,
-            "dirs": 0,
-            "symlinks": 0,
-            "tables": 0,
-            "rows": 0,
-            "chunks": 0,
-            "bytes": 0,
-        }
 
     def run(self, catalog: list[tuple[str, int]]) -> None:
-        records = (
-            r
-            for i, ref in enumerate(catalog)
-            for r in open_catalog(self.keys["catalog"], i, self.store.get(*ref))
-        )
-        first = next(records, None)
-        if first is None or first["t"] != "source":
-            fail("format failure", "the catalog does not start with a source record")
-        last = None
-        for record in records:
-            if last is not None:
-                fail("format failure", "a record after totals")
-            if record["t"] == "totals":
-                last = record
-            else:
-                self.entry(record)
-        if self.stream is not None or last is None:
-            fail("integrity failure", "the catalog ends inside a stream or without totals")
-        if {k: last[k] for k in self.counts} != self.counts:
-            fail("integrity failure", f"totals {last} do not match the records {self.counts}")
+        walk = CatalogWalk()
+        for i, ref in enumerate(catalog):
+            for n, record in enumerate(open_catalog(self.keys["catalog"], i, self.store.get(*ref))):
+                walk.feed(record, f"segment {i} record {n}")  # checked before anything is written
+                if record["t"] not in ("source", "totals"):
+                    self.entry(record)
+        walk.finish()
         for record in sorted(self.later, key=lambda r: -len(safe_path(r))):
             path = os.path.join(bytes(self.out), safe_path(record))
             if record["t"] == "symlink":
@@ -648,27 +708,16 @@ class Restorer:
             os.utime(path, ns=(record["mtime_ns"],) * 2, follow_symlinks=False)
 
     def target(self, path: bytes) -> bytes:
-        if path in self.seen:
-            fail("format failure", f"two records name {path!r}")
-        self.seen.add(path)
         return os.path.join(bytes(self.out), path)
 
     def entry(self, r: dict[str, Any]) -> None:
         t = r["t"]
-        if t in ("chunks", "end") and self.stream is None:
-            fail("format failure", f"a {t} record outside a stream")
-        if t not in ("chunks", "end") and self.stream is not None:
-            fail("integrity failure", "a stream ends without its end record")
         if t == "dir":
-            self.counts["dirs"] += 1
             os.makedirs(self.target(safe_path(r)), exist_ok=True)
             self.later.append(r)
         elif t == "symlink":
-            self.counts["symlinks"] += 1
-            self.target(safe_path(r))
             self.later.append(r)
         elif t in ("file", "table"):
-            self.counts[t + "s"] += 1
             if t == "file":
                 path = self.target(safe_path(r))
             else:
@@ -681,7 +730,6 @@ class Restorer:
             for p, off, blob_len, plain_len, cid in r["c"]:
                 self.stream[3].append(self.chunk(p, off, blob_len, plain_len, bytes.fromhex(cid)))
                 os.write(self.stream[2], self.stream[3][-1])
-                self.counts["chunks"] += 1
         else:
             self.end(r)
 
@@ -698,10 +746,6 @@ class Restorer:
         content = b"".join(chunks)
         if r["size"] != len(content) or r["blake3"] != blake3(content).hex():
             fail("integrity failure", f"stream {path!r} does not match its end record")
-        if ("rows" in r) != (start["t"] == "table"):
-            fail("format failure", "rows belong to, and only to, the end of a table")
-        self.counts["rows"] += r.get("rows", 0)
-        self.counts["bytes"] += len(content)
         if start["t"] == "file":
             os.chmod(path, start["mode"] & 0o777)
             os.utime(path, ns=(start["mtime_ns"],) * 2)

@@ -109,7 +109,8 @@ def records() -> st.SearchStrategy[list[dict[str, Any]]]:
                   safe_paths, modes, times),
         st.builds(lambda p, g, t: {"t": "symlink", **name_fields("path", p),
                                    **name_fields("target", g), "mtime_ns": t},
-                  safe_paths, st.binary(min_size=1, max_size=20), times),
+                  safe_paths, st.binary(min_size=1, max_size=20).filter(lambda b: 0 not in b),
+                  times),
         st.builds(lambda s, h: {"t": "end", "size": s, "blake3": h.hex()}, json_sizes, digests),
     )  # fmt: skip
     return st.lists(entry, max_size=20).map(

@@ -121,8 +121,23 @@ def catalog_vector(v: dict[str, Any]) -> None:
     _name_check(segment, v["sha256"])
     keys = ref.subkeys(bytes.fromhex(v["job_key"]))
     records = ref.open_catalog(keys["catalog"], v["index"], segment)
+    kind = None
+    for n, record in enumerate(records):  # each on its own; catalog_stream.json has their order
+        ref.check_record(record, f"record {n}", kind)
+        kind = record["kind"] if record["t"] == "source" else kind
     assert records == [json.loads(line) for line in v["records"].splitlines()]
-    paths = [ref.safe_path(r).hex() for r in records if r["t"] in ("dir", "file", "symlink")]
+    heads = ("dir", "file", "symlink", "table")
+    assert [ref.safe_path(r).hex() for r in records if r["t"] in heads] == v["paths"]
+
+
+def catalog_stream_vector(v: dict[str, Any]) -> None:
+    walk, paths = ref.CatalogWalk(), []
+    for i, text in enumerate(v["segments"]):
+        for n, line in enumerate(text.encode("ascii").split(b"\n")[:-1]):
+            record = walk.feed(ref.canonical_loads(line, f"record {n}"), f"segment {i} record {n}")
+            if record["t"] in ("dir", "file", "symlink", "table"):
+                paths.append(ref.safe_path(record).hex())
+    walk.finish()
     assert paths == v["paths"]
 
 
@@ -144,6 +159,7 @@ APPLY = {
     "envelope": envelope_vector,
     "object_list": object_list_vector,
     "catalog": catalog_vector,
+    "catalog_stream": catalog_stream_vector,
     "manifest": manifest_vector,
 }
 

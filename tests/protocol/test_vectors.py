@@ -31,7 +31,17 @@ from tests.protocol.vectorfiles import (
     data,
     vector_files,
 )
-from transferd.core import catalog, chunking, envelope, jobkey, keys, manifest, objectlist, packs
+from transferd.core import (
+    catalog,
+    catalog_stream,
+    chunking,
+    envelope,
+    jobkey,
+    keys,
+    manifest,
+    objectlist,
+    packs,
+)
 from transferd.errors import IntegrityError
 
 FILES = vector_files()
@@ -164,15 +174,25 @@ def apply_catalog(v: dict[str, Any]) -> None:
         nonce, records = bytes.fromhex(v["nonce"]), v["records"].encode("ascii")
         assert catalog.seal_segment(job_key.catalog_key, v["index"], records, nonce) == segment
     opened = catalog.open_segment(job_key.catalog_key, v["index"], segment)
-    paths = []
-    for record in opened:
-        if record["t"] in ("dir", "file", "symlink"):
-            paths.append(catalog.safe_path(record).hex())
-        if record["t"] == "symlink":
-            catalog.name_from(record, "target")
-        if record["t"] == "chunks":
-            catalog.record_chunks(record)
+    paths, source_kind = [], None
+    for record in opened:  # each record on its own; catalog_stream.json checks their order
+        checked = catalog_stream.check_record(record, source_kind)
+        if record["t"] == "source":
+            source_kind = record["kind"]
+        if isinstance(checked, catalog_stream.Head):
+            paths.append(checked.path.hex())
     assert opened == [json.loads(line) for line in v["records"].splitlines()]
+    assert paths == v["paths"]
+
+
+def apply_catalog_stream(v: dict[str, Any]) -> None:
+    checker, paths = catalog_stream.CatalogChecker(), []
+    for n, text in enumerate(v["segments"]):
+        for record in catalog.parse_records(text.encode("ascii"), f"segment {n}"):
+            checked = checker.feed(record)
+            if isinstance(checked, catalog_stream.Head):
+                paths.append(checked.path.hex())
+    checker.finish()
     assert paths == v["paths"]
 
 
@@ -268,6 +288,7 @@ APPLY: dict[str, Callable[[dict[str, Any]], None]] = {
     "pack": apply_pack,
     "object_list": apply_object_list,
     "catalog": apply_catalog,
+    "catalog_stream": apply_catalog_stream,
     "manifest": apply_manifest,
     "copy": apply_copy,
 }

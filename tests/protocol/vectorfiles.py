@@ -57,6 +57,7 @@ AREAS: dict[str, tuple[set[str], set[str]]] = {
     "pack": ({"job_key", "pack", "sha256"}, {"header_nonce", "entries", "plaintexts"}),
     "object_list": ({"segment", "sha256"}, {"entries"}),
     "catalog": ({"job_key", "index", "segment", "sha256"}, {"nonce", "records", "paths"}),
+    "catalog_stream": ({"segments"}, {"paths"}),
     "manifest": (
         {"manifest", "sha256", "expected_sender"},
         {"body", "sender_secret", "history", "newest_seen"},
@@ -74,6 +75,7 @@ VALID_NEEDS: dict[str, set[str]] = {
     "pack": {"entries", "plaintexts", "header_nonce"},
     "object_list": {"entries"},
     "catalog": {"records", "paths"},
+    "catalog_stream": {"paths"},
     "manifest": {"body", "sender_secret"},
 }
 """Fields without which a valid vector would check nothing beyond "it did not fail"."""

@@ -6,7 +6,9 @@ both directions. The sending, storing, verifying and restoring code composes the
 
 Modules: ``constants`` (every size the spec names), ``bech32`` and ``keys`` (key text forms),
 ``jobkey`` (job key, subkeys, recipient stanzas), ``chunking`` (FastCDC cut points, chunk ids),
-``envelope`` (seal and open one chunk), ``packs`` (chunks grouped into stored objects),
-``objectlist`` (the public list of packs), ``catalog`` (the encrypted list of what was copied),
-``manifest`` (the signed root of a job version).
+``envelope`` (seal and open one chunk), ``zstdframe`` (the one zstd frame of a compressed body),
+``packs`` (chunks grouped into stored objects), ``objectlist`` (the public list of packs),
+``catalog`` (the encrypted list of what was copied, its segments and records),
+``catalog_stream`` (a whole catalog checked: members, order, streams, totals), ``manifest`` (the
+signed root of a job version).
 """

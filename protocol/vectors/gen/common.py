@@ -40,6 +40,7 @@ FLAGS = {
     "Boundary": "an input length or a value at a boundary: of BLAKE3's blocks and chunks, of "
     "FastCDC's sizes, or of a range the format allows",
     "Streaming": "the input is fed in the given pieces; the result must equal the whole input's",
+    "Truncated": "records stop, or another begins, before a stream's end record or the totals",
     "NameMismatch": "the object's bytes do not hash to the name (SHA-256) it is stored under",
     "Unicode": "a name that is not valid UTF-8, carried as base64",
 }

@@ -56,6 +56,22 @@ TREE = (
      "chunks": 2, "bytes": 1124},
 )  # fmt: skip
 TREE_PATHS = [b"donn\xe9es", NON_UTF8, b"vide.txt", b"dernier"]
+AZURE = {"t": "source", "kind": "azure-blob", "account": "hdh", "container": "exports",
+         "prefix": "2026/"}  # fmt: skip
+MAPPED = ".transferd-blob-names/" + hashlib.sha256(b"a//b").hexdigest()
+MD5 = _b64(hashlib.md5(b"", usedforsecurity=False).digest())
+PG = {"t": "source", "kind": "postgresql", "host": "db.example", "database": "snds"}
+
+
+def _blob(path: str, **extra: Any) -> dict[str, Any]:
+    return {"t": "file", "path": path, "mode": 0o600, "mtime_ns": MTIME, "etag": "0x8DD1",
+            "content_md5": MD5, "md5_checked": True} | extra  # fmt: skip
+
+
+def _table(**extra: Any) -> dict[str, Any]:
+    return {"t": "table", "path": "tables/public/patients", "schema": "public",
+            "name": "patients", "format": "copy-text", "encoding": "UTF8",
+            "columns": [["id", "bigint"], ["born", "date"]]} | extra  # fmt: skip
 
 
 def _nonce(name: str) -> bytes:
@@ -119,6 +135,62 @@ def generate() -> dict[str, Any]:
                 "canonical JSON integers (only mtime_ns may be negative)",
                 _lines(SOURCE, _dir("old", mtime_ns=-(2**63)), _dir("new", mtime_ns=2**63 - 1)),
                 flags=("Boundary",), paths=[b"old".hex(), b"new".hex()]),
+        _sealed("azure_blob_files", "file records of an azure-blob source carry etag, "
+                "content_md5 and md5_checked, and version_id and blob_name when they apply",
+                _lines(AZURE, _blob("a/b.csv", version_id="2026-11-22T21:00:00.0000000Z"),
+                       _blob(MAPPED, blob_name="2026/a//b", md5_checked=False)),
+                paths=[b"a/b.csv".hex(), MAPPED.encode().hex()]),
+        _sealed("table_record", "a table record: path, schema, name, format, encoding, columns",
+                _lines(PG, _table()), paths=[b"tables/public/patients".hex()]),
+        _sealed("dir_unknown_member", "a dir record with a member uid",
+                _lines(SOURCE, _dir("d", uid=0)), expect=fmt, flags=("Malformed",)),
+        _sealed("file_without_mtime", "a file record without mtime_ns",
+                _lines(SOURCE, {"t": "file", "path": "f", "mode": 0o644}), expect=fmt,
+                flags=("Malformed",)),
+        _sealed("end_unknown_member", "an end record with a member md5",
+                _lines(SOURCE, {"t": "end", "size": 0, "blake3": EMPTY_BLAKE3, "md5": MD5}),
+                expect=fmt, flags=("Malformed",)),
+        _sealed("totals_of_entries_and_streams", "totals with entries and streams instead of "
+                "dirs and symlinks (what transferd wrote before SPEC 10.2 was followed)",
+                _lines(SOURCE, {"t": "totals", "entries": 0, "files": 0, "streams": 0,
+                "tables": 0, "rows": 0, "chunks": 0, "bytes": 0}), expect=fmt,
+                flags=("Malformed",)),
+        _sealed("chunks_unknown_member", "a chunks record with a member n",
+                _lines(SOURCE, {"t": "chunks", "c": [[0, 5, 141, 100, det("c").hex()]], "n": 1}),
+                expect=fmt, flags=("Malformed",)),
+        _sealed("source_unknown_kind", "a source of kind s3",
+                _lines({"t": "source", "kind": "s3", "bucket": "b"}), expect=fmt,
+                flags=("UnknownVersion",)),
+        _sealed("source_member_null", "a source member that is null, neither string nor integer",
+                _lines(SOURCE | {"host": None}), expect=fmt, flags=("Malformed",)),
+        _sealed("mode_above_permission_bits", "mode 0o10755: a file-type bit of st_mode",
+                _lines(SOURCE, _dir("d", mode=0o10755)), expect=fmt, flags=("Bounds",)),
+        _sealed("end_size_negative", "an end record of size -1",
+                _lines(SOURCE, {"t": "end", "size": -1, "blake3": EMPTY_BLAKE3}), expect=fmt,
+                flags=("Bounds",)),
+        _sealed("symlink_empty_target", "a symlink whose target is empty",
+                _lines(SOURCE, {"t": "symlink", "path": "l", "target": "", "mtime_ns": MTIME}),
+                expect=fmt, flags=("Malformed",)),
+        _sealed("file_etag_from_a_directory_source", "a file of a directory source with an etag",
+                _lines(SOURCE, _blob("f")), expect=fmt, flags=("Malformed",)),
+        _sealed("azure_blob_without_etag", "a file of an azure-blob source without its etag",
+                _lines(AZURE, {k: v for k, v in _blob("f").items() if k != "etag"}),
+                expect=fmt, flags=("Malformed",)),
+        _sealed("azure_blob_name_unmapped", "blob_name on a file whose path is the blob's own "
+                "name (blob_name comes exactly with a mapped path)",
+                _lines(AZURE, _blob("f", blob_name="2026/f")), expect=fmt, flags=("Malformed",)),
+        _sealed("azure_mapped_without_blob_name", "a mapped path without its blob_name",
+                _lines(AZURE, _blob(MAPPED)), expect=fmt, flags=("Malformed",)),
+        _sealed("azure_content_md5_15_bytes", "content_md5 of 15 bytes",
+                _lines(AZURE, _blob("f", content_md5=_b64(bytes(15)))), expect=fmt,
+                flags=("Bounds",)),
+        _sealed("table_without_columns", "a table record without columns",
+                _lines(PG, {k: v for k, v in _table().items() if k != "columns"}), expect=fmt,
+                flags=("Malformed",)),
+        _sealed("table_columns_not_pairs", "columns that are names alone",
+                _lines(PG, _table(columns=["id", "born"])), expect=fmt, flags=("Malformed",)),
+        _sealed("table_path_parent", "a table whose path is ../x", _lines(PG, _table(path="../x")),
+                expect=fmt, flags=("PathTraversal",)),
         _sealed("mtime_above_int64", "a modification time of 2^63",
                 _lines(SOURCE, _dir("x", mtime_ns=2**63)), expect=fmt, flags=("Bounds",)),
         _sealed("mtime_below_int64", "a modification time of -2^63 - 1",

@@ -9,7 +9,7 @@ tests/protocol/test_vectors.py checks that it does. The compressed bytes inside 
 reader MUST accept any valid zstd frame.
 
 One module per vector group: gen_keys, gen_wrap, gen_chunks, gen_envelope, gen_pack,
-gen_objectlist, gen_catalog, gen_manifest, gen_copy.
+gen_objectlist, gen_catalog, gen_catalog_stream, gen_manifest, gen_copy.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import gen_catalog
+import gen_catalog_stream
 import gen_chunks
 import gen_copy
 import gen_envelope
@@ -37,6 +38,7 @@ FILES = {
     "pack.json": gen_pack.generate,
     "object_list.json": gen_objectlist.generate,
     "catalog.json": gen_catalog.generate,
+    "catalog_stream.json": gen_catalog_stream.generate,
     "manifest.json": gen_manifest.generate,
 }
 
