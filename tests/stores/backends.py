@@ -28,6 +28,7 @@ from transferd.core import manifest as core_manifest
 from transferd.core.jobkey import JobKey, wrap
 from transferd.core.keys import RecipientIdentity, SenderPublicKey, SenderSecretKey
 from transferd.core.manifest import ManifestBody, Totals
+from transferd.core.objectlist import ObjectRef
 from transferd.stores.base import Store
 from transferd.stores.local import LocalStore
 from transferd.stores.memory import MemoryStore
@@ -125,7 +126,8 @@ def signed_manifest(
     previous: str | None = None,
     created: str = "2026-11-22T21:00:00Z",
 ) -> bytes:
-    """A valid manifest for ``job`` at ``sequence`` (no objects), signed by ``sender``."""
+    """A valid manifest for ``job`` at ``sequence``, signed by ``sender``: no packs, and one
+    catalog segment (every manifest names at least one) that the store need not hold."""
     job_key = JobKey(bytes(32))
     stanza = wrap(job_key, RECIPIENT.public(), bytes([7] * 32))
     if sequence > 1 and previous is None:
@@ -140,7 +142,7 @@ def signed_manifest(
         recipients=(stanza,),
         key_check=job_key.key_check,
         object_lists=(),
-        catalog=(),
+        catalog=(ObjectRef(bytes(32), 64),),
         totals=Totals(0, 0),
     )
     return core_manifest.sign(body, sender)
