@@ -66,11 +66,15 @@ def test_sender_killed_at_random_points_resumes_and_resends_at_most_the_window(
             args = send_args(source, proxy.url, "claims", keys, tmp_path / "state",
                              "--pack-size", str(PACK), "--uploads", str(UPLOADS))  # fmt: skip
             while True:
+                started = proxy.upstream_bytes
                 proc = subprocess.Popen(
                     args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
                 )
                 if kills < 4:
-                    time.sleep(rng.uniform(0.6, 1.6))
+                    # Kill once this run has uploaded a random 2 to 6 MiB: mid-pack, mid-job.
+                    target = started + rng.uniform(2, 6) * 2**20
+                    while proc.poll() is None and proxy.upstream_bytes < target:
+                        time.sleep(0.002)
                     if proc.poll() is None:
                         proc.kill()
                         proc.communicate()
@@ -83,6 +87,7 @@ def test_sender_killed_at_random_points_resumes_and_resends_at_most_the_window(
             assert summary["complete"] is True
             resent = proxy.upstream_bytes - stored_bytes(tmp_path / "store", "claims")
             # Request headers, inventory and listing requests add a little to the pack bytes.
+            assert kills >= 3, "the runs were too short to be killed mid-upload"
             assert resent <= kills * WINDOW + 1024 * 1024, (resent, kills)
         restore_and_compare(tmp_path, source, server.url, "claims", keys)
     finally:
