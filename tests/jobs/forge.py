@@ -58,15 +58,17 @@ async def forge(
     totals: bool = True,
 ) -> JobKey:
     """Store a copy whose catalog is ``source``, then ``items`` (raw records, or Files expanded
-    into head, chunks and end), then ``totals`` (unless ``totals=False``)."""
+    into head, chunks and end), then ``totals`` counted from them (unless ``totals=False``).
+    Head records lacking ``mode`` or ``mtime_ns`` get defaults, so a test names only what it
+    is about."""
     key = JobKey(os.urandom(32))
     pack = PackBuilder()
     records: list[dict[str, Any]] = [{"t": "source", "kind": "directory", "root": "/forged"}]
     for item in items:
         if isinstance(item, dict):
-            records.append(item)
+            records.append(_complete(item))
             continue
-        records.append(item.head)
+        records.append(_complete(item.head))
         chunks = item.chunks if isinstance(item, Chunked) else list(chunking.cut(item.content))
         refs: list[ChunkRef] = []
         placed: dict[bytes, ChunkRef] = {}
@@ -84,7 +86,7 @@ async def forge(
         lie = item.blake3 if isinstance(item, File) else None
         records.append({"t": "end", "size": size, "blake3": lie or hasher.hexdigest()})
     if totals:
-        records.append({"t": "totals"})
+        records.append(_totals(records))
     pack_refs = []  # a pack holds at least one chunk, and a job without one has no object list
     if len(pack):
         pack_refs.append(await _put(store, job, pack.finish(key.pack_header_key, os.urandom(24))))
@@ -113,6 +115,27 @@ async def forge(
     )
     await store.put_manifest(job, 1, manifest.sign(body, sender))
     return key
+
+
+def _complete(record: dict[str, Any]) -> dict[str, Any]:
+    defaults: dict[str, Any] = {"mtime_ns": 0}
+    if record["t"] in ("dir", "file"):
+        defaults["mode"] = 0o755 if record["t"] == "dir" else 0o644
+    return defaults | record if record["t"] in ("dir", "file", "symlink") else record
+
+
+def _totals(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The totals SPEC 10.2 defines, counted from ``records``."""
+    counts = dict.fromkeys(("files", "dirs", "symlinks", "tables", "rows", "chunks", "bytes"), 0)
+    for r in records:
+        if r["t"] in ("dir", "file", "symlink", "table"):
+            counts[r["t"] + "s"] += 1
+        elif r["t"] == "chunks":
+            counts["chunks"] += len(r["c"])
+        elif r["t"] == "end":
+            counts["bytes"] += r["size"]
+            counts["rows"] += r.get("rows", 0)
+    return {"t": "totals", **counts}
 
 
 async def _put(store: Store, job: str, data: bytes) -> ObjectRef:

@@ -291,7 +291,7 @@ def test_catalog_cut_inside_a_file_is_refused(keys: Keys, tmp_path: Path) -> Non
     head = {"t": "file", "path": "f.bin", "mode": 0o644}
     asyncio.run(forge(store, JOB, keys.sender, keys.owner, [head], totals=False))
 
-    with pytest.raises(FormatError, match=r"catalog ends inside f\.bin"):
+    with pytest.raises(IntegrityError, match=r"catalog ends inside f\.bin: its end record never"):
         run_restore(store, keys, tmp_path / "out")
 
 
@@ -300,7 +300,7 @@ def test_missing_totals_means_a_truncated_catalog(keys: Keys, tmp_path: Path) ->
     items: list[dict[str, object] | File] = [File({"t": "file", "path": "f"}, b"x")]
     asyncio.run(forge(store, JOB, keys.sender, keys.owner, items, totals=False))
 
-    with pytest.raises(FormatError, match="no totals record"):
+    with pytest.raises(IntegrityError, match="ends without its totals record: it is truncated"):
         run_restore(store, keys, tmp_path / "out")
 
 
