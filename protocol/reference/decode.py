@@ -647,6 +647,13 @@ def open_catalog(k_catalog: bytes, index: int, data: bytes) -> list[dict[str, An
 # --- restore (SPEC 10.4, 13.5) -----------------------------------------------------------------
 
 
+def check_location(p: int, off: int, blob_len: int, packs: list[tuple[str, int]]) -> None:
+    """SPEC 13.4 step 1, before fetching: pack p exists and the blob lies among its blobs, after
+    the 5-byte prefix and before the smallest header blob (84 bytes) and the trailer."""
+    if p >= len(packs) or off < 5 or off + blob_len > packs[p][1] - 88:
+        fail("format failure", f"chunk reference [{p}, {off}, {blob_len}] is outside its pack")
+
+
 class Store:
     def __init__(self, root: Path, job: str) -> None:
         self.dir = root / "jobs" / job
@@ -734,8 +741,7 @@ class Restorer:
             self.end(r)
 
     def chunk(self, p: int, off: int, blob_len: int, plain_len: int, cid: bytes) -> bytes:
-        if p >= len(self.packs) or off < 5 or off + blob_len > self.packs[p][1] - 88:
-            fail("format failure", f"chunk reference [{p}, {off}, {blob_len}] is outside its pack")
+        check_location(p, off, blob_len, self.packs)
         if self.pack is None or self.pack[0] != p:
             self.pack = p, self.store.get(*self.packs[p])
         return open_chunk(self.keys, cid, self.pack[1][off : off + blob_len], plain_len)

@@ -16,6 +16,7 @@ from transferd.core.packs import (
     MAX_HEADER_BLOB,
     PackBuilder,
     PackEntry,
+    check_blob_location,
     check_prefix,
     encode_header,
     header_length,
@@ -155,6 +156,13 @@ def test_header_contents_are_checked(header: bytes, size: int, message: str) -> 
     blob = _sealed_header(header)
     with pytest.raises(FormatError, match=message):
         open_header(JOB_KEY.pack_header_key, blob, size or 5 + len(blob) + 4)
+
+
+def test_a_blob_lies_between_the_prefix_and_the_smallest_header() -> None:
+    check_blob_location(5, 107, 200)  # ends where 84 header bytes and the trailer begin
+    for offset, blob_len in ((4, 42), (5, 108), (0, 1)):
+        with pytest.raises(FormatError, match="are not among the blobs of a pack of 200 bytes"):
+            check_blob_location(offset, blob_len, 200)
 
 
 def test_a_header_sealed_with_another_key_fails() -> None:

@@ -106,6 +106,8 @@ def chunk_ids_vector(v: dict[str, Any]) -> None:
 def envelope_vector(v: dict[str, Any]) -> None:
     keys = ref.subkeys(bytes.fromhex(v["job_key"]))
     cid, blob = bytes.fromhex(v["chunk_id"]), bytes.fromhex(v["blob"])
+    if "pack_size" in v:
+        ref.check_location(0, v["offset"], len(blob), [("", v["pack_size"])])
     assert ref.open_chunk(keys, cid, blob, v["plain_len"]) == data(v["plaintext"])
 
 

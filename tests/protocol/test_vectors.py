@@ -131,6 +131,8 @@ def apply_envelope(v: dict[str, Any]) -> None:
     if "nonce" in v:
         payload, nonce = bytes.fromhex(v["payload"]), bytes.fromhex(v["nonce"])
         assert envelope.seal(job_key.chunk_key, cid, payload, nonce) == blob
+    if "pack_size" in v:
+        packs.check_blob_location(v["offset"], len(blob), v["pack_size"])
     plaintext = envelope.open_chunk(job_key, cid, blob, v["plain_len"])
     assert plaintext == data(v["plaintext"])
 

@@ -52,7 +52,7 @@ AREAS: dict[str, tuple[set[str], set[str]]] = {
     "chunking": ({"input", "chunk_lengths"}, {"feed"}),
     "envelope": (
         {"job_key", "chunk_id", "plain_len", "blob"},
-        {"nonce", "payload", "plaintext"},
+        {"nonce", "payload", "plaintext", "pack_size", "offset"},
     ),
     "pack": ({"job_key", "pack", "sha256"}, {"header_nonce", "entries", "plaintexts"}),
     "object_list": ({"segment", "sha256"}, {"entries"}),

@@ -100,6 +100,16 @@ def check_prefix(data: bytes | memoryview) -> None:
         raise UnsupportedVersionError(data[4], "pack")
 
 
+def check_blob_location(offset: int, blob_len: int, pack_size: int) -> None:
+    """Refuse, before fetching anything, a blob that cannot lie among a pack's blobs: it starts
+    after the prefix and ends before the smallest header blob and its trailer (SPEC 13.4)."""
+    if offset < PACK_PREFIX_SIZE or offset + blob_len > pack_size - MIN_HEADER_BLOB - 4:
+        raise FormatError(
+            f"bytes {offset} to {offset + blob_len} are not among the blobs of a pack of "
+            f"{pack_size} bytes"
+        )
+
+
 def header_length(tail: bytes | memoryview, pack_size: int) -> int:
     """The header blob's length from the pack's last four bytes, bounded before it is fetched."""
     if len(tail) < 4:

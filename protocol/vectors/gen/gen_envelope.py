@@ -50,20 +50,22 @@ def _zstd(plaintext: bytes, content_size: bool = True) -> bytes:
 
 def _sealed(name: str, comment: str, payload: bytes, cid: bytes, plain_len: int,
             expect: str = "success", flags: tuple[str, ...] = (),
-            plaintext: dict[str, Any] | None = None) -> Vector:  # fmt: skip
+            plaintext: dict[str, Any] | None = None, **location: int) -> Vector:  # fmt: skip
     """A vector whose blob is seal(K_chunk, cid, payload, nonce): honest sealing, given inputs."""
     nonce = _nonce(name)
     blob = seal(JOB_KEY.chunk_key, cid, payload, nonce)
     return vector(name, comment, expect, ("Deterministic", *flags), job_key=JOB_KEY.key.hex(),
                   chunk_id=cid.hex(), plain_len=plain_len, nonce=nonce.hex(),
-                  payload=payload.hex(), blob=blob.hex(), plaintext=plaintext)  # fmt: skip
+                  payload=payload.hex(), blob=blob.hex(), plaintext=plaintext,
+                  **location)  # fmt: skip
 
 
 def _blob(name: str, comment: str, blob: bytes, cid: bytes, plain_len: int, expect: str,
-          flags: tuple[str, ...], key: bytes | None = None) -> Vector:  # fmt: skip
+          flags: tuple[str, ...], key: bytes | None = None, **location: int) -> Vector:  # fmt: skip
     """A vector given only as a blob to open (altered after sealing, or opened with another key)."""
     return vector(name, comment, expect, flags, job_key=(key or JOB_KEY.key).hex(),
-                  chunk_id=cid.hex(), plain_len=plain_len, blob=blob.hex())  # fmt: skip
+                  chunk_id=cid.hex(), plain_len=plain_len, blob=blob.hex(),
+                  **location)  # fmt: skip
 
 
 def valid_vectors() -> list[Vector]:
@@ -85,6 +87,31 @@ def valid_vectors() -> list[Vector]:
         _sealed("stored_though_compressible", "a sender MAY store what it could compress: "
                 "readers accept either encoding", b"\x00" + TEXT, _id(TEXT), len(TEXT),
                 plaintext=data_hex(TEXT)),
+    ]  # fmt: skip
+
+
+def location_vectors() -> list[Vector]:
+    """SPEC 13.4 step 1: a blob lies among a pack's blobs, after its 5-byte prefix and before
+    the smallest header blob and its trailer (88 bytes), checked before anything is fetched."""
+    good = seal(JOB_KEY.chunk_key, _id(TEXT), b"\x01" + _zstd(TEXT), _nonce("zstd_text"))
+    n, at_end = len(TEXT), 5 + len(good) + 88
+
+    def located(name: str, comment: str, offset: int, pack_size: int, expect: str) -> Vector:
+        fields = {"pack_size": pack_size, "offset": offset}
+        if expect == "success":
+            return _sealed(name, comment, b"\x01" + _zstd(TEXT), _id(TEXT), n, flags=("Bounds",),
+                           plaintext=data_hex(TEXT), **fields)  # fmt: skip
+        return _blob(name, comment, good, _id(TEXT), n, expect, ("Bounds",), **fields)
+
+    return [
+        located("located_before_the_smallest_header", "the blob at offset 5 of a pack that ends "
+                "88 bytes after it: the largest offset + length a reference may name", 5,
+                at_end, "success"),
+        located("located_in_the_pack_prefix", "offset 4: the blob would start inside "
+                "'TDPK' || 0x01", 4, at_end, "format failure"),
+        located("located_over_the_header", "the blob would end 87 bytes before the pack's end, "
+                "where the smallest header blob and its trailer lie", 5, at_end - 1,
+                "format failure"),
     ]  # fmt: skip
 
 
@@ -188,5 +215,5 @@ def generate() -> dict[str, Any]:
         "length, the tag, the encoding, the declared size against plain_len (from the catalog), "
         "inflate at most MAX bytes, recompute the chunk id. Seal (Deterministic vectors): "
         "blob = nonce || AEAD(..., payload).",
-        valid_vectors() + invalid_vectors(),
+        valid_vectors() + invalid_vectors() + location_vectors(),
     )
