@@ -51,13 +51,18 @@ def test_consecutive_chunks_share_one_request() -> None:
     assert blobs[3] == data[3005:4005]
 
 
-def test_a_chunk_beyond_its_pack_or_a_pack_beyond_the_list_is_refused() -> None:
-    async def run(ref: ChunkRef) -> None:
-        store, index = await _store_with_pack(b"x" * 100)
-        await PackReader(store, JOB, index).blob(ref)
+def test_a_chunk_outside_the_blobs_of_its_pack_or_a_pack_beyond_the_list_is_refused() -> None:
+    """SPEC 13.4: a blob lies after the pack's 5-byte prefix and before its smallest header blob
+    and trailer (88 bytes), checked before anything is fetched."""
 
-    with pytest.raises(FormatError, match="beyond the end of pack"):
-        asyncio.run(run(ChunkRef(0, 50, 60, 1, bytes(32))))
+    async def run(ref: ChunkRef) -> bytes:
+        store, index = await _store_with_pack(b"x" * 200)
+        return bytes(await PackReader(store, JOB, index).blob(ref))
+
+    assert len(asyncio.run(run(ChunkRef(0, 5, 107, 66, bytes(32))))) == 107  # ends at 200 - 88
+    for offset, blob_len in ((4, 42), (5, 108), (150, 60)):
+        with pytest.raises(FormatError, match="are not among the blobs of a pack of 200 bytes"):
+            asyncio.run(run(ChunkRef(0, offset, blob_len, 1, bytes(32))))
     with pytest.raises(FormatError, match="names pack 1, but the job has 1 packs"):
         asyncio.run(run(ChunkRef(1, 5, 10, 1, bytes(32))))
 

@@ -24,7 +24,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from transferd.core import objectlist
+from transferd.core import objectlist, packs
 from transferd.core.catalog import ChunkRef
 from transferd.core.constants import OBJECT_LIST_ENTRY_SIZE, PACK_TARGET
 from transferd.core.objectlist import ObjectRef
@@ -142,11 +142,12 @@ class PackReader:
         self._add(rng)
         try:
             pack = await self._index.pack(ref.pack_index)
-            if rng.end > pack.size:
+            try:  # the range holds this chunk and those it joins: all lie among the blobs
+                packs.check_blob_location(rng.start, rng.end - rng.start, pack.size)
+            except FormatError as e:
                 raise FormatError(
-                    f"chunk {ref.chunk_id.hex()[:16]} lies beyond the end of pack {pack.name} "
-                    f"({ref.offset}+{ref.blob_len} > {pack.size} bytes)"
-                )
+                    f"chunk {ref.chunk_id.hex()[:16]} in pack {pack.name}: {e.message}"
+                ) from None
             data = await self._store.get_object(
                 self._job, pack.name, rng.start, rng.end - rng.start
             )
