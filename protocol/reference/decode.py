@@ -566,14 +566,15 @@ def check_record(r: Any, what: str, source_kind: str | None = None) -> dict[str,
 
 class CatalogWalk:
     """The records of a whole catalog, fed in order: each checked on its own, then its place
-    (SPEC 10.4), the streams' sizes, paths named once, and the totals (SPEC 13.3, 13.5)."""
+    (SPEC 10.4), the streams' sizes, paths in strictly increasing byte order, and the totals
+    (SPEC 13.3, 13.5)."""
 
     def __init__(self) -> None:
         self.kind: str | None = None  # the source's, once read
         self.stream: dict[str, Any] | None = None  # the head of the open stream
         self.size = 0
         self.totals: dict[str, Any] | None = None
-        self.paths: set[bytes] = set()
+        self.last_path: bytes | None = None
         self.counts = dict.fromkeys(_MEMBERS["totals"], 0)
 
     def feed(self, r: Any, what: str) -> dict[str, Any]:
@@ -609,9 +610,9 @@ class CatalogWalk:
             self.totals = r
         else:
             path = safe_path(r)
-            if path in self.paths:
-                fail("format failure", f"two records name {path!r}")
-            self.paths.add(path)
+            if self.last_path is not None and path <= self.last_path:
+                fail("format failure", f"{path!r} does not sort after {self.last_path!r}")
+            self.last_path = path
             self.counts[t + "s"] += 1
             if t in ("file", "table"):
                 self.stream, self.size = r, 0

@@ -296,7 +296,7 @@ def write_core_copy(store: Path, job: str = "core-job", *, drop_totals: bool = F
     packs: list[objectlist.ObjectRef] = []
     builder, seen = PackBuilder(), {}
     records: list[dict[str, Any]] = [{"t": "source", "kind": "directory", "root": "/test"}]
-    for n, (kind, path, mode, content) in enumerate(_tree()):
+    for n, (kind, path, mode, content) in enumerate(sorted(_tree(), key=lambda e: e[1])):
         mtime = MTIME + n
         if kind == "dir":
             records.append({"t": "dir", **catalog.name_fields("path", path), "mode": mode,
@@ -362,7 +362,7 @@ def test_restores_a_copy_written_by_the_core(tmp_path: Path) -> None:
                 SENDER.public().to_text())  # fmt: skip
     restored = tree_of(out)
     expected = []
-    for n, (kind, path, mode, content) in enumerate(_tree()):
+    for n, (kind, path, mode, content) in enumerate(sorted(_tree(), key=lambda e: e[1])):
         entry: dict[str, Any] = {"type": kind, **catalog.name_fields("path", path)}
         entry["mtime_ns"] = MTIME + n
         if kind == "symlink":

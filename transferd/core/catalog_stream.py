@@ -13,16 +13,16 @@ A record out of that order is a format failure. A stream cut short, by another e
 totals or by the end of the catalog, is an integrity failure (SPEC 13.5: every chunk released so
 far may have been authentic, the stream is still incomplete), as are an `end` whose size is not
 the sum of its chunks, a catalog that stops before its totals, and totals that disagree with the
-records. Two records naming one path are a format failure.
+records. Entries come in strictly increasing bytewise order of their paths (SPEC 10.4), so a
+path named twice, or out of order, is a format failure seen by comparing with the previous path.
 
-The checker holds the open stream, seven counters and a 16-byte digest per path (for the
-duplicate check), so a catalog of any length is checked in one pass; the digests cost about
-80 bytes per entry.
+The checker holds the open stream, seven counters and the previous path: a catalog of any
+length is checked in one pass, in constant memory (a set of every path seen would cost ~80
+bytes per entry, 800 MB for a job of ten million files).
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -195,7 +195,7 @@ class CatalogChecker:
         """The file or table open now (its `end` not yet read)."""
         self.stream_size = 0
         """Bytes of the open stream's chunks so far: the offset of its next chunk."""
-        self._paths: set[bytes] = set()
+        self._last_path: bytes | None = None
         self._records = 0
 
     def feed(
@@ -243,10 +243,11 @@ class CatalogChecker:
             raise IntegrityError("catalog ends without its totals record: it is truncated")
 
     def _head(self, head: Head) -> None:
-        digest = hashlib.blake2b(head.path, digest_size=16).digest()
-        if digest in self._paths:
-            raise FormatError(f"catalog: two records name {show(head.path)}")
-        self._paths.add(digest)
+        last = self._last_path
+        if last is not None and head.path <= last:
+            fault = "two records name" if head.path == last else "entries out of path order at"
+            raise FormatError(f"catalog: {fault} {show(head.path)}")
+        self._last_path = head.path
         self.counts[head.kind + "s"] += 1
         if head.is_stream:
             self.stream, self.stream_size = head, 0

@@ -44,6 +44,7 @@ def _dir(path: str, **extra: Any) -> dict[str, Any]:
 
 TREE = (
     SOURCE,
+    {"t": "symlink", "path": "dernier", "target_b64": _b64(NON_UTF8), "mtime_ns": MTIME},
     {"t": "dir", "path_b64": _b64(b"donn\xe9es"), "mode": 0o750, "mtime_ns": MTIME},
     {"t": "file", "path_b64": _b64(NON_UTF8), "mode": 0o640, "mtime_ns": MTIME},
     {"t": "chunks", "c": [[0, 5, 141, 100, det("catalog chunk 1").hex()],
@@ -51,11 +52,10 @@ TREE = (
     {"t": "end", "size": 1124, "blake3": det("catalog file hash").hex()},
     {"t": "file", "path": "vide.txt", "mode": 0o644, "mtime_ns": MTIME},
     {"t": "end", "size": 0, "blake3": EMPTY_BLAKE3},
-    {"t": "symlink", "path": "dernier", "target_b64": _b64(NON_UTF8), "mtime_ns": MTIME},
     {"t": "totals", "files": 2, "dirs": 1, "symlinks": 1, "tables": 0, "rows": 0,
      "chunks": 2, "bytes": 1124},
 )  # fmt: skip
-TREE_PATHS = [b"donn\xe9es", NON_UTF8, b"vide.txt", b"dernier"]
+TREE_PATHS = [b"dernier", b"donn\xe9es", NON_UTF8, b"vide.txt"]
 AZURE = {"t": "source", "kind": "azure-blob", "account": "hdh", "container": "exports",
          "prefix": "2026/"}  # fmt: skip
 MAPPED = ".transferd-blob-names/" + hashlib.sha256(b"a//b").hexdigest()

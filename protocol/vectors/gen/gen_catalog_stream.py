@@ -64,7 +64,7 @@ def _invalid(name: str, comment: str, records: tuple[dict[str, Any], ...], expec
 
 
 def _wrong_total(member: str, correct: int) -> Vector:
-    records = (SOURCE, _dir("d"), *ONE_FILE, _totals(dirs=1, files=1, chunks=2, bytes=300)
+    records = (SOURCE, *ONE_FILE, _dir("d"), _totals(dirs=1, files=1, chunks=2, bytes=300)
                | {member: correct + 1})  # fmt: skip
     return _invalid(f"totals_{member}_wrong", f"totals says {correct + 1} {member}, the records "
                     f"hold {correct}", records, "integrity failure", ("Bounds",))  # fmt: skip
@@ -76,7 +76,7 @@ def generate() -> dict[str, Any]:
                      _totals(tables=1, rows=12, chunks=1, bytes=1000))  # fmt: skip
     vectors = [
         _stream("tree_in_three_segments", "catalog.json's tree, cut into three segments, one "
-                "inside the stream of its first file", TREE[:3], TREE[3:4], TREE[4:],
+                "inside the stream of its first file", TREE[:4], TREE[4:5], TREE[5:],
                 flags=("Unicode",), paths=TREE_PATHS),
         _stream("nothing_copied", "a source, and totals of zero: a copy of an empty directory",
                 (SOURCE, TOTALS), paths=[]),
@@ -116,6 +116,12 @@ def generate() -> dict[str, Any]:
         _invalid("path_twice", "a dir and a file with one path",
                  (SOURCE, _dir("a.csv"), *ONE_FILE, ONE_FILE_TOTALS | {"dirs": 1}), fmt,
                  ("PathTraversal",)),
+        _invalid("paths_out_of_order", "a file a.csv after a dir d: entries must come in "
+                 "strictly increasing byte order of their paths",
+                 (SOURCE, _dir("d"), *ONE_FILE, ONE_FILE_TOTALS | {"dirs": 1}), fmt),
+        _invalid("paths_out_of_byte_order", "\"B\" (0x42) after \"a\" (0x61): the order is of "
+                 "raw bytes, not of letters regardless of case",
+                 (SOURCE, _dir("a"), _dir("B"), _totals(dirs=2)), fmt),
     ]  # fmt: skip
     return vector_file(
         "catalog_stream",
