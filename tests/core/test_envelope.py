@@ -20,6 +20,7 @@ from transferd.core.envelope import (
     open_payload,
     seal,
     seal_chunk,
+    seal_payload,
 )
 from transferd.core.jobkey import JobKey
 from transferd.errors import AuthenticationError, FormatError, IntegrityError
@@ -44,6 +45,24 @@ def test_seal_then_open_round_trips(plaintext: bytes, nonce: bytes, level: int |
     assert payload[0] in (0, 1)
     assert (payload[0] == 1) == (compressor is not None and len(payload) - 1 < len(plaintext))
     assert len(blob) <= len(plaintext) + BLOB_OVERHEAD
+
+
+@SETTINGS
+@given(plaintexts, nonces, st.sampled_from([None, 1, 3]), st.integers(0, 7))
+def test_the_one_buffer_seal_gives_the_bytes_of_encode_then_seal(
+    plaintext: bytes, nonce: bytes, level: int | None, skip: int
+) -> None:
+    compressor = None if level is None else new_compressor(level)
+    view = memoryview(b"x" * skip + plaintext)[skip:]  # the pipeline passes views of a block
+    expected = seal(JOB_KEY.chunk_key, CID, encode_payload(plaintext, compressor), nonce)
+    assert seal_payload(JOB_KEY.chunk_key, CID, view, compressor, nonce) == expected
+
+
+def test_the_one_buffer_seal_checks_nonce_and_id_sizes() -> None:
+    with pytest.raises(ValueError, match="nonce must be 24 bytes"):
+        seal_payload(JOB_KEY.chunk_key, CID, TEXT, None, bytes(23))
+    with pytest.raises(ValueError, match="chunk id 32 bytes"):
+        seal_payload(JOB_KEY.chunk_key, CID[:31], TEXT, None, bytes(24))
 
 
 def test_zstd_only_when_smaller() -> None:

@@ -8,6 +8,7 @@ recomputes the chunk id from the plaintext, which ties the bytes to the catalog'
 from __future__ import annotations
 
 import hmac
+from typing import Any
 
 import nacl.bindings
 import nacl.exceptions
@@ -24,10 +25,18 @@ from transferd.core.constants import (
     ENCODING_ZSTD,
     FORMAT_VERSION,
     NONCE_SIZE,
+    TAG_SIZE,
 )
 from transferd.core.constants import BLOB_OVERHEAD as BLOB_OVERHEAD  # used by jobs/reader.py
 from transferd.core.jobkey import JobKey
 from transferd.errors import AuthenticationError, FormatError, IntegrityError
+
+try:  # libsodium through PyNaCl's own cffi module, the one nacl.bindings wraps (no stubs)
+    import nacl._sodium as _nacl_sodium  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - every PyNaCl release since 1.0 has it
+    _nacl_sodium = None
+_ffi: Any = getattr(_nacl_sodium, "ffi", None)
+_sodium: Any = getattr(_nacl_sodium, "lib", None)
 
 Buffer = bytes | bytearray | memoryview
 
@@ -66,6 +75,44 @@ def seal(chunk_key: bytes, chunk_id: bytes, payload: bytes, nonce: bytes) -> byt
         payload, chunk_ad(chunk_id), nonce, chunk_key
     )
     return nonce + sealed
+
+
+def seal_payload(
+    chunk_key: bytes,
+    chunk_id: bytes,
+    plaintext: Buffer,
+    compressor: zstandard.ZstdCompressor | None,
+    nonce: bytes,
+) -> bytearray:
+    """``seal(chunk_key, chunk_id, encode_payload(plaintext, compressor), nonce)``, the same
+    bytes, built in one buffer: the body is copied once into the blob, which is encrypted in
+    place (libsodium allows the ciphertext to be the message). The two calls allocate four
+    buffers the size of the chunk and copy it three times; this is the sender's path.
+    """
+    if len(nonce) != NONCE_SIZE or len(chunk_id) != CHUNK_ID_SIZE:
+        raise ValueError("nonce must be 24 bytes and chunk id 32 bytes")
+    size = memoryview(plaintext).nbytes
+    body: Buffer = plaintext
+    encoding = ENCODING_STORED
+    if compressor is not None:
+        frame = compressor.compress(plaintext)
+        if len(frame) < size:
+            body, encoding = frame, ENCODING_ZSTD
+    n = memoryview(body).nbytes
+    blob = bytearray(NONCE_SIZE + 1 + n + TAG_SIZE)
+    blob[:NONCE_SIZE] = nonce
+    blob[NONCE_SIZE] = encoding
+    blob[NONCE_SIZE + 1 : NONCE_SIZE + 1 + n] = body
+    ad = chunk_ad(chunk_id)
+    if _ffi is None or _sodium is None:  # pragma: no cover - see the import
+        payload = bytes(blob[NONCE_SIZE : NONCE_SIZE + 1 + n])
+        return bytearray(seal(chunk_key, chunk_id, payload, nonce))
+    message = _ffi.from_buffer("unsigned char[]", blob, require_writable=True) + NONCE_SIZE
+    if _sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(
+        message, _ffi.NULL, message, 1 + n, ad, len(ad), _ffi.NULL, nonce, chunk_key
+    ):  # pragma: no cover - libsodium's encryption cannot fail
+        raise RuntimeError("libsodium refused to encrypt a chunk")
+    return blob
 
 
 def open_payload(chunk_key: bytes, chunk_id: bytes, blob: Buffer) -> bytes:

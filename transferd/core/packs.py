@@ -56,12 +56,12 @@ class PackBuilder:
     """Accumulates sealed blobs until the pack is full, then emits its bytes."""
 
     def __init__(self) -> None:
-        self._blobs: list[bytes] = []
+        self._blobs: list[bytes | bytearray] = []
         self.entries: list[PackEntry] = []
         self.size = PACK_PREFIX_SIZE
         """Bytes the pack holds so far (prefix and blobs, before the header)."""
 
-    def add(self, chunk_id: bytes, blob: bytes, plain_len: int) -> PackEntry:
+    def add(self, chunk_id: bytes, blob: bytes | bytearray, plain_len: int) -> PackEntry:
         entry = PackEntry(chunk_id, self.size, len(blob), plain_len)
         self._blobs.append(blob)
         self.entries.append(entry)

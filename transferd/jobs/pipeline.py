@@ -91,7 +91,7 @@ class Counters:
 class _Sealed:
     chunk_id: bytes
     plain_len: int
-    blob: bytes | None
+    blob: bytearray | None
     """None when the journal already holds the chunk (acknowledged by the host)."""
 
 
@@ -178,8 +178,7 @@ class Pipeline:
             if cid in known:
                 sealed.append(_Sealed(cid, len(chunk), None))
                 continue
-            payload = envelope.encode_payload(chunk, comp)
-            blob = envelope.seal(chunk_key, cid, payload, rng(NONCE_SIZE))
+            blob = envelope.seal_payload(chunk_key, cid, chunk, comp, rng(NONCE_SIZE))
             sealed.append(_Sealed(cid, len(chunk), blob))
         return sealed
 
