@@ -36,10 +36,12 @@ class Chunker:
     chunks are final; the bytes after the last cut are carried into the next cut (they may grow
     into a longer chunk), and released by ``finish``. Pieces are gathered until at least
     ``CUT_AT`` bytes are pending before cutting, so that feeding 64 KiB pieces (a database COPY
-    stream) costs one cut per 8 MiB, not a re-cut of the carry per piece.
+    stream) costs one cut per 4 MiB, not a re-cut of the carry per piece.
     """
 
-    CUT_AT = 2 * CHUNK_MAX
+    CUT_AT = CHUNK_MAX
+    """Enough to cut at once a block of the directory source (4 MiB), which then holds no other
+    block alive; pieces of 64 KiB are still gathered into 64 cuts fewer per 4 MiB."""
 
     def __init__(self) -> None:
         self._cdc = _new_fastcdc()

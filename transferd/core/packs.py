@@ -83,7 +83,8 @@ class PackBuilder:
             header, _HEADER_AD, nonce, pack_header_key
         )
         header_blob = nonce + sealed
-        return b"".join([PACK_PREFIX, *self._blobs, header_blob, _TRAILER.pack(len(header_blob))])
+        blobs, self._blobs = self._blobs, []  # the blobs live on only in the pack
+        return b"".join([PACK_PREFIX, *blobs, header_blob, _TRAILER.pack(len(header_blob))])
 
 
 def encode_header(entries: list[PackEntry]) -> bytes:
