@@ -18,6 +18,7 @@ from transferd.core.jobkey import JobKey, Stanza, wrap
 from transferd.core.keys import RecipientKey, SenderSecretKey
 from transferd.core.manifest import SignedManifest
 from transferd.errors import ConfigError
+from transferd.jobs import tuning
 from transferd.jobs.pipeline import Counters, Pipeline, PipelineConfig
 from transferd.jobs.publish import newest_manifest, publish
 from transferd.jobs.resume import Reconciled, reconcile
@@ -59,6 +60,7 @@ async def send(
     clock: Callable[[], float] = time.time,
 ) -> SendResult:
     started = time.monotonic()
+    tuning.tune_process()  # before this process starts the threads the pipeline will use
     state = open_job_state(state_dir, job, rng)
     try:
         journal = state.journal
