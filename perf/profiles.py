@@ -27,8 +27,8 @@ RATE = 200
 STAGES = {
     "read (source)": ("DirectorySource", "FileItem.blocks"),
     "chunk + content hash": ("_cut_and_hash", "Chunker.feed", "chunking.py"),
-    "compress (zstd)": ("encode_payload",),
-    "seal (AEAD)": ("seal (", "crypto_aead"),
+    "compress (zstd)": ("encode_payload", "_zstd_body"),
+    "seal (AEAD)": ("seal (", "crypto_aead", "_encrypt_in_place"),
     "chunk id (BLAKE3)": ("chunk_id",),
     "journal (SQLite)": ("Journal.",),
     "pack + SHA-256": ("_finish_pack", "PackBuilder", "packs.py"),

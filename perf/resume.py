@@ -1,10 +1,13 @@
 """The cost of a crash: SIGKILL the sender half-way through, run the same send again, count.
 
-The storage host logs every request with the bytes it received (``in=``), including the partial
-body of an upload cut by the kill. The bytes uploaded twice are then every object byte the host
+The sender is killed when half the time of a whole run (the median of the timed ones) has
+passed, wherever it then is: packs being sent, being written by the host, being sealed. The
+storage host logs every request with the bytes it received (``in=``), including the partial
+body of an upload cut by the kill. The bytes uploaded twice are every object byte the host
 received over both runs, less the bytes it stores at the end; the in-flight window they are
-compared with is ``uploads`` packs of PACK_TARGET bytes. The extra time is the killed run plus
-the resumed run, less a whole uninterrupted run (the median of the timed ones).
+compared with is ``uploads`` packs of PACK_TARGET bytes. A pack the host stored but the killed
+sender never heard of is adopted by the resume (``packs_adopted``), not sent again. The extra
+time is the killed run plus the resumed run, less a whole run.
 """
 
 from __future__ import annotations
@@ -46,8 +49,13 @@ def measure(ctx: Context, full_wall: float | None, fraction: float = 0.5) -> dic
         cmd = send_command(ctx, url, state, keys)
         started = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        while proc.poll() is None and tree_bytes(objects) < fraction * expected:
-            time.sleep(0.02)
+        deadline = None if full_wall is None else started + fraction * full_wall
+        while proc.poll() is None and (
+            time.perf_counter() < deadline
+            if deadline is not None
+            else tree_bytes(objects) < fraction * expected
+        ):
+            time.sleep(0.01)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         killed_after = time.perf_counter() - started
