@@ -157,20 +157,21 @@ def random_object(size: int) -> tuple[str, bytes]:
 def small_fs(tmp_path: Path) -> Iterator[Path]:
     """A fresh 8 MiB tmpfs: writes past it fail with ENOSPC, as on a full disk.
 
-    Mounting needs root, which CI has (ENVIRONMENT.md); elsewhere the test is skipped, and the
-    subprocess test in tests/transport/ covers the same ground inside a user namespace.
+    Mounting needs root, which CI has (ENVIRONMENT.md); without it the test fails rather than
+    hide, and says why (the subprocess test in tests/transport/ covers the same ground inside a
+    user namespace).
     """
     mount_point = tmp_path / "small"
     mount_point.mkdir()
     if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
+        pytest.fail("mounting a tmpfs needs root: run the tests as root, as CI does")
     mounted = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", f"size={SMALL_FS_SIZE}", "tmpfs", str(mount_point)],
         capture_output=True,
         check=False,
     )
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+        pytest.fail(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
     try:
         yield mount_point
     finally:

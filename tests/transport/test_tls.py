@@ -24,7 +24,7 @@ def certificate(tmp_path: Path) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 and its key."""
     openssl = shutil.which("openssl")
     if openssl is None:
-        pytest.skip("the openssl command is not installed")
+        pytest.fail("the openssl command is not installed: run scripts/setup")
     cert, key = tmp_path / "host.crt", tmp_path / "host.key"
     subprocess.run(
         [

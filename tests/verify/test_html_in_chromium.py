@@ -20,14 +20,11 @@ FLAGS = [
     "--disable-component-update", "--no-first-run", "--window-size=1200,1600",
 ]  # fmt: skip
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(CHROMIUM is None, reason="chromium is missing: run scripts/setup"),
-]
+pytestmark = [pytest.mark.slow]
 
 
 def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    assert CHROMIUM is not None
+    assert CHROMIUM is not None, "chromium is missing: run scripts/setup"
     profile = tmp_path / "profile"
     profile.mkdir(exist_ok=True)
     return subprocess.run(

@@ -90,6 +90,7 @@ class S3Store:
         self._lock = asyncio.Lock()
         self._key_locks: dict[str, asyncio.Lock] = {}
         """One per manifest or record key written: a few per job, kept for the store's life."""
+        self._probe_lock = asyncio.Lock()
         self._in_flight: dict[str, asyncio.Future[None]] = {}
         """Uploads under way, by key: a second put of the same object waits for the first
         instead of racing it (some servers fail concurrent writes of one key)."""
@@ -399,6 +400,10 @@ class S3Store:
 
     async def conditional_writes(self) -> bool:
         """Whether the server refuses a PUT with ``If-None-Match: *`` on an existing key."""
+        async with self._probe_lock:  # concurrent first writers probe once, not each
+            return await self._probe_conditional_writes()
+
+    async def _probe_conditional_writes(self) -> bool:
         if self._conditional is None:
             key = f"{self.settings.prefix}.transferd-probe/{os.urandom(16).hex()}"
             what = "probing conditional writes"
