@@ -55,7 +55,7 @@ def write_plan(tmp: Path, server: S3Server, bucket: str, sources: dict[str, Path
         'sender_key = "keys/sender.key"',
         'copy_secret = "keys/copy.secret"',
         f'recipients = ["{keys.owner}"]',
-        "lease_seconds = 3",
+        "lease_seconds = 6",  # renewals every 2 s keep a lease alive even on a loaded machine
         "settle_seconds = 0.3",
         "[pipeline]",
         "workers = 1",
