@@ -1,9 +1,13 @@
 """Run processes and measure them: wall time, CPU seconds and peak RSS of each process.
 
 A command line or a pipe of them runs to its end; each process is reaped with ``os.wait4``, whose
-resource usage is that process's alone (plus any children it reaped), so a pipe reports tar, zstd
-and age separately. A long-lived process (the storage host) is measured over a window instead,
-from /proc: CPU ticks at the start and the end, and its high-water RSS (VmHWM) at the end.
+CPU times are that process's alone (plus any children it reaped), so a pipe reports tar, zstd
+and age separately. Peak RSS is not taken from ``wait4``: Linux starts a process's ``ru_maxrss``
+at its parent's high-water mark when it execs after vfork (what subprocess does), so every child
+of a 300 MiB harness "peaked" at 300 MiB. A thread reads each process's own ``VmHWM`` from /proc
+every 5 ms until it exits instead (a rise in its last 5 ms would be missed). A long-lived process
+(the storage host) is measured over a window, from /proc: CPU ticks at the start and the end,
+and its VmHWM at the end.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import select
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -62,7 +67,7 @@ class CommandFailedError(RuntimeError):
     pass
 
 
-def _reap(proc: subprocess.Popen[bytes], name: str) -> ProcStat:
+def _reap(proc: subprocess.Popen[bytes], name: str, peaks: dict[int, float]) -> ProcStat:
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     return ProcStat(
@@ -70,8 +75,20 @@ def _reap(proc: subprocess.Popen[bytes], name: str) -> ProcStat:
         round(usage.ru_utime + usage.ru_stime, 3),
         round(usage.ru_utime, 3),
         round(usage.ru_stime, 3),
-        round(usage.ru_maxrss / 1024, 1),
+        round(peaks.get(proc.pid, 0.0), 1),
     )
+
+
+def _watch_peaks(pids: list[int], peaks: dict[int, float], done: threading.Event) -> None:
+    """Until ``done``: the highest VmHWM seen of each process (exited ones drop out)."""
+    live = list(pids)
+    while live and not done.is_set():
+        for pid in list(live):
+            try:
+                peaks[pid] = max(peaks.get(pid, 0.0), peak_rss_mib(pid))
+            except (FileNotFoundError, ProcessLookupError, ValueError):
+                live.remove(pid)
+        time.sleep(0.005)
 
 
 def run_pipe(
@@ -105,9 +122,20 @@ def run_pipe(
             upstream.close()  # the next stage holds it now: EOF reaches it when we let go
         upstream = proc.stdout
         procs.append(proc)
-    stats = [
-        _reap(p, names[i] if names else Path(str(commands[i][0])).name) for i, p in enumerate(procs)
-    ]
+    peaks: dict[int, float] = {}
+    done = threading.Event()
+    watcher = threading.Thread(
+        target=_watch_peaks, args=([p.pid for p in procs], peaks, done), daemon=True
+    )
+    watcher.start()
+    try:
+        stats = [
+            _reap(p, names[i] if names else Path(str(commands[i][0])).name, peaks)
+            for i, p in enumerate(procs)
+        ]
+    finally:
+        done.set()
+        watcher.join()
     wall = time.perf_counter() - started
     failed = [(i, p.returncode) for i, p in enumerate(procs) if p.returncode != 0]
     messages = []

@@ -72,14 +72,14 @@ def render(report: dict[str, Any]) -> str:
     if m:
         e2e = m.get("transferd_e2e", {}).get("mb_s")
         lines.append("")
-        lines.append(f"{'method':44s} {'MB/s':>7s} {'CPU s':>7s} {'peak RSS MiB':>22s} "
+        lines.append(f"{'method':44s} {'MB/s':>7s} {'CPU s':>7s} {'peak RSS MiB':>26s} "
                      f"{'stored/src':>10s} {'e2e ÷ it':>9s}")  # fmt: skip
         for r in m.values():
             rss = " / ".join(f"{n} {p['peak_rss_mib']:.0f}" for n, p in r["procs"].items())
-            if len(rss) > 22:
+            if len(rss) > 26:
                 rss = f"max {r['peak_rss_mib']:.0f}"
             lines.append(
-                f"{r['label']:44s} {r['mb_s']:7.1f} {r['cpu_s']:7.2f} {rss:>22s} "
+                f"{r['label']:44s} {r['mb_s']:7.1f} {r['cpu_s']:7.2f} {rss:>26s} "
                 f"{r['ratio']:10.3f} {_fmt(_ratio(e2e, r['mb_s']), '.2f'):>9s}"
             )
     lim = report.get("limits")
@@ -110,10 +110,11 @@ def render(report: dict[str, Any]) -> str:
     if res:
         lines.append("")
         lines.append(
-            f"resume after SIGKILL at {res['killed_at_fraction']:.0%} of the stored bytes: "
+            f"resume after SIGKILL half-way ({res['killed_at_fraction']:.0%} of the bytes stored): "
             f"{_fmt(res.get('wasted_upload_bytes', 0) / MIB, '.1f')} MiB uploaded twice "
-            f"(window {res['window_bytes'] / MIB:.0f} MiB), {res['resume_bytes_read'] / 1e6:.0f} "
-            f"MB read again, extra time {_fmt(res.get('extra_s'), '.2f')} s"
+            f"(window {res['window_bytes'] / MIB:.0f} MiB), {res.get('packs_adopted')} packs "
+            f"adopted, {res['resume_bytes_read'] / 1e6:.0f} MB read again, extra time "
+            f"{_fmt(res.get('extra_s'), '.2f')} s"
         )
     rows = report.get("targets")
     if rows:
