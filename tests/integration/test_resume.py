@@ -187,3 +187,35 @@ def test_full_disk_at_the_host_is_reported_and_the_job_resumes_once_space_is_fre
         restore_and_compare(tmp_path, source, server.url, "claims", keys)
     finally:
         server.kill()
+
+
+def test_unreadable_source_files_are_named_and_the_rest_is_copied(
+    tmp_path: Path, keys: Keys, source: Path
+) -> None:
+    """Exit 3: the job completes with what could be read, and says what could not.
+
+    Root reads any file, so the sender runs without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH
+    (setpriv drops them from its bounding set): a mode-000 file is then really unreadable.
+    """
+    small, large = source / "forms" / "locked.txt", source / "tables" / "locked.csv"
+    small.write_text("cannot be read\n")
+    large.write_bytes(b"x" * (1024 * 1024))
+    for path in (small, large):
+        path.chmod(0)
+    send = send_args(source, str(tmp_path / "store"), "claims", keys, tmp_path / "state")
+    args = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", *send]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 3, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert sorted(f["path"] for f in summary["failures"]) == [
+        "forms/locked.txt",
+        "tables/locked.csv",
+    ]
+    assert all("Permission denied" in f["error"] for f in summary["failures"])
+    assert "Traceback" not in proc.stderr
+    out = tmp_path / "restored"
+    cli("restore", "--store", tmp_path / "store", "--job", "claims", "--identity", keys.owner_key,
+        "--sender", keys.sender, "--out", out)  # fmt: skip
+    for path in (small, large):
+        path.unlink()
+    assert tree(out) == tree(source)

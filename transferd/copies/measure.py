@@ -22,7 +22,7 @@ from transferd.core.jobkey import JobKey
 from transferd.jobs.journal import Entry
 from transferd.jobs.pipeline import Pipeline, PipelineConfig
 from transferd.jobs.state import open_job_state
-from transferd.sources.base import InlineItem, Item, MetaItem, Source, StreamItem
+from transferd.sources.base import FailedItem, InlineItem, Item, MetaItem, Source, StreamItem
 from transferd.stores.memory import MemoryStore
 
 SAMPLE_BYTES = 128 * 1024 * 1024
@@ -52,7 +52,7 @@ class _Limited:
         async for item in self.inner.items():
             if self.taken >= self.limit:
                 return
-            if isinstance(item, MetaItem):
+            if isinstance(item, MetaItem | FailedItem):
                 yield item
             elif isinstance(item, InlineItem):
                 self.taken += len(item.data)

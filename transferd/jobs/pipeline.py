@@ -37,8 +37,14 @@ from transferd.core.packs import PackBuilder, PackEntry
 from transferd.errors import SourceError
 from transferd.jobs import tuning
 from transferd.jobs.journal import Entry, Journal
-from transferd.sources.base import InlineItem, MetaItem, Source, SourceChangedError, StreamItem
-from transferd.sources.directory import FailedItem
+from transferd.sources.base import (
+    FailedItem,
+    InlineItem,
+    MetaItem,
+    Source,
+    SourceChangedError,
+    StreamItem,
+)
 from transferd.stores.base import Store
 
 log = logging.getLogger(__name__)
@@ -218,7 +224,8 @@ class Pipeline:
             if isinstance(item, MetaItem):
                 await queue.put(_Work("meta", entry=item.entry))
                 continue
-            if isinstance(item, FailedItem):  # pragma: no cover - sources report these themselves
+            if isinstance(item, FailedItem):
+                self._fail(item.path, item.message)
                 continue
             entry = item.entry
             known = Journal.reusable_entry(self.journal.reader(), entry.path) if may_reuse else None

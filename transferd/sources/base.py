@@ -14,9 +14,10 @@ Contract for every driver (tests/sources/ runs the suite):
 1. Paths are relative, ``/``-separated bytes without ``.``/``..``/empty parts; each appears once.
 2. ``blocks()`` yields the content in order, in blocks of any size; it may be called again after
    ``SourceChangedError`` to read anew.
-3. A per-item read failure raises ``SourceError`` naming the item: the pipeline records it, skips
-   the item, and the run ends with exit code 3. A failure of the whole source (server gone, wrong
-   password) raises ``SourceError`` from ``items()``.
+3. A per-item read failure raises ``SourceError`` naming the item from ``blocks()``, or is
+   yielded as a ``FailedItem`` when it happens while listing: either way the pipeline records it,
+   skips the item, and the run ends with exit code 3. A failure of the whole source (server
+   gone, wrong password) raises ``SourceError`` from ``items()``.
 4. ``identity()`` returns the catalog ``source`` record's fields: what was copied (kind, root or
    server, snapshot), never a password.
 """
@@ -33,6 +34,14 @@ from transferd.jobs.journal import Entry
 
 class SourceChangedError(SourceError):
     """The item changed while it was being read."""
+
+
+@dataclass(slots=True)
+class FailedItem:
+    """An item that could not be listed or read; the run goes on without it (exit code 3)."""
+
+    path: bytes
+    message: str
 
 
 @dataclass(slots=True)
@@ -69,7 +78,7 @@ class InlineItem:
         )
 
 
-Item = MetaItem | StreamItem
+Item = MetaItem | StreamItem | FailedItem
 
 
 class Source(Protocol):

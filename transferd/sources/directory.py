@@ -14,13 +14,12 @@ import os
 import socket
 import stat
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from transferd.errors import SourceError
 from transferd.jobs.journal import Entry
-from transferd.sources.base import InlineItem, Item, MetaItem, SourceChangedError
+from transferd.sources.base import FailedItem, InlineItem, Item, MetaItem, SourceChangedError
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +39,6 @@ _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXE
 def fingerprint(st: os.stat_result) -> str:
     """Size, mtime, ctime, inode and mode: any write or replacement changes one of them."""
     return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}:{st.st_mode}"
-
-
-@dataclass(slots=True)
-class FailedItem:
-    """An item that could not be read; the run goes on without it and ends with exit code 3."""
-
-    path: bytes
-    message: str
 
 
 class FileItem:
@@ -96,7 +87,8 @@ class DirectorySource:
             raise SourceError(f"cannot read source {self.description}: {e.strerror}") from None
         if not stat.S_ISDIR(st.st_mode):
             raise SourceError(f"source {self.description} is not a directory")
-        self.failures: list[FailedItem] = []
+        self._walk_failures: list[FailedItem] = []
+        """Failures of the listing thread's walk, handed on with the next batch."""
 
     def identity(self) -> dict[str, Any]:
         return {"kind": self.kind, "root": self.description, "host": socket.gethostname()}
@@ -131,23 +123,21 @@ class DirectorySource:
             else:
                 ahead.cancel()  # its thread finishes the batch it is reading; nobody reads it
 
-    def _usable(self, batch: list[Item | FailedItem]) -> Iterator[Item]:
-        for item in batch:
-            if isinstance(item, FailedItem):
-                log.warning("skipping %s: %s", _show(item.path), item.message)
-                self.failures.append(item)
-                continue
-            yield item
+    def _usable(self, batch: list[Item]) -> Iterator[Item]:
+        yield from batch
 
     async def close(self) -> None:
         pass
 
     # --- the listing thread ---------------------------------------------------------------
 
-    def _batches(self) -> Iterator[list[Item | FailedItem]]:
-        batch: list[Item | FailedItem] = []
+    def _batches(self) -> Iterator[list[Item]]:
+        batch: list[Item] = []
         size = 0
         for rel, st in self._walk(b""):
+            if self._walk_failures:
+                batch += self._walk_failures
+                self._walk_failures = []
             item = self._item(rel, st)
             if item is None:
                 continue
@@ -157,6 +147,8 @@ class DirectorySource:
             if len(batch) >= BATCH_ITEMS or size >= BATCH_BYTES:
                 yield batch
                 batch, size = [], 0
+        batch += self._walk_failures
+        self._walk_failures = []
         if batch:
             yield batch
 
@@ -167,21 +159,20 @@ class DirectorySource:
             with os.scandir(full) as it:
                 names = sorted(e.name for e in it)
         except OSError as e:
-            self.failures.append(FailedItem(rel or b".", f"cannot list: {e.strerror}"))
-            log.warning("skipping %s: cannot list: %s", _show(rel or b"."), e.strerror)
+            self._walk_failures.append(FailedItem(rel or b".", f"cannot list: {e.strerror}"))
             return
         for name in names:
             child = rel + b"/" + name if rel else name
             try:
                 st = os.lstat(os.path.join(self.root, child))
             except OSError as e:
-                self.failures.append(FailedItem(child, f"cannot stat: {e.strerror}"))
+                self._walk_failures.append(FailedItem(child, f"cannot stat: {e.strerror}"))
                 continue
             yield child, st
             if stat.S_ISDIR(st.st_mode):
                 yield from self._walk(child)
 
-    def _item(self, rel: bytes, st: os.stat_result) -> Item | FailedItem | None:
+    def _item(self, rel: bytes, st: os.stat_result) -> Item | None:
         mode = stat.S_IMODE(st.st_mode)
         if stat.S_ISDIR(st.st_mode):
             return MetaItem(Entry(rel, "dir", mode, st.st_mtime_ns))
@@ -199,7 +190,7 @@ class DirectorySource:
             return FileItem(self.root, entry)
         return self._read_small(rel, entry)
 
-    def _read_small(self, rel: bytes, entry: Entry) -> Item | FailedItem:
+    def _read_small(self, rel: bytes, entry: Entry) -> Item:
         full = os.path.join(self.root, rel)
         for _ in range(_REREADS):
             try:
