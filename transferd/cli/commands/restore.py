@@ -19,14 +19,13 @@ from transferd.cli import pgrestore
 from transferd.cli.keyargs import load_identity, load_sender_key, parse_sender_arg
 from transferd.cli.output import JSONValue, Output, add_json_flag
 from transferd.cli.progress import human_bytes
+from transferd.cli.storeargs import add_read_location, open_for_reading
 from transferd.core.keys import SenderPublicKey, SenderSecretKey
-from transferd.errors import ConfigError, JobNotFoundError
+from transferd.errors import ConfigError
 from transferd.jobs.restore import RestoreProgress, RestoreResult, restore
 from transferd.runtime import run as run_async
 from transferd.runtime import setup_logging
 from transferd.stores.base import Store
-from transferd.stores.open import open_store
-from transferd.stores.retry import RetryingStore
 
 PROGRESS_INTERVAL = 5.0
 """Seconds between progress lines when stderr is not a terminal."""
@@ -44,16 +43,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         epilog="Example: transferd restore --store /srv/transferd --job snds-2026 "
         "--identity owner.key --sender tds1… --out /data/snds",
     )
-    where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument(
-        "--store",
-        metavar="DIR|S3URL",
-        help="a store directory on this host, or s3://BUCKET/PREFIX (endpoint and credentials "
-        "from $TRANSFERD_S3_CONFIG or AWS_*)",
-    )
-    where.add_argument(
-        "--from", dest="url", metavar="URL", help="http(s)://HOST:PORT of a storage host"
-    )
+    add_read_location(p)
     p.add_argument("--job", required=True, metavar="NAME", help="the job to restore")
     p.add_argument(
         "--identity",
@@ -113,20 +103,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _open(args: argparse.Namespace, key: SenderSecretKey | None) -> Store:
-    if args.store is not None and args.store.startswith("s3://"):
-        return RetryingStore(open_store(args.store, read_only=True), attempts=8)
-    if args.store is not None:
-        root = Path(args.store)
-        if not root.is_dir():
-            raise JobNotFoundError(f"store {root} does not exist or is not a directory")
-        return open_store(str(root), read_only=True)
-    if key is None:
-        raise ConfigError(
-            f"--from {args.url} needs a key to sign requests with",
-            hint="give --reader-key FILE (a key the host allows with serve --allow-reader) "
-            "or --sender-key FILE",
-        )
-    return RetryingStore(open_store(args.url, key, args.ca_file), attempts=8)
+    return open_for_reading(
+        args,
+        key,
+        attempts=8,
+        key_hint="give --reader-key FILE (a key the host allows with serve --allow-reader) "
+        "or --sender-key FILE",
+    )
 
 
 def run(args: argparse.Namespace, out: Output) -> int:

@@ -20,6 +20,7 @@ from transferd.cli.keyargs import load_identity, load_sender_key, parse_sender_a
 from transferd.cli.output import Output, add_json_flag
 from transferd.cli.pgargs import add_password_file
 from transferd.cli.readprogress import show_progress
+from transferd.cli.storeargs import StoreUnopenedError, add_read_location, open_for_reading
 from transferd.core.keys import SenderSecretKey
 from transferd.errors import (
     ConfigError,
@@ -27,8 +28,6 @@ from transferd.errors import (
     CopyDiffersError,
     CopyIncompleteError,
     CopyUntrustedError,
-    JobNotFoundError,
-    StoreError,
     StoreUnreadableError,
     TransferdError,
 )
@@ -40,8 +39,6 @@ from transferd.report.model import VERDICT_TEXT, Report
 from transferd.runtime import run as run_async
 from transferd.sources.open import is_postgres
 from transferd.stores.base import Store
-from transferd.stores.open import open_store
-from transferd.stores.retry import RetryingStore
 
 HUMAN_FAILURES = 50
 """Failures printed on the terminal; the report lists them all."""
@@ -68,16 +65,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         epilog="Example: transferd verify --store /srv/transferd --job snds-2026 --sender tds1… "
         "--report-json report.json --report-html report.html --sign-report auditor.key",
     )
-    where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument(
-        "--store",
-        metavar="DIR|S3URL",
-        help="a store directory on this host, or s3://BUCKET/PREFIX (endpoint and credentials "
-        "from $TRANSFERD_S3_CONFIG or AWS_*)",
-    )
-    where.add_argument(
-        "--from", dest="url", metavar="URL", help="http(s)://HOST:PORT of a storage host"
-    )
+    add_read_location(p)
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--job", metavar="NAME", help="the job to verify")
     what.add_argument(
@@ -159,23 +147,16 @@ def _against(spec: str | None) -> str | None:
 
 
 def _open(args: argparse.Namespace, signer: SenderSecretKey | None, out: Output) -> Store:
-    if args.store is not None and args.store.startswith("s3://"):
-        return RetryingStore(open_store(args.store, read_only=True), attempts=4)
-    if args.store is not None:
-        root = Path(args.store)
-        if not root.is_dir():
-            raise JobNotFoundError(f"store {root} does not exist or is not a directory")
-        try:
-            return open_store(str(root), read_only=True)
-        except StoreError as e:
-            raise StoreUnreadableError(f"cannot open store {root}: {e.message}") from None
-    key = load_sender_key(args.reader_key, out) if args.reader_key else signer
-    if key is None:
-        raise ConfigError(
-            f"--from {args.url} needs a key to sign requests with",
-            hint="give --reader-key FILE (a key the host allows with serve --allow-reader)",
+    key = load_sender_key(args.reader_key, out) if args.url and args.reader_key else signer
+    try:
+        return open_for_reading(
+            args,
+            key,
+            attempts=4,
+            key_hint="give --reader-key FILE (a key the host allows with serve --allow-reader)",
         )
-    return RetryingStore(open_store(args.url, key, args.ca_file), attempts=4)
+    except StoreUnopenedError as e:
+        raise StoreUnreadableError(e.message) from None
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
