@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 from transferd.errors import ConfigError
 from transferd.jobs.state import default_state_dir
 from transferd.secretfiles import read_secret_file
+from transferd.tomlfile import read_toml
 from transferd.transport.ratelimit import parse_rate
 
 DEFAULT_CONFIG = Path("/etc/transferd/transferd.toml")
@@ -130,13 +130,7 @@ def parse_listen(text: str, where: str = "listen") -> tuple[str, int]:
 
 
 def _read(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
-    except OSError as e:
-        raise ConfigError(f"cannot read {path}: {(e.strerror or str(e)).lower()}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path} is not valid TOML: {e}") from None
+    return read_toml(path)
 
 
 def _known(table: Mapping[str, Any], name: str, allowed: set[str], path: Path | None) -> None:

@@ -38,13 +38,13 @@ whose agent died is finished by another without editing the plan.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from transferd.core.manifest import check_job_name
 from transferd.errors import ConfigError, FormatError
+from transferd.tomlfile import read_toml
 
 DEFAULT_LEASE_SECONDS = 300.0
 """Five minutes: long against a store's slowest answers and a pause of a busy host, short
@@ -88,15 +88,7 @@ class CopyPlan:
 
 def load_plan(path: Path) -> CopyPlan:
     """Read and check a plan; ConfigError naming the file and what is wrong."""
-    try:
-        with path.open("rb") as f:
-            doc = tomllib.load(f)
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot read plan {path}: {(exc.strerror or str(exc)).lower()}"
-        ) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"plan {path} is not valid TOML: {exc}") from None
+    doc = read_toml(path, "plan")
     where = f"plan {path}"
     _known(doc, _TOP, where)
     copy = _table(doc, "copy", where)

@@ -32,7 +32,6 @@ from __future__ import annotations
 import configparser
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +40,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from transferd.errors import ConfigError
 from transferd.secretfiles import read_secret_file
+from transferd.tomlfile import read_toml_table
 
 CONFIG_ENV = "TRANSFERD_S3_CONFIG"
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
@@ -171,17 +171,7 @@ def load_settings(
 
 def read_table(path: Path) -> dict[str, Any]:
     """The ``[s3]`` table of a TOML file (empty when the file has none)."""
-    try:
-        with path.open("rb") as f:
-            document = tomllib.load(f)
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {(exc.strerror or str(exc)).lower()}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    table = document.get("s3", {})
-    if not isinstance(table, dict):
-        raise ConfigError(f"[s3] in {path} must be a table")
-    return table
+    return read_toml_table(path, "s3")
 
 
 def _size(table: Mapping[str, Any], name: str, default: int) -> int:

@@ -35,7 +35,6 @@ import argparse
 import ipaddress
 import logging
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +46,7 @@ from transferd.runtime import setup_logging
 from transferd.secretfiles import read_secret_file
 from transferd.stores.base import Store
 from transferd.stores.local import LocalStore
+from transferd.tomlfile import read_toml_table
 from transferd.transport.auth import Authorizer, parse_grant
 
 DEFAULT_LISTEN = "127.0.0.1:8443"
@@ -225,16 +225,7 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 
 def _read_table(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as f:
-            document = tomllib.load(f)
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {(exc.strerror or str(exc)).lower()}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    table = document.get("serve", {})
-    if not isinstance(table, dict):
-        raise ConfigError(f"[serve] in {path} must be a table")
+    table = read_toml_table(path, "serve")
     unknown = sorted(set(table) - _SETTINGS)
     if unknown:
         raise ConfigError(
