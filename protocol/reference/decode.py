@@ -28,6 +28,7 @@ import re
 import struct
 import sys
 import urllib.parse
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -250,6 +251,17 @@ def is_int(value: Any, low: int = 0) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
 
+def is_instant(v: object) -> bool:
+    """YYYY-MM-DDTHH:MM:SSZ naming a real instant (SPEC 11.2): the calendar is checked too."""
+    if not isinstance(v, str) or not re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", v):
+        return False
+    try:
+        datetime.strptime(v, "%Y-%m-%dT%H:%M:%SZ")
+    except ValueError:
+        return False
+    return True
+
+
 def is_hex(value: Any, digits: int) -> bool:
     return isinstance(value, str) and re.fullmatch(f"[0-9a-f]{{{digits}}}", value) is not None
 
@@ -333,8 +345,7 @@ def check_body(b: Any) -> dict[str, Any]:
         "job": isinstance(b["job"], str) and re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,63}", b["job"]),
         "job_id": is_hex(b["job_id"], 32),
         "sequence": is_int(seq, 1),
-        "created": isinstance(b["created"], str)
-        and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", b["created"]),
+        "created": is_instant(b["created"]),
         "previous": prev is None if seq == 1 else is_hex(prev, 64),
         "recipients": isinstance(b["recipients"], list) and b["recipients"],
         "totals": isinstance(b["totals"], dict) and set(b["totals"]) == {"objects", "stored_bytes"}

@@ -78,6 +78,7 @@ def test_a_copy_manifest_signs_parses_and_verifies() -> None:
         ((b"transferd-copy v1", b"transferd-manifest v1"), "bad first line"),
         ((b'"format":1', b'"format":2'), "unsupported format version"),
         ((b'"previous":null', b'"previous":"00"'), "previous"),
+        ((b"2026-11-22T21", b"2026-02-30T21"), "created must be RFC 3339"),
     ],
 )
 def test_malformed_copy_manifests_are_refused(edit: tuple[bytes, bytes], message: str) -> None:

@@ -8,12 +8,31 @@ malleability), and refuse duplicate keys, which parsers disagree on.
 from __future__ import annotations
 
 import json
+import re
+from datetime import datetime
 from typing import Any
 
 from transferd.errors import FormatError
 
 INT_MIN = -(2**63)
 INT_MAX = 2**63 - 1
+
+_UTC_SECONDS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+
+
+def is_utc_timestamp(value: object) -> bool:
+    """True for ``YYYY-MM-DDTHH:MM:SSZ`` naming a real instant (no month 13, no 30 February).
+
+    The pattern alone would let a signed manifest carry a date no reader can show; datetime
+    checks the calendar. A leap second (``:60``) is refused, as Python cannot represent it.
+    """
+    if not isinstance(value, str) or not _UTC_SECONDS.fullmatch(value):
+        return False
+    try:
+        datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ")
+    except ValueError:
+        return False
+    return True
 
 
 def dumps(value: object, *, checked: bool = True) -> bytes:

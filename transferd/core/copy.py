@@ -56,7 +56,6 @@ COPY_MANIFEST_FIRST_LINE = b"transferd-copy v1\n"
 _FIELDS = frozenset(
     {"format", "copy", "copy_id", "sequence", "created", "previous", "sender", "jobs"}
 )
-_CREATED = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -167,7 +166,7 @@ class CopyManifestBody:
             raise FormatError("copy manifest copy_id must be 32 lowercase hex digits")
         if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
             raise FormatError("copy manifest sequence must be a positive integer")
-        if not isinstance(created, str) or not _CREATED.fullmatch(created):
+        if not canonical.is_utc_timestamp(created):
             raise FormatError("copy manifest created must be RFC 3339 UTC")
         if (prev is None) != (seq == 1) or (
             prev is not None and (not isinstance(prev, str) or not _HEX64.fullmatch(prev))

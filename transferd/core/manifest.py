@@ -37,7 +37,6 @@ from transferd.errors import (
 )
 
 _JOB_NAME = re.compile(JOB_NAME_PATTERN)
-_CREATED = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 _BODY_FIELDS = frozenset(
     {
         "format", "job", "job_id", "sequence", "created", "previous", "sender",
@@ -112,7 +111,7 @@ class ManifestBody:
             raise FormatError("manifest job_id must be 32 lowercase hex digits")
         if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
             raise FormatError("manifest sequence must be a positive integer")
-        if not isinstance(created, str) or not _CREATED.fullmatch(created):
+        if not canonical.is_utc_timestamp(created):
             raise FormatError("manifest created must be RFC 3339 UTC, e.g. 2026-11-22T21:00:00Z")
         if (prev is None) != (seq == 1) or (
             prev is not None
