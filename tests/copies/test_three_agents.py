@@ -141,7 +141,8 @@ def test_a_killed_agents_job_is_finished_by_another_and_the_copy_verifies(tmp_pa
         verified = subprocess.run(
             [*TRANSFERD, "verify", "--copy", "snds-test", "--store", f"s3://{bucket}/copy",
              "--sender", sender, "--seen-state", str(tmp_path / "seen.json"),
-             "--report-json", str(tmp_path / "copy-report.json")],
+             "--report-json", str(tmp_path / "copy-report.json"),
+             "--report-html", str(tmp_path / "copy-report.html")],
             capture_output=True, text=True, env=env, timeout=120, check=False,
         )  # fmt: skip
         assert verified.returncode == 0, verified.stdout + verified.stderr
@@ -149,6 +150,8 @@ def test_a_killed_agents_job_is_finished_by_another_and_the_copy_verifies(tmp_pa
         report = json.loads((tmp_path / "copy-report.json").read_text())
         assert sorted(report["jobs"]) == sorted(JOBS)
         assert all(j["verdict"] == "pass" for j in report["jobs"].values())
+        page = (tmp_path / "copy-report.html").read_text()
+        assert '<div class="word">PASS</div>' in page and report["report_sha256"] in page
 
         status = subprocess.run(
             [*TRANSFERD, "copy", "status", "--plan", str(tmp_path / "plan.toml"), "--json"],

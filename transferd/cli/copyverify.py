@@ -1,8 +1,8 @@
 """``transferd verify --copy NAME``: the whole copy, its copy manifests and every job in it.
 
 The checks are copies/verify.py's; this module prints them and writes the JSON report (every
-job's full report inside, hashed and optionally signed like a job's report). The exit code is the
-verdict's, as for one job.
+job's full report inside, hashed and optionally signed like a job's report) and its HTML page
+(report/html.py ``render_copy``). The exit code is the verdict's, as for one job.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from transferd.errors import (
     TransferdError,
 )
 from transferd.jobs.verify import VerifyOptions
-from transferd.report import seal
+from transferd.report import html, seal
 from transferd.report.model import VERDICT_TEXT
 from transferd.runtime import run as run_async
 from transferd.stores.base import CopyStore, Store
@@ -43,6 +43,7 @@ def run_copy_verify(
     out: Output,
     *,
     report_json: Path | None,
+    report_html: Path | None,
     signer: SenderSecretKey | None,
     write: Any,
 ) -> int:
@@ -59,14 +60,16 @@ def run_copy_verify(
     document = seal.seal(report.to_json(), signer)
     if report_json is not None:
         write(report_json, seal.dumps(document))
+    if report_html is not None:
+        write(report_html, html.render_copy(document))
     out.result(document, _human(report, document))
     error = VERDICT_ERRORS.get(report.verdict)
     if error is not None:
         raise error(
             f"verification failed: {report.summary()}",
             hint="the report lists every failure"
-            if report_json
-            else "write the full list with --report-json FILE",
+            if report_json or report_html
+            else "write the full list with --report-json FILE or --report-html FILE",
         )
     return 0
 

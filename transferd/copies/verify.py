@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from transferd import __version__
 from transferd.core import copy as core_copy
 from transferd.core.copy import SignedCopyManifest
 from transferd.core.keys import SenderPublicKey
@@ -27,7 +28,15 @@ from transferd.errors import FormatError, IntegrityError, JobNotFoundError, Stor
 from transferd.jobs.seen import Seen
 from transferd.jobs.verify import VerifyOptions, verify_copy
 from transferd.jobs.verify_manifests import utc
-from transferd.report.model import EXIT_CODES, PRECEDENCE, VERDICT_OK, VERDICT_TEXT, Report
+from transferd.report.model import (
+    COPY_REPORT_TYPE,
+    EXIT_CODES,
+    PRECEDENCE,
+    SCHEMA_VERSION,
+    VERDICT_OK,
+    VERDICT_TEXT,
+    Report,
+)
 from transferd.stores.base import CopyStore, ObjectNotFoundError
 
 SERIES = "manifests"
@@ -67,11 +76,15 @@ class CopyReport:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "type": "transferd-copy-verify-report",
+            "schema_version": SCHEMA_VERSION,
+            "type": COPY_REPORT_TYPE,
+            "tool": {"name": "transferd", "version": __version__},
             "copy": self.copy,
             "store": self.store,
             "sender": self.sender,
             "verdict": self.verdict,
+            "exit_code": self.exit_code,
+            "summary": self.summary(),
             "copy_manifests": self.copy_manifests,
             "newest": self.newest,
             "findings": [{"category": c, "message": m} for c, m in self.findings],

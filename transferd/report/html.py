@@ -57,24 +57,11 @@ footer{margin-top:32px;padding-top:12px;border-top:2px solid #eaecf0;font-size:1
 
 
 def render(doc: dict[str, Any]) -> str:
-    verdict = str(doc.get("verdict", "unreadable"))
-    colour = COLOURS.get(verdict, COLOURS["unreadable"])
     job = doc.get("job") or {}
+    verdict = str(doc.get("verdict", "unreadable"))
     title = f"transferd verify report: job {job.get('name', '?')}: {verdict.upper()}"
     parts = [
-        "<!doctype html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta http-equiv="Content-Security-Policy" '
-        "content=\"default-src 'none'; style-src 'unsafe-inline'\">",
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
-        f'<header class="verdict" id="verdict" style="background:{colour}">',
-        "<h1>transferd verify report</h1>",
-        f'<div class="word">{_e(verdict.upper())}</div>',
-        f'<div class="text">{_e(VERDICT_TEXT.get(verdict, verdict))}</div>',
-        f'<div class="summary">{_e(doc.get("summary", ""))} &middot; exit code '
-        f"{_e(doc.get('exit_code'))}</div>",
-        "</header><main>",
+        *_head(title, doc),
         '<div class="grid"><section>',
         "<h2>Copy</h2>",
         _copy(doc),
@@ -90,6 +77,105 @@ def render(doc: dict[str, Any]) -> str:
         "</main></body></html>",
     ]
     return "\n".join(parts) + "\n"
+
+
+def render_copy(doc: dict[str, Any]) -> str:
+    """The report of ``verify --copy``: the copy's verdict, its jobs in a table, then each job's
+    checks and failures, one section per job (the same blocks as a job's own page)."""
+    verdict = str(doc.get("verdict", "unreadable"))
+    jobs: dict[str, Any] = doc.get("jobs") or {}
+    newest = doc.get("newest") or {}
+    findings = doc.get("findings") or []
+    rows = [
+        ("Copy", f"<b>{_e(doc.get('copy'))}</b>"),
+        ("Store", f"<code>{_e(doc.get('store'))}</code>"),
+        ("Sender key", f"<code>{_e(doc.get('sender'))}</code>"),
+        ("Copy manifests", _e(f"{doc.get('copy_manifests', 0)}, newest "
+                              f"{newest.get('sequence')} of {newest.get('created')}")),
+        ("Newest SHA-256", f"<code>{_e(newest.get('sha256'))}</code>"),
+        ("Jobs", _e(f"{sum(1 for j in jobs.values() if j)} of {len(jobs)} recorded")),
+    ]  # fmt: skip
+    finding_rows = "".join(
+        f'<tr><td><b>{_e(f.get("category"))}</b></td><td class="msg">{_e(f.get("message"))}'
+        "</td></tr>"
+        for f in findings
+    )
+    parts = [
+        *_head(f"transferd verify report: copy {doc.get('copy', '?')}: {verdict.upper()}", doc),
+        "<h2>Copy</h2>",
+        _dl(rows),
+        f"<h2>Findings on the copy itself ({len(findings):,})</h2>",
+        f"<table><tr><th>Kind</th><th>What was found</th></tr>{finding_rows}</table>"
+        if findings
+        else '<p class="note">None.</p>',
+        "<h2>Jobs</h2>",
+        _job_table(jobs),
+    ]
+    for name, job in jobs.items():
+        if not job:
+            continue
+        report = job.get("report") or {}
+        parts += [
+            f'<h2 id="job-{_e(name)}">Job {_e(name)} {_badge_verdict(str(job.get("verdict")))}'
+            "</h2>",
+            f'<p class="note">{_e(report.get("summary", ""))}</p>',
+            _checks(report.get("checks") or []),
+            _failures(report).replace("<h2>", "<h3>").replace("</h2>", "</h3>"),
+        ]
+    parts += [_footer(doc), "</main></body></html>"]
+    return "\n".join(parts) + "\n"
+
+
+def _head(title: str, doc: dict[str, Any]) -> list[str]:
+    """The page up to ``<main>``: the document head and the verdict in large type on its colour."""
+    verdict = str(doc.get("verdict", "unreadable"))
+    colour = COLOURS.get(verdict, COLOURS["unreadable"])
+    return [
+        "<!doctype html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta http-equiv="Content-Security-Policy" '
+        "content=\"default-src 'none'; style-src 'unsafe-inline'\">",
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
+        f'<header class="verdict" id="verdict" style="background:{colour}">',
+        "<h1>transferd verify report</h1>",
+        f'<div class="word">{_e(verdict.upper())}</div>',
+        f'<div class="text">{_e(VERDICT_TEXT.get(verdict, verdict))}</div>',
+        f'<div class="summary">{_e(doc.get("summary", ""))} &middot; exit code '
+        f"{_e(doc.get('exit_code'))}</div>",
+        "</header><main>",
+    ]
+
+
+def _badge_verdict(verdict: str) -> str:
+    colour = COLOURS.get(verdict, COLOURS["unreadable"])
+    return f'<span class="badge" style="background:{colour}">{_e(verdict)}</span>'
+
+
+def _job_table(jobs: dict[str, Any]) -> str:
+    rows = []
+    for name, job in jobs.items():
+        if not job:
+            rows.append(
+                f"<tr><td><b>{_e(name)}</b></td><td>{_badge_verdict('incomplete')}</td>"
+                '<td colspan="4" class="note">no finished manifest recorded</td></tr>'
+            )
+            continue
+        report = job.get("report") or {}
+        counts = report.get("counts") or {}
+        failures = sum((report.get("failure_counts") or {}).values())
+        rows.append(
+            f'<tr><td><b><a href="#job-{_e(name)}">{_e(name)}</a></b></td>'
+            f"<td>{_badge_verdict(str(job.get('verdict')))}</td>"
+            f"<td>{_e(len(report.get('manifests') or []))}</td>"
+            f"<td>{counts.get('objects_referenced', 0):,}</td>"
+            f"<td>{_e(_bytes(counts.get('bytes_referenced', 0)))}</td>"
+            f"<td>{failures:,}</td></tr>"
+        )
+    return (
+        "<table><tr><th>Job</th><th>Verdict</th><th>Manifests</th><th>Objects</th>"
+        f"<th>Bytes</th><th>Failures</th></tr>{''.join(rows)}</table>"
+    )
 
 
 def _e(value: object) -> str:

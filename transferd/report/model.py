@@ -13,6 +13,8 @@ from typing import Any
 
 SCHEMA_VERSION = 1
 REPORT_TYPE = "transferd-verify-report"
+COPY_REPORT_TYPE = "transferd-copy-verify-report"
+"""``verify --copy``: the copy's own findings and every job's report (protocol/REPORT.md 4.1)."""
 
 VERDICT_OK = "pass"
 PRECEDENCE = ("untrusted", "altered", "incomplete", "differs", "unreadable")

@@ -25,7 +25,7 @@ from transferd.core import canonical
 from transferd.core.jobkey import b64decode_strict
 from transferd.core.keys import SenderPublicKey, SenderSecretKey, parse_key_text
 from transferd.errors import FormatError, IntegrityError, KeyFormatError, SignatureError
-from transferd.report.model import REPORT_TYPE, SCHEMA_VERSION
+from transferd.report.model import COPY_REPORT_TYPE, REPORT_TYPE, SCHEMA_VERSION
 
 SIGNED_PREFIX = b"transferd-verify-report v1\n"
 UNHASHED_FIELDS = ("report_sha256", "signature")
@@ -87,7 +87,10 @@ def load(text: str, what: str) -> dict[str, Any]:
         document = json.loads(text, object_pairs_hook=no_duplicates)
     except ValueError as e:
         raise FormatError(f"{what} is not a JSON report: {e}") from None
-    if not isinstance(document, dict) or document.get("type") != REPORT_TYPE:
+    if not isinstance(document, dict) or document.get("type") not in (
+        REPORT_TYPE,
+        COPY_REPORT_TYPE,
+    ):
         raise FormatError(f"{what} is not a transferd verify report")
     if document.get("schema_version") != SCHEMA_VERSION:
         raise FormatError(

@@ -184,11 +184,10 @@ def run(args: argparse.Namespace, out: Output) -> int:
     )
     interactive = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
     if args.copy is not None:
-        if args.report_html:
-            raise ConfigError("--report-html is written per job: use --job, or --report-json")
         return run_copy_verify(
             store, args.copy, sender, options, out,
-            report_json=args.report_json, signer=signer, write=_write,
+            report_json=args.report_json, report_html=args.report_html, signer=signer,
+            write=_write,
         )  # fmt: skip
 
     async def main() -> Report:
