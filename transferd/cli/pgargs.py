@@ -70,6 +70,17 @@ def add_source_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="do not copy large objects (copied by default unless -n or -t is given)",
     )
+    g.add_argument(
+        "--no-owner",
+        action="store_true",
+        help="leave out who owns each object (pg_dump --no-owner): the restored objects belong "
+        "to the role that restores them, so the target cluster needs none of the source's roles",
+    )
+    g.add_argument(
+        "--no-privileges",
+        action="store_true",
+        help="leave out grants (pg_dump --no-privileges), e.g. to roles of the source's cloud",
+    )
     add_password_file(g, "the source")
 
 
@@ -87,6 +98,7 @@ def source_options(args: argparse.Namespace) -> PgOptions | None:
             ("--include-table", args.include_table), ("--exclude-table", args.exclude_table),
             ("--exclude-table-data", args.exclude_table_data),
             ("--no-large-objects", args.no_large_objects),
+            ("--no-owner", args.no_owner), ("--no-privileges", args.no_privileges),
             ("--password-file", args.password_file),
         )
         if value
@@ -105,6 +117,8 @@ def source_options(args: argparse.Namespace) -> PgOptions | None:
         exclude_table=tuple(args.exclude_table),
         exclude_table_data=tuple(args.exclude_table_data),
         large_objects=False if args.no_large_objects else None,
+        no_owner=args.no_owner,
+        no_privileges=args.no_privileges,
     )
     return PgOptions(
         snapshot=args.snapshot, jobs=jobs, selection=selection, password_file=args.password_file

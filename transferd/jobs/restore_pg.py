@@ -16,7 +16,9 @@ the rows in the source's physical order and its plain COPY hashes to the catalog
 each table's rows are counted again against the catalog.
 
 The target must be empty unless ``force``: restoring over existing objects fails halfway or, worse,
-mixes two databases. Roles named by the schema (owners, grants) must exist in the target cluster.
+mixes two databases. Roles named by the schema (owners, grants) must exist in the target cluster
+(a copy sent with ``--no-owner --no-privileges`` names none); a missing one stops the pre-data
+transaction, before any row, with that hint (sources/pg_tools.py).
 """
 
 from __future__ import annotations

@@ -42,6 +42,10 @@ class Selection:
     exclude_table_data: tuple[str, ...] = ()
     large_objects: bool | None = None
     """None: pg_dump's rule (copied unless a schema or table is selected with an include)."""
+    no_owner: bool = False
+    """pg_dump --no-owner: the schema names no owner; restored objects belong to the restorer."""
+    no_privileges: bool = False
+    """pg_dump --no-privileges: the schema carries no GRANT or REVOKE."""
 
     @property
     def with_large_objects(self) -> bool:
@@ -64,6 +68,8 @@ class Selection:
                                ("--exclude-table", self.exclude_table)):  # fmt: skip
             args.extend(f"{flag}={p}" for p in patterns)
         args.append("--blobs" if self.with_large_objects else "--no-blobs")
+        args += ["--no-owner"] if self.no_owner else []
+        args += ["--no-privileges"] if self.no_privileges else []
         return args
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,6 +23,8 @@ from transferd.sources.pg_conninfo import ConnInfo
 BLOCK = 1024 * 1024
 _STDERR_KEEP = 64 * 1024
 """Bytes of a tool's stderr kept for the error message: its last lines say what failed."""
+_MISSING_ROLE = re.compile(r'role ".*" does not exist')
+"""An owner or grantee of the source's schema the target cluster lacks (cloud admin roles)."""
 
 
 def tool(name: str, error: type[TransferdError]) -> str:
@@ -91,7 +94,14 @@ async def psql(
     finally:
         await _stop(proc, stderr)
     if code != 0:
-        raise error(f"psql failed while restoring {what}: {_last_line(message)}")
+        line = _last_line(message)
+        hint = None
+        if _MISSING_ROLE.search(line):
+            hint = (
+                "create the roles the schema names in the target cluster (pg_dumpall --roles-only"
+                " on the source), or make the copy with send --no-owner --no-privileges"
+            )
+        raise error(f"psql failed while restoring {what}: {line}", hint=hint)
 
 
 async def _stop(proc: asyncio.subprocess.Process, stderr: asyncio.Task[bytes]) -> None:
