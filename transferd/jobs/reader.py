@@ -218,13 +218,18 @@ class JobReader:
 
     # --- items -----------------------------------------------------------------------------
 
-    async def items(self) -> AsyncGenerator[Item, None]:
+    async def items(
+        self, wanted: Callable[[Entry], bool] | None = None
+    ) -> AsyncGenerator[Item, None]:
         """Every entry, chunk and stream end, in catalog order, each checked before it is
         yielded. Use it under ``contextlib.aclosing`` so that stopping early stops the work.
-        A reader walks its catalog once: call ``items()`` once."""
+        A reader walks its catalog once: call ``items()`` once.
+
+        ``wanted``: only the entries it accepts are yielded, and only their chunks fetched and
+        opened (the whole catalog is still walked and checked)."""
         queue: asyncio.Queue[_Queued] = asyncio.Queue(256)
         budget = _Budget(self.readahead)
-        producer = asyncio.create_task(self._produce(queue, budget))
+        producer = asyncio.create_task(self._produce(queue, budget, wanted))
         hasher = _OrderedHasher(self._hash_pool)
         try:
             while True:
@@ -270,7 +275,12 @@ class JobReader:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
 
-    async def _produce(self, queue: asyncio.Queue[_Queued], budget: _Budget) -> None:
+    async def _produce(
+        self,
+        queue: asyncio.Queue[_Queued],
+        budget: _Budget,
+        wanted: Callable[[Entry], bool] | None,
+    ) -> None:
         try:
             async with contextlib.aclosing(self.segments()) as segments:
                 async for records in segments:
@@ -278,6 +288,10 @@ class JobReader:
                     del records
                     for record, refs in parsed:
                         for event in self.walker.feed(record, refs):
+                            if wanted is not None and not wanted(
+                                event if isinstance(event, Entry) else event.entry
+                            ):
+                                continue
                             if isinstance(event, Chunks):
                                 await self._start_chunks(event, soon, queue, budget)
                             else:

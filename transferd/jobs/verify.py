@@ -42,7 +42,7 @@ from transferd.jobs.objectcheck import (
     default_workers,
     judge,
 )
-from transferd.jobs.reader import unwrap_key
+from transferd.jobs.reader import JobReader, unwrap_key
 from transferd.jobs.seen import SeenState
 from transferd.jobs.verify_deep import DeepCheck
 from transferd.jobs.verify_manifests import Trusted, check_manifests, check_seen, utc
@@ -190,10 +190,14 @@ async def _with_key(
     await check.run()
     if comparison is None:
         return
-    if check.complete:
-        await comparison.compare(report, workers)
-    else:
+    if not check.complete:
         report.skip("matches-source", "the catalog could not be read to its end")
+    elif isinstance(comparison, SourceComparison):
+        await comparison.compare(report, workers)
+    else:  # a database: the rows of some tables may have to be read from the copy
+        await comparison.compare(
+            report, workers, lambda: JobReader(store, newest, key, workers=workers)
+        )
 
 
 # --- objects ---------------------------------------------------------------------------------
