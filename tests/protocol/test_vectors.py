@@ -41,6 +41,7 @@ from transferd.core import (
     manifest,
     objectlist,
     packs,
+    rowset,
 )
 from transferd.errors import IntegrityError
 
@@ -281,6 +282,27 @@ def read_copy(root: Path, v: dict[str, Any]) -> list[dict[str, Any]]:
     return sorted(tree, key=lambda e: catalog.name_from(e, "path"))
 
 
+def apply_rowset(v: dict[str, Any]) -> None:
+    stream = data(v["input"])
+    rows = rowset.RowMultiset()
+    at = 0
+    for size in v.get("feed", [len(stream)]):
+        rows.update(stream[at : at + size])
+        at += size
+    assert at == len(stream)
+    digest = rows.hexdigest()  # FormatError: the stream stops inside a row
+    assert rows.rows == v["rows"]
+    assert digest == v["digest"]
+    # the definition, step by step (POSTGRESQL.md 6.2), against the core and the vector
+    lines = stream.split(b"\n")[:-1]
+    values = [rowset.row_hash(r) for r in lines]
+    if "row_hashes" in v:
+        assert [x.to_bytes(256, "little").hex() for x in values] == v["row_hashes"]
+    total = (sum(values) % 2**2048).to_bytes(256, "little")
+    assert total.hex() == v["sum"]
+    assert blake3.blake3(total + len(lines).to_bytes(8, "little")).hexdigest() == digest
+
+
 APPLY: dict[str, Callable[[dict[str, Any]], None]] = {
     "keys": apply_keys,
     "wrap": apply_wrap,
@@ -293,6 +315,7 @@ APPLY: dict[str, Callable[[dict[str, Any]], None]] = {
     "catalog_stream": apply_catalog_stream,
     "manifest": apply_manifest,
     "copy": apply_copy,
+    "rowset": apply_rowset,
 }
 
 

@@ -66,6 +66,7 @@ AREAS: dict[str, tuple[set[str], set[str]]] = {
         {"store", "job", "identity_file", "expected_sender", "newest_sequence", "job_key", "tree"},
         set(),
     ),
+    "rowset": ({"input"}, {"feed", "row_hashes", "rows", "sum", "digest"}),
 }
 
 VALID_NEEDS: dict[str, set[str]] = {
@@ -77,6 +78,7 @@ VALID_NEEDS: dict[str, set[str]] = {
     "catalog": {"records", "paths"},
     "catalog_stream": {"paths"},
     "manifest": {"body", "sender_secret"},
+    "rowset": {"rows", "sum", "digest"},
 }
 """Fields without which a valid vector would check nothing beyond "it did not fail"."""
 

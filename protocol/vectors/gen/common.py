@@ -43,6 +43,7 @@ FLAGS = {
     "Truncated": "records stop, or another begins, before a stream's end record or the totals",
     "NameMismatch": "the object's bytes do not hash to the name (SHA-256) it is stored under",
     "Unicode": "a name that is not valid UTF-8, carried as base64",
+    "PartialRow": "a copy-text stream that stops inside a row, after its last 0x0A",
 }
 
 

@@ -9,7 +9,7 @@ tests/protocol/test_vectors.py checks that it does. The compressed bytes inside 
 reader MUST accept any valid zstd frame.
 
 One module per vector group: gen_keys, gen_wrap, gen_chunks, gen_envelope, gen_pack,
-gen_objectlist, gen_catalog, gen_catalog_stream, gen_manifest, gen_copy.
+gen_objectlist, gen_catalog, gen_catalog_stream, gen_manifest, gen_copy, gen_rowset.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import gen_keys
 import gen_manifest
 import gen_objectlist
 import gen_pack
+import gen_rowset
 import gen_wrap
 from common import write_json
 
@@ -40,6 +41,7 @@ FILES = {
     "catalog.json": gen_catalog.generate,
     "catalog_stream.json": gen_catalog_stream.generate,
     "manifest.json": gen_manifest.generate,
+    "rowset.json": gen_rowset.generate,
 }
 
 
