@@ -284,7 +284,8 @@ def read_copy(root: Path, v: dict[str, Any]) -> list[dict[str, Any]]:
 
 def apply_rowset(v: dict[str, Any]) -> None:
     stream = data(v["input"])
-    rows = rowset.RowMultiset()
+    salt = bytes.fromhex(v["salt"])
+    rows = rowset.RowMultiset(salt)
     at = 0
     for size in v.get("feed", [len(stream)]):
         rows.update(stream[at : at + size])
@@ -295,7 +296,7 @@ def apply_rowset(v: dict[str, Any]) -> None:
     assert digest == v["digest"]
     # the definition, step by step (POSTGRESQL.md 6.2), against the core and the vector
     lines = stream.split(b"\n")[:-1]
-    values = [rowset.row_hash(r) for r in lines]
+    values = [rowset.row_hash(salt, r) for r in lines]
     if "row_hashes" in v:
         assert [x.to_bytes(256, "little").hex() for x in values] == v["row_hashes"]
     total = (sum(values) % 2**2048).to_bytes(256, "little")

@@ -66,7 +66,7 @@ AREAS: dict[str, tuple[set[str], set[str]]] = {
         {"store", "job", "identity_file", "expected_sender", "newest_sequence", "job_key", "tree"},
         set(),
     ),
-    "rowset": ({"input"}, {"feed", "row_hashes", "rows", "sum", "digest"}),
+    "rowset": ({"salt", "input"}, {"feed", "row_hashes", "rows", "sum", "digest"}),
 }
 
 VALID_NEEDS: dict[str, set[str]] = {

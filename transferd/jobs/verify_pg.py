@@ -12,7 +12,8 @@ transferd (one COPY per table, in stream order), or a source not written since t
 its rows in the stream's order. A table with the catalog's row count and size but another BLAKE3
 may hold the same rows in another physical order (VACUUM FULL, CLUSTER, an UPDATE that changed
 nothing): for those tables only, a second pass computes the multiset digest of the rows
-(core/rowset.py) on both sides at once, the database's by reading the table again in the same
+(core/rowset.py, salted with 32 random bytes drawn for this run and shown in the report, so that
+no one can have chosen rows that collide) on both sides at once, the database's by reading the table again in the same
 snapshot, the copy's by reading and opening that table's stream from the store (jobs/reader.py,
 only those streams' chunks; each stream's BLAKE3 is checked against the catalog as it ends).
 Equal digests: the same rows, moved; the table counts as ``source_tables_reordered`` and is named
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import shlex
 from collections.abc import Callable
@@ -46,7 +48,7 @@ from typing import Any
 import asyncpg
 import blake3
 
-from transferd.core.rowset import RowMultiset
+from transferd.core.rowset import SALT_SIZE, RowMultiset
 from transferd.errors import StoreError, TransferdError
 from transferd.jobs.entries import End, show
 from transferd.jobs.reader import JobReader, Piece
@@ -116,6 +118,9 @@ class PgComparison:
         self.paths: dict[tuple[str, str], bytes] = {}
         self.large_objects: dict[int, _Copied] = {}
         self.has_sequences = False
+        self.salt = os.urandom(SALT_SIZE)
+        """Of the row multiset digests (POSTGRESQL.md 6.2): drawn now, after the rows were
+        written, so no one could choose rows whose digests collide; in the report."""
         self._second = _SecondPass()
 
     def close(self) -> None:
@@ -182,7 +187,8 @@ class PgComparison:
         if reordered:
             names = ", ".join(reordered[:NAMED]) + (", …" if len(reordered) > NAMED else "")
             note += (f"; {len(reordered):,} with the same rows as the copy in another physical "
-                     f"order (same row multiset digest): {names}")  # fmt: skip
+                     f"order (equal row multiset digests, salt {self.salt.hex()}): "
+                     f"{names}")  # fmt: skip
         advanced = report.counts.get("source_sequences_advanced", 0)
         if advanced:
             note += f"; {advanced:,} sequences ahead of the copy's values (used since)"
@@ -250,7 +256,7 @@ class PgComparison:
         reader.start()
         try:
             for m in moved:
-                rows = RowMultiset()
+                rows = RowMultiset(self.salt)
                 async for block in reader.stream(m.table):
                     await _add_rows(rows, block)
                 m.live = rows.hexdigest()
@@ -259,7 +265,7 @@ class PgComparison:
 
     async def _read_copy(self, open_copy: OpenCopy) -> None:
         second = self._second
-        multisets = {m.raw_path: (m, RowMultiset()) for m in second.moved}
+        multisets = {m.raw_path: (m, RowMultiset(self.salt)) for m in second.moved}
         wanted = {*multisets, SEQUENCES} if self.has_sequences else set(multisets)
         pieces: list[bytes] = []
         left = len(wanted)
@@ -297,9 +303,11 @@ class PgComparison:
             report.fail(second.copy_error)
         for m in second.moved:
             name = f"table {m.table.display}"
-            live = {"rows": m.rows, "size": m.size, "blake3": m.digest, "rows_multiset": m.live}
+            salt = self.salt.hex()
+            live = {"rows": m.rows, "size": m.size, "blake3": m.digest, "rows_multiset": m.live,
+                    "rows_multiset_salt": salt}  # fmt: skip
             copy = {"rows": m.copied.rows, "size": m.copied.size, "blake3": m.copied.blake3,
-                    "rows_multiset": m.copy}  # fmt: skip
+                    "rows_multiset": m.copy, "rows_multiset_salt": salt}  # fmt: skip
             same = f"{name} has the copy's {_rows(m.rows)} and size but"
             if m.live is None or m.copy is None:
                 why = "another BLAKE3, and its rows could not be compared"

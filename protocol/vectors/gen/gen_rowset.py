@@ -9,21 +9,25 @@ from __future__ import annotations
 from typing import Any
 
 import blake3
-from common import Vector, data_hex, vector, vector_file
+from common import Vector, data_hex, det, vector, vector_file
 
 from transferd.core.rowset import ROW_CONTEXT, RowMultiset
 
 MODULUS = 2**2048
+SALT = det("rowset salt")
+"""Drawn at random for each comparison by verify --against; fixed here."""
+OTHER_SALT = det("rowset salt other")
 
 
-def _row_value(row: bytes) -> int:
-    return int.from_bytes(blake3.blake3(row, derive_key_context=ROW_CONTEXT).digest(256), "little")
+def _row_value(salt: bytes, row: bytes) -> int:
+    key = blake3.blake3(salt, derive_key_context=ROW_CONTEXT).digest()
+    return int.from_bytes(blake3.blake3(row, key=key).digest(256), "little")
 
 
-def _by_definition(stream: bytes) -> tuple[int, bytes, str]:
+def _by_definition(salt: bytes, stream: bytes) -> tuple[int, bytes, str]:
     """(rows, sum as 256 bytes, digest) of a stream that ends with 0x0A (or is empty)."""
     rows = stream.split(b"\n")[:-1]
-    total = sum(_row_value(r) for r in rows) % MODULUS
+    total = sum(_row_value(salt, r) for r in rows) % MODULUS
     state = total.to_bytes(256, "little")
     return len(rows), state, blake3.blake3(state + len(rows).to_bytes(8, "little")).hexdigest()
 
@@ -33,9 +37,9 @@ def _lines(*rows: bytes) -> bytes:
 
 
 def _vector(name: str, comment: str, stream: bytes, feed: list[int] | None = None,
-            hashes: bool = False) -> Vector:  # fmt: skip
-    rows, state, digest = _by_definition(stream)
-    core = RowMultiset()
+            hashes: bool = False, salt: bytes = SALT) -> Vector:  # fmt: skip
+    rows, state, digest = _by_definition(salt, stream)
+    core = RowMultiset(salt)
     at = 0
     for size in feed or [len(stream)]:
         core.update(stream[at : at + size])
@@ -44,9 +48,10 @@ def _vector(name: str, comment: str, stream: bytes, feed: list[int] | None = Non
         raise RuntimeError(f"{name}: transferd.core.rowset disagrees with the definition")
     row_hashes = None
     if hashes:
-        row_hashes = [_row_value(r).to_bytes(256, "little").hex() for r in stream.split(b"\n")[:-1]]
+        lines = stream.split(b"\n")[:-1]
+        row_hashes = [_row_value(salt, r).to_bytes(256, "little").hex() for r in lines]
     flags = ("Streaming",) if feed is not None else ()
-    return vector(name, comment, flags=flags, input=data_hex(stream), feed=feed,
+    return vector(name, comment, flags=flags, salt=salt.hex(), input=data_hex(stream), feed=feed,
                   row_hashes=row_hashes, rows=rows, sum=state.hex(), digest=digest)  # fmt: skip
 
 
@@ -72,6 +77,8 @@ def rowset_vectors() -> list[Vector]:
                 _lines(A, B, C), hashes=True),
         _vector("three_rows_other_order", "the same rows in another order: the same digest",
                 _lines(C, A, B)),
+        _vector("three_rows_other_salt", "the same rows with another salt: another digest",
+                _lines(A, B, C), salt=OTHER_SALT, hashes=True),
         _vector("one_value_changed", "one value of one row changed (Bob to Bea): another digest",
                 _lines(A, B.replace(b"Bob", b"Bea"), C)),
         _vector("row_duplicated", "a row twice: four rows, another digest than three",
@@ -87,23 +94,24 @@ def rowset_vectors() -> list[Vector]:
                 "rows span pieces; a piece may hold no line feed", _lines(A, B, C),
                 [1, 5, 0, 60, len(_lines(A, B, C)) - 66]),
         vector("partial_row_at_end", "the stream stops inside a row (no line feed after C): a "
-               "digest MUST NOT be given", "format failure", ("PartialRow",),
+               "digest MUST NOT be given", "format failure", ("PartialRow",), salt=SALT.hex(),
                input=data_hex(_lines(A, B) + C)),
         vector("no_line_feed_at_all", "one row without its line feed", "format failure",
-               ("PartialRow",), input=data_hex(A)),
+               ("PartialRow",), salt=SALT.hex(), input=data_hex(A)),
     ]  # fmt: skip
 
 
 def generate() -> dict[str, Any]:
     return vector_file(
         "rowset",
-        "The multiset digest of the rows of a copy-text stream (protocol/POSTGRESQL.md 6.2). A "
-        "row is the bytes of one line without its 0x0A; its value is the 256-byte BLAKE3 "
-        "derive_key output for the context 'transferd 2026-11 copy-text row multiset v1', read "
-        "little-endian; sum is the rows' values added modulo 2^2048, as 256 bytes little-endian; "
-        "digest = BLAKE3(sum || rows as 8 bytes little-endian). Vectors with the same rows in "
-        "any order have the same digest. feed, when present, gives the sizes of the pieces the "
-        "stream is fed in, which MUST NOT change the result. A stream that does not end with "
-        "0x0A (and is not empty) has no digest.",
+        "The multiset digest of the rows of a copy-text stream (protocol/POSTGRESQL.md 6.2). "
+        "K = BLAKE3 derive_key of the salt with the context 'transferd 2026-11 copy-text row "
+        "multiset v1'. A row is the bytes of one line without its 0x0A; its value is the first "
+        "256 bytes of BLAKE3 keyed with K over the row, read little-endian; sum is the rows' "
+        "values added modulo 2^2048, as 256 bytes little-endian; "
+        "digest = BLAKE3(sum || rows as 8 bytes little-endian). Vectors with the same salt and "
+        "the same rows in any order have the same digest. feed, when present, gives the sizes "
+        "of the pieces the stream is fed in, which MUST NOT change the result. A stream that "
+        "does not end with 0x0A (and is not empty) has no digest.",
         rowset_vectors(),
     )
