@@ -14,9 +14,12 @@ from pathlib import Path
 from tests.postgres.cluster import Cluster
 from tests.postgres.roundtrip import send_db
 from tests.postgres.test_cli import keys, send_args, transferd  # noqa: F401 - keys: a fixture
+from transferd.core import manifest
 from transferd.core.keys import RecipientIdentity, SenderSecretKey
 from transferd.jobs.verify import VerifyOptions, verify_copy
 from transferd.report.model import Report
+from transferd.sources.pg_listing import Selection
+from transferd.sources.postgres import PgOptions
 from transferd.stores.memory import MemoryStore
 
 
@@ -127,8 +130,41 @@ def test_other_rows_with_the_same_count_differ_and_say_how(
     assert tellers.expected is not None
     assert tellers.actual["rows_multiset"] != tellers.expected["rows_multiset"]
     assert tellers.actual["rows"] == tellers.expected["rows"] == 10
+    salt = tellers.actual["rows_multiset_salt"]
+    assert len(bytes.fromhex(salt)) == 32
+    assert tellers.expected["rows_multiset_salt"] == salt
     assert report.exit_code == 24
     assert report.counts.get("source_tables_reordered", 0) == 0
+
+
+def test_a_damaged_copy_read_for_its_rows_is_reported_not_raised(
+    cluster: Cluster,
+    source_db: str,
+    sender: SenderSecretKey,
+    owner: RecipientIdentity,
+    tmp_path: Path,
+) -> None:
+    store = MemoryStore()
+    url = cluster.url(source_db)
+    options = PgOptions(jobs=2, selection=Selection(include_table=("pgbench_tellers",)))
+    asyncio.run(send_db(store, url, sender, owner, tmp_path / "state", options))
+    cluster.psql(source_db, "UPDATE pgbench_tellers SET tbalance = tbalance WHERE tid < 4")
+    (newest,) = [manifest.parse(m).body for m in store.manifests["pg"].values()]
+    readable = {r.name for r in (*newest.catalog, *newest.object_lists)}
+    objects = store.objects["pg"]
+    for name, data in list(objects.items()):  # a bit flipped every 61 bytes of every pack
+        if name not in readable:
+            objects[name] = bytes(b ^ 1 if i % 61 == 60 else b for i, b in enumerate(data))
+
+    report = verify_against(store, url, sender, owner)
+
+    messages = [f.message for f in report.failures]
+    assert any("the copy's streams could not be read to compare their rows" in m for m in messages)
+    assert (
+        "table public.pgbench_tellers has the copy's 10 rows and size but another BLAKE3, and its "
+        "rows could not be compared"
+    ) in messages
+    assert report.verdict == "altered"
 
 
 def test_the_command_reports_moved_and_changed_rows(
