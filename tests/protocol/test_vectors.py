@@ -35,6 +35,7 @@ from transferd.core import (
     catalog,
     catalog_stream,
     chunking,
+    copy,
     envelope,
     jobkey,
     keys,
@@ -304,6 +305,34 @@ def apply_rowset(v: dict[str, Any]) -> None:
     assert blake3.blake3(total + len(lines).to_bytes(8, "little")).hexdigest() == digest
 
 
+def apply_copy_secret(v: dict[str, Any]) -> None:
+    text = v["text"]
+    secret = copy.parse_copy_secret_file(text) if "\n" in text else copy.parse_copy_secret(text)
+    assert secret.copy_id(v["copy"]) == v["copy_id"]
+    for job in v["jobs"]:
+        assert secret.job_key(job["job"]).key.hex() == job["job_key"]
+        assert secret.job_id(job["job"]) == job["job_id"]
+
+
+def apply_copy_manifest(v: dict[str, Any]) -> None:
+    raw = v["manifest"].encode("utf-8")
+    assert hashlib.sha256(raw).hexdigest() == v["sha256"]
+    expected = keys.parse_sender_public(v["expected_sender"])
+    current = copy.verify(raw, expected)
+    if "history" in v:
+        previous = None
+        for text in v["history"]:
+            earlier = copy.verify(text.encode("utf-8"), expected)
+            copy.check_succession(previous, earlier)
+            previous = earlier
+        copy.check_succession(previous, current)
+    assert current.body.to_json() == v["body"]
+    assert current.digest == v["sha256"]
+    secret = keys.parse_key_text(v["sender_secret"])
+    assert isinstance(secret, keys.SenderSecretKey)
+    assert copy.sign(copy.CopyManifestBody.from_json(v["body"]), secret) == raw
+
+
 APPLY: dict[str, Callable[[dict[str, Any]], None]] = {
     "keys": apply_keys,
     "wrap": apply_wrap,
@@ -317,6 +346,8 @@ APPLY: dict[str, Callable[[dict[str, Any]], None]] = {
     "manifest": apply_manifest,
     "copy": apply_copy,
     "rowset": apply_rowset,
+    "copy_secret": apply_copy_secret,
+    "copy_manifest": apply_copy_manifest,
 }
 
 

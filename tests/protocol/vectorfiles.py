@@ -67,6 +67,11 @@ AREAS: dict[str, tuple[set[str], set[str]]] = {
         set(),
     ),
     "rowset": ({"salt", "input"}, {"feed", "row_hashes", "rows", "sum", "digest"}),
+    "copy_secret": ({"text"}, {"copy", "copy_id", "jobs"}),
+    "copy_manifest": (
+        {"manifest", "sha256", "expected_sender"},
+        {"body", "sender_secret", "history"},
+    ),
 }
 
 VALID_NEEDS: dict[str, set[str]] = {
@@ -79,6 +84,8 @@ VALID_NEEDS: dict[str, set[str]] = {
     "catalog_stream": {"paths"},
     "manifest": {"body", "sender_secret"},
     "rowset": {"rows", "sum", "digest"},
+    "copy_secret": {"copy", "copy_id", "jobs"},
+    "copy_manifest": {"body", "sender_secret"},
 }
 """Fields without which a valid vector would check nothing beyond "it did not fail"."""
 

@@ -9,7 +9,8 @@ tests/protocol/test_vectors.py checks that it does. The compressed bytes inside 
 reader MUST accept any valid zstd frame.
 
 One module per vector group: gen_keys, gen_wrap, gen_chunks, gen_envelope, gen_pack,
-gen_objectlist, gen_catalog, gen_catalog_stream, gen_manifest, gen_copy, gen_rowset.
+gen_objectlist, gen_catalog, gen_catalog_stream, gen_manifest, gen_copy, gen_rowset,
+gen_copy_manifest.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import gen_catalog
 import gen_catalog_stream
 import gen_chunks
 import gen_copy
+import gen_copy_manifest
 import gen_envelope
 import gen_keys
 import gen_manifest
@@ -42,6 +44,8 @@ FILES = {
     "catalog_stream.json": gen_catalog_stream.generate,
     "manifest.json": gen_manifest.generate,
     "rowset.json": gen_rowset.generate,
+    "copy_secret.json": gen_copy_manifest.generate_secret,
+    "copy_manifest.json": gen_copy_manifest.generate,
 }
 
 
