@@ -18,12 +18,13 @@ the packer also skips a chunk already placed earlier in this run (duplicate cont
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +41,7 @@ from transferd.jobs.journal import Entry, Journal
 from transferd.sources.base import (
     FailedItem,
     InlineItem,
+    Item,
     MetaItem,
     Source,
     SourceChangedError,
@@ -52,6 +54,8 @@ log = logging.getLogger(__name__)
 _REREADS = 3
 _ENTRY_FLUSH = 2000
 """Entries recorded per journal transaction: one fsync per 2,000 small files, not per file."""
+_STREAMS_AHEAD = 256
+"""Streams waiting for the stream lane: bounds how far the other items run ahead of them."""
 
 
 @dataclass(frozen=True)
@@ -167,7 +171,7 @@ class Pipeline:
         self._slots = asyncio.Semaphore(config.uploads)
         self._paused = asyncio.Event()
         self._paused.set()
-        self._queue: asyncio.Queue[_Work | None] | None = None
+        self._queues: tuple[asyncio.Queue[_Work | None], ...] = ()
 
     # --- worker-thread functions ------------------------------------------------------------
 
@@ -205,7 +209,42 @@ class Pipeline:
 
     # --- producer: the source, in order ------------------------------------------------------
 
-    async def _produce(self, source: Source, queue: asyncio.Queue[_Work | None]) -> None:
+    async def _produce(
+        self,
+        source: Source,
+        queue: asyncio.Queue[_Work | None],
+        blocks: asyncio.Queue[_Work | None],
+    ) -> None:
+        """Two lanes into one queue, for a source with ``independent_streams``: its streams
+        (large files) are read one after another by a task of their own while this task goes on
+        with everything else. Small files cost Python on one core and large files zstd on every
+        core: in turn, each left a core idle. Other sources' streams are read in this task.
+
+        Each lane has its queue and its packer: with one queue, the small files' batches took
+        nearly every free slot (asyncio.Queue does not serve waiting putters first) and the
+        large files waited behind them."""
+        streams: asyncio.Queue[StreamItem | None] = asyncio.Queue(_STREAMS_AHEAD)
+        async with asyncio.TaskGroup() as lanes:
+            lanes.create_task(self._stream_lane(streams, blocks))
+            await self._produce_items(source, queue, blocks, streams)
+            await streams.put(None)  # on failure the task group cancels the lane instead
+        await queue.put(None)
+        await blocks.put(None)
+
+    async def _stream_lane(
+        self, streams: asyncio.Queue[StreamItem | None], queue: asyncio.Queue[_Work | None]
+    ) -> None:
+        while (item := await streams.get()) is not None:
+            await self._paused.wait()
+            await self._produce_stream(item, queue)
+
+    async def _produce_items(
+        self,
+        source: Source,
+        queue: asyncio.Queue[_Work | None],
+        blocks: asyncio.Queue[_Work | None],
+        streams: asyncio.Queue[StreamItem | None],
+    ) -> None:
         inline: list[InlineItem] = []
         inline_bytes = 0
 
@@ -221,33 +260,43 @@ class Pipeline:
 
         # A job's first run has nothing to reuse: skip 20,000 journal look-ups for 20,000 files.
         may_reuse = self.journal.has_entries()
-        async for item in source.items():
-            await self._paused.wait()
-            if isinstance(item, MetaItem):
-                await queue.put(_Work("meta", entry=item.entry))
-                continue
-            if isinstance(item, FailedItem):
-                self._fail(item.path, item.message)
-                continue
-            entry = item.entry
-            known = Journal.reusable_entry(self.journal.reader(), entry.path) if may_reuse else None
-            if (
-                known is not None
-                and known.fingerprint == entry.fingerprint
-                and known.kind == entry.kind
-            ):
-                await queue.put(_Work("reuse", entry=known))
-                continue
-            if isinstance(item, InlineItem):
-                inline.append(item)
-                inline_bytes += len(item.data)
-                if len(inline) >= 256 or inline_bytes >= 8 * 1024 * 1024:
-                    await flush_inline()
-                continue
-            await flush_inline()
-            await self._produce_stream(item, queue)
+        # Only a source that says so has streams that can be read while it lists on: a database
+        # source reads its tables one after another through the connection that lists them.
+        lane = getattr(source, "independent_streams", False)
+        async with contextlib.aclosing(_batches(source)) as batches:
+            async for batch in batches:
+                await self._paused.wait()
+                for item in batch:
+                    if isinstance(item, MetaItem):
+                        await queue.put(_Work("meta", entry=item.entry))
+                        continue
+                    if isinstance(item, FailedItem):
+                        self._fail(item.path, item.message)
+                        continue
+                    entry = item.entry
+                    known = (
+                        Journal.reusable_entry(self.journal.reader(), entry.path)
+                        if may_reuse
+                        else None
+                    )
+                    if (
+                        known is not None
+                        and known.fingerprint == entry.fingerprint
+                        and known.kind == entry.kind
+                    ):
+                        await queue.put(_Work("reuse", entry=known))
+                        continue
+                    if isinstance(item, InlineItem):
+                        inline.append(item)
+                        inline_bytes += len(item.data)
+                        if len(inline) >= 256 or inline_bytes >= 8 * 1024 * 1024:
+                            await flush_inline()
+                        continue
+                    if lane:
+                        await streams.put(item)
+                    else:
+                        await self._produce_stream(item, blocks)
         await flush_inline()
-        await queue.put(None)
 
     async def _produce_stream(self, item: StreamItem, queue: asyncio.Queue[_Work | None]) -> None:
         for attempt in range(1, _REREADS + 1):
@@ -286,6 +335,19 @@ class Pipeline:
         self.counters.failures += 1
 
     # --- packer: in order, on the event loop ------------------------------------------------
+
+    async def _pack_all(
+        self, queues: tuple[asyncio.Queue[_Work | None], ...], tg: asyncio.TaskGroup
+    ) -> None:
+        """A packer per queue, filling the same packs; then the last pack and entries."""
+        async with asyncio.TaskGroup() as packers:
+            for queue in queues:
+                packers.create_task(self._pack(queue, tg))
+        if len(self._builder):
+            await self._ship(tg)
+        await self._flush_entries()
+        if self._flushing is not None:
+            await self._flushing
 
     async def _pack(self, queue: asyncio.Queue[_Work | None], tg: asyncio.TaskGroup) -> None:
         while (work := await queue.get()) is not None:
@@ -333,11 +395,6 @@ class Pipeline:
             # "abort": the stream's chunks stay in packs (harmless); its entry is not recorded
             if len(self._entries) + len(self._touched) >= _ENTRY_FLUSH:
                 await self._flush_entries()
-        if len(self._builder):
-            await self._ship(tg)
-        await self._flush_entries()
-        if self._flushing is not None:
-            await self._flushing
 
     def _acknowledged(self, sealed: list[_Sealed]) -> set[bytes]:
         """Chunks sealed by a worker that the host acknowledged since the worker looked (an
@@ -391,17 +448,19 @@ class Pipeline:
             self._slots.release()
 
     async def _flush_entries(self) -> None:
-        """Hand the entries gathered so far to the journal's thread; at most one batch is
-        being written while the packer goes on."""
+        """Hand the entries gathered so far to the journal's thread (which writes in order),
+        then wait for the batch before: at most two are queued while the packers go on. Taken
+        before the wait, so that two packers never hand over the same entries."""
         if not self._entries and not self._touched:
             return
-        if self._flushing is not None:
-            await self._flushing
         entries, touched = self._entries, self._touched
         self._entries, self._touched = [], []
+        previous = self._flushing
         self._flushing = asyncio.wrap_future(
             self._writer.submit(self._write_entries, entries, touched)
         )
+        if previous is not None:
+            await previous
 
     def _write_entries(
         self, entries: list[tuple[Entry, list[bytes] | None]], touched: list[bytes]
@@ -435,21 +494,37 @@ class Pipeline:
         written.result()
 
     def queue_depth(self) -> int:
-        """Blocks read and waiting for the packer (the metrics show it)."""
-        return self._queue.qsize() if self._queue is not None else 0
+        """Blocks and batches read and waiting for the packers (the metrics show it)."""
+        return sum(q.qsize() for q in self._queues)
 
     async def run(self, source: Source) -> None:
-        queue: asyncio.Queue[_Work | None] = asyncio.Queue(self.config.blocks_in_queue())
-        self._queue = queue
+        # Small files and other items: a few batches ahead (each up to 8 MiB, most far less);
+        # blocks of large files: as many as the config says (see PipelineConfig.queue_blocks).
+        queue: asyncio.Queue[_Work | None] = asyncio.Queue(self.config.workers + 2)
+        blocks: asyncio.Queue[_Work | None] = asyncio.Queue(self.config.blocks_in_queue())
+        self._queues = (queue, blocks)
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._produce(source, queue))
-                tg.create_task(self._pack(queue, tg))
+                tg.create_task(self._produce(source, queue, blocks))
+                tg.create_task(self._pack_all((queue, blocks), tg))
         except BaseExceptionGroup as group:
             raise _first(group) from None
         finally:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._writer.shutdown(wait=True)
+
+
+async def _batches(source: Source) -> AsyncGenerator[Sequence[Item], None]:
+    """The source's items in lists: a source with ``batches()`` (the directory) hands out a list
+    per event-loop step; any other, one item per list."""
+    batches = getattr(source, "batches", None)
+    if batches is not None:
+        async with contextlib.aclosing(batches()) as listed:
+            async for batch in listed:
+                yield batch
+    else:
+        async for item in source.items():
+            yield (item,)
 
 
 def _cut_and_hash(

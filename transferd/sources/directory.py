@@ -4,16 +4,25 @@ Regular files, directories and symlinks (recorded as links, never followed); fil
 sparse or not; names that are not UTF-8 (paths are bytes throughout). Other kinds (sockets, FIFOs,
 devices) are skipped with a warning. Files up to INLINE_MAX are read whole while listing, in
 batches on one thread, so 20,000 small files cost 20,000 reads and not 20,000 event-loop hops.
+
+Items come in walk order (depth first, bytewise name order), except that the listing runs up to
+LOOKAHEAD entries ahead of the small files being read, and a large file met on the way is handed
+out at once: the pipeline reads and seals large files on a lane of their own, so the small files,
+whose cost is Python on one core, overlap with the large files, whose cost is zstd on every core.
+The order is still stable (the same tree gives the same order), and nothing downstream depends
+on walk order: the catalog is written sorted by path from the journal.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
 import stat
-from collections.abc import AsyncIterator, Iterator
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +41,14 @@ the sender's peak RSS end to end was 290 to 310 MiB, with 4 MiB 230 to 236 (perf
 BATCH_ITEMS = 512
 BATCH_BYTES = 8 * 1024 * 1024
 """A listing batch ends at this many items or inline bytes: bounds the memory of one batch."""
+LOOKAHEAD = 32768
+"""Entries listed (path and lstat, ~300 bytes each: 10 MiB at most) but not yet read: how far
+ahead of the small files the listing looks for large files to start early. With 20,000 small
+files before the large ones (perf/'s dataset) the large files start about a batch after the
+small ones instead of after all of them."""
+LIST_STEP = 4096
+"""Entries listed per batch handed out, at most: the first batch comes out after 4,096 lstat
+calls (about 20 ms), not after the whole look-ahead is listed."""
 _REREADS = 3
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
@@ -77,6 +94,9 @@ class FileItem:
 
 class DirectorySource:
     kind = "directory"
+    independent_streams = True
+    """A FileItem opens its own file: it can be read while the listing goes on (the pipeline
+    reads large files on a lane of their own, beside the small files)."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = os.fsencode(os.path.abspath(root))
@@ -104,6 +124,14 @@ class DirectorySource:
         return total
 
     async def items(self) -> AsyncIterator[Item]:
+        async with contextlib.aclosing(self.batches()) as batches:
+            async for batch in batches:
+                for item in batch:
+                    yield item
+
+    async def batches(self) -> AsyncGenerator[list[Item], None]:
+        """The items in lists of up to BATCH_ITEMS: the pipeline takes a list per event-loop
+        step rather than an item (20,000 small files: 40 steps, not 20,000)."""
         walker = self._batches()
         ahead = asyncio.ensure_future(asyncio.to_thread(next, walker, None))
         try:
@@ -114,8 +142,7 @@ class DirectorySource:
                 # The next batch is listed and read while this one is consumed: with 20,000
                 # small files, listing and packing in turn left each waiting on the other.
                 ahead = asyncio.ensure_future(asyncio.to_thread(next, walker, None))
-                for item in self._usable(batch):
-                    yield item
+                yield batch
         finally:
             if ahead.done():
                 if not ahead.cancelled():
@@ -123,34 +150,46 @@ class DirectorySource:
             else:
                 ahead.cancel()  # its thread finishes the batch it is reading; nobody reads it
 
-    def _usable(self, batch: list[Item]) -> Iterator[Item]:
-        yield from batch
-
     async def close(self) -> None:
         pass
 
     # --- the listing thread ---------------------------------------------------------------
 
     def _batches(self) -> Iterator[list[Item]]:
-        batch: list[Item] = []
-        size = 0
-        for rel, st in self._walk(b""):
-            if self._walk_failures:
-                batch += self._walk_failures
-                self._walk_failures = []
-            item = self._item(rel, st)
-            if item is None:
-                continue
-            batch.append(item)
-            if isinstance(item, InlineItem):
-                size += len(item.data)
-            if len(batch) >= BATCH_ITEMS or size >= BATCH_BYTES:
+        """Batches of items: large files as soon as listed, the rest in walk order."""
+        walk = self._walk(b"")
+        listed: deque[tuple[bytes, os.stat_result]] = deque()
+        walked = False
+        while True:
+            batch: list[Item] = []
+            step = 0
+            while not walked and len(listed) < LOOKAHEAD and step < LIST_STEP:
+                nxt = next(walk, None)
+                if nxt is None:
+                    walked = True
+                    break
+                step += 1
+                st = nxt[1]
+                if stat.S_ISREG(st.st_mode) and st.st_size > INLINE_MAX:
+                    item = self._item(*nxt)  # a FileItem: handed out ahead of its place
+                    if item is not None:
+                        batch.append(item)
+                else:
+                    listed.append(nxt)
+            size = 0
+            while listed and len(batch) < BATCH_ITEMS and size < BATCH_BYTES:
+                item = self._item(*listed.popleft())
+                if item is None:
+                    continue
+                batch.append(item)
+                if isinstance(item, InlineItem):
+                    size += len(item.data)
+            batch += self._walk_failures
+            self._walk_failures = []
+            if batch:
                 yield batch
-                batch, size = [], 0
-        batch += self._walk_failures
-        self._walk_failures = []
-        if batch:
-            yield batch
+            elif walked and not listed:
+                return
 
     def _walk(self, rel: bytes) -> Iterator[tuple[bytes, os.stat_result]]:
         """(relative path, lstat) of everything below ``rel``, depth first, bytewise name order."""
