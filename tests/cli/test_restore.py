@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import Run
+from tests.cli.conftest import REPO, Run
 from tests.jobs.conftest import Keys, local_store, send_tree
 from tests.jobs.treeutil import make_tree, snapshot
 from transferd.core.keys import RecipientIdentity, SenderSecretKey, render_key_file
@@ -168,3 +172,44 @@ def test_rekey_refuses_to_remove_the_last_recipient(run: Run, copy: Path, keys: 
         f"transferd: error: refusing to remove the last recipient of job {JOB}: nobody could "
         "read it"
     )
+
+
+def test_a_restore_killed_half_way_resumes_without_fetching_what_it_finished(
+    tmp_path: Path, keys: Keys
+) -> None:
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    for i in range(300):
+        (src / "d" / f"f{i:03}.bin").write_bytes(os.urandom(512 * 1024))
+    send_tree(local_store(tmp_path / "store"), src, keys, tmp_path / "state")
+    (tmp_path / "owner.key").write_text(render_key_file(keys.owner, "2026-11-22T21:00:00Z"))
+    os.chmod(tmp_path / "owner.key", 0o600)
+    argv = [sys.executable, "-m", "transferd", "restore", "--store", "store", "--job", JOB,
+            "--identity", "owner.key", "--out", "out", "--workers", "1", "--json"]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PYTHONPATH"] = str(REPO)
+
+    first = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)  # fmt: skip
+    done = tmp_path / "out" / "d"
+    deadline = time.monotonic() + 60
+    while not (done.is_dir() and len(list(done.glob("f*.bin"))) >= 60):
+        assert first.poll() is None, "the restore ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert first.returncode == -signal.SIGKILL
+    kept = len(list(done.glob("f*.bin")))
+    assert kept < 300
+
+    resumed = subprocess.run([*argv, "--resume"], cwd=tmp_path, env=env, capture_output=True,
+                             text=True, timeout=120, check=False)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout)
+    assert snapshot(tmp_path / "out") == snapshot(src)
+    assert not list((tmp_path / "out").rglob(".transferd-*"))  # the killed run's temporary files
+    assert summary["files_kept"] == kept  # each was renamed to its name only once complete
+    assert summary["files"] == 300 - summary["files_kept"]
+    stored = sum(p.stat().st_size for p in (tmp_path / "store").rglob("*") if p.is_file())
+    assert summary["bytes_fetched"] < stored * (300 - summary["files_kept"] + 32) / 300

@@ -348,3 +348,35 @@ def test_a_sparse_file_above_4_gib(keys: Keys, tmp_path: Path) -> None:
         assert os.pread(f.fileno(), 4096, 2**32 + 12345) == bytes(4096)
     assert result.counters.bytes_written == 2 * MiB
     assert allocated(out) < 16 * MiB
+
+
+def test_resume_keeps_proven_files_and_restores_the_rest(keys: Keys, tmp_path: Path) -> None:
+    store = MemoryStore()
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    for i in range(20):
+        (src / "d" / f"f{i:02}.bin").write_bytes(os.urandom(256 * 1024))
+    send_tree(store, src, keys, tmp_path / "state")
+    out = tmp_path / "out"
+    whole = run_restore(store, keys, out)
+    # what an interrupted restore leaves: files not written yet, one a temporary file half-way,
+    # and a kept file that changed since (same size, name, mode and mtime: only content differs)
+    for i in range(10, 20):
+        (out / "d" / f"f{i:02}.bin").unlink()
+    (out / "d" / ".transferd-0123456789abcdef.tmp").write_bytes(b"half a file")
+    changed = out / "d" / "f03.bin"
+    st = changed.stat()
+    with changed.open("r+b") as f:
+        f.write(b"\x00" * 16)
+    os.utime(changed, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    with pytest.raises(ConfigError, match="not empty"):
+        run_restore(store, keys, out)
+    resumed = run_restore(store, keys, out, resume=True)
+
+    assert snapshot(out) == snapshot(src)
+    assert leftovers(out) == []
+    assert resumed.counters.files_kept == 9  # f00-f09 but the changed f03
+    assert resumed.counters.bytes_kept == 9 * 256 * 1024
+    assert resumed.counters.files == 11  # f10-f19, then f03 again on a second walk
+    assert resumed.bytes_fetched < 0.7 * whole.bytes_fetched

@@ -26,10 +26,10 @@ import contextlib
 import logging
 import os
 from collections import OrderedDict, deque
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 import blake3
 
@@ -218,19 +218,36 @@ class JobReader:
 
     # --- items -----------------------------------------------------------------------------
 
+    @overload
+    def items(
+        self, wanted: Callable[[Entry], bool] | None = None, held: None = None
+    ) -> AsyncGenerator[Item, None]: ...
+
+    @overload
+    def items(
+        self, wanted: Callable[[Entry], bool] | None, held: Callable[[Entry], bool]
+    ) -> AsyncGenerator[Item | Held, None]: ...
+
     async def items(
-        self, wanted: Callable[[Entry], bool] | None = None
-    ) -> AsyncGenerator[Item, None]:
+        self,
+        wanted: Callable[[Entry], bool] | None = None,
+        held: Callable[[Entry], bool] | None = None,
+    ) -> AsyncGenerator[Item | Held, None]:
         """Every entry, chunk and stream end, in catalog order, each checked before it is
         yielded. Use it under ``contextlib.aclosing`` so that stopping early stops the work.
         A reader walks its catalog once: call ``items()`` once.
 
         ``wanted``: only the entries it accepts are yielded, and only their chunks fetched and
-        opened (the whole catalog is still walked and checked)."""
+        opened (the whole catalog is still walked and checked).
+
+        ``held``: streams the caller already holds (a resumed restore). Each comes as ``Held``
+        instead of its entry, then its ``End`` straight after, without its chunks: they are
+        neither fetched nor opened, and the caller proves its own copy against the ``End``."""
         queue: asyncio.Queue[_Queued] = asyncio.Queue(256)
         budget = _Budget(self.readahead)
-        producer = asyncio.create_task(self._produce(queue, budget, wanted))
+        producer = asyncio.create_task(self._produce(queue, budget, wanted, held))
         hasher = _OrderedHasher(self._hash_pool)
+        holding = False
         try:
             while True:
                 item = await queue.get()
@@ -238,7 +255,14 @@ class JobReader:
                     break
                 if isinstance(item, BaseException):
                     raise item
-                if isinstance(item, Entry):
+                if isinstance(item, Held):
+                    self.counters.entries += 1
+                    holding = True
+                    yield item
+                elif isinstance(item, End) and holding:
+                    holding = False
+                    yield item
+                elif isinstance(item, Entry):
                     self.counters.entries += 1
                     if item.is_stream:
                         hasher.start()
@@ -280,22 +304,25 @@ class JobReader:
         queue: asyncio.Queue[_Queued],
         budget: _Budget,
         wanted: Callable[[Entry], bool] | None,
+        held: Callable[[Entry], bool] | None,
     ) -> None:
+        select = _Selection(wanted, held)
         try:
             async with contextlib.aclosing(self.segments()) as segments:
                 async for records in segments:
-                    parsed, soon = await asyncio.to_thread(plan_segment, records)
+                    parsed = await asyncio.to_thread(parse_segment, records)
                     del records
-                    for record, refs in parsed:
-                        for event in self.walker.feed(record, refs):
-                            if wanted is not None and not wanted(
-                                event if isinstance(event, Entry) else event.entry
-                            ):
-                                continue
-                            if isinstance(event, Chunks):
-                                await self._start_chunks(event, soon, queue, budget)
-                            else:
-                                await queue.put(event)
+                    # the segment's events first, so that the pack ranges fetched together
+                    # (``soon``) are those of the chunks to be read, not of chunks skipped
+                    events, failure = select.events(self.walker, parsed)
+                    soon = pack_spans(e.refs for e in events if isinstance(e, Chunks))
+                    for queued in events:
+                        if isinstance(queued, Chunks):
+                            await self._start_chunks(queued, soon, queue, budget)
+                        else:
+                            await queue.put(queued)
+                    if failure is not None:
+                        raise failure
             self.walker.finish()
         except asyncio.CancelledError:
             raise
@@ -351,6 +378,13 @@ async def open_job(
 # --- helpers ----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A stream the caller holds already (``items(held=…)``): its chunks are not read."""
+
+    entry: Entry
+
+
 @dataclass(slots=True)
 class _Pending:
     entry: Entry
@@ -359,24 +393,33 @@ class _Pending:
     task: asyncio.Task[bytes]
 
 
-_Queued = Entry | _Pending | End | BaseException | None
+_Queued = Entry | Held | _Pending | End | BaseException | None
 
 
-def plan_segment(
-    records: list[dict[str, Any]],
-) -> tuple[list[tuple[dict[str, Any], list[ChunkRef] | None]], dict[int, list[tuple[int, int]]]]:
-    """Parse a segment's chunk references once, and list per pack the (offset, end) of every
-    chunk the segment needs from it, sorted: what a fetch may coalesce."""
-    parsed: list[tuple[dict[str, Any], list[ChunkRef] | None]] = []
+Parsed = list[tuple[dict[str, Any], list[ChunkRef] | None]]
+
+
+def parse_segment(records: list[dict[str, Any]]) -> Parsed:
+    """Each record with its chunk references parsed (None for records of other kinds)."""
+    return [(r, catalog.record_chunks(r) if r.get("t") == "chunks" else None) for r in records]
+
+
+def pack_spans(ref_lists: Iterable[list[ChunkRef]]) -> dict[int, list[tuple[int, int]]]:
+    """Per pack, the (offset, end) of every chunk to be read from it, sorted: what a fetch may
+    coalesce."""
     soon: dict[int, list[tuple[int, int]]] = {}
-    for record in records:
-        refs = catalog.record_chunks(record) if record.get("t") == "chunks" else None
-        parsed.append((record, refs))
-        for r in refs or ():
+    for refs in ref_lists:
+        for r in refs:
             soon.setdefault(r.pack_index, []).append((r.offset, r.offset + r.blob_len))
     for spans in soon.values():
         spans.sort()
-    return parsed, soon
+    return soon
+
+
+def plan_segment(records: list[dict[str, Any]]) -> tuple[Parsed, dict[int, list[tuple[int, int]]]]:
+    """A segment parsed, and the spans of all its chunks (a reader that reads every one)."""
+    parsed = parse_segment(records)
+    return parsed, pack_spans(refs for _, refs in parsed if refs)
 
 
 def _about(exc: TransferdError, entry: Entry, offset: int) -> TransferdError:
@@ -387,6 +430,40 @@ def _about(exc: TransferdError, entry: Entry, offset: int) -> TransferdError:
     ):
         return exc
     return type(exc)(f"{show(entry.path)} at offset {offset}: {exc.message}", hint=exc.hint)
+
+
+class _Selection:
+    """Which of the walker's events a reader passes on (``items(wanted, held)``)."""
+
+    def __init__(
+        self, wanted: Callable[[Entry], bool] | None, held: Callable[[Entry], bool] | None
+    ) -> None:
+        self.wanted = wanted
+        self.held = held
+        self.holding: Entry | None = None
+        """The held stream open now (a stream may span segments)."""
+
+    def events(
+        self, walker: Walker, parsed: Parsed
+    ) -> tuple[list[Entry | Held | Chunks | End], TransferdError | None]:
+        """A segment's events to pass on, and the error that stopped the walk after them."""
+        events: list[Entry | Held | Chunks | End] = []
+        try:
+            for record, refs in parsed:
+                for event in walker.feed(record, refs):
+                    entry = event if isinstance(event, Entry) else event.entry
+                    if self.wanted is not None and not self.wanted(entry):
+                        continue
+                    if isinstance(event, Entry) and event.is_stream and self.held is not None:
+                        self.holding = event if self.held(event) else None
+                        if self.holding is not None:
+                            events.append(Held(event))
+                            continue
+                    if not (isinstance(event, Chunks) and entry is self.holding):
+                        events.append(event)
+        except TransferdError as exc:
+            return events, exc
+        return events, None
 
 
 class _Budget:

@@ -10,6 +10,12 @@ The event loop only batches: a file's pieces are kept until it ends or holds ``F
 the Target calls (create a directory or symlink, write a file, hand it to a finisher) run in order
 in one thread hop per batch of ``BATCH_CALLS`` entries or ``FLUSH_BYTES``: a hop per small file
 would cost more than writing it.
+
+``resume`` goes on from a restore that was killed or failed: the reader is told which files the
+target holds already (``Target.holds``: name, mode and mtime as in the catalog, which only a
+finished file has), fetches none of their chunks, and each is proven against its ``End`` (size and
+BLAKE3, ``Target.check_held``) in the batches; a file that fails its proof is restored again on a
+second walk of the catalog that wants only those files.
 """
 
 from __future__ import annotations
@@ -24,8 +30,9 @@ from pathlib import Path
 
 from transferd.core.keys import RecipientIdentity, SenderPublicKey
 from transferd.core.manifest import SignedManifest
-from transferd.jobs.entries import Entry
+from transferd.jobs.entries import End, Entry
 from transferd.jobs.reader import (
+    Held,
     JobReader,
     Piece,
     ReadCounters,
@@ -96,24 +103,40 @@ async def restore(
     sender: SenderPublicKey | None = None,
     sequence: int | None = None,
     force: bool = False,
+    resume: bool = False,
     workers: int = 0,
     fsync: bool = True,
     progress: RestoreProgress | None = None,
     warn: Warn | None = None,
 ) -> RestoreResult:
-    """Rebuild the job's tree (its newest manifest, or ``sequence``) under ``out``."""
+    """Rebuild the job's tree (its newest manifest, or ``sequence``) under ``out``.
+
+    ``resume``: go on from an interrupted restore into ``out``: the files it finished are kept
+    once proven by size and BLAKE3 (their chunks are not fetched), everything else is written
+    as with ``force``."""
     progress = progress or RestoreProgress()
     started = time.monotonic()
-    check_target(out, force)
+    check_target(out, force or resume)
     signed = await load_manifest(
         store, job, sender=sender, sequence=sequence, warn=warn or log_warning
     )
     key = unwrap_key(signed, identity)
     reader = JobReader(store, signed, key, workers=workers)
-    target = await asyncio.to_thread(Target, out, force, fsync)
+    target = await asyncio.to_thread(Target, out, force or resume, fsync)
     progress.reading, progress.writing = reader.counters, target.counters
+    fetched = 0
     try:
-        await _write_all(reader, target)
+        if resume:
+            await asyncio.to_thread(target.remove_leftovers)
+            redo = await _write_all(reader, target, held=target.holds)
+            if redo:  # kept files that failed their proof: restored again, on a second walk
+                fetched = reader.packs.bytes_fetched
+                await reader.close()
+                reader = JobReader(store, signed, key, workers=workers)
+                progress.reading = reader.counters
+                await _write_all(reader, target, wanted=lambda e: e.path in redo)
+        else:
+            await _write_all(reader, target)
         await asyncio.to_thread(target.finish)
     except BaseException:
         await asyncio.to_thread(target.close)
@@ -126,19 +149,35 @@ async def restore(
         signer_checked=sender is not None,
         counters=target.counters,
         bytes=reader.counters.bytes,
-        bytes_fetched=reader.packs.bytes_fetched,
+        bytes_fetched=fetched + reader.packs.bytes_fetched,
         seconds=time.monotonic() - started,
         source=reader.source,
     )
 
 
-async def _write_all(reader: JobReader, target: Target) -> None:
-    """Turn the reader's items into Target calls, run in order, in batches on a thread."""
+async def _write_all(
+    reader: JobReader,
+    target: Target,
+    *,
+    wanted: Callable[[Entry], bool] | None = None,
+    held: Callable[[Entry], bool] | None = None,
+) -> set[bytes]:
+    """Turn the reader's items into Target calls, run in order, in batches on a thread.
+
+    Returns the paths of the ``held`` files that failed their proof (to restore again)."""
     batch = _Batch()
     stream: _Stream | None = None
-    async with contextlib.aclosing(reader.items()) as items:
+    kept: Entry | None = None
+    redo: set[bytes] = set()
+    items = reader.items(wanted) if held is None else reader.items(wanted, held)
+    async with contextlib.aclosing(items):
         async for item in items:
-            if isinstance(item, Piece):
+            if isinstance(item, Held):
+                kept = item.entry
+            elif isinstance(item, End) and kept is not None:
+                batch.add(functools.partial(_prove, target, kept, item, redo), item.size)
+                kept = None
+            elif isinstance(item, Piece):
                 assert stream is not None  # noqa: S101 - the reader yields pieces inside streams
                 stream.pieces.append(item)
                 stream.buffered += len(item.data)
@@ -161,6 +200,7 @@ async def _write_all(reader: JobReader, target: Target) -> None:
             if batch.full():
                 await batch.run()
     await batch.run()
+    return redo
 
 
 class _Batch:
@@ -194,6 +234,11 @@ def _write(target: Target, stream: _Stream, pieces: list[Piece]) -> None:
         stream.file = target.open_file(stream.entry)
     for piece in pieces:
         target.write(stream.file, piece.offset, piece.data)
+
+
+def _prove(target: Target, entry: Entry, end: End, redo: set[bytes]) -> None:
+    if not target.check_held(entry, end.size, end.blake3):
+        redo.add(entry.path)
 
 
 def _complete(target: Target, stream: _Stream, pieces: list[Piece], size: int) -> None:

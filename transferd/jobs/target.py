@@ -21,7 +21,15 @@ directory changes its mtime, and a read-only directory could not be filled). Set
 set-group-ID bits are dropped: the restoring user owns every file written, and a catalog should
 not be able to hand that user set-id programs.
 
-All methods block: the async restore calls them through ``asyncio.to_thread``, one at a time.
+All methods block: the async restore calls them through ``asyncio.to_thread``, one at a time
+(``holds`` excepted: it touches only the root's descriptor, and runs on the event loop).
+
+Resuming (``restore --resume``): a file an earlier restore finished is under its name with the
+catalog's mode and mtime, since it was renamed there only once complete and verified. ``holds``
+finds such a file (by ``lstat`` through descriptors, never following a link), so the reader need
+not fetch it; ``check_held`` then proves it by its size and BLAKE3 against the catalog's end
+record, and a file that fails is restored again. ``remove_leftovers`` deletes the temporary files
+of a run that was killed before it could.
 """
 
 from __future__ import annotations
@@ -29,12 +37,15 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import secrets
 import stat
 from collections import OrderedDict, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import blake3
 
 from transferd.errors import ConfigError, FormatError, TargetError
 from transferd.jobs.entries import Entry, show
@@ -109,6 +120,9 @@ class TargetCounters:
     bytes_written: int = 0
     bytes_holes: int = 0
     """Bytes of all-zero chunks left as holes instead of written."""
+    files_kept: int = 0
+    """Files an earlier, interrupted restore finished, proven by size and BLAKE3 (--resume)."""
+    bytes_kept: int = 0
 
 
 @dataclass
@@ -244,8 +258,7 @@ class Target:
         try:
             try:
                 os.ftruncate(f.fd, size)
-                mode = DEFAULT_FILE_MODE if e.mode is None else e.mode
-                os.fchmod(f.fd, mode & _MODE_MASK)
+                os.fchmod(f.fd, _file_mode(e) & _MODE_MASK)
                 if e.mtime_ns is not None:
                     os.utime(f.fd, ns=(e.mtime_ns, e.mtime_ns))
                 if self.fsync:
@@ -263,6 +276,71 @@ class Target:
     def _check_finishers(self, keep: int) -> None:
         while self._finishing and (self._finishing[0].done() or len(self._finishing) >= keep):
             self._finishing.popleft().result()
+
+    # --- resuming ------------------------------------------------------------------------------
+
+    def holds(self, entry: Entry) -> bool:
+        """Whether a regular file with the entry's mtime and mode is under its name already."""
+        st = self._lstat(entry.path)
+        return (
+            st is not None
+            and stat.S_ISREG(st.st_mode)
+            and entry.mtime_ns is not None
+            and st.st_mtime_ns == entry.mtime_ns
+            and stat.S_IMODE(st.st_mode) == (_file_mode(entry) & _MODE_MASK)
+        )
+
+    def check_held(self, entry: Entry, size: int, digest: str) -> bool:
+        """Whether the file under the entry's name has the catalog's size and BLAKE3."""
+        head, _, name = entry.path.rpartition(b"/")
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         dir_fd=self._dir_fd(head) if head else self._root_fd)  # fmt: skip
+        except OSError:
+            return False
+        try:
+            if os.fstat(fd).st_size != size:
+                return False
+            hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+            while block := os.read(fd, _HELD_BLOCK):
+                hasher.update(block)
+            ok = hasher.hexdigest() == digest
+        except OSError as e:
+            raise _target_error("read", entry.path, e) from None
+        finally:
+            os.close(fd)
+        if ok:
+            self.counters.files_kept += 1
+            self.counters.bytes_kept += size
+        return ok
+
+    def remove_leftovers(self) -> int:
+        """Delete the temporary files of an earlier run that was killed (never followed links)."""
+        removed = 0
+        for parent, _dirs, names in os.walk(self.root, followlinks=False):
+            for name in names:
+                if _TEMP_NAME.fullmatch(name):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(os.path.join(parent, name))
+                        removed += 1
+        return removed
+
+    def _lstat(self, path: bytes) -> os.stat_result | None:
+        """``lstat`` of ``path`` under the root, through directory descriptors opened with
+        O_NOFOLLOW (so a link on the way is "not held"), without creating anything."""
+        *dirs, name = path.split(b"/")
+        opened: list[int] = []
+        fd = self._root_fd
+        try:
+            for d in dirs:
+                fd = os.open(d, _DIR_FLAGS, dir_fd=fd)
+                opened.append(fd)
+            return os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except OSError:
+            return None
+        finally:
+            for o in opened:
+                os.close(o)
 
     # --- end -----------------------------------------------------------------------------------
 
@@ -354,6 +432,15 @@ class Target:
         if stat.S_ISDIR(st.st_mode):
             raise TargetError(f"cannot replace directory {show(path)} with a symlink")
         os.unlink(name, dir_fd=dir_fd)
+
+
+_HELD_BLOCK = 4 * 1024 * 1024
+_TEMP_NAME = re.compile(r"\.transferd-[0-9a-f]{16}\.tmp")
+"""``open_file``'s temporary names."""
+
+
+def _file_mode(entry: Entry) -> int:
+    return DEFAULT_FILE_MODE if entry.mode is None else entry.mode
 
 
 def _target_error(action: str, path: bytes, exc: OSError) -> TargetError:

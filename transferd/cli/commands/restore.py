@@ -3,7 +3,8 @@
 Needs a recipient identity the copy is encrypted to; with any other key it stops before writing
 anything ("this copy is not encrypted to key tdr1…", exit 12). Every chunk and every file is
 checked as it is written, and a file gets its name only once its BLAKE3 matched (exit 12 or 13
-naming the file otherwise). The target must be empty unless --force.
+naming the file otherwise). The target must be empty unless --force, or --resume to go on from
+an interrupted restore (files it finished are kept once proven by size and BLAKE3).
 """
 
 from __future__ import annotations
@@ -70,10 +71,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--sequence", type=int, metavar="N", help="restore manifest N instead of the newest"
     )
-    p.add_argument(
+    target = p.add_mutually_exclusive_group()
+    target.add_argument(
         "--force",
         action="store_true",
         help="restore into a directory that is not empty, replacing files of the same names",
+    )
+    target.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on from an interrupted restore into --out: files it finished (name, mode and "
+        "mtime as in the copy) are read and proven by size and BLAKE3 instead of fetched again",
     )
     keys = p.add_mutually_exclusive_group()
     keys.add_argument(
@@ -115,6 +123,12 @@ def _open(args: argparse.Namespace, key: SenderSecretKey | None) -> Store:
 def run(args: argparse.Namespace, out: Output) -> int:
     if args.sequence is not None and args.sequence < 1:
         raise ConfigError("--sequence must be 1 or more")
+    if args.resume and args.to is not None:
+        raise ConfigError(
+            "--resume applies to a restore into a directory (--out)",
+            hint="a database restore is one transaction per section: run it again into an "
+            "empty database",
+        )
     setup_logging(quiet=args.quiet)
     identity = load_identity(args.identity, out)
     signing_key: SenderSecretKey | None = None
@@ -148,6 +162,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
                 sender=sender,
                 sequence=args.sequence,
                 force=args.force,
+                resume=args.resume,
                 workers=max(0, args.workers),
                 progress=progress,
                 warn=warn,
@@ -210,6 +225,8 @@ def _summary(result: RestoreResult, args: argparse.Namespace, out: Output) -> No
         "bytes_written": c.bytes_written,
         "bytes_sparse": c.bytes_holes,
         "bytes_fetched": result.bytes_fetched,
+        "files_kept": c.files_kept,
+        "bytes_kept": c.bytes_kept,
         "seconds": round(result.seconds, 3),
         "mb_per_s": round(result.bytes / seconds / 1e6, 1),
     }
@@ -219,4 +236,9 @@ def _summary(result: RestoreResult, args: argparse.Namespace, out: Output) -> No
         f"{human_bytes(result.bytes)} in {result.seconds:.1f} s, "
         f"{result.bytes / seconds / 1e6:.1f} MB/s",
     ]
+    if c.files_kept:
+        lines.append(
+            f"  {c.files_kept:,} files ({human_bytes(c.bytes_kept)}) kept from the interrupted "
+            "restore, each proven by its size and BLAKE3"
+        )
     out.result(summary, lines)
