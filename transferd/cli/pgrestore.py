@@ -37,6 +37,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help=f"tables loaded at once (default {DEFAULT_JOBS})",
     )
+    g.add_argument(
+        "--keep-row-order",
+        action="store_true",
+        help="load each table with one COPY, in the copy's row order, however large (default: "
+        "a table past 256 MiB is loaded by more COPYs at once, its rows in another order; "
+        "verify --against proves either)",
+    )
     add_password_file(g, "the target database")
 
 
@@ -48,7 +55,12 @@ def run(
     sender: SenderPublicKey | None,
 ) -> int:
     # imported here: asyncpg takes 85 ms to import, which every other command would pay
-    from transferd.jobs.restore_pg import PgRestoreProgress, PgRestoreResult, restore_pg
+    from transferd.jobs.restore_pg import (
+        SPLIT_AFTER,
+        PgRestoreProgress,
+        PgRestoreResult,
+        restore_pg,
+    )
     from transferd.sources import pg_conninfo
 
     if args.jobs < 1:
@@ -74,6 +86,7 @@ def run(
             return await restore_pg(
                 store=store, job=args.job, identity=identity, target=target, sender=sender,
                 sequence=args.sequence, force=args.force, jobs=args.jobs,
+                split_after=None if args.keep_row_order else SPLIT_AFTER,
                 workers=max(0, args.workers), progress=progress, warn=warn,
             )  # fmt: skip
         finally:

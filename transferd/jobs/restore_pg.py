@@ -9,11 +9,16 @@ replayed by psql in one transaction each, stopping at the first error.
 The reader yields the catalog in order (``ddl/post-data.sql`` first, by name); post-data waits in
 a spooled temporary file (it is DDL, not rows) until the data is in. Each table is loaded on one
 of ``jobs`` connections while the reader goes on to the next, its pieces queued up to
-``QUEUE_PIECES`` chunks: small tables load side by side, and a large one streams at the speed of
-its COPY. A table is written by one COPY in the order of its stream, so the restored heap holds
-the rows in the source's physical order and its plain COPY hashes to the catalog's BLAKE3 again
-(the fast path of verify --against). The reader has checked every chunk and every stream's BLAKE3;
-each table's rows are counted again against the catalog.
+``QUEUE_PIECES`` chunks: small tables load side by side. One COPY runs on one backend, one core
+of the target server, so a large table would load at that speed alone (a 10 TB table in about a
+day): once a table's stream passes ``split_after`` bytes (and again at every multiple of it),
+a connection free at that moment opens another COPY into the same table, and the stream's rows,
+cut at row ends, go to whichever COPY has the fewest waiting. Such a table's heap then holds its
+rows in another physical order than the source's, which ``verify --against`` recognises by the
+rows' multiset digest rather than the stream's BLAKE3 (a second read of that table on both sides);
+``split_after=None`` (``--keep-row-order``) loads every table with one COPY in stream order, so
+its plain COPY hashes to the catalog's BLAKE3 again. The reader has checked every chunk and every
+stream's BLAKE3; each table's rows are counted again against the catalog.
 
 The target must be empty unless ``force``: restoring over existing objects fails halfway or, worse,
 mixes two databases. Roles named by the schema (owners, grants) must exist in the target cluster
@@ -55,6 +60,9 @@ log = logging.getLogger(__name__)
 
 QUEUE_PIECES = 8
 """Chunks (1 MiB on average, 4 MiB at most) waiting for one table's COPY."""
+SPLIT_AFTER = 256 * 1024 * 1024
+"""Bytes of a table's stream per COPY loading it: a larger table gets another COPY, when a
+connection is free, at each multiple (a few seconds of one COPY: small tables keep one)."""
 SPOOL_MEMORY = 16 * 1024 * 1024
 """Post-data SQL kept in memory before it spills to a temporary file."""
 
@@ -88,6 +96,7 @@ async def restore_pg(
     sequence: int | None = None,
     force: bool = False,
     jobs: int = 4,
+    split_after: int | None = SPLIT_AFTER,
     workers: int = 0,
     progress: PgRestoreProgress | None = None,
     warn: Warn | None = None,
@@ -104,7 +113,7 @@ async def restore_pg(
     try:
         if not force:
             await check_empty(conn, target)
-        restorer = _Restorer(target, conn, reader, max(1, jobs), progress)
+        restorer = _Restorer(target, conn, reader, max(1, jobs), progress, split_after)
         await restorer.run()
     finally:
         await reader.close()
@@ -149,12 +158,14 @@ class _Restorer:
         reader: JobReader,
         jobs: int,
         progress: PgRestoreProgress,
+        split_after: int | None,
     ) -> None:
         self.target = target
         self.conn = conn
         self.reader = reader
         self.jobs = jobs
         self.progress = progress
+        self.split_after = split_after
         self.loads: _Loads | None = None
         self.post_data: IO[bytes] | None = None
         self.pre_data = False
@@ -166,7 +177,9 @@ class _Restorer:
                 async for item in items:
                     if isinstance(item, Entry):
                         if self.loads is None:
-                            self.loads = _Loads(self.target, self._settings(), self.jobs)
+                            self.loads = _Loads(
+                                self.target, self._settings(), self.jobs, self.split_after
+                            )
                         stream = await self._begin(item) if item.is_stream else None
                     elif isinstance(item, Piece):
                         assert stream is not None  # noqa: S101 - pieces come inside streams
@@ -282,35 +295,52 @@ class _LargeObject(_Stream):
 
 
 class _Loads:
-    """Tables loaded on up to ``jobs`` connections at once, one COPY per table."""
+    """COPYs into tables on up to ``jobs`` connections at once (one or more per table)."""
 
-    def __init__(self, target: ConnInfo, settings: dict[str, str], jobs: int) -> None:
+    def __init__(
+        self, target: ConnInfo, settings: dict[str, str], jobs: int, split_after: int | None
+    ) -> None:
         self.target = target
         self.settings = settings
         self.idle: asyncio.Queue[asyncpg.Connection] = asyncio.Queue()
         self.opened = 0
         self.jobs = jobs
+        self.split_after = split_after
         self.tasks: set[asyncio.Task[None]] = set()
 
     async def begin(self, entry: Entry, progress: PgRestoreProgress) -> _Table:
         self._check()
-        table = _Table(entry, progress)
-        if self.idle.empty() and self.opened < self.jobs:
-            self.opened += 1
-            conn = await self.target.connect(
-                TargetError, application_name="transferd-restore-copy", settings=self.settings
-            )
-        else:
+        table = _Table(entry, progress, self)
+        conn = await self.spare()
+        if conn is None:
             conn = await self.idle.get()
-        task = asyncio.create_task(self._load(conn, table))
-        table.task = task
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        table.add_lane(conn)
         return table
 
-    async def _load(self, conn: asyncpg.Connection, table: _Table) -> None:
+    async def spare(self) -> asyncpg.Connection | None:
+        """A connection free now (idle, or a new one within ``jobs``), else None."""
+        if not self.idle.empty():
+            return self.idle.get_nowait()
+        if self.opened >= self.jobs:
+            return None
+        self.opened += 1
         try:
-            await table.copy(conn)
+            return await self.target.connect(
+                TargetError, application_name="transferd-restore-copy", settings=self.settings
+            )
+        except BaseException:
+            self.opened -= 1
+            raise
+
+    def start(self, conn: asyncpg.Connection, lane: _Lane) -> asyncio.Task[None]:
+        task = asyncio.create_task(self._load(conn, lane))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    async def _load(self, conn: asyncpg.Connection, lane: _Lane) -> None:
+        try:
+            await lane.copy(conn)
         finally:
             self.idle.put_nowait(conn)
 
@@ -332,7 +362,9 @@ class _Loads:
 
 
 class _Table(_Stream):
-    def __init__(self, entry: Entry, progress: PgRestoreProgress) -> None:
+    """One table's stream, fed to one COPY, or to several once it is large (module docstring)."""
+
+    def __init__(self, entry: Entry, progress: PgRestoreProgress, loads: _Loads) -> None:
         record = entry.record
         self.schema = str(record.get("schema"))
         self.name = str(record.get("name"))
@@ -342,25 +374,48 @@ class _Table(_Stream):
                               "which this transferd cannot restore")  # fmt: skip
         self.columns = [str(c[0]) for c in record.get("columns", [])]
         self.progress = progress
+        self.loads = loads
         self.rows = 0
-        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(QUEUE_PIECES)
-        self.task: asyncio.Task[None] | None = None
+        self.fed = 0
+        self.tail = b""
+        """The start of a row not ended yet: it goes to a COPY with the rest of its row."""
+        self.lanes: list[_Lane] = []
+        self.loading = 0
+        self.turn = 0
 
-    async def copy(self, conn: asyncpg.Connection) -> None:
-        try:
-            # text format, the columns by name (none: a table without columns still has rows)
-            await conn.copy_to_table(
-                self.name, schema_name=self.schema, columns=self.columns or None,
-                source=_drain(self.queue),
-            )  # fmt: skip
-        except asyncpg.PostgresError as e:
-            raise TargetError(f"cannot load table {self.display}: {e}") from None
-        self.progress.tables += 1
+    def add_lane(self, conn: asyncpg.Connection) -> None:
+        lane = _Lane(self)
+        lane.task = self.loads.start(conn, lane)
+        self.lanes.append(lane)
+        self.loading += 1
+
+    def lane_done(self) -> None:
+        self.loading -= 1
+        if not self.loading:
+            self.progress.tables += 1
 
     async def feed(self, data: bytes) -> None:
         self.rows += data.count(b"\n")
-        assert self.task is not None  # noqa: S101 - set by _Loads.begin
-        await _put(self.queue, data, self.task)
+        self.fed += len(data)
+        split_after = self.loads.split_after
+        if split_after is None:
+            await self.lanes[0].put(data)
+            return
+        if self.fed > split_after * len(self.lanes):
+            conn = await self.loads.spare()
+            if conn is not None:
+                self.add_lane(conn)
+        # whole rows only: with several COPYs, a row's two halves must not go to two of them
+        cut = data.rfind(b"\n") + 1
+        if not cut:
+            self.tail += data
+            return
+        rows, self.tail = self.tail + data[:cut], data[cut:]
+        # the COPY with the fewest blocks waiting; among equals, each in turn (an idle COPY
+        # would otherwise leave all to the first)
+        self.turn += 1
+        n = self.turn % len(self.lanes)
+        await min(self.lanes[n:] + self.lanes[:n], key=lambda lane: lane.queue.qsize()).put(rows)
 
     async def end(self, end: End) -> None:
         expected = end.record.get("rows")
@@ -370,8 +425,35 @@ class _Table(_Stream):
                 f"{self.rows}"
             )
         self.progress.rows += self.rows
-        assert self.task is not None  # noqa: S101
-        await _put(self.queue, None, self.task)
+        if self.tail:  # COPY takes a last line without its line feed; the row count said so
+            await self.lanes[0].put(self.tail)
+        for lane in self.lanes:
+            await lane.put(None)
+
+
+class _Lane:
+    """One COPY into a table, fed from a queue."""
+
+    def __init__(self, table: _Table) -> None:
+        self.table = table
+        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(QUEUE_PIECES)
+        self.task: asyncio.Task[None] | None = None
+
+    async def put(self, data: bytes | None) -> None:
+        assert self.task is not None  # noqa: S101 - set by _Table.add_lane
+        await _put(self.queue, data, self.task)
+
+    async def copy(self, conn: asyncpg.Connection) -> None:
+        t = self.table
+        try:
+            # text format, the columns by name (none: a table without columns still has rows)
+            await conn.copy_to_table(
+                t.name, schema_name=t.schema, columns=t.columns or None,
+                source=_drain(self.queue),
+            )  # fmt: skip
+        except asyncpg.PostgresError as e:
+            raise TargetError(f"cannot load table {t.display}: {e}") from None
+        t.lane_done()
 
 
 async def _drain(queue: asyncio.Queue[bytes | None]) -> AsyncIterator[bytes]:

@@ -123,6 +123,9 @@ def _open(args: argparse.Namespace, key: SenderSecretKey | None) -> Store:
 def run(args: argparse.Namespace, out: Output) -> int:
     if args.sequence is not None and args.sequence < 1:
         raise ConfigError("--sequence must be 1 or more")
+    if args.to is None and (args.keep_row_order or args.password_file is not None):
+        flag = "--keep-row-order" if args.keep_row_order else "--password-file"
+        raise ConfigError(f"{flag} applies to a restore into a database (--to postgresql://…)")
     if args.resume and args.to is not None:
         raise ConfigError(
             "--resume applies to a restore into a directory (--out)",
