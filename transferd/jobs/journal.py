@@ -16,11 +16,13 @@ The journal never holds a key: the job key lives in its own 0600 file beside it.
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from transferd.core.catalog import ChunkRef
 from transferd.errors import CheckpointCorruptError
@@ -269,28 +271,29 @@ class Journal:
 
     def entries_of_run(self, run: int) -> Iterator[tuple[Entry, Iterator[ChunkRef]]]:
         """Entries seen in ``run`` in bytewise path order, each with its chunk references; pack
-        indexes are dense positions in acknowledgement order (the object lists' order)."""
+        indexes are dense positions in acknowledgement order (the object lists' order).
+
+        One query for the whole run, grouped here by path: a query per entry cost 20,000
+        queries for 20,000 small files at publication, when nothing else runs. An entry's
+        references come from the same cursor: they must be taken before the next entry, or
+        they are skipped."""
         db = self._db  # temp tables need a writable connection; they are private to it
         db.execute("DROP TABLE IF EXISTS temp.pack_index")
         db.execute(
             "CREATE TEMP TABLE pack_index AS "
             "SELECT id, row_number() OVER (ORDER BY id) - 1 AS idx FROM packs"
         )
-        rows = db.execute("SELECT * FROM entries WHERE run=? ORDER BY path", (run,))
-        for row in rows:
-            entry = Entry(*row[:9])
-            yield entry, self._chunk_refs(entry.path)
-
-    def _chunk_refs(self, path: bytes) -> Iterator[ChunkRef]:
-        cur = self._db.execute(
-            "SELECT pi.idx, c.offset, c.blob_len, c.plain_len, c.chunk_id FROM entry_chunks ec "
-            "JOIN chunks c ON c.chunk_id = ec.chunk_id "
-            "JOIN temp.pack_index pi ON pi.id = c.pack_id "
-            "WHERE ec.path=? ORDER BY ec.n",
-            (path,),
+        rows = db.execute(
+            "SELECT e.*, pi.idx, c.offset, c.blob_len, c.plain_len, c.chunk_id FROM entries e "
+            "LEFT JOIN entry_chunks ec ON ec.path = e.path "
+            "LEFT JOIN chunks c ON c.chunk_id = ec.chunk_id "
+            "LEFT JOIN temp.pack_index pi ON pi.id = c.pack_id "
+            "WHERE e.run=? ORDER BY e.path, ec.n",
+            (run,),
         )
-        for idx, off, blen, plen, cid in cur:
-            yield ChunkRef(idx, off, blen, plen, cid)
+        for _, group in itertools.groupby(rows, key=_path_of):
+            first = next(group)
+            yield Entry(*first[:9]), _refs_of(first, group)  # noqa: B031 - used once
 
     def packs_in_order(self) -> Iterator[tuple[str, int]]:
         yield from self.reader().execute("SELECT name, size FROM packs ORDER BY id")
@@ -300,3 +303,16 @@ class Journal:
             "SELECT count(*) FROM entry_chunks WHERE path=?", (path,)
         ).fetchone()
         return int(n)
+
+
+def _path_of(row: tuple[Any, ...]) -> bytes:
+    path: bytes = row[0]
+    return path
+
+
+def _refs_of(first: tuple[Any, ...], rest: Iterator[tuple[Any, ...]]) -> Iterator[ChunkRef]:
+    """The chunk references in an entry's rows (columns 10 to 14), in order. A chunk that the
+    ``chunks`` table lacks is left out, as the inner join of the query per entry did."""
+    for row in itertools.chain((first,), rest):
+        if row[10] is not None and row[14] is not None:
+            yield ChunkRef(row[10], row[11], row[12], row[13], row[14])
