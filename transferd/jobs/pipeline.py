@@ -32,7 +32,7 @@ from typing import Any
 import zstandard
 
 from transferd.core import chunking, envelope
-from transferd.core.constants import NONCE_SIZE, PACK_TARGET
+from transferd.core.constants import CHUNK_MIN, NONCE_SIZE, PACK_TARGET
 from transferd.core.jobkey import JobKey
 from transferd.core.packs import PackBuilder, PackEntry
 from transferd.errors import SourceError
@@ -123,10 +123,10 @@ class _Work:
     stream: _Stream | None = None
     entry: Entry | None = None
     future: Future[Any] | None = None
-    """list[_Sealed] for a block; (hashes, counts, sealed) for an inline batch."""
-    inline: list[tuple[_Stream, str]] | None = None
-    """For an inline batch: each stream with its BLAKE3; the future holds all their chunks."""
-    inline_counts: list[int] | None = None
+    """(acks, sealed) for a block, from _seal_chunks; (hashes, counts, (acks, sealed)) for an
+    inline batch."""
+    inline: list[Entry] | None = None
+    """For an inline batch: each file's entry as listed; the future holds all their chunks."""
 
 
 class _SealContext(threading.local):
@@ -166,6 +166,8 @@ class Pipeline:
         self._builder = PackBuilder()
         self._placed: set[bytes] = set()
         """Chunks placed into a pack of this run that the journal does not hold yet."""
+        self._acks = 0
+        """Packs of this run recorded in the journal (and their chunks gone from _placed)."""
         self._entries: list[tuple[Entry, list[bytes] | None]] = []
         self._touched: list[bytes] = []
         self._slots = asyncio.Semaphore(config.uploads)
@@ -181,10 +183,12 @@ class Pipeline:
             comp = self._local.compressor = envelope.new_compressor(self.config.level)
         return comp
 
-    def _seal_chunks(self, chunks: list[memoryview]) -> list[_Sealed]:
-        """Each chunk's id, and its sealed blob unless the journal says the host holds it."""
+    def _seal_chunks(self, chunks: Sequence[bytes | memoryview]) -> tuple[int, list[_Sealed]]:
+        """Each chunk's id, and its sealed blob unless the journal says the host holds it; and
+        how many packs had been acknowledged when the journal was asked."""
         id_key = self.key.chunk_id_key
         ids = [chunking.chunk_id(id_key, c) for c in chunks]
+        acks = self._acks  # read before the query: a pack acknowledged after it counts
         known = Journal.known_chunks(self.journal.reader(), ids)  # one query for the batch
         comp, chunk_key, rng = self._compressor(), self.key.chunk_key, self._rng
         sealed: list[_Sealed] = []
@@ -194,14 +198,21 @@ class Pipeline:
                 continue
             blob = envelope.seal_payload(chunk_key, cid, chunk, comp, rng(NONCE_SIZE))
             sealed.append(_Sealed(cid, len(chunk), blob))
-        return sealed
+        return acks, sealed
 
-    def _seal_inline(self, datas: list[bytes]) -> tuple[list[str], list[int], list[_Sealed]]:
+    def _seal_inline(
+        self, datas: list[bytes]
+    ) -> tuple[list[str], list[int], tuple[int, list[_Sealed]]]:
         hashes: list[str] = []
         counts: list[int] = []
-        chunks: list[memoryview] = []
+        chunks: list[bytes | memoryview] = []
         for data in datas:
             hashes.append(chunking.content_hasher().update(data).hexdigest())
+            if len(data) <= CHUNK_MIN:  # one chunk, as chunking.cut says, without its generator
+                if data:
+                    chunks.append(data)
+                counts.append(1 if data else 0)
+                continue
             cut = list(chunking.cut(data))
             counts.append(len(cut))
             chunks += cut
@@ -254,9 +265,7 @@ class Pipeline:
                 return
             batch, inline, inline_bytes = inline, [], 0
             fut = self._executor.submit(self._seal_inline, [i.data for i in batch])
-            await queue.put(
-                _Work("inline", future=fut, inline=[(_Stream(i.entry), "") for i in batch])
-            )
+            await queue.put(_Work("inline", future=fut, inline=[i.entry for i in batch]))
 
         # A job's first run has nothing to reuse: skip 20,000 journal look-ups for 20,000 files.
         may_reuse = self.journal.has_entries()
@@ -364,28 +373,33 @@ class Pipeline:
             elif work.kind == "inline":
                 assert work.future is not None  # noqa: S101
                 assert work.inline is not None  # noqa: S101
-                hashes, counts, sealed = await asyncio.wrap_future(work.future)
-                known = self._acknowledged(sealed)
+                hashes, counts, (acks, sealed) = await asyncio.wrap_future(work.future)
+                known = self._acknowledged(acks, sealed)
                 pos = 0
-                for (stream, _), b3, n in zip(work.inline, hashes, counts, strict=True):
+                entries, size = self._entries, 0
+                for e, b3, n in zip(work.inline, hashes, counts, strict=True):
+                    ids: list[bytes] = []
                     for s in sealed[pos : pos + n]:
-                        await self._place(s, known, tg)
-                        stream.chunk_ids.append(s.chunk_id)
+                        if self._place(s, known):
+                            await self._ship(tg)
+                            entries = self._entries  # a flush may have swapped the list
+                        ids.append(s.chunk_id)
                     pos += n
-                    e = stream.entry
-                    self.counters.bytes_read += e.size or 0
-                    entry = Entry(
-                        e.path, e.kind, e.mode, e.mtime_ns, e.size, None, b3, e.extra, e.fingerprint
-                    )
-                    self._entries.append((entry, stream.chunk_ids))
-                    self.counters.entries += 1
+                    size += e.size or 0
+                    entries.append(
+                        (Entry(e.path, e.kind, e.mode, e.mtime_ns, e.size, None, b3, e.extra,
+                               e.fingerprint), ids)
+                    )  # fmt: skip
+                self.counters.bytes_read += size
+                self.counters.entries += len(work.inline)
             elif work.kind == "block":
                 assert work.future is not None  # noqa: S101
                 assert work.stream is not None  # noqa: S101
-                sealed = await asyncio.wrap_future(work.future)
-                known = self._acknowledged(sealed)
+                acks, sealed = await asyncio.wrap_future(work.future)
+                known = self._acknowledged(acks, sealed)
                 for s in sealed:
-                    await self._place(s, known, tg)
+                    if self._place(s, known):
+                        await self._ship(tg)
                     work.stream.chunk_ids.append(s.chunk_id)
             elif work.kind == "end":
                 assert work.stream is not None  # noqa: S101
@@ -396,26 +410,32 @@ class Pipeline:
             if len(self._entries) + len(self._touched) >= _ENTRY_FLUSH:
                 await self._flush_entries()
 
-    def _acknowledged(self, sealed: list[_Sealed]) -> set[bytes]:
+    def _acknowledged(self, acks: int, sealed: list[_Sealed]) -> set[bytes]:
         """Chunks sealed by a worker that the host acknowledged since the worker looked (an
-        earlier copy's pack), in one query; a chunk placed in this run is in ``_placed``."""
+        earlier copy's pack), in one query; a chunk placed in this run is in ``_placed``.
+        None if no pack was acknowledged since (``acks``, counted after ``_placed`` lost the
+        pack's chunks): 20,000 small files asked the journal 80 times for nothing, on the
+        event loop."""
+        if acks == self._acks:
+            return set()
         placed = self._placed
         fresh = [s.chunk_id for s in sealed if s.blob is not None and s.chunk_id not in placed]
         return Journal.known_chunks(self.journal.reader(), fresh) if fresh else set()
 
-    async def _place(self, sealed: _Sealed, known: set[bytes], tg: asyncio.TaskGroup) -> None:
+    def _place(self, sealed: _Sealed, known: set[bytes]) -> bool:
+        """Put a sealed chunk into the pack being filled; True when that pack is to be shipped.
+        Not a coroutine: 20,000 small files made 20,000 awaits for the few that ship a pack."""
         c = self.counters
         if sealed.blob is None or sealed.chunk_id in self._placed or sealed.chunk_id in known:
             c.chunks_known += 1
             c.bytes_deduplicated += sealed.plain_len
-            return
+            return False
         self._placed.add(sealed.chunk_id)
         self._builder.add(sealed.chunk_id, sealed.blob, sealed.plain_len)
         c.chunks_new += 1
         c.bytes_new += sealed.plain_len
         c.bytes_sealed += len(sealed.blob)
-        if self._builder.size >= self.config.pack_target or self._builder.is_full():
-            await self._ship(tg)
+        return self._builder.size >= self.config.pack_target or self._builder.is_full()
 
     async def _ship(self, tg: asyncio.TaskGroup) -> None:
         builder, self._builder = self._builder, PackBuilder()
@@ -442,6 +462,7 @@ class Pipeline:
             )
             for e in entries:
                 self._placed.discard(e.chunk_id)
+            self._acks += 1  # after the discards: see _acknowledged
             self.counters.bytes_sent += len(data)
             self.counters.packs_sent += 1
         finally:
