@@ -9,12 +9,14 @@ again and mix two points in time in one job).
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import Keys
+from tests.daemon.harness import Daemon
+from tests.integration.harness import Keys, cli
 from tests.postgres.cluster import Cluster, remove, start_cluster
 from transferd.config import load_config
 from transferd.core.keys import SenderSecretKey, parse_key_file
@@ -102,3 +104,30 @@ def test_a_store_outage_keeps_the_snapshot(
         await m.stop()
 
     asyncio.run(main())
+
+
+def test_a_daemon_job_copies_the_tables_and_options_it_was_given(
+    tmp_path: Path, daemon: Daemon, keys: Keys, cluster: Cluster
+) -> None:
+    cluster.psql("claims", "CREATE TABLE staging AS SELECT 1 AS id")
+    daemon.start()
+    url = cluster.url("claims")
+    daemon.jobs("start", "sel", url, "-T", "staging", "--no-owner", "--no-privileges", "-j", "2")
+    daemon.wait_job("sel", lambda s: s["phase"] in ("done", "failed"))
+    assert daemon.status("sel")["phase"] == "done"
+    kept = json.loads((tmp_path / "state" / "daemon" / "jobs" / "sel.json").read_text())
+    assert kept["postgres"]["jobs"] == 2
+    assert kept["postgres"]["selection"]["exclude_table"] == ["staging"]
+
+    other = daemon.jobs("start", "sel", url, "-T", "t", check=False)  # other options: refused
+    assert other.returncode == 2
+    assert "with other options" in json.loads(other.stderr)["error"]
+    not_pg = daemon.jobs("start", "dir", str(tmp_path), "--no-owner", check=False)
+    assert not_pg.returncode == 2
+    assert "PostgreSQL sources" in json.loads(not_pg.stderr)["error"]
+
+    cli("restore", "--store", daemon.store, "--job", "sel", "--identity", keys.owner_key,
+        "--out", tmp_path / "out")  # fmt: skip
+    assert sorted(p.name for p in (tmp_path / "out" / "tables" / "public").iterdir()) == ["t"]
+    assert "OWNER TO" not in (tmp_path / "out" / "ddl" / "pre-data.sql").read_text()
+    assert daemon.terminate() == 0

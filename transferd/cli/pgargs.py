@@ -29,17 +29,20 @@ def add_password_file(p: argparse.ArgumentParser | argparse._ArgumentGroup, what
     )
 
 
-def add_source_arguments(p: argparse.ArgumentParser) -> None:
+def add_source_arguments(p: argparse.ArgumentParser, *, daemon: bool = False) -> None:
+    """The options of a PostgreSQL source; ``daemon``: for a daemon job, which takes and holds
+    its own snapshot and reads passwords from its PGPASSFILE (no --snapshot, --password-file)."""
     g = p.add_argument_group(
         "PostgreSQL sources",
         "when SOURCE is postgresql://USER@HOST:PORT/DB (or a libpq key=value string)",
     )
-    g.add_argument(
-        "--snapshot",
-        metavar="ID",
-        help="copy the snapshot exported by another session (pg_export_snapshot()), which "
-        "must stay open until the copy has started; default: take a new one",
-    )
+    if not daemon:
+        g.add_argument(
+            "--snapshot",
+            metavar="ID",
+            help="copy the snapshot exported by another session (pg_export_snapshot()), which "
+            "must stay open until the copy has started; default: take a new one",
+        )
     g.add_argument(
         "-j",
         "--jobs",
@@ -81,7 +84,8 @@ def add_source_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="leave out grants (pg_dump --no-privileges), e.g. to roles of the source's cloud",
     )
-    add_password_file(g, "the source")
+    if not daemon:
+        add_password_file(g, "the source")
 
 
 def source_options(args: argparse.Namespace) -> PgOptions | None:
@@ -93,13 +97,13 @@ def source_options(args: argparse.Namespace) -> PgOptions | None:
     given = [
         name
         for name, value in (
-            ("--snapshot", args.snapshot), ("--jobs", args.jobs),
+            ("--snapshot", getattr(args, "snapshot", None)), ("--jobs", args.jobs),
             ("--include-schema", args.include_schema), ("--exclude-schema", args.exclude_schema),
             ("--include-table", args.include_table), ("--exclude-table", args.exclude_table),
             ("--exclude-table-data", args.exclude_table_data),
             ("--no-large-objects", args.no_large_objects),
             ("--no-owner", args.no_owner), ("--no-privileges", args.no_privileges),
-            ("--password-file", args.password_file),
+            ("--password-file", getattr(args, "password_file", None)),
         )
         if value
     ]  # fmt: skip
@@ -121,5 +125,6 @@ def source_options(args: argparse.Namespace) -> PgOptions | None:
         no_privileges=args.no_privileges,
     )
     return PgOptions(
-        snapshot=args.snapshot, jobs=jobs, selection=selection, password_file=args.password_file
-    )
+        snapshot=getattr(args, "snapshot", None), jobs=jobs, selection=selection,
+        password_file=getattr(args, "password_file", None),
+    )  # fmt: skip

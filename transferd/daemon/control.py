@@ -40,6 +40,13 @@ SOCKET_MODE = 0o660
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
 
+def _postgres(args: dict[str, Any]) -> dict[str, Any] | None:
+    value = args.get("postgres")
+    if value is not None and not isinstance(value, dict):
+        raise ConfigError("postgres must be an object of PostgreSQL options")
+    return value
+
+
 def _str(args: dict[str, Any], key: str, required: bool = True) -> str | None:
     value = args.get(key)
     if value is None and not required:
@@ -172,6 +179,7 @@ class ControlServer:
             _str(args, "store", required=False),
             recipients,
             _rate(args),
+            _postgres(args),
         )
 
     async def _pause(self, args: dict[str, Any]) -> Any:

@@ -2,11 +2,12 @@
 
 <state>/daemon/jobs/<name>.json      0600, one per job, replaced atomically
 
-A definition says what to copy (source, store, recipients, bandwidth limit) and what the operator
-last asked for (``desired``: run, pause, cancel) and how the job ended (``outcome``). It never
-holds a key: the sender key comes from the daemon's configuration, the job key lives beside the
-journal (jobs/state.py). What was acknowledged lives in the journal, not here, so losing a
-definition loses no progress: ``transferd jobs start`` with the same arguments continues.
+A definition says what to copy (source and, for a database, its options; store, recipients,
+bandwidth limit) and what the operator last asked for (``desired``: run, pause, cancel) and how
+the job ended (``outcome``). It never holds a key: the sender key comes from the daemon's
+configuration, the job key lives beside the journal (jobs/state.py). What was acknowledged lives
+in the journal, not here, so losing a definition loses no progress: ``transferd jobs start``
+with the same arguments continues.
 
 Each write goes to a temporary file, is fsynced and renamed over the old one, then the directory is
 fsynced (the write order of secretfiles.py): a crash leaves the old definition or the new one.
@@ -47,6 +48,9 @@ class JobDefinition:
     last_error: str | None = None
     sequence: int | None = None
     """The newest manifest this daemon published for the job."""
+    postgres: dict[str, Any] | None = None
+    """A PostgreSQL source's options (``PgOptions``, sources/postgres.py): ``jobs`` and the
+    ``selection`` (pg_dump's patterns, --no-owner, …); None for other sources or the defaults."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -282,10 +282,11 @@ class ManagedJob:
 
     def _open_source(self) -> Source:
         snapshot = getattr(self.keeper, "snapshot_id", None)
-        if snapshot:
-            from transferd.sources.postgres import PgOptions  # only a PostgreSQL source has one
+        if snapshot or self.definition.postgres is not None:
+            from transferd.sources.postgres import PgOptions  # only for a PostgreSQL source
 
-            return open_source(self.definition.source, postgres=PgOptions(snapshot=snapshot))
+            options = PgOptions.from_settings(self.definition.postgres, snapshot)
+            return open_source(self.definition.source, postgres=options)
         return open_source(self.definition.source)
 
     # --- the task -------------------------------------------------------------------------

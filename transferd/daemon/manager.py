@@ -16,7 +16,7 @@ import asyncio
 import logging
 import re
 import shutil
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transferd.config import Config
 from transferd.core.keys import SenderSecretKey, parse_recipient
@@ -26,15 +26,29 @@ from transferd.daemon.job import JobEnv, ManagedJob, utc_now
 from transferd.daemon.logs import JobLogFiles
 from transferd.errors import ConfigError, FormatError, JobNotFoundError
 from transferd.jobs.pipeline import PipelineConfig
-from transferd.sources.open import open_source
+from transferd.sources.open import is_postgres, open_source
 from transferd.stores.base import ObjectNotFoundError
 from transferd.stores.open import open_store
 from transferd.stores.retry import RetryingStore
 from transferd.transport.ratelimit import TokenBucket, format_rate
 
+if TYPE_CHECKING:
+    from transferd.sources.postgres import PgOptions
+
 log = logging.getLogger("transferd.daemon")
 
 _URL_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@]*:[^/@]*@|[?&]password=", re.I)
+
+
+def _pg_options(source: str, postgres: dict[str, Any] | None) -> PgOptions | None:
+    """The options of a PostgreSQL source; ConfigError if given for another source."""
+    if postgres is None:
+        return None
+    if not is_postgres(source):
+        raise ConfigError("PostgreSQL options apply to PostgreSQL sources (postgresql://…) only")
+    from transferd.sources.postgres import PgOptions  # asyncpg: only for a database
+
+    return PgOptions.from_settings(postgres)
 
 
 def _refuse_password(source: str) -> None:
@@ -125,6 +139,7 @@ class Manager:
         store: str | None,
         recipients: list[str],
         limit: int | None,
+        postgres: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         try:
             check_job_name(name)
@@ -132,9 +147,10 @@ class Manager:
             raise ConfigError(e.message) from None
         job = self.jobs.get(name)
         if job is not None:
-            return self._restart(job, source, store, recipients, limit)
+            return self._restart(job, source, store, recipients, limit, postgres)
         if not source:
             raise ConfigError(f"job {name} is new: give its source")
+        options = _pg_options(source, postgres)
         store = store or self.settings.store
         if not store:
             raise ConfigError(
@@ -150,9 +166,12 @@ class Manager:
                 hint="--recipient tdr1…, or recipients = […] in [send]",
             )
         _refuse_password(source)
-        opened = open_source(source)  # refuse a source that cannot be read now, not later
+        opened = open_source(source, postgres=options)  # refuse a source unreadable now
         open_store(store, self.env.sender, self.env.ca_file)  # likewise an unknown store URL
-        definition = JobDefinition(name, source, store, recipients, limit, created=utc_now())
+        settings = None if options is None else options.settings()
+        definition = JobDefinition(
+            name, source, store, recipients, limit, created=utc_now(), postgres=settings
+        )
         self.definitions.save(definition)
         job = self.jobs[name] = ManagedJob(definition, self.env)
         job.source = opened
@@ -167,6 +186,7 @@ class Manager:
         store: str | None,
         recipients: list[str],
         limit: int | None,
+        postgres: dict[str, Any] | None,
     ) -> dict[str, Any]:
         d = job.definition
         if job.running:
@@ -180,6 +200,15 @@ class Manager:
                     f"job {d.name} copies {held if what == 'source' else 'to ' + held}, "
                     f"not {given}",
                     hint="use another job name for another source or store",
+                )
+        if postgres is not None:
+            options = _pg_options(d.source, postgres)
+            kept = _pg_options(d.source, d.postgres or {})
+            if options is not None and kept is not None and options.settings() != kept.settings():
+                raise ConfigError(
+                    f"job {d.name} copies {d.source} with other options",
+                    hint="start it without options to run it again as it was, or use another "
+                    "job name",
                 )
         if recipients:
             d.recipients = recipients

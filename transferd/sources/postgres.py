@@ -33,13 +33,13 @@ import logging
 import shlex
 import socket
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
-from transferd.errors import SourceError
+from transferd.errors import ConfigError, SourceError
 from transferd.jobs.journal import Entry
 from transferd.sources import pg_conninfo, pg_listing
 from transferd.sources.base import InlineItem, Item
@@ -73,6 +73,41 @@ class PgOptions:
     password_file: Path | None = None
     range_pages: int = RANGE_PAGES
     buffer_bytes: int = BUFFER_BYTES
+
+    def settings(self) -> dict[str, Any]:
+        """What a daemon job keeps (JSON): parallelism and the selection, never a password."""
+        selection = {k: list(v) if isinstance(v, tuple) else v
+                     for k, v in asdict(self.selection).items()}  # fmt: skip
+        return {"jobs": self.jobs, "selection": selection}
+
+    @classmethod
+    def from_settings(cls, value: Any, snapshot: str | None = None) -> PgOptions:
+        """``settings()`` read back (a daemon job's definition); ConfigError if malformed."""
+        if value is None:
+            return cls(snapshot=snapshot)
+        names = {f.name for f in fields(Selection)}
+        selection = value.get("selection", {}) if isinstance(value, dict) else None
+        jobs = value.get("jobs", 4) if isinstance(value, dict) else None
+        if (
+            not isinstance(selection, dict)
+            or not set(selection) <= names
+            or not isinstance(jobs, int)
+            or isinstance(jobs, bool)
+            or jobs < 1
+            or set(value) - {"jobs", "selection"}
+        ):
+            raise ConfigError(f"PostgreSQL options {value!r} are not jobs and a selection")
+        items: dict[str, Any] = {}
+        defaults = Selection()
+        for k, v in selection.items():
+            patterns = isinstance(getattr(defaults, k), tuple)
+            if patterns and isinstance(v, list) and all(isinstance(p, str) for p in v):
+                items[k] = tuple(v)
+            elif not patterns and (isinstance(v, bool) or (v is None and k == "large_objects")):
+                items[k] = v
+            else:
+                raise ConfigError(f"PostgreSQL option {k} = {v!r} is not valid")
+        return cls(snapshot=snapshot, jobs=jobs, selection=Selection(**items))
 
 
 def path_part(name: str) -> str:

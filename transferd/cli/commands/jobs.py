@@ -18,6 +18,7 @@ from transferd.cli.control import ControlClient, default_socket
 from transferd.cli.jobview import list_lines, status_lines, watch
 from transferd.cli.keyargs import load_recipients
 from transferd.cli.output import Output, add_json_flag
+from transferd.cli.pgargs import add_source_arguments, source_options
 from transferd.errors import ConfigError
 from transferd.transport.ratelimit import format_rate, parse_rate
 
@@ -47,7 +48,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     p = sub.add_parser("start", help="start a job (or run an ended job again)")
     _common(p)
-    p.add_argument("source", nargs="?", metavar="SOURCE", help="what to copy (a directory)")
+    p.add_argument("source", nargs="?", metavar="SOURCE",
+                   help="what to copy: a directory, postgresql://…, az://…")  # fmt: skip
     p.add_argument("--to", metavar="URL", help="the store (default: store in [send])")
     p.add_argument(
         "-r",
@@ -68,6 +70,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("--limit", type=parse_rate, metavar="RATE",
                    help="this job's bandwidth limit, e.g. 20M (bytes/s; 0: none)")  # fmt: skip
+    add_source_arguments(p, daemon=True)
     p.set_defaults(run=_start)
 
     p = sub.add_parser("list", help="every job, one line each")
@@ -139,13 +142,29 @@ def _start(args: argparse.Namespace, out: Output) -> int:
     store = args.to
     if store and "://" not in store:
         store = str(Path(store).absolute())  # the daemon's working directory is not ours
+    postgres = _postgres_options(args)
     with _client(args) as client:
         result = client.call(
             "start", name=args.name, source=source, store=store, recipients=recipients,
-            limit=args.limit,
+            limit=args.limit, postgres=postgres,
         )  # fmt: skip
     _show(out, result)
     return 0
+
+
+def _postgres_options(args: argparse.Namespace) -> dict[str, Any] | None:
+    """A PostgreSQL source's options as the daemon keeps them; None for other sources."""
+    if args.source is None:
+        given = any(v for k, v in vars(args).items() if k in _PG_OPTIONS)
+        if given:
+            raise ConfigError("PostgreSQL options go with the job's source: give SOURCE too")
+        return None
+    options = source_options(args)
+    return None if options is None else options.settings()
+
+
+_PG_OPTIONS = ("jobs", "include_schema", "exclude_schema", "include_table", "exclude_table",
+               "exclude_table_data", "no_large_objects", "no_owner", "no_privileges")  # fmt: skip
 
 
 def _list(args: argparse.Namespace, out: Output) -> int:
