@@ -1,8 +1,11 @@
-"""Read a TOML file or one of its tables, with the one set of error messages every reader uses."""
+"""Read a TOML file or one of its tables, with the one set of error messages every reader uses;
+resolve the paths a file names."""
 
 from __future__ import annotations
 
+import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,3 +30,24 @@ def read_toml_table(path: Path, table: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ConfigError(f"[{table}] in {path} must be a table")
     return value
+
+
+CREDENTIALS = "${CREDENTIALS_DIRECTORY}/"
+
+
+def config_path(base: Path, value: str, env: Mapping[str, str] = os.environ) -> Path:
+    """A path a configuration file names: relative to the file's directory, or, when it starts
+    with ``${CREDENTIALS_DIRECTORY}/``, a systemd credential of the unit running transferd
+    (``LoadCredential=``), so that a secret's only copy stays root's."""
+    if not value.startswith(CREDENTIALS):
+        return base / value
+    directory = env.get("CREDENTIALS_DIRECTORY")
+    if not directory:
+        raise ConfigError(
+            f"{value} names a systemd credential, but CREDENTIALS_DIRECTORY is not set",
+            hint="run under systemd with LoadCredential=NAME:PATH, or name the file itself",
+        )
+    name = value[len(CREDENTIALS) :]
+    if not name or "/" in name or name in (".", ".."):
+        raise ConfigError(f"{value}: name one credential, e.g. {CREDENTIALS}sender.key")
+    return Path(directory) / name

@@ -71,3 +71,29 @@ def test_a_wrong_plan_is_refused_with_the_reason(
     path.write_text(GOOD.replace(*edit))
     with pytest.raises(ConfigError, match=message):
         load_plan(path)
+
+
+def test_secrets_may_be_systemd_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """transferd-agent@.service hands the copy's secrets over as credentials (LoadCredential=)."""
+    path = tmp_path / "plan.toml"
+    path.write_text(
+        GOOD.replace('"keys/sender.key"', '"${CREDENTIALS_DIRECTORY}/sender.key"').replace(
+            '"keys/azure.credential"', '"${CREDENTIALS_DIRECTORY}/azure.credential"'
+        )
+    )
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    with pytest.raises(ConfigError, match="CREDENTIALS_DIRECTORY is not set") as caught:
+        load_plan(path)
+    assert "LoadCredential=" in (caught.value.hint or "")
+
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", "/run/credentials/transferd-agent@x.service")
+    plan = load_plan(path)
+    assert plan.sender_key == Path("/run/credentials/transferd-agent@x.service/sender.key")
+    assert plan.copy_secret == tmp_path / "keys" / "copy.secret"
+    assert plan.azure["credential_file"].endswith("x.service/azure.credential")
+
+    path.write_text(GOOD.replace('"keys/sender.key"', '"${CREDENTIALS_DIRECTORY}/../etc/shadow"'))
+    with pytest.raises(ConfigError, match="name one credential"):
+        load_plan(path)

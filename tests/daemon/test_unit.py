@@ -28,24 +28,33 @@ def analyze() -> str:
     return tool
 
 
-def test_the_unit_verifies(tmp_path: Path) -> None:
+AGENT = ROOT / "systemd" / "transferd-agent@.service"
+UNITS = {"transferd.service": UNIT, "transferd-agent@snds-2026.service": AGENT}
+"""Each unit under the name systemd-analyze checks it by (a template needs an instance)."""
+
+
+@pytest.mark.parametrize("name", UNITS)
+def test_the_unit_verifies(tmp_path: Path, name: str) -> None:
     transferd = Path(sys.executable).with_name("transferd")
     assert transferd.exists(), "scripts/setup installs transferd into the venv"
-    unit = tmp_path / "transferd.service"
-    unit.write_text(UNIT.read_text().replace("/opt/transferd/bin/transferd", str(transferd)))
+    unit = tmp_path / name
+    unit.write_text(UNITS[name].read_text().replace("/opt/transferd/bin/transferd", str(transferd)))
     proc = subprocess.run(
         [analyze(), "verify", str(unit)], capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 0, proc.stderr
-    assert "transferd.service" not in proc.stderr, proc.stderr
+    assert name not in proc.stderr, proc.stderr
 
 
-def test_the_unit_exposure_is_at_most_the_goal() -> None:
+@pytest.mark.parametrize("name", UNITS)
+def test_the_unit_exposure_is_at_most_the_goal(tmp_path: Path, name: str) -> None:
+    unit = tmp_path / name
+    unit.write_text(UNITS[name].read_text())
     proc = subprocess.run(
-        [analyze(), "security", "--offline=true", "--no-pager", str(UNIT)],
+        [analyze(), "security", "--offline=true", "--no-pager", str(unit)],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
-    m = re.search(r"Overall exposure level for transferd\.service: ([0-9.]+)", proc.stdout)
+    m = re.search(rf"Overall exposure level for {re.escape(name)}: ([0-9.]+)", proc.stdout)
     assert m is not None, proc.stdout + proc.stderr
     assert float(m.group(1)) <= EXPOSURE_GOAL, proc.stdout
 
@@ -77,6 +86,8 @@ def test_install_stages_units_config_and_user(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "etc/systemd/system/transferd.service").read_text() == UNIT.read_text()
+    agent = tmp_path / "etc/systemd/system/transferd-agent@.service"
+    assert agent.read_text() == AGENT.read_text()
     assert "u transferd" in (tmp_path / "usr/lib/sysusers.d/transferd.conf").read_text()
     assert (tmp_path / "usr/lib/tmpfiles.d/transferd.conf").exists()
     config = tmp_path / "etc/transferd/transferd.toml"

@@ -1,6 +1,7 @@
 """The copy plan: a TOML file naming a copy, its store, its jobs and which agent runs which.
 
-Every agent of a copy reads the same plan (paths in it are relative to the file)::
+Every agent of a copy reads the same plan (paths in it are relative to the file, or
+``${CREDENTIALS_DIRECTORY}/NAME`` for a systemd credential: systemd/transferd-agent@.service)::
 
     [copy]
     name = "snds-2026"
@@ -44,7 +45,7 @@ from typing import Any
 
 from transferd.core.manifest import check_job_name
 from transferd.errors import ConfigError, FormatError
-from transferd.tomlfile import read_toml
+from transferd.tomlfile import config_path, read_toml
 
 DEFAULT_LEASE_SECONDS = 300.0
 """Five minutes: long against a store's slowest answers and a pause of a busy host, short
@@ -136,13 +137,13 @@ def load_plan(path: Path) -> CopyPlan:
         raise ConfigError(f"[azure] of {where} must be a table")
     _known(azure, frozenset({"credential_file", "endpoint"}), f"[azure] of {where}")
     if isinstance(azure.get("credential_file"), str):
-        azure = {**azure, "credential_file": str(base / azure["credential_file"])}
+        azure = {**azure, "credential_file": str(config_path(base, azure["credential_file"]))}
     return CopyPlan(
         path=path,
         name=name,
         store=store,
-        sender_key=base / text(copy, "sender_key", "[copy]"),
-        copy_secret=base / text(copy, "copy_secret", "[copy]"),
+        sender_key=config_path(base, text(copy, "sender_key", "[copy]")),
+        copy_secret=config_path(base, text(copy, "copy_secret", "[copy]")),
         recipients=tuple(recipients),
         jobs=tuple(jobs),
         agents=agents,

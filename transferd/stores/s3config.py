@@ -40,7 +40,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from transferd.errors import ConfigError
 from transferd.secretfiles import read_secret_file
-from transferd.tomlfile import read_toml_table
+from transferd.tomlfile import config_path, read_toml_table
 
 CONFIG_ENV = "TRANSFERD_S3_CONFIG"
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
@@ -193,8 +193,7 @@ def _credentials(
     if configured is not None:
         if not isinstance(configured, str):
             raise ConfigError("credentials_file in [s3] must be a path")
-        path = Path(configured)
-        return _from_file((base or Path.cwd()) / path, profile, required=True)
+        return _from_file(config_path(base or Path.cwd(), configured, env), profile, required=True)
     if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
         return env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"], env.get("AWS_SESSION_TOKEN")
     shared = env.get("AWS_SHARED_CREDENTIALS_FILE")
