@@ -180,7 +180,7 @@ class Pipeline:
     def _compressor(self) -> zstandard.ZstdCompressor:
         comp = self._local.compressor
         if comp is None:
-            comp = self._local.compressor = envelope.new_compressor(self.config.level)
+            comp = self._local.compressor = _new_compressor(self.config.level)
         return comp
 
     def _seal_chunks(self, chunks: Sequence[bytes | memoryview]) -> tuple[int, list[_Sealed]]:
@@ -546,6 +546,25 @@ async def _batches(source: Source) -> AsyncGenerator[Sequence[Item], None]:
     else:
         async for item in source.items():
             yield (item,)
+
+
+LEVEL_1_HASH_LOG = 12
+"""zstd's hash table at level 1: 2^12 entries instead of the 2^14 level 1 picks for a 1 MiB
+chunk. Compression is the sender's largest cost; on perf/'s 1 GiB (in process, 3 runs each)
+this cuts user CPU from 4.7-5.0 to 4.3-4.7 s for 1.8% more stored bytes (522.3 -> 531.8 MB;
+2^13: 526.2 MB and half the gain), 2% above what ``tar | zstd -3 | age`` stores. The frames
+are ordinary zstd frames: readers and the format do not change. Other levels are zstd's own."""
+
+
+def _new_compressor(level: int) -> zstandard.ZstdCompressor:
+    """The compressor a sealing thread keeps: ``envelope.new_compressor``, with a smaller hash
+    table at level 1 (the default)."""
+    if level != 1:
+        return envelope.new_compressor(level)
+    params = zstandard.ZstdCompressionParameters.from_level(
+        1, source_size=1 << 20, hash_log=LEVEL_1_HASH_LOG, write_content_size=1, write_checksum=0
+    )
+    return zstandard.ZstdCompressor(compression_params=params)
 
 
 def _cut_and_hash(
