@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.stores.backends import SMALL_FS_SIZE, random_object, signed_manifest
-from transferd.errors import PermanentStoreError, StoreFullError
+from transferd.errors import IntegrityError, PermanentStoreError, StoreFullError
 from transferd.stores.base import ManifestExistsError, ObjectNotFoundError
 from transferd.stores.local import TEMP_MAX_AGE, LocalStore
 
@@ -172,3 +172,57 @@ async def test_a_read_only_store_writes_nothing_and_refuses_writes(tmp_path: Pat
     with pytest.raises(PermanentStoreError, match="read-only"):
         await store.put_object("job", hashlib.sha256(data).hexdigest(), data)
     assert list((tmp_path / "store").iterdir()) == []
+
+
+# --- put_object_stream: an upload written as it arrives -----------------------------------------
+
+
+async def _parts(data: bytes, size: int, fail_after: int | None = None) -> Any:
+    for n, start in enumerate(range(0, len(data), size)):
+        if fail_after is not None and n == fail_after:
+            raise ConnectionResetError("the client went away")
+        yield data[start : start + size]
+        await asyncio.sleep(0)
+
+
+async def test_a_streamed_object_is_stored_like_a_put_one(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    name, data = random_object(3 << 20)  # several writes of STREAM_WRITE
+    assert await store.put_object_stream(JOB, name, _parts(data, 65536)) == len(data)
+    assert await store.get_object(JOB, name) == data
+    assert temp_files(tmp_path / "store") == []
+    # already stored: hashed, not written again
+    assert await store.put_object_stream(JOB, name, _parts(data, 100_000)) == len(data)
+    assert [n async for n, _ in store.list_objects(JOB)] == [name]
+
+
+async def test_a_streamed_object_that_does_not_hash_to_its_name_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    store = LocalStore(tmp_path / "store")
+    name, data = random_object(2 << 20)
+    with pytest.raises(IntegrityError):
+        await store.put_object_stream(JOB, name, _parts(data[:-1] + b"x", 65536))
+    assert await store.has_objects(JOB, [name]) == set()
+    assert temp_files(tmp_path / "store") == []
+
+
+async def test_a_stream_that_fails_half_way_leaves_nothing(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    name, data = random_object(4 << 20)
+    with pytest.raises(ConnectionResetError):
+        await store.put_object_stream(JOB, name, _parts(data, 65536, fail_after=40))
+    assert await store.has_objects(JOB, [name]) == set()
+    assert temp_files(tmp_path / "store") == []
+
+
+async def test_a_cancelled_stream_waits_for_its_write_then_leaves_nothing(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    name, data = random_object(4 << 20)
+    task = asyncio.ensure_future(store.put_object_stream(JOB, name, _parts(data, 65536)))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert temp_files(tmp_path / "store") == []
+    assert await store.has_objects(JOB, [name]) == set()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import hashlib
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -72,13 +72,34 @@ class RequestInfo:
 request_info: contextvars.ContextVar[RequestInfo] = contextvars.ContextVar("request_info")
 
 
+def check_length(request: web.Request, cap: int) -> None:
+    """Refuse a body whose declared length exceeds ``cap``, before reading any of it."""
+    declared = request.content_length
+    if declared is not None and declared > cap:
+        raise ApiError(413, "too_large", f"body of {declared} bytes exceeds the {cap}-byte limit")
+
+
+async def body_parts(request: web.Request, cap: int) -> AsyncGenerator[bytes, None]:
+    """The body in the parts it arrives in, at most ``cap`` bytes, for a store that writes as
+    it goes (``LocalStore.put_object_stream``, which checks the hash); refused as by
+    ``read_body`` when too large or cut short."""
+    info = request_info.get()
+    check_length(request, cap)
+    try:
+        async for part in request.content.iter_any():
+            info.received += len(part)
+            if info.received > cap:
+                raise ApiError(413, "too_large", f"body exceeds the {cap}-byte limit")
+            yield part
+    except (ConnectionError, HttpProcessingError) as exc:
+        raise ApiError(400, "corrupt_body", f"the body ended early: {exc}") from None
+
+
 async def read_body(request: web.Request, cap: int, *, check_digest: bool = True) -> bytes:
     """The whole body, at most ``cap`` bytes, checked against the signed digest unless the
     caller has that checked elsewhere (``check_digest=False``)."""
     info = request_info.get()
-    declared = request.content_length
-    if declared is not None and declared > cap:
-        raise ApiError(413, "too_large", f"body of {declared} bytes exceeds the {cap}-byte limit")
+    check_length(request, cap)
     hasher, parts = hashlib.sha256(), []
     try:
         async for part in request.content.iter_any():

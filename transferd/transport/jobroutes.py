@@ -2,7 +2,9 @@
 
 Every handler here runs after ``server._authenticate`` verified the request and the key's access to
 the job, and reads its body only through ``context.read_body`` (capped, checked against the signed
-digest). ``PUT objects/{name}`` answers 201 only once the store's ``put_object`` returned, which is
+digest) or, for an object put into a store that writes as the body arrives, ``context.body_parts``
+(capped; the store checks the hash before the object gets its name). ``PUT objects/{name}``
+answers 201 only once the store's ``put_object`` (or ``put_object_stream``) returned, which is
 once the object is durable.
 """
 
@@ -20,7 +22,14 @@ from transferd.core.keys import SenderPublicKey, parse_key_text
 from transferd.errors import FormatError, IntegrityError
 from transferd.stores.base import HAVE_BATCH, ObjectNotFoundError, Store
 from transferd.transport.auth import ApiError, digests_equal
-from transferd.transport.context import AUTHORIZER, STORE, read_body, request_info
+from transferd.transport.context import (
+    AUTHORIZER,
+    STORE,
+    body_parts,
+    check_length,
+    read_body,
+    request_info,
+)
 
 LIST_LIMIT_DEFAULT = 1000
 LIST_LIMIT_MAX = 10_000
@@ -66,9 +75,17 @@ async def _put_object(request: web.Request) -> web.Response:
     # The digest is the name (checked above), and every store refuses bytes that do not hash to
     # their name (IntegrityError, answered 400 corrupt_body like a digest mismatch): hashing the
     # body here as well was a second SHA-256 pass over every pack the host receives.
-    data = await read_body(request, PACK_MAX_SIZE, check_digest=False)
-    await request.app[STORE].put_object(job, name, data)  # returns once durable
-    return web.json_response({"name": name, "size": len(data)}, status=201)
+    store = request.app[STORE]
+    stream = getattr(store, "put_object_stream", None)
+    if stream is not None:  # a local directory: written as it arrives, then fsynced
+        check_length(request, PACK_MAX_SIZE)
+        size: int = await stream(job, name, body_parts(request, PACK_MAX_SIZE))
+    else:
+        data = await read_body(request, PACK_MAX_SIZE, check_digest=False)
+        await store.put_object(job, name, data)
+        size = len(data)
+    # either way, answered only once the object is durable
+    return web.json_response({"name": name, "size": size}, status=201)
 
 
 async def _have_objects(request: web.Request) -> web.Response:
