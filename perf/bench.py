@@ -173,12 +173,18 @@ def run_rounds(
     chosen: list[Method], ctx: Context, runs: int, warmup: bool = True
 ) -> dict[str, list[Sample]]:
     samples: dict[str, list[Sample]] = {m.key: [] for m in chosen}
+    # Every run starts with nothing dirty in the page cache. rclone and tar | zstd | age leave
+    # their output unsynced (about 1 GB a run) and the kernel writes it back during whichever
+    # run comes next; transferd and restic fsync, and their fsyncs waited behind it: 1 GiB end
+    # to end took 5.1 s instead of 4.7 s after 1.5 GB written unsynced, its host's CPU +0.3 s.
     if warmup:
         for m in chosen:
             say(f"warm-up: {m.label}")
+            os.sync()
             m.run(ctx)
     for r in range(runs):
         for m in chosen:
+            os.sync()
             load = loadavg()
             s = m.run(ctx)
             s.extra["loadavg"] = load
