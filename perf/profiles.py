@@ -33,8 +33,8 @@ STAGES = {
     "journal (SQLite)": ("Journal.",),
     "pack + SHA-256": ("_finish_pack", "PackBuilder", "packs.py"),
     "HTTP client": ("HttpStore", "aiohttp/client", "http_writer", "_BufferPayload"),
-    "HTTP server": ("_read_body", "aiohttp/web_protocol", "_put_object"),
-    "store write + fsync": ("LocalStore",),
+    "HTTP server": ("_read_body", "aiohttp/web_protocol", "_put_object", "body_parts"),
+    "store write + fsync": ("LocalStore", "_StreamWriter"),
     "publish (catalog)": ("publish (",),
     "imports": ("_find_and_load",),
 }
