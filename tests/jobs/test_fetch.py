@@ -11,7 +11,7 @@ from transferd.core import objectlist
 from transferd.core.catalog import ChunkRef
 from transferd.core.objectlist import ObjectRef
 from transferd.errors import FormatError, IntegrityError
-from transferd.jobs.fetch import GAP, MAX_RANGE, PackIndex, PackReader, plan_end
+from transferd.jobs.fetch import GAP, MAX_RANGE, PackIndex, PackReader, plan_range
 from transferd.stores.memory import MemoryStore
 
 JOB = "j"
@@ -19,10 +19,38 @@ JOB = "j"
 
 def test_plan_grows_over_near_chunks_only() -> None:
     soon = [(5, 100), (100, 200), (200 + GAP, 300 + GAP), (400 + 3 * GAP, 500 + 3 * GAP)]
-    assert plan_end(5, 100, soon) == 300 + GAP
-    assert plan_end(200 + GAP, 300 + GAP, soon) == 300 + GAP
+    assert plan_range(5, 100, soon) == (5, 300 + GAP)
+    assert plan_range(200 + GAP, 300 + GAP, soon) == (5, 300 + GAP)  # backwards too
+    assert plan_range(400 + 3 * GAP, 500 + 3 * GAP, soon) == (400 + 3 * GAP, 500 + 3 * GAP)
     far = [(5, 100), (MAX_RANGE, MAX_RANGE + 10)]
-    assert plan_end(5, 100, far) == 100
+    assert plan_range(5, 100, far) == (5, 100)
+    assert plan_range(MAX_RANGE, MAX_RANGE + 10, far) == (MAX_RANGE, MAX_RANGE + 10)
+
+
+def test_plan_never_reaches_into_a_range_already_held() -> None:
+    soon = [(5, 100), (100, 200), (200, 300), (300, 400)]
+    assert plan_range(200, 300, soon, held=[(5, 200)]) == (200, 400)
+    assert plan_range(100, 200, soon, held=[(300, 400)]) == (5, 300)
+
+
+def test_a_pack_read_from_its_middle_first_is_still_fetched_once() -> None:
+    """Packs need not follow the reading order (large files are packed beside the small files
+    listed before them): the first chunk asked may lie mid-pack."""
+    data = bytes(range(256)) * 64
+
+    async def run() -> tuple[list[bytes], int, int]:
+        store, index = await _store_with_pack(data)
+        reader = PackReader(store, JOB, index)
+        refs = [ChunkRef(0, off, 1000, 1, bytes(32)) for off in range(5, 15000, 1000)]
+        soon = sorted((r.offset, r.offset + r.blob_len) for r in refs)
+        order = refs[7:] + refs[:7]
+        blobs = [bytes(await reader.blob(r, soon)) for r in order]
+        return blobs, reader.requests, reader.bytes_fetched
+
+    blobs, requests, fetched = asyncio.run(run())
+    assert (requests, fetched) == (1, 15000)
+    assert blobs[0] == data[7005:8005]
+    assert blobs[-1] == data[6005:7005]
 
 
 async def _store_with_pack(data: bytes) -> tuple[MemoryStore, PackIndex]:

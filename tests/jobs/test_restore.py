@@ -380,3 +380,29 @@ def test_resume_keeps_proven_files_and_restores_the_rest(keys: Keys, tmp_path: P
     assert resumed.counters.bytes_kept == 9 * 256 * 1024
     assert resumed.counters.files == 11  # f10-f19, then f03 again on a second walk
     assert resumed.bytes_fetched < 0.7 * whole.bytes_fetched
+
+
+def test_packs_out_of_reading_order_are_fetched_once(keys: Keys, tmp_path: Path) -> None:
+    """The pipeline packs a large file beside the small files listed before it, so a pack is
+    not read front to back: ranges grow backwards too, and reach no further ahead than the
+    cache keeps (a cache of 8 MiB here, for 40 MB of packs)."""
+    from transferd.jobs.reader import JobReader, load_manifest, unwrap_key
+
+    store = MemoryStore()
+    for d in range(8):
+        (tmp_path / "src" / f"d{d}").mkdir(parents=True)
+        for i in range(60):
+            (tmp_path / "src" / f"d{d}" / f"s{i:02}.txt").write_bytes(os.urandom(3000))
+        (tmp_path / "src" / f"d{d}" / "big.bin").write_bytes(os.urandom(4 * MiB))
+    send_tree(store, tmp_path / "src", keys, tmp_path / "state")
+    stored = sum(len(data) for data in store.objects[JOB].values())
+
+    async def read_all() -> int:
+        signed = await load_manifest(store, JOB, sender=keys.sender.public())
+        reader = JobReader(store, signed, unwrap_key(signed, keys.owner), cache_bytes=8 * MiB)
+        async with reader:
+            async for _ in reader.items():
+                pass
+        return reader.packs.bytes_fetched
+
+    assert asyncio.run(read_all()) <= stored * 1.01

@@ -6,12 +6,13 @@ a time, checked against the manifest's SHA-256, and only the few most recent kep
 any number of packs is read in bounded memory.
 
 Reading a chunk fetches a *range* of its pack, not the whole pack nor only the chunk: the caller
-says which other chunks of the same pack come soon (the rest of the catalog segment being read),
-and the range grows to cover them while the gap between two is at most ``GAP`` and the range at
-most ``MAX_RANGE``. For a job written in one run the catalog follows the pack order, so one
-request fetches a whole pack's worth of consecutive chunks; for a job whose later runs reuse
-chunks scattered over old packs, a range never drags in more than ``GAP`` bytes of chunks nobody
-asked for. Consecutive small files share packs, so fetched ranges are kept in an LRU cache
+says which other chunks of the same pack come soon (those of the next half-cache of chunks in
+reading order), and the range grows to cover them, on either side, while the gap between two is
+at most ``GAP`` and the range at most ``MAX_RANGE``, never into a range already held. For a job
+written in one run the catalog mostly follows the pack order, so one request fetches a whole
+pack's worth of consecutive chunks; for a job whose later runs reuse chunks scattered over old
+packs, a range never drags in more than ``GAP`` bytes of chunks nobody asked for. Consecutive
+small files share packs, so fetched ranges are kept in an LRU cache
 bounded by bytes; a fetch in flight is shared by every chunk it covers.
 """
 
@@ -123,6 +124,9 @@ class PackReader:
         self._job = job
         self._index = index
         self._capacity = cache_bytes
+        self.window = cache_bytes // 2
+        """Bytes of chunks, in reading order, that one fetch may reach ahead to (half the
+        cache: what it joins is still cached when it is read)."""
         self._ranges: dict[int, list[_Range]] = {}
         self._lru: OrderedDict[int, _Range] = OrderedDict()
         self._held = 0
@@ -138,7 +142,9 @@ class PackReader:
                 self._lru.move_to_end(id(rng))
                 data = await asyncio.shield(rng.data)
                 return memoryview(data)[ref.offset - rng.start : end - rng.start]
-        rng = _Range(ref.pack_index, ref.offset, plan_end(ref.offset, end, soon), _new_future())
+        held = self._ranges.get(ref.pack_index, ())
+        start, stop = plan_range(ref.offset, end, soon, [(r.start, r.end) for r in held])
+        rng = _Range(ref.pack_index, start, stop, _new_future())
         self._add(rng)
         try:
             pack = await self._index.pack(ref.pack_index)
@@ -167,7 +173,7 @@ class PackReader:
         self.bytes_fetched += len(data)
         self.requests += 1
         rng.data.set_result(data)
-        return memoryview(data)[: ref.blob_len]
+        return memoryview(data)[ref.offset - rng.start : end - rng.start]
 
     def _add(self, rng: _Range) -> None:
         self._ranges.setdefault(rng.pack, []).append(rng)
@@ -190,13 +196,28 @@ class PackReader:
             del self._ranges[rng.pack]
 
 
-def plan_end(start: int, end: int, soon: Sequence[tuple[int, int]]) -> int:
-    """Grow [start, end) over the chunks in ``soon`` that follow it within GAP and MAX_RANGE."""
-    for offset, stop in soon[bisect.bisect_left(soon, (start, 0)) :]:
-        if offset - end > GAP or stop - start > MAX_RANGE:
+def plan_range(
+    start: int, end: int, soon: Sequence[tuple[int, int]], held: Sequence[tuple[int, int]] = ()
+) -> tuple[int, int]:
+    """Grow [start, end) over the chunks in ``soon`` on either side of it, while the gap between
+    two is at most GAP and the range at most MAX_RANGE, and never into a range ``held`` already
+    (cached or being fetched). Backwards too: when packs do not follow the reading order, the
+    first chunk asked of a pack may lie in its middle, and the chunks before it, asked next,
+    would otherwise be fetched again with the rest of the range."""
+
+    def taken(lo: int, hi: int) -> bool:
+        return any(a < hi and lo < b for a, b in held)
+
+    i = bisect.bisect_left(soon, (start, 0))
+    for offset, stop in soon[i:]:
+        if offset - end > GAP or stop - start > MAX_RANGE or taken(end, max(end, stop)):
             break
         end = max(end, stop)
-    return end
+    for offset, stop in reversed(soon[:i]):
+        if start - stop > GAP or end - offset > MAX_RANGE or taken(min(start, offset), start):
+            break
+        start = min(start, offset)
+    return start, end
 
 
 def _new_future() -> asyncio.Future[bytes]:

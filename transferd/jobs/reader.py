@@ -313,9 +313,11 @@ class JobReader:
                     parsed = await asyncio.to_thread(parse_segment, records)
                     del records
                     # the segment's events first, so that the pack ranges fetched together
-                    # (``soon``) are those of the chunks to be read, not of chunks skipped
+                    # are those of the chunks to be read, not of chunks skipped
                     events, failure = select.events(self.walker, parsed)
-                    soon = pack_spans(e.refs for e in events if isinstance(e, Chunks))
+                    soon = _Windows(
+                        (e.refs for e in events if isinstance(e, Chunks)), self.packs.window
+                    )
                     for queued in events:
                         if isinstance(queued, Chunks):
                             await self._start_chunks(queued, soon, queue, budget)
@@ -334,16 +336,17 @@ class JobReader:
     async def _start_chunks(
         self,
         event: Chunks,
-        soon: dict[int, list[tuple[int, int]]],
+        soon: _Windows,
         queue: asyncio.Queue[_Queued],
         budget: _Budget,
     ) -> None:
         offset = event.offset
         for ref in event.refs:
             await budget.take(ref.plain_len)
+            spans = soon.spans(ref.pack_index)  # for every chunk: it counts them
             task, plain_len = self._recent.get(ref.chunk_id, (None, 0))
             if task is None or plain_len != ref.plain_len:
-                task = asyncio.create_task(self._open(ref, soon.get(ref.pack_index, [])))
+                task = asyncio.create_task(self._open(ref, spans))
                 self._recent[ref.chunk_id] = (task, ref.plain_len)
                 if len(self._recent) > _RECENT_CHUNKS:
                     self._recent.popitem(last=False)
@@ -464,6 +467,43 @@ class _Selection:
         except TransferdError as exc:
             return events, exc
         return events, None
+
+
+class _Windows:
+    """The chunks a fetch may join to the one asked for: those of the same pack among the next
+    ``size`` bytes of chunks in reading order. A range never reaches chunks read much later,
+    which the cache would have to keep (or drop, and fetch again): when packs do not follow
+    the catalog's order (a pipeline that packs large files beside small ones listed before
+    them), a whole segment's worth made a restore fetch 13% of its bytes twice."""
+
+    def __init__(self, ref_lists: Iterable[list[ChunkRef]], size: int) -> None:
+        self._spans: list[dict[int, list[tuple[int, int]]]] = []
+        self._ends: list[int] = []
+        window: list[ChunkRef] = []
+        count = total = 0
+        for refs in ref_lists:
+            for ref in refs:
+                window.append(ref)
+                count += 1
+                total += ref.blob_len
+                if total >= size:
+                    self._close(window, count)
+                    window, total = [], 0
+        if window:
+            self._close(window, count)
+        self._taken = 0
+        self._current = 0
+
+    def _close(self, window: list[ChunkRef], count: int) -> None:
+        self._spans.append(pack_spans([window]))
+        self._ends.append(count)
+
+    def spans(self, pack: int) -> list[tuple[int, int]]:
+        """For the next chunk in reading order: the spans of its window in its pack."""
+        while self._taken >= self._ends[self._current]:
+            self._current += 1
+        self._taken += 1
+        return self._spans[self._current].get(pack, [])
 
 
 class _Budget:
