@@ -315,7 +315,7 @@ class JobReader:
                     # the segment's events first, so that the pack ranges fetched together
                     # are those of the chunks to be read, not of chunks skipped
                     events, failure = select.events(self.walker, parsed)
-                    soon = _Windows(
+                    soon = ChunkWindows(
                         (e.refs for e in events if isinstance(e, Chunks)), self.packs.window
                     )
                     for queued in events:
@@ -336,7 +336,7 @@ class JobReader:
     async def _start_chunks(
         self,
         event: Chunks,
-        soon: _Windows,
+        soon: ChunkWindows,
         queue: asyncio.Queue[_Queued],
         budget: _Budget,
     ) -> None:
@@ -419,12 +419,6 @@ def pack_spans(ref_lists: Iterable[list[ChunkRef]]) -> dict[int, list[tuple[int,
     return soon
 
 
-def plan_segment(records: list[dict[str, Any]]) -> tuple[Parsed, dict[int, list[tuple[int, int]]]]:
-    """A segment parsed, and the spans of all its chunks (a reader that reads every one)."""
-    parsed = parse_segment(records)
-    return parsed, pack_spans(refs for _, refs in parsed if refs)
-
-
 def _about(exc: TransferdError, entry: Entry, offset: int) -> TransferdError:
     """The same error, its message naming the file and offset the damaged chunk belongs to."""
     if (
@@ -469,7 +463,7 @@ class _Selection:
         return events, None
 
 
-class _Windows:
+class ChunkWindows:
     """The chunks a fetch may join to the one asked for: those of the same pack among the next
     ``size`` bytes of chunks in reading order. A range never reaches chunks read much later,
     which the cache would have to keep (or drop, and fetch again): when packs do not follow

@@ -34,7 +34,7 @@ from transferd.core.jobkey import JobKey
 from transferd.core.manifest import SignedManifest
 from transferd.errors import StoreError, TransferdError
 from transferd.jobs.entries import Chunks, End, Entry, show
-from transferd.jobs.reader import JobReader, plan_segment
+from transferd.jobs.reader import ChunkWindows, JobReader, parse_segment
 from transferd.report.model import Failure, Report
 from transferd.stores.base import ObjectNotFoundError, Store
 
@@ -120,8 +120,9 @@ class DeepCheck:
         try:
             async with contextlib.aclosing(self.reader.segments()) as segments:
                 async for records in segments:
-                    parsed, soon = plan_segment(records)
+                    parsed = parse_segment(records)
                     del records
+                    soon = ChunkWindows((r for _, r in parsed if r), self.reader.packs.window)
                     for record, refs in parsed:
                         for event in walker.feed(record, refs):
                             if isinstance(event, Entry):
@@ -151,7 +152,7 @@ class DeepCheck:
         self,
         event: Chunks,
         stream: _Stream,
-        soon: dict[int, list[tuple[int, int]]],
+        soon: ChunkWindows,
         queue: asyncio.Queue[_Queued],
     ) -> None:
         if not self.open_chunks:
@@ -159,7 +160,7 @@ class DeepCheck:
         offset = event.offset
         for ref in event.refs:
             await self._slots.acquire()
-            task = asyncio.create_task(self._open(ref, soon.get(ref.pack_index, [])))
+            task = asyncio.create_task(self._open(ref, soon.spans(ref.pack_index)))
             await queue.put(_Chunk(stream, offset, ref, task))
             offset += ref.plain_len
 
