@@ -12,7 +12,7 @@ B, C, A, B, C ...) so that load from other users of the machine falls on all of 
 the median wall time gives the rate. Results go to perf/results/ as JSON and PNG, profiles to
 perf/profiles/, and a table with the targets of issue 8 is printed at the end.
 
-``--scaling`` times transferd end to end from 256 MiB to 4 GiB and from 1,000 to 100,000
+``--scaling`` times transferd end to end from 256 MiB to 10 GiB and from 1,000 to 100,000
 files instead (perf/scaling.py).
 """
 
