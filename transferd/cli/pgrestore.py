@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from transferd.cli.output import JSONValue, Output
 from transferd.cli.pgargs import DEFAULT_JOBS, add_password_file
-from transferd.cli.progress import human_bytes
+from transferd.cli.progress import human_bytes, parse_size
 from transferd.core.keys import RecipientIdentity, SenderPublicKey
 from transferd.errors import ConfigError
 from transferd.runtime import run as run_async
@@ -38,11 +38,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help=f"tables loaded at once (default {DEFAULT_JOBS})",
     )
     g.add_argument(
-        "--keep-row-order",
-        action="store_true",
-        help="load each table with one COPY, in the copy's row order, however large (default: "
-        "a table past 256 MiB is loaded by more COPYs at once, its rows in another order; "
-        "verify --against proves either)",
+        "--split-tables-larger-than",
+        type=parse_size,
+        metavar="SIZE",
+        help="load a table larger than SIZE (e.g. 10G) by several COPYs at once, one more per "
+        "SIZE, for a target with cores to spare: one COPY runs on one core; its rows are then "
+        "stored in another order (verify --against still proves them). Default: one COPY per "
+        "table",
     )
     add_password_file(g, "the target database")
 
@@ -55,16 +57,13 @@ def run(
     sender: SenderPublicKey | None,
 ) -> int:
     # imported here: asyncpg takes 85 ms to import, which every other command would pay
-    from transferd.jobs.restore_pg import (
-        SPLIT_AFTER,
-        PgRestoreProgress,
-        PgRestoreResult,
-        restore_pg,
-    )
+    from transferd.jobs.restore_pg import PgRestoreProgress, PgRestoreResult, restore_pg
     from transferd.sources import pg_conninfo
 
     if args.jobs < 1:
         raise ConfigError("--jobs must be 1 or more")
+    if args.split_tables_larger_than is not None and args.split_tables_larger_than < 1 << 20:
+        raise ConfigError("--split-tables-larger-than must be at least 1M")
     target = pg_conninfo.parse(args.to, args.password_file)
     progress = PgRestoreProgress()
 
@@ -86,7 +85,7 @@ def run(
             return await restore_pg(
                 store=store, job=args.job, identity=identity, target=target, sender=sender,
                 sequence=args.sequence, force=args.force, jobs=args.jobs,
-                split_after=None if args.keep_row_order else SPLIT_AFTER,
+                split_after=args.split_tables_larger_than,
                 workers=max(0, args.workers), progress=progress, warn=warn,
             )  # fmt: skip
         finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import sys
@@ -11,6 +12,18 @@ from collections.abc import Callable
 from transferd.jobs.pipeline import Counters
 
 log = logging.getLogger("transferd.progress")
+
+
+def parse_size(text: str) -> int:
+    """``16M``, ``1G``, ``512k`` or plain bytes (powers of 1024), for argparse."""
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    t = text.strip().lower().removesuffix("ib").removesuffix("b")
+    try:
+        if t and t[-1] in units:
+            return int(float(t[:-1]) * units[t[-1]])
+        return int(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 16M, 1G)") from None
 
 
 def human_bytes(n: float) -> str:

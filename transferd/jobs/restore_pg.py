@@ -6,19 +6,22 @@ objects' ownership), then the data (large objects, sequences' values, every tabl
 materialized views), so that indexes are built once over the loaded rows. pg_dump's SQL is
 replayed by psql in one transaction each, stopping at the first error.
 
-The reader yields the catalog in order (``ddl/post-data.sql`` first, by name); post-data waits in
-a spooled temporary file (it is DDL, not rows) until the data is in. Each table is loaded on one
-of ``jobs`` connections while the reader goes on to the next, its pieces queued up to
-``QUEUE_PIECES`` chunks: small tables load side by side. One COPY runs on one backend, one core
-of the target server, so a large table would load at that speed alone (a 10 TB table in about a
-day): once a table's stream passes ``split_after`` bytes (and again at every multiple of it),
-a connection free at that moment opens another COPY into the same table, and the stream's rows,
-cut at row ends, go to whichever COPY has the fewest waiting. Such a table's heap then holds its
-rows in another physical order than the source's, which ``verify --against`` recognises by the
-rows' multiset digest rather than the stream's BLAKE3 (a second read of that table on both sides);
-``split_after=None`` (``--keep-row-order``) loads every table with one COPY in stream order, so
-its plain COPY hashes to the catalog's BLAKE3 again. The reader has checked every chunk and every
-stream's BLAKE3; each table's rows are counted again against the catalog.
+The reader yields the catalog in order (``ddl/post-data.sql`` first, by name); post-data waits in a
+spooled temporary file (it is DDL, not rows) until the data is in. Each table is loaded on one of
+``jobs`` connections while the reader goes on to the next, its pieces queued up to ``QUEUE_PIECES``
+chunks: small tables load side by side. One COPY runs on one backend, one core of the target
+server, so a large table loads at that speed alone; with ``split_after`` (``--split-tables-larger-
+than``, as pgcopydb's option of that name), once a table's stream passes ``split_after`` bytes (and
+again at each multiple), a connection free at that moment opens another COPY into the same table,
+and the stream's rows, cut at row ends, go to whichever COPY has the fewest blocks waiting. Such a
+table's heap then holds its rows in another physical order than the source's, which ``verify
+--against`` recognises by the rows' multiset digest rather than the stream's BLAKE3 (a second read
+of that table on both sides). By default every table is one COPY in stream order, so its plain COPY
+hashes to the catalog's BLAKE3 again. On this project's 2-core machine splitting gains nothing
+(perf/pg_restore.py, 780 MB in one table: 6.99 s with one COPY, 7.54 s with four; the restoring
+process and one COPY already fill both cores): it is for targets with cores to spare, and off by
+default. The reader has checked every chunk and every stream's BLAKE3; each table's rows are
+counted again against the catalog.
 
 The target must be empty unless ``force``: restoring over existing objects fails halfway or, worse,
 mixes two databases. Roles named by the schema (owners, grants) must exist in the target cluster
@@ -60,9 +63,6 @@ log = logging.getLogger(__name__)
 
 QUEUE_PIECES = 8
 """Chunks (1 MiB on average, 4 MiB at most) waiting for one table's COPY."""
-SPLIT_AFTER = 256 * 1024 * 1024
-"""Bytes of a table's stream per COPY loading it: a larger table gets another COPY, when a
-connection is free, at each multiple (a few seconds of one COPY: small tables keep one)."""
 SPOOL_MEMORY = 16 * 1024 * 1024
 """Post-data SQL kept in memory before it spills to a temporary file."""
 
@@ -96,7 +96,7 @@ async def restore_pg(
     sequence: int | None = None,
     force: bool = False,
     jobs: int = 4,
-    split_after: int | None = SPLIT_AFTER,
+    split_after: int | None = None,
     workers: int = 0,
     progress: PgRestoreProgress | None = None,
     warn: Warn | None = None,

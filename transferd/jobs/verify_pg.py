@@ -8,15 +8,15 @@ same session settings, on several connections at once. Each table's rows are cou
 text hashed as it streams; nothing is stored. The rules are protocol/POSTGRESQL.md §6.
 
 A table whose COPY text has the catalog's size and BLAKE3 is equal: a table restored by one COPY in
-stream order (below 256 MiB, or with ``--keep-row-order``: jobs/restore_pg.py), or a source not
-written since the snapshot, has its rows in the stream's order. A table with the catalog's row
-count and size but another BLAKE3 may hold the same rows in another physical order (VACUUM FULL,
-CLUSTER, an UPDATE that changed nothing, a restore by several COPYs): for those tables only, a
-second pass computes the multiset digest of the rows (core/rowset.py, salted with 32 random bytes
-drawn for this run and shown in the report, so that no one can have chosen rows that collide) on
-both sides at once, the database's by reading the table again in the same snapshot, the copy's by
-reading and opening that table's stream from the store (jobs/reader.py, only those streams' chunks;
-each stream's BLAKE3 is checked against the catalog as it ends).
+stream order (unless ``--split-tables-larger-than``: jobs/restore_pg.py), or a source not written
+since the snapshot, has its rows in the stream's order. A table with the catalog's row count and
+size but another BLAKE3 may hold the same rows in another physical order (VACUUM FULL, CLUSTER, an
+UPDATE that changed nothing, a restore by several COPYs): for those tables only, a second pass
+computes the multiset digest of the rows (core/rowset.py, salted with 32 random bytes drawn for
+this run and shown in the report, so that no one can have chosen rows that collide) on both sides
+at once, the database's by reading the table again in the same snapshot, the copy's by reading and
+opening that table's stream from the store (jobs/reader.py, only those streams' chunks; each
+stream's BLAKE3 is checked against the catalog as it ends).
 Equal digests: the same rows, moved; the table counts as ``source_tables_reordered`` and is named
 in the check's note. Unequal: ``differs``, with both digests. The multiset digest costs a BLAKE3
 per row in the interpreter (about 1.5 million rows/s, where the plain BLAKE3 runs at GB/s), so

@@ -123,8 +123,8 @@ def _open(args: argparse.Namespace, key: SenderSecretKey | None) -> Store:
 def run(args: argparse.Namespace, out: Output) -> int:
     if args.sequence is not None and args.sequence < 1:
         raise ConfigError("--sequence must be 1 or more")
-    if args.to is None and (args.keep_row_order or args.password_file is not None):
-        flag = "--keep-row-order" if args.keep_row_order else "--password-file"
+    if args.to is None and (args.split_tables_larger_than or args.password_file is not None):
+        flag = "--password-file" if args.password_file else "--split-tables-larger-than"
         raise ConfigError(f"{flag} applies to a restore into a database (--to postgresql://…)")
     if args.resume and args.to is not None:
         raise ConfigError(

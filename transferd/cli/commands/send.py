@@ -16,7 +16,7 @@ from transferd.cli.azureargs import add_azure_arguments, azure_options
 from transferd.cli.keyargs import load_recipients, load_sender_key
 from transferd.cli.output import Output, add_json_flag
 from transferd.cli.pgargs import add_source_arguments, source_options
-from transferd.cli.progress import human_bytes, report_progress
+from transferd.cli.progress import human_bytes, parse_size, report_progress
 from transferd.jobs.pipeline import Counters, PipelineConfig
 from transferd.jobs.send import SendResult, send
 from transferd.jobs.state import default_state_dir
@@ -27,17 +27,6 @@ from transferd.stores.open import open_store
 from transferd.stores.retry import RetryingStore
 
 EXIT_PARTIAL = 3
-
-
-def parse_size(text: str) -> int:
-    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-    t = text.strip().lower().removesuffix("ib").removesuffix("b")
-    try:
-        if t and t[-1] in units:
-            return int(float(t[:-1]) * units[t[-1]])
-        return int(t)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 16M, 1G)") from None
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
