@@ -116,7 +116,7 @@ def render_copy(doc: dict[str, Any]) -> str:
             continue
         report = job.get("report") or {}
         parts += [
-            f'<h2 id="job-{_e(name)}">Job {_e(name)} {_badge_verdict(str(job.get("verdict")))}'
+            f'<h2 id="job-{_e(name)}">Job {_e(name)} {_badge(str(job.get("verdict")), COLOURS)}'
             "</h2>",
             f'<p class="note">{_e(report.get("summary", ""))}</p>',
             _checks(report.get("checks") or []),
@@ -147,17 +147,12 @@ def _head(title: str, doc: dict[str, Any]) -> list[str]:
     ]
 
 
-def _badge_verdict(verdict: str) -> str:
-    colour = COLOURS.get(verdict, COLOURS["unreadable"])
-    return f'<span class="badge" style="background:{colour}">{_e(verdict)}</span>'
-
-
 def _job_table(jobs: dict[str, Any]) -> str:
     rows = []
     for name, job in jobs.items():
         if not job:
             rows.append(
-                f"<tr><td><b>{_e(name)}</b></td><td>{_badge_verdict('incomplete')}</td>"
+                f"<tr><td><b>{_e(name)}</b></td><td>{_badge('incomplete', COLOURS)}</td>"
                 '<td colspan="4" class="note">no finished manifest recorded</td></tr>'
             )
             continue
@@ -166,7 +161,7 @@ def _job_table(jobs: dict[str, Any]) -> str:
         failures = sum((report.get("failure_counts") or {}).values())
         rows.append(
             f'<tr><td><b><a href="#job-{_e(name)}">{_e(name)}</a></b></td>'
-            f"<td>{_badge_verdict(str(job.get('verdict')))}</td>"
+            f"<td>{_badge(str(job.get('verdict')), COLOURS)}</td>"
             f"<td>{_e(len(report.get('manifests') or []))}</td>"
             f"<td>{counts.get('objects_referenced', 0):,}</td>"
             f"<td>{_e(_bytes(counts.get('bytes_referenced', 0)))}</td>"
@@ -254,8 +249,9 @@ def _bytes(n: int) -> str:
     return f"{n:,} bytes"  # pragma: no cover - the loop always returns
 
 
-def _badge(result: str) -> str:
-    colour = RESULT_COLOURS.get(result, "#667085")
+def _badge(result: str, colours: dict[str, str] = RESULT_COLOURS) -> str:
+    """A check's result (pass, fail, skipped), or with ``COLOURS`` a verdict, on its colour."""
+    colour = colours.get(result, "#667085")
     return f'<span class="badge" style="background:{colour}">{_e(result)}</span>'
 
 
