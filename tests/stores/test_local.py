@@ -177,10 +177,14 @@ async def test_a_read_only_store_writes_nothing_and_refuses_writes(tmp_path: Pat
 # --- put_object_stream: an upload written as it arrives -----------------------------------------
 
 
-async def _parts(data: bytes, size: int, fail_after: int | None = None) -> Any:
+async def _parts(
+    data: bytes, size: int, fail_after: int | None = None, stall_after: int | None = None
+) -> Any:
     for n, start in enumerate(range(0, len(data), size)):
         if fail_after is not None and n == fail_after:
             raise ConnectionResetError("the client went away")
+        if n == stall_after:  # a client that stops sending: the upload waits for the rest
+            await asyncio.Event().wait()
         yield data[start : start + size]
         await asyncio.sleep(0)
 
@@ -219,7 +223,8 @@ async def test_a_stream_that_fails_half_way_leaves_nothing(tmp_path: Path) -> No
 async def test_a_cancelled_stream_waits_for_its_write_then_leaves_nothing(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "store")
     name, data = random_object(4 << 20)
-    task = asyncio.ensure_future(store.put_object_stream(JOB, name, _parts(data, 65536)))
+    parts = _parts(data, 65536, stall_after=40)  # cancelled half-way, whatever the disk's speed
+    task = asyncio.ensure_future(store.put_object_stream(JOB, name, parts))
     await asyncio.sleep(0.01)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
