@@ -385,7 +385,8 @@ def test_resume_keeps_proven_files_and_restores_the_rest(keys: Keys, tmp_path: P
 def test_packs_out_of_reading_order_are_fetched_once(keys: Keys, tmp_path: Path) -> None:
     """The pipeline packs a large file beside the small files listed before it, so a pack is
     not read front to back: ranges grow backwards too, and reach no further ahead than the
-    cache keeps (a cache of 8 MiB here, for 40 MB of packs)."""
+    cache keeps (a cache of 8 MiB and a read-ahead of 4 MiB here, for 35 MB of packs; without
+    this, 4.7 times the stored bytes were fetched)."""
     from transferd.jobs.reader import JobReader, load_manifest, unwrap_key
 
     store = MemoryStore()
@@ -399,10 +400,11 @@ def test_packs_out_of_reading_order_are_fetched_once(keys: Keys, tmp_path: Path)
 
     async def read_all() -> int:
         signed = await load_manifest(store, JOB, sender=keys.sender.public())
-        reader = JobReader(store, signed, unwrap_key(signed, keys.owner), cache_bytes=8 * MiB)
+        key = unwrap_key(signed, keys.owner)
+        reader = JobReader(store, signed, key, readahead=4 * MiB, cache_bytes=8 * MiB)
         async with reader:
             async for _ in reader.items():
                 pass
         return reader.packs.bytes_fetched
 
-    assert asyncio.run(read_all()) <= stored * 1.01
+    assert asyncio.run(read_all()) <= stored * 1.02
