@@ -64,6 +64,7 @@ def write_plan(tmp: Path, server: S3Server, bucket: str, sources: dict[str, Path
         "[s3]",
         f'endpoint = "{server.endpoint}"',
         'credentials_file = "keys/s3.credentials"',
+        "read_timeout = 10",  # a request rclone leaves unanswered is retried, not awaited 120 s
     ]
     for job, src in sources.items():
         lines += ["[[job]]", f'name = "{job}"', f'source = "{src}"']

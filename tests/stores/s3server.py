@@ -78,6 +78,7 @@ class S3Server:
         path = directory / "s3.toml"
         path.write_text(
             f'[s3]\nendpoint = "{endpoint or self.endpoint}"\ncredentials_file = "{creds.name}"\n'
+            "read_timeout = 10\n"
         )
         return path
 

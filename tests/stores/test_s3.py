@@ -39,7 +39,7 @@ def test_settings_come_from_the_file_then_the_environment(tmp_path: Path) -> Non
     config = tmp_path / "s3.toml"
     config.write_text(
         '[s3]\nendpoint = "https://s3.gra.example"\nregion = "gra"\n'
-        'credentials_file = "creds"\nprofile = "ovh"\n'
+        'credentials_file = "creds"\nprofile = "ovh"\nread_timeout = 30\n'
     )
     env = {"AWS_ACCESS_KEY_ID": "ENVKEY", "AWS_SECRET_ACCESS_KEY": "ENVSECRET", "HOME": "/x"}
 
@@ -55,6 +55,10 @@ def test_settings_come_from_the_file_then_the_environment(tmp_path: Path) -> Non
     assert "SK" not in repr(from_file)
     assert "ENVSECRET" not in repr(from_env)
     assert "SK" not in from_file.description
+    assert (from_file.read_timeout, from_env.read_timeout) == (30.0, 120.0)
+    config.write_text('[s3]\ncredentials_file = "creds"\nprofile = "ovh"\nread_timeout = 0\n')
+    with pytest.raises(ConfigError, match="read_timeout in \\[s3\\] must be a number"):
+        load_settings("s3://bucket/p", config, env)
 
 
 def test_credentials_that_others_can_read_or_that_are_missing_are_refused(tmp_path: Path) -> None:

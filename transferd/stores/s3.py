@@ -68,9 +68,6 @@ HEAD_CONCURRENCY = 32
 PART_CONCURRENCY = 4
 """Parts of one multipart upload in flight: as many as the pipeline's default uploads."""
 CONNECT_TIMEOUT = 10.0
-READ_TIMEOUT = 120.0
-"""Seconds without a byte before a request counts as failed (transient): a 16 MiB pack on a
-slow link still moves well within it; a dead connection does not hang a job for ever."""
 _OBJECT = re.compile(r"([0-9a-f]{2})/([0-9a-f]{64})")
 _SEQUENCE = re.compile(rf"[0-9]{{{MANIFEST_SEQUENCE_DIGITS}}}")
 _MAX_SEQUENCE = 10**MANIFEST_SEQUENCE_DIGITS - 1
@@ -121,7 +118,7 @@ class S3Store:
                     s3={"addressing_style": s.addressing},
                     retries={"total_max_attempts": 1, "mode": "standard"},
                     connect_timeout=CONNECT_TIMEOUT,
-                    read_timeout=READ_TIMEOUT,
+                    read_timeout=s.read_timeout,
                     # Checksums are sent explicitly (below); botocore's default trailers use
                     # aws-chunked encoding, which many S3-compatible servers refuse.
                     request_checksum_calculation="when_required",

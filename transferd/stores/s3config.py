@@ -15,6 +15,7 @@ A location names the bucket and a key prefix; everything else comes, first found
        conditional_writes = "auto"           # "yes" / "no": If-None-Match: * on manifests
        multipart_threshold = 67108864        # bytes; larger objects go in parts
        part_size = 16777216
+       read_timeout = 120                    # seconds without a byte: the request is retried
 
 3. the variables every S3 tool reads: ``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL``,
    ``AWS_REGION``/``AWS_DEFAULT_REGION``, ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/
@@ -49,10 +50,13 @@ packs go in one request each; only an unusually large object pays for a multipar
 PART_SIZE = 16 * 1024 * 1024
 """Parts of a multipart upload: S3 wants at least 5 MiB (but the last) and at most 10,000 parts."""
 MIN_PART_SIZE = 5 * 1024 * 1024
+READ_TIMEOUT = 120.0
+"""Seconds without a byte before a request counts as failed (transient): a 16 MiB pack on a
+slow link still moves well within it; a dead connection does not hang a job for ever."""
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _SETTINGS = frozenset(
     {"endpoint", "region", "credentials_file", "profile", "addressing", "conditional_writes",
-     "multipart_threshold", "part_size"}
+     "multipart_threshold", "part_size", "read_timeout"}
 )  # fmt: skip
 _QUERY = frozenset({"endpoint", "region", "addressing", "conditional_writes"})
 
@@ -72,6 +76,8 @@ class S3Settings:
     conditional_writes: str = "auto"
     multipart_threshold: int = MULTIPART_THRESHOLD
     part_size: int = PART_SIZE
+    read_timeout: float = READ_TIMEOUT
+    """Seconds without a byte before a request counts as failed and is retried."""
 
     @property
     def description(self) -> str:
@@ -153,6 +159,13 @@ def load_settings(
     part_size = _size(table, "part_size", PART_SIZE)
     if part_size < MIN_PART_SIZE:
         raise ConfigError(f"part_size must be at least {MIN_PART_SIZE} bytes (an S3 rule)")
+    read_timeout = table.get("read_timeout", READ_TIMEOUT)
+    if (
+        not isinstance(read_timeout, int | float)
+        or isinstance(read_timeout, bool)
+        or not (1 <= read_timeout <= 3600)
+    ):
+        raise ConfigError("read_timeout in [s3] must be a number of seconds from 1 to 3600")
     key, secret, token = _credentials(table, base, env)
     return S3Settings(
         bucket=bucket,
@@ -166,6 +179,7 @@ def load_settings(
         conditional_writes=conditional,
         multipart_threshold=max(threshold, MIN_PART_SIZE),
         part_size=part_size,
+        read_timeout=float(read_timeout),
     )
 
 
