@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -31,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "perf"))
 
-from pg_resume import DB, TRANSFERD, fill, run, send_cmd, tree_bytes  # noqa: E402
+from pg_resume import DB, TRANSFERD, fill, fresh_work, run, send_cmd, tree_bytes  # noqa: E402
 
 from tests.postgres.cluster import Cluster, remove, start_cluster  # noqa: E402
 
@@ -59,15 +58,7 @@ def main() -> None:
         "--work", type=Path, default=Path(tempfile.gettempdir()) / "transferd-pg-restore"
     )
     args = parser.parse_args()
-    shutil.rmtree(args.work, ignore_errors=True)
-    args.work.mkdir(parents=True)
-    owner = subprocess.run([*TRANSFERD, "keygen", "--kind", "recipient", "-o",
-                            str(args.work / "owner.key")], capture_output=True, text=True,
-                           check=True).stdout.strip()  # fmt: skip
-    subprocess.run([*TRANSFERD, "keygen", "--kind", "sender", "-o", str(args.work / "sender.key")],
-                   capture_output=True, check=True)  # fmt: skip
-    keys = {"owner": owner, "owner_key": str(args.work / "owner.key"),
-            "sender_key": str(args.work / "sender.key"), "jobs": str(args.jobs)}  # fmt: skip
+    keys = fresh_work(args.work) | {"jobs": str(args.jobs)}
     cluster = start_cluster()
     walls: dict[str, list[float]] = {"one COPY per table": [], "several COPYs per large table": []}
     try:

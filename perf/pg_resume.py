@@ -124,6 +124,19 @@ def measure(cluster: Cluster, work: Path, keys: dict[str, str], fraction: float)
     }  # fmt: skip
 
 
+def fresh_work(work: Path) -> dict[str, str]:
+    """An empty work directory with an owner and a sender key: {owner, owner_key, sender_key}."""
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    owner = subprocess.run([*TRANSFERD, "keygen", "--kind", "recipient", "-o",
+                            str(work / "owner.key")], capture_output=True, text=True,
+                           check=True).stdout.strip()  # fmt: skip
+    subprocess.run([*TRANSFERD, "keygen", "--kind", "sender", "-o", str(work / "sender.key")],
+                   capture_output=True, check=True)  # fmt: skip
+    return {"owner": owner, "owner_key": str(work / "owner.key"),
+            "sender_key": str(work / "sender.key")}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", type=int, default=70)
@@ -132,14 +145,7 @@ def main() -> None:
         "--work", type=Path, default=Path(tempfile.gettempdir()) / "transferd-pg-resume"
     )
     args = parser.parse_args()
-    shutil.rmtree(args.work, ignore_errors=True)
-    args.work.mkdir(parents=True)
-    owner = subprocess.run([*TRANSFERD, "keygen", "--kind", "recipient", "-o",
-                            str(args.work / "owner.key")], capture_output=True, text=True,
-                           check=True).stdout.strip()  # fmt: skip
-    subprocess.run([*TRANSFERD, "keygen", "--kind", "sender", "-o", str(args.work / "sender.key")],
-                   capture_output=True, check=True)  # fmt: skip
-    keys = {"owner": owner, "sender_key": str(args.work / "sender.key")}
+    keys = fresh_work(args.work)
     cluster = start_cluster()
     try:
         cluster.psql("postgres", f"CREATE DATABASE {DB}")
