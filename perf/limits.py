@@ -33,10 +33,9 @@ from pathlib import Path
 
 import blake3
 import nacl.bindings
-import pyfastcdc
 import zstandard
 
-from transferd.core.constants import CHUNK_AVG, CHUNK_MAX, CHUNK_MIN, CHUNK_NORMALIZATION
+from transferd.core.chunking import new_fastcdc
 
 KEY = bytes(range(32))
 NONCE = bytes(24)
@@ -53,19 +52,9 @@ def load(root: Path) -> list[bytes]:
     return files
 
 
-def new_cdc() -> pyfastcdc.FastCDC:
-    return pyfastcdc.FastCDC(
-        CHUNK_AVG,
-        min_size=CHUNK_MIN,
-        max_size=CHUNK_MAX,
-        normalized_chunking=CHUNK_NORMALIZATION,
-        seed=0,
-    )
-
-
 def cut_all(files: list[bytes]) -> list[memoryview]:
     chunks: list[memoryview] = []
-    cdc = new_cdc()
+    cdc = new_fastcdc()
     for data in files:
         view = memoryview(data)
         chunks += [view[c.offset : c.offset + c.length] for c in cdc.cut_buf(view)]
@@ -86,7 +75,7 @@ def shares(items: list[memoryview], n: int) -> list[list[memoryview]]:
 
 
 def op_chunker(part: list[memoryview], level: int) -> int:
-    cdc = new_cdc()
+    cdc = new_fastcdc()
     n = 0
     for data in part:
         for c in cdc.cut_buf(data):

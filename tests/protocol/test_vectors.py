@@ -201,23 +201,30 @@ def apply_catalog_stream(v: dict[str, Any]) -> None:
 
 
 def apply_manifest(v: dict[str, Any]) -> None:
+    _apply_signed_root(v, manifest, manifest.ManifestBody)
+
+
+def _apply_signed_root(v: dict[str, Any], module: Any, body_type: Any) -> None:
+    """A job manifest (``core.manifest``) or a copy manifest (``core.copy``): the two are signed,
+    numbered and chained alike, so their vectors apply alike."""
     raw = v["manifest"].encode("utf-8")
     assert hashlib.sha256(raw).hexdigest() == v["sha256"]
     expected = keys.parse_sender_public(v["expected_sender"])
-    current = manifest.verify(raw, expected)
-    manifest.check_not_rolled_back(current, v.get("newest_seen"))
+    current = module.verify(raw, expected)
+    if "newest_seen" in v:
+        manifest.check_not_rolled_back(current, v["newest_seen"])
     if "history" in v:
         previous = None
         for text in v["history"]:
-            earlier = manifest.verify(text.encode("utf-8"), expected)
-            manifest.check_succession(previous, earlier)
+            earlier = module.verify(text.encode("utf-8"), expected)
+            module.check_succession(previous, earlier)
             previous = earlier
-        manifest.check_succession(previous, current)
+        module.check_succession(previous, current)
     assert current.body.to_json() == v["body"]
     assert current.digest == v["sha256"]
     secret = keys.parse_key_text(v["sender_secret"])
     assert isinstance(secret, keys.SenderSecretKey)
-    assert manifest.sign(manifest.ManifestBody.from_json(v["body"]), secret) == raw
+    assert module.sign(body_type.from_json(v["body"]), secret) == raw
 
 
 def apply_copy(v: dict[str, Any]) -> None:
@@ -315,22 +322,7 @@ def apply_copy_secret(v: dict[str, Any]) -> None:
 
 
 def apply_copy_manifest(v: dict[str, Any]) -> None:
-    raw = v["manifest"].encode("utf-8")
-    assert hashlib.sha256(raw).hexdigest() == v["sha256"]
-    expected = keys.parse_sender_public(v["expected_sender"])
-    current = copy.verify(raw, expected)
-    if "history" in v:
-        previous = None
-        for text in v["history"]:
-            earlier = copy.verify(text.encode("utf-8"), expected)
-            copy.check_succession(previous, earlier)
-            previous = earlier
-        copy.check_succession(previous, current)
-    assert current.body.to_json() == v["body"]
-    assert current.digest == v["sha256"]
-    secret = keys.parse_key_text(v["sender_secret"])
-    assert isinstance(secret, keys.SenderSecretKey)
-    assert copy.sign(copy.CopyManifestBody.from_json(v["body"]), secret) == raw
+    _apply_signed_root(v, copy, copy.CopyManifestBody)
 
 
 APPLY: dict[str, Callable[[dict[str, Any]], None]] = {

@@ -19,7 +19,8 @@ from transferd.core.constants import CHUNK_AVG, CHUNK_MAX, CHUNK_MIN, CHUNK_NORM
 Buffer = bytes | bytearray | memoryview
 
 
-def _new_fastcdc() -> pyfastcdc.FastCDC:
+def new_fastcdc() -> pyfastcdc.FastCDC:
+    """The cutter with the format's parameters (SPEC §6); perf/limits.py measures this one."""
     return pyfastcdc.FastCDC(
         CHUNK_AVG,
         min_size=CHUNK_MIN,
@@ -44,7 +45,7 @@ class Chunker:
     block alive; pieces of 64 KiB are still gathered into 64 cuts fewer per 4 MiB."""
 
     def __init__(self) -> None:
-        self._cdc = _new_fastcdc()
+        self._cdc = new_fastcdc()
         self._pending: list[bytes] = []
         self._pending_size = 0
         self.offset = 0
@@ -88,7 +89,7 @@ def cut(data: Buffer) -> Iterator[memoryview]:
         if view.nbytes:
             yield view
         return
-    for c in _new_fastcdc().cut_buf(view):
+    for c in new_fastcdc().cut_buf(view):
         yield view[c.offset : c.offset + c.length]
 
 
