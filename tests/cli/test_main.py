@@ -149,3 +149,25 @@ def test_a_bug_in_json_is_one_object_with_the_traceback(
     assert report["error"] == "this is a bug in transferd, please report it"
     assert report["exit_code"] == 1
     assert report["traceback"].endswith("ZeroDivisionError: division by zero\n")
+
+
+def test_each_command_module_registers_the_command_it_is_named_after() -> None:
+    # main imports only the module named by the command word; a module registering another
+    # name would make that command unreachable.
+    for name in cli_main.command_names():
+        parser = cli_main.build_parser([name])
+        subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        assert list(subparsers.choices) == [name]
+
+
+def test_a_run_imports_only_its_own_command() -> None:
+    parser = cli_main.build_parser(["keygen", "--kind", "sender"])
+    everything = cli_main.build_parser(["--help"])
+
+    def choices(p: argparse.ArgumentParser) -> list[str]:
+        return list(
+            next(a for a in p._actions if isinstance(a, argparse._SubParsersAction)).choices
+        )
+
+    assert choices(parser) == ["keygen"]
+    assert choices(everything) == cli_main.command_names()
