@@ -140,14 +140,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
     counters = Counters()
 
     async def main() -> SendResult:
-        total: list[int | None] = [None]
-
-        async def measure() -> None:
-            total[0] = await source.size_hint()
-
-        sizer = asyncio.create_task(measure())
         progress = asyncio.create_task(
-            report_progress(counters, lambda: total[0], interactive=interactive and not args.quiet)
+            report_progress(counters, source.size_hint, interactive=interactive and not args.quiet)
         )
         try:
             return await send(
@@ -161,9 +155,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
                 counters=counters,
             )
         finally:
-            for task in (progress, sizer):
-                task.cancel()
-            await asyncio.gather(progress, sizer, return_exceptions=True)
+            progress.cancel()
+            await asyncio.gather(progress, return_exceptions=True)
             await source.close()
             await store.close()
 
