@@ -24,7 +24,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -237,7 +237,8 @@ class Pipeline:
         streams: asyncio.Queue[StreamItem | None] = asyncio.Queue(_STREAMS_AHEAD)
         async with asyncio.TaskGroup() as lanes:
             lanes.create_task(self._stream_lane(streams, blocks))
-            await self._produce_items(source, queue, blocks, streams)
+            with _stray_cancel_is_a_source_error():
+                await self._produce_items(source, queue, blocks, streams)
             await streams.put(None)  # on failure the task group cancels the lane instead
         await queue.put(None)
         await blocks.put(None)
@@ -314,16 +315,17 @@ class Pipeline:
             hasher = chunking.content_hasher()
             size = 0
             try:
-                async for block in item.blocks():
-                    size += len(block)
-                    self.counters.bytes_read += len(block)
-                    chunks = await asyncio.to_thread(_cut_and_hash, chunker, hasher, block)
-                    fut = self._executor.submit(self._seal_chunks, chunks)
+                with _stray_cancel_is_a_source_error():
+                    async for block in item.blocks():
+                        size += len(block)
+                        self.counters.bytes_read += len(block)
+                        chunks = await asyncio.to_thread(_cut_and_hash, chunker, hasher, block)
+                        fut = self._executor.submit(self._seal_chunks, chunks)
+                        await queue.put(_Work("block", stream=stream, future=fut))
+                        await self._paused.wait()
+                    fut = self._executor.submit(self._seal_chunks, chunker.finish())
                     await queue.put(_Work("block", stream=stream, future=fut))
-                    await self._paused.wait()
-                fut = self._executor.submit(self._seal_chunks, chunker.finish())
-                await queue.put(_Work("block", stream=stream, future=fut))
-                entry = await item.finish(size, hasher.hexdigest())
+                    entry = await item.finish(size, hasher.hexdigest())
             except SourceChangedError as e:
                 await queue.put(_Work("abort", stream=stream))
                 if attempt == _REREADS:
@@ -577,6 +579,28 @@ def _cut_and_hash(
 def _finish_pack(builder: PackBuilder, key: bytes, nonce: bytes) -> tuple[bytes, str]:
     data = builder.finish(key, nonce)
     return data, hashlib.sha256(data).hexdigest()
+
+
+@contextlib.contextmanager
+def _stray_cancel_is_a_source_error() -> Iterator[None]:
+    """A CancelledError that nobody asked for, from a source's own code, as a SourceError.
+
+    A library may let a cancellation of its own escape (a timeout or a dropped connection handled
+    by cancelling a task). Left as it is, the task group takes it for a cancellation, not a
+    failure: the producer ends without its end marker, the packer waits for it forever, and the
+    send hangs with no message. ``cancelling()`` tells ours (pause, Ctrl-C, the daemon's cancel)
+    from theirs, which re-raise untouched.
+    """
+    try:
+        yield
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        raise SourceError(
+            "reading the source stopped: a library it uses cancelled its own work",
+            hint="nothing sent so far is lost; run the same send again to go on",
+        ) from None
 
 
 def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
