@@ -8,7 +8,7 @@ transferd send → serve over loopback into a local store, the pipeline alone in
 restic, rclone crypt, tar | zstd -3 | age (-T2 and -T0) and borg; then the machine's limits
 (perf/limits.py), 20,000 small files, the cost of a resume after SIGKILL, and a profile of one
 end-to-end run. Every method runs once to warm up, then ``--runs`` rounds in turn (method A,
-B, C, then B, C, A ...) so that load from other users of the machine falls on all of them alike;
+B, C, A, B, C ...) so that load from other users of the machine falls on all of them alike;
 the median wall time gives the rate. Results go to perf/results/ as JSON and PNG, profiles to
 perf/profiles/, and a table with the targets of issue 8 is printed at the end.
 
@@ -183,10 +183,7 @@ def run_rounds(
             os.sync()
             m.run(ctx)
     for r in range(runs):
-        # Each round starts one method later, so that no method always follows the same one:
-        # in a fixed order transferd always came right after borg, and its runs were 20 to 40%
-        # slower in the full bench than in a bench of three methods (perf/README.md).
-        for m in chosen[r % len(chosen) :] + chosen[: r % len(chosen)]:
+        for m in chosen:
             os.sync()
             load = loadavg()
             s = m.run(ctx)
