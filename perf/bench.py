@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import sampledata
-from measure import Sample, loadavg, tree_bytes
+from measure import Sample, cache_tree, loadavg, tree_bytes
 from methods import METHODS, Context, Method
 
 PERF = Path(__file__).resolve().parent
@@ -169,22 +169,32 @@ def summarize(samples: list[Sample], nbytes: int, files: int | None = None) -> d
     return out
 
 
+def prepare_run(ctx: Context) -> None:
+    """Outside the clock, before every run: the same page cache for every method.
+
+    Nothing dirty: rclone and tar | zstd | age leave their output unsynced (about 1 GB a run)
+    and the kernel wrote it back during whichever run came next; transferd and restic fsync,
+    and their fsyncs waited behind it (1 GiB end to end: 5.1 s instead of 4.7 s after 1.5 GB
+    left unsynced). And the whole source cached: borg drops what it read from the page cache,
+    so the method after it read most of the source from disk (transferd end to end, 4.6-5.0 s
+    after itself, 6.3-6.5 s after borg, with 20% more CPU).
+    """
+    os.sync()
+    cache_tree(ctx.source)
+
+
 def run_rounds(
     chosen: list[Method], ctx: Context, runs: int, warmup: bool = True
 ) -> dict[str, list[Sample]]:
     samples: dict[str, list[Sample]] = {m.key: [] for m in chosen}
-    # Every run starts with nothing dirty in the page cache. rclone and tar | zstd | age leave
-    # their output unsynced (about 1 GB a run) and the kernel writes it back during whichever
-    # run comes next; transferd and restic fsync, and their fsyncs waited behind it: 1 GiB end
-    # to end took 5.1 s instead of 4.7 s after 1.5 GB written unsynced, its host's CPU +0.3 s.
     if warmup:
         for m in chosen:
             say(f"warm-up: {m.label}")
-            os.sync()
+            prepare_run(ctx)
             m.run(ctx)
     for r in range(runs):
         for m in chosen:
-            os.sync()
+            prepare_run(ctx)
             load = loadavg()
             s = m.run(ctx)
             s.extra["loadavg"] = load
@@ -293,11 +303,13 @@ def main() -> int:
         import resume
 
         full = report["methods"].get("transferd_e2e", {}).get("wall_s")
+        prepare_run(ctx)
         report["resume"] = resume.measure(ctx, full)
 
     if not args.no_profile:
         import profiles
 
+        prepare_run(ctx)
         report["profiles"] = profiles.record(ctx, args.profiles, stamp, rev)
 
     return finish(report, args, stamp, rev)
