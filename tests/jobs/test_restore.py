@@ -12,6 +12,7 @@ import pytest
 from tests.jobs.conftest import Keys, local_store, send_tree
 from tests.jobs.forge import Chunked, File, forge, path_fields
 from tests.jobs.treeutil import NON_UTF8, MiB, allocated, make_tree, snapshot
+from transferd.core import catalog
 from transferd.core.keys import render_key_file
 from transferd.errors import (
     AuthenticationError,
@@ -58,6 +59,22 @@ def test_round_trip_rebuilds_the_tree_byte_for_byte(
     assert result.counters.symlinks == 4
     assert result.bytes == sum(n.size for n in before.values())
     assert leftovers(tmp_path / "out") == []
+
+
+def test_a_catalog_of_many_segments_is_published_in_order_and_restored(
+    keys: Keys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(catalog, "CATALOG_SEGMENT_MAX", 2048)  # a segment every ~15 records
+    make_tree(tmp_path / "src")
+    for i in range(60):
+        (tmp_path / "src" / f"extra-{i:02}.txt").write_bytes(b"%d" % i)
+    store = MemoryStore()
+    sent = send_tree(store, tmp_path / "src", keys, tmp_path / "state")
+
+    run_restore(store, keys, tmp_path / "out")
+
+    assert len(sent.manifest.body.catalog) > 5
+    assert snapshot(tmp_path / "out") == snapshot(tmp_path / "src")
 
 
 def test_a_tree_without_content_stores_no_pack_and_no_object_list(
