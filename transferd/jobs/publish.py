@@ -140,7 +140,8 @@ async def _write_catalog(
     segments: list[tuple[int, bytes]] = []  # full segments, sealed and stored by the caller
 
     def add(record: dict[str, Any]) -> None:
-        # Not a coroutine: one await per record was 60,000 awaits for 30 segment uploads.
+        # Not a coroutine: one await per record was 60,000 awaits for the two segments of
+        # the bench's gigabyte.
         full = writer.add(record)
         if full is not None:
             segments.append(full)
