@@ -203,13 +203,7 @@ class LocalStore:
     def _open_stream(self, job: str, name: str, path: Path) -> _StreamWriter:
         if path.exists():  # final names only ever hold complete objects: hash, do not write
             return _StreamWriter(None, None)
-        tmp_dir = self._job_dir(job) / "tmp"
-        temp = tmp_dir / f"{name}.{os.urandom(8).hex()}{TEMP_SUFFIX}"
-        try:
-            self._make_dirs(tmp_dir)
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
-        except OSError as exc:
-            raise self._error(f"write to job {job}", tmp_dir, exc) from exc
+        fd, temp = self._create_temp(job, name, self._job_dir(job) / "tmp")
         return _StreamWriter(fd, temp, lambda exc: self._error(f"write to job {job}", temp, exc))
 
     def _finish_stream(self, writer: _StreamWriter, job: str, name: str, path: Path) -> None:
@@ -258,13 +252,7 @@ class LocalStore:
     def _write_temp(self, job: str, name: str, data: bytes, tmp_dir: Path | None = None) -> Path:
         """A new, fsynced temp file in the job's tmp/ (or ``tmp_dir``) holding ``data``; removed
         on any failure."""
-        tmp_dir = tmp_dir or self._job_dir(job) / "tmp"
-        temp = tmp_dir / f"{name}.{os.urandom(8).hex()}{TEMP_SUFFIX}"
-        try:
-            self._make_dirs(tmp_dir)
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
-        except OSError as exc:
-            raise self._error(f"write to job {job}", tmp_dir, exc) from exc
+        fd, temp = self._create_temp(job, name, tmp_dir or self._job_dir(job) / "tmp")
         try:
             try:
                 view = memoryview(data)
@@ -277,6 +265,16 @@ class LocalStore:
             temp.unlink(missing_ok=True)
             raise self._error(f"write to job {job}", temp, exc) from exc
         return temp
+
+    def _create_temp(self, job: str, name: str, tmp_dir: Path) -> tuple[int, Path]:
+        """A new, empty temp file for object ``name`` in ``tmp_dir``, opened for writing."""
+        temp = tmp_dir / f"{name}.{os.urandom(8).hex()}{TEMP_SUFFIX}"
+        try:
+            self._make_dirs(tmp_dir)
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+        except OSError as exc:
+            raise self._error(f"write to job {job}", tmp_dir, exc) from exc
+        return fd, temp
 
     def _make_dirs(self, path: Path) -> None:
         """Create ``path`` and missing parents below the root, each fsynced into its parent."""
