@@ -151,23 +151,19 @@ def test_a_bug_in_json_is_one_object_with_the_traceback(
     assert report["traceback"].endswith("ZeroDivisionError: division by zero\n")
 
 
+def _commands(parser: argparse.ArgumentParser) -> list[str]:
+    """The command names a parser knows."""
+    actions = parser._actions
+    return list(next(a for a in actions if isinstance(a, argparse._SubParsersAction)).choices)
+
+
 def test_each_command_module_registers_the_command_it_is_named_after() -> None:
     # main imports only the module named by the command word; a module registering another
     # name would make that command unreachable.
     for name in cli_main.command_names():
-        parser = cli_main.build_parser([name])
-        subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        assert list(subparsers.choices) == [name]
+        assert _commands(cli_main.build_parser([name])) == [name]
 
 
 def test_a_run_imports_only_its_own_command() -> None:
-    parser = cli_main.build_parser(["keygen", "--kind", "sender"])
-    everything = cli_main.build_parser(["--help"])
-
-    def choices(p: argparse.ArgumentParser) -> list[str]:
-        return list(
-            next(a for a in p._actions if isinstance(a, argparse._SubParsersAction)).choices
-        )
-
-    assert choices(parser) == ["keygen"]
-    assert choices(everything) == cli_main.command_names()
+    assert _commands(cli_main.build_parser(["keygen", "--kind", "sender"])) == ["keygen"]
+    assert _commands(cli_main.build_parser(["--help"])) == cli_main.command_names()
