@@ -32,9 +32,9 @@ import time
 from pathlib import Path
 
 from transferd.core.keys import RecipientIdentity, SenderSecretKey
-from transferd.jobs.pipeline import PipelineConfig
-from transferd.jobs.restore import restore
-from transferd.jobs.send import send
+from transferd.restore.directory import restore
+from transferd.send.pipeline import PipelineConfig
+from transferd.send.run import send
 from transferd.sources.directory import DirectorySource
 from transferd.stores.local import LocalStore
 

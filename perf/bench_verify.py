@@ -22,11 +22,11 @@ import tempfile
 from pathlib import Path
 
 from transferd.core.keys import RecipientIdentity, SenderSecretKey
-from transferd.jobs.pipeline import PipelineConfig
-from transferd.jobs.send import send
-from transferd.jobs.verify import VerifyOptions, verify_copy
+from transferd.send.pipeline import PipelineConfig
+from transferd.send.run import send
 from transferd.sources.directory import DirectorySource
 from transferd.stores.local import LocalStore
+from transferd.verify.run import VerifyOptions, verify_copy
 
 FILE_SIZE = 10_000_000
 JOB = "bench-verify"

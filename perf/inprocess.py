@@ -21,8 +21,8 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from transferd.core.jobkey import JobKey
-from transferd.jobs.journal import Journal
-from transferd.jobs.pipeline import Counters, Pipeline, PipelineConfig
+from transferd.send.journal import Journal
+from transferd.send.pipeline import Counters, Pipeline, PipelineConfig
 from transferd.sources.directory import DirectorySource
 
 
@@ -110,7 +110,7 @@ def main() -> int:
     config = PipelineConfig(level=args.level, workers=args.workers)
     coro = run_pipeline(args.source, config)
     if args.uvloop:
-        from transferd.runtime import run
+        from transferd.util.runtime import run
 
         result = run(coro)
     else:

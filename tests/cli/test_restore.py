@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.cli.conftest import REPO, Run
-from tests.jobs.conftest import Keys, local_store, send_tree
-from tests.jobs.treeutil import make_tree, snapshot
+from tests.sent import Keys, local_store, send_tree
+from tests.treeutil import make_tree, snapshot
 from transferd.core.keys import RecipientIdentity, SenderSecretKey, render_key_file
 
 JOB = "tree"

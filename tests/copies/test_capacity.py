@@ -12,7 +12,7 @@ from tests.integration.harness import cli
 from transferd.copies.capacity import estimate, parse_quantity
 from transferd.copies.measure import measure
 from transferd.errors import ConfigError
-from transferd.jobs.pipeline import PipelineConfig
+from transferd.send.pipeline import PipelineConfig
 from transferd.sources.directory import DirectorySource
 
 

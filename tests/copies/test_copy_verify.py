@@ -10,9 +10,9 @@ from transferd.copies.verify import verify_whole_copy
 from transferd.core.copy import CopySecret
 from transferd.core.keys import RecipientIdentity, SenderSecretKey
 from transferd.core.manifest import SignedManifest
-from transferd.jobs.pipeline import PipelineConfig
-from transferd.jobs.send import send
-from transferd.jobs.state import provision_job_key
+from transferd.send.pipeline import PipelineConfig
+from transferd.send.run import send
+from transferd.send.state import provision_job_key
 from transferd.sources.directory import DirectorySource
 from transferd.stores.memory import MemoryStore
 

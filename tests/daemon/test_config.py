@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from transferd.config import load_config
+from transferd.daemon.config import load_config
 from transferd.daemon.notify import Notifier
 from transferd.errors import ConfigError
 

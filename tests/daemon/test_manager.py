@@ -10,8 +10,8 @@ import pytest
 
 from tests.daemon.harness import make_source
 from tests.integration.harness import Keys
-from transferd.config import load_config
 from transferd.core.keys import SenderSecretKey, parse_key_file
+from transferd.daemon.config import load_config
 from transferd.daemon.manager import Manager
 from transferd.errors import ConfigError, JobNotFoundError
 

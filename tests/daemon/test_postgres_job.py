@@ -18,12 +18,12 @@ import pytest
 from tests.daemon.harness import Daemon
 from tests.integration.harness import Keys, cli
 from tests.postgres.cluster import Cluster, remove, start_cluster
-from transferd.config import load_config
 from transferd.core.keys import SenderSecretKey, parse_key_file
 from transferd.daemon import job as job_module
+from transferd.daemon.config import load_config
 from transferd.daemon.manager import Manager
 from transferd.errors import TransientStoreError
-from transferd.sources.postgres import PostgresSource
+from transferd.sources.postgres.source import PostgresSource
 from transferd.stores.base import Store
 from transferd.stores.open import open_store
 

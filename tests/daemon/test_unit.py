@@ -71,7 +71,7 @@ def test_the_unit_has(setting: str) -> None:
 
 
 def test_stop_timeout_is_above_the_drain_deadline() -> None:
-    from transferd.config import load_config
+    from transferd.daemon.config import load_config
 
     drain = load_config(ROOT / "systemd" / "transferd.toml.example", {}).daemon.drain_timeout
     m = re.search(r"^TimeoutStopSec=([0-9]+)s$", UNIT.read_text(), re.M)

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from transferd.core.keys import RecipientIdentity, SenderSecretKey
-from transferd.jobs.pipeline import PipelineConfig
-from transferd.jobs.restore_pg import PgRestoreResult, restore_pg
-from transferd.jobs.send import SendResult, send
-from transferd.sources import pg_conninfo
-from transferd.sources.postgres import PgOptions, PostgresSource
+from transferd.restore.postgresql import PgRestoreResult, restore_pg
+from transferd.send.pipeline import PipelineConfig
+from transferd.send.run import SendResult, send
+from transferd.sources.postgres import conninfo
+from transferd.sources.postgres.source import PgOptions, PostgresSource
 from transferd.stores.base import Store
 
 
@@ -46,7 +46,7 @@ def restore_db(
 ) -> PgRestoreResult:
     return asyncio.run(
         restore_pg(
-            store=store, job=job, identity=owner, target=pg_conninfo.parse(url),
+            store=store, job=job, identity=owner, target=conninfo.parse(url),
             sender=sender.public(), jobs=2, **kwargs,
         )
     )  # fmt: skip

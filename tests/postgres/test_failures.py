@@ -24,9 +24,9 @@ from tests.postgres.roundtrip import restore_db, send_db
 from transferd.core.keys import RecipientIdentity, SenderSecretKey
 from transferd.errors import IntegrityError, SourceError
 from transferd.sources.base import Item
-from transferd.sources.pg_copy import TableGoneError
-from transferd.sources.pg_snapshot import SnapshotGoneError
-from transferd.sources.postgres import PgOptions, PostgresSource, TableItem
+from transferd.sources.postgres.copy import TableGoneError
+from transferd.sources.postgres.snapshot import SnapshotGoneError
+from transferd.sources.postgres.source import PgOptions, PostgresSource, TableItem
 from transferd.stores.memory import MemoryStore
 
 SMALL_RANGES = PgOptions(jobs=2, range_pages=16, buffer_bytes=64 * 1024)
@@ -227,8 +227,8 @@ def test_a_lost_snapshot_stops_the_run_and_the_next_run_resends_little(
     options = PgOptions(jobs=2, range_pages=16, buffer_bytes=256 * 1024)
 
     async def first_run() -> None:
-        from transferd.jobs.pipeline import PipelineConfig
-        from transferd.jobs.send import send
+        from transferd.send.pipeline import PipelineConfig
+        from transferd.send.run import send
 
         source = KillMidway(PostgresSource(cluster.url(source_db), options), cluster, source_db,
                             "pgbench_accounts", store)  # fmt: skip

@@ -12,10 +12,10 @@ from tests.postgres.dbstate import measure
 from tests.postgres.roundtrip import restore_db, send_db
 from transferd.core.keys import RecipientIdentity, SenderSecretKey
 from transferd.errors import ConfigError, TargetError
-from transferd.jobs.restore_pg import restore_pg
-from transferd.sources import pg_conninfo
-from transferd.sources.pg_listing import Selection
-from transferd.sources.postgres import PgOptions
+from transferd.restore.postgresql import restore_pg
+from transferd.sources.postgres import conninfo
+from transferd.sources.postgres.listing import Selection
+from transferd.sources.postgres.source import PgOptions
 from transferd.stores.memory import MemoryStore
 
 
@@ -78,7 +78,7 @@ def test_restore_refuses_a_copy_of_a_directory(
     owner: RecipientIdentity,
     tmp_path: Path,
 ) -> None:
-    from tests.jobs.conftest import Keys, send_tree
+    from tests.sent import Keys, send_tree
 
     (tmp_path / "tree").mkdir()
     (tmp_path / "tree" / "a.txt").write_text("a")
@@ -104,7 +104,7 @@ def test_a_large_table_loads_on_several_connections_and_verifies_as_the_same_row
     only = PgOptions(jobs=2, selection=Selection(include_table=("pgbench_accounts",)))
     asyncio.run(send_db(store, cluster.url(source_db), sender, owner, tmp_path / "state", only))
     asyncio.run(restore_pg(
-        store=store, job="pg", identity=owner, target=pg_conninfo.parse(cluster.url(empty_db)),
+        store=store, job="pg", identity=owner, target=conninfo.parse(cluster.url(empty_db)),
         sender=sender.public(), jobs=3, split_after=1024 * 1024,
     ))  # fmt: skip
     got = asyncio.run(measure(cluster, empty_db))

@@ -17,8 +17,8 @@ from tests.postgres.cluster import Cluster
 from tests.postgres.roundtrip import restore_db, send_db
 from transferd.core.keys import RecipientIdentity, SenderSecretKey
 from transferd.errors import TargetError
-from transferd.sources.pg_listing import Selection
-from transferd.sources.postgres import PgOptions
+from transferd.sources.postgres.listing import Selection
+from transferd.sources.postgres.source import PgOptions
 from transferd.stores.memory import MemoryStore
 
 

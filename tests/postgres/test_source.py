@@ -12,10 +12,10 @@ import blake3
 
 from tests.postgres.cluster import Cluster
 from tests.postgres.dbstate import measure
-from transferd.jobs.journal import Entry
+from transferd.send.journal import Entry
 from transferd.sources.base import InlineItem
-from transferd.sources.pg_listing import Selection
-from transferd.sources.postgres import PgOptions, PostgresSource
+from transferd.sources.postgres.listing import Selection
+from transferd.sources.postgres.source import PgOptions, PostgresSource
 
 
 @dataclass

@@ -16,11 +16,11 @@ from tests.postgres.roundtrip import send_db
 from tests.postgres.test_cli import keys, send_args, transferd  # noqa: F401 - keys: a fixture
 from transferd.core import manifest
 from transferd.core.keys import RecipientIdentity, SenderSecretKey
-from transferd.jobs.verify import VerifyOptions, verify_copy
 from transferd.report.model import Report
-from transferd.sources.pg_listing import Selection
-from transferd.sources.postgres import PgOptions
+from transferd.sources.postgres.listing import Selection
+from transferd.sources.postgres.source import PgOptions
 from transferd.stores.memory import MemoryStore
+from transferd.verify.run import VerifyOptions, verify_copy
 
 
 def verify_against(

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from transferd.errors import ConfigError
-from transferd.jobs.verify_pg import parse_selection
-from transferd.sources import pg_conninfo
 from transferd.sources.open import is_postgres
-from transferd.sources.pg_copy import range_count, range_sql
-from transferd.sources.pg_listing import Column, Selection, Table, pattern_regex
-from transferd.sources.postgres import path_part
+from transferd.sources.postgres import conninfo
+from transferd.sources.postgres.copy import range_count, range_sql
+from transferd.sources.postgres.listing import Column, Selection, Table, pattern_regex
+from transferd.sources.postgres.source import path_part
+from transferd.verify.postgresql import parse_selection
 
 
 @pytest.fixture(autouse=True)
@@ -23,7 +23,7 @@ def _no_pg_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_url_gives_every_part_and_hides_the_password() -> None:
-    info = pg_conninfo.parse("postgresql://copier:p%40ss%3Aw@db.example:6543/snds?sslmode=require")
+    info = conninfo.parse("postgresql://copier:p%40ss%3Aw@db.example:6543/snds?sslmode=require")
     assert (info.host, info.port, info.user, info.dbname) == ("db.example", 6543, "copier", "snds")
     assert info.password == "p@ss:w"  # noqa: S105 - the test's own password
     assert info.options == {"sslmode": "require"}
@@ -33,7 +33,7 @@ def test_a_url_gives_every_part_and_hides_the_password() -> None:
 
 
 def test_a_key_value_string_with_quotes() -> None:
-    info = pg_conninfo.parse("host=h port=5433 user='o\\'neil' dbname='my db' password=x")
+    info = conninfo.parse("host=h port=5433 user='o\\'neil' dbname='my db' password=x")
     assert (info.host, info.port, info.user, info.dbname, info.password) == (
         "h", 5433, "o'neil", "my db", "x"
     )  # fmt: skip
@@ -45,7 +45,7 @@ def test_defaults_come_from_the_environment_as_libpq_does(monkeypatch: pytest.Mo
     monkeypatch.setenv("PGHOST", "envhost")
     monkeypatch.setenv("PGUSER", "envuser")
     monkeypatch.setenv("PGPASSWORD", "envpw")
-    info = pg_conninfo.parse("postgresql:///")
+    info = conninfo.parse("postgresql:///")
     assert (info.host, info.port, info.user, info.dbname) == ("envhost", 5432, "envuser", "envuser")
     assert info.password == "envpw"  # noqa: S105 - the test's own password
     # the tools get our resolved values, not the caller's variables pointing elsewhere
@@ -64,7 +64,7 @@ def test_defaults_come_from_the_environment_as_libpq_does(monkeypatch: pytest.Mo
     ],
 )
 def test_mask_replaces_any_password(spec: str, shown: str) -> None:
-    assert pg_conninfo.mask(spec) == shown
+    assert conninfo.mask(spec) == shown
 
 
 def test_a_password_file_must_be_private(tmp_path: Path) -> None:
@@ -72,13 +72,13 @@ def test_a_password_file_must_be_private(tmp_path: Path) -> None:
     f.write_text("s3cret\nignored\n")
     f.chmod(0o644)
     with pytest.raises(ConfigError, match="can be read by other users") as info:
-        pg_conninfo.parse("postgresql://u@h/db", f)
+        conninfo.parse("postgresql://u@h/db", f)
     assert info.value.hint == f"run: chmod 600 {f}"
     f.chmod(0o600)
-    assert pg_conninfo.parse("postgresql://u:inurl@h/db", f).password == "s3cret"  # noqa: S105
+    assert conninfo.parse("postgresql://u:inurl@h/db", f).password == "s3cret"  # noqa: S105
     f.write_text("")
     with pytest.raises(ConfigError, match="is empty"):
-        pg_conninfo.parse("postgresql://u@h/db", f)
+        conninfo.parse("postgresql://u@h/db", f)
 
 
 @pytest.mark.parametrize(
@@ -92,7 +92,7 @@ def test_a_password_file_must_be_private(tmp_path: Path) -> None:
 )
 def test_bad_connection_strings(spec: str, error: str) -> None:
     with pytest.raises(ConfigError, match=error):
-        pg_conninfo.parse(spec)
+        conninfo.parse(spec)
 
 
 def test_what_counts_as_a_postgres_source() -> None:

@@ -29,13 +29,13 @@ from transferd.core.jobkey import JobKey, wrap
 from transferd.core.keys import RecipientIdentity, SenderPublicKey, SenderSecretKey
 from transferd.core.manifest import ManifestBody, Totals
 from transferd.core.objectlist import ObjectRef
+from transferd.host.auth import Authorizer
+from transferd.host.server import make_app
 from transferd.stores.base import Store
+from transferd.stores.http import HttpStore
 from transferd.stores.local import LocalStore
 from transferd.stores.memory import MemoryStore
 from transferd.stores.s3 import S3Store
-from transferd.transport.auth import Authorizer
-from transferd.transport.client import HttpStore
-from transferd.transport.server import make_app
 
 SENDER = SenderSecretKey(bytes(range(32)))
 """The one sender the HTTP backend allows on every job; fixed so failures reproduce."""

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.host.test_serve import serve
 from tests.integration.harness import TRANSFERD, make_keys, tree
 from tests.stores.s3server import S3Server, free_port, start_s3_server
-from tests.transport.test_serve import serve
 
 MIB = 1024 * 1024
 

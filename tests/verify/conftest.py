@@ -11,10 +11,10 @@ import pytest
 
 from tests.cli.conftest import run  # noqa: F401 - the CLI tests' fixture, shared here
 from tests.verify.copies import Copy, make_copy
-from transferd.jobs.seen import SeenState
-from transferd.jobs.verify import VerifyOptions, verify_copy
 from transferd.report.model import Report
 from transferd.stores.local import LocalStore
+from transferd.verify.run import VerifyOptions, verify_copy
+from transferd.verify.seen import SeenState
 
 
 @pytest.fixture(scope="session")

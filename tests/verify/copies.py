@@ -10,8 +10,8 @@ from pathlib import Path
 
 from transferd.core import manifest
 from transferd.core.keys import RecipientIdentity, SenderPublicKey, SenderSecretKey
-from transferd.jobs.pipeline import PipelineConfig
-from transferd.jobs.send import send
+from transferd.send.pipeline import PipelineConfig
+from transferd.send.run import send
 from transferd.sources.directory import DirectorySource
 from transferd.stores.local import LocalStore
 

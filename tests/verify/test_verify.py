@@ -16,11 +16,11 @@ from tests.verify.conftest import Verify
 from tests.verify.copies import Copy, flip_bit, make_copy, resign
 from transferd.core.keys import SenderSecretKey
 from transferd.errors import ConfigError, JobNotFoundError
-from transferd.jobs.seen import SeenState
-from transferd.jobs.verify import VerifyOptions, verify_copy
 from transferd.report.model import Report
 from transferd.stores.local import LocalStore
 from transferd.stores.memory import MemoryStore
+from transferd.verify.run import VerifyOptions, verify_copy
+from transferd.verify.seen import SeenState
 
 
 def kinds(report: Report) -> dict[str, int]:

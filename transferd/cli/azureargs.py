@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from transferd.sources.azure_auth import AzureOptions
+from transferd.sources.azure.auth import AzureOptions
 
 
 def add_azure_arguments(parser: argparse.ArgumentParser) -> None:

@@ -21,11 +21,11 @@ from transferd.errors import (
     StoreUnreadableError,
     TransferdError,
 )
-from transferd.jobs.verify import VerifyOptions
 from transferd.report import html, seal
 from transferd.report.model import VERDICT_TEXT
-from transferd.runtime import run as run_async
 from transferd.stores.base import CopyStore, Store
+from transferd.util.runtime import run as run_async
+from transferd.verify.run import VerifyOptions
 
 VERDICT_ERRORS: dict[str, type[TransferdError]] = {
     "untrusted": CopyUntrustedError,

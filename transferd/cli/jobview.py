@@ -18,7 +18,7 @@ from rich.live import Live
 from rich.table import Table
 
 from transferd.cli.progress import human_bytes, human_duration
-from transferd.transport.ratelimit import format_rate
+from transferd.stores.ratelimit import format_rate
 
 
 def _rate(s: Mapping[str, Any]) -> str:

@@ -16,7 +16,7 @@ from transferd.core.keys import (
     parse_sender_public,
 )
 from transferd.errors import ConfigError, KeyFormatError
-from transferd.secretfiles import read_secret_file
+from transferd.util.secretfiles import read_secret_file
 
 
 def load_secret(path: Path, out: Output | None) -> RecipientIdentity | SenderSecretKey:

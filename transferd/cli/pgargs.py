@@ -14,7 +14,7 @@ from transferd.errors import ConfigError
 from transferd.sources.open import is_postgres
 
 if TYPE_CHECKING:
-    from transferd.sources.postgres import PgOptions
+    from transferd.sources.postgres.source import PgOptions
 
 DEFAULT_JOBS = 4
 
@@ -91,8 +91,8 @@ def add_source_arguments(p: argparse.ArgumentParser, *, daemon: bool = False) ->
 def source_options(args: argparse.Namespace) -> PgOptions | None:
     """The PostgreSQL options given; ConfigError when they are given for another source."""
     # imported here: asyncpg takes 85 ms to import, which every other command would pay
-    from transferd.sources.pg_listing import Selection
-    from transferd.sources.postgres import PgOptions
+    from transferd.sources.postgres.listing import Selection
+    from transferd.sources.postgres.source import PgOptions
 
     given = [
         name

@@ -1,4 +1,4 @@
-"""``transferd restore --to postgresql://…``: the command-line side of jobs/restore_pg.py.
+"""``transferd restore --to postgresql://…``: the command-line side of restore/postgresql.py.
 
 restore.py parses the common options (store, job, identity, sender) and hands over here when
 the target is a database rather than a directory.
@@ -18,11 +18,11 @@ from transferd.cli.pgargs import DEFAULT_JOBS, add_password_file
 from transferd.cli.progress import human_bytes, parse_size
 from transferd.core.keys import RecipientIdentity, SenderPublicKey
 from transferd.errors import ConfigError
-from transferd.runtime import run as run_async
 from transferd.stores.base import Store
+from transferd.util.runtime import run as run_async
 
 if TYPE_CHECKING:
-    from transferd.jobs.restore_pg import PgRestoreProgress
+    from transferd.restore.postgresql import PgRestoreProgress
 
 PROGRESS_INTERVAL = 5.0
 
@@ -57,14 +57,14 @@ def run(
     sender: SenderPublicKey | None,
 ) -> int:
     # imported here: asyncpg takes 85 ms to import, which every other command would pay
-    from transferd.jobs.restore_pg import PgRestoreProgress, PgRestoreResult, restore_pg
-    from transferd.sources import pg_conninfo
+    from transferd.restore.postgresql import PgRestoreProgress, PgRestoreResult, restore_pg
+    from transferd.sources.postgres import conninfo
 
     if args.jobs < 1:
         raise ConfigError("--jobs must be 1 or more")
     if args.split_tables_larger_than is not None and args.split_tables_larger_than < 1 << 20:
         raise ConfigError("--split-tables-larger-than must be at least 1M")
-    target = pg_conninfo.parse(args.to, args.password_file)
+    target = conninfo.parse(args.to, args.password_file)
     progress = PgRestoreProgress()
 
     def warn(message: str, hint: str | None) -> None:

@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 
-from transferd.jobs.pipeline import Counters
+from transferd.send.pipeline import Counters
 
 log = logging.getLogger("transferd.progress")
 

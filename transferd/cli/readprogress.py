@@ -12,7 +12,7 @@ import sys
 import time
 
 from transferd.cli.progress import human_bytes, human_duration
-from transferd.jobs.objectcheck import Throughput
+from transferd.verify.objects import Throughput
 
 log = logging.getLogger("transferd.progress")
 

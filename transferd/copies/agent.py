@@ -34,9 +34,9 @@ from transferd.core.copy import CopySecret, SignedCopyManifest
 from transferd.core.keys import RecipientKey, SenderSecretKey
 from transferd.core.manifest import SignedManifest
 from transferd.errors import SourceError, StoreError, TransferdError, TransientStoreError
-from transferd.jobs.pipeline import PipelineConfig
-from transferd.jobs.send import SendResult, send, utc_now
-from transferd.jobs.state import provision_job_key
+from transferd.send.pipeline import PipelineConfig
+from transferd.send.run import SendResult, send, utc_now
+from transferd.send.state import provision_job_key
 from transferd.sources.base import Source
 from transferd.stores.base import CopyStore
 

@@ -19,9 +19,9 @@ from typing import Any
 
 from transferd.copies.capacity import Measured
 from transferd.core.jobkey import JobKey
-from transferd.jobs.journal import Entry
-from transferd.jobs.pipeline import Pipeline, PipelineConfig
-from transferd.jobs.state import open_job_state
+from transferd.send.journal import Entry
+from transferd.send.pipeline import Pipeline, PipelineConfig
+from transferd.send.state import open_job_state
 from transferd.sources.base import FailedItem, InlineItem, Item, MetaItem, Source, StreamItem
 from transferd.stores.memory import MemoryStore
 

@@ -22,7 +22,7 @@ Every agent of a copy reads the same plan (paths in it are relative to the file,
     endpoint = "https://s3.gra.io.cloud.ovh.net"
     credentials_file = "keys/s3.credentials"
 
-    [azure]                                 # optional: for az:// sources (sources/azure_auth.py)
+    [azure]                                 # optional: for az:// sources (sources/azure/auth.py)
     credential_file = "keys/azure.credential"
 
     [[job]]
@@ -45,7 +45,7 @@ from typing import Any
 
 from transferd.core.manifest import check_job_name
 from transferd.errors import ConfigError, FormatError
-from transferd.tomlfile import config_path, read_toml
+from transferd.util.tomlfile import config_path, read_toml
 
 DEFAULT_LEASE_SECONDS = 300.0
 """Five minutes: long against a store's slowest answers and a pause of a busy host, short

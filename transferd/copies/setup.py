@@ -11,14 +11,14 @@ from transferd.copies.plan import CopyPlan
 from transferd.core.copy import CopySecret, parse_copy_secret_file
 from transferd.core.keys import RecipientKey, SenderSecretKey
 from transferd.errors import ConfigError, KeyFormatError
-from transferd.jobs.pipeline import PipelineConfig
-from transferd.secretfiles import read_secret_file
-from transferd.sources.azure_auth import AzureOptions
+from transferd.send.pipeline import PipelineConfig
+from transferd.sources.azure.auth import AzureOptions
 from transferd.sources.base import Source
 from transferd.sources.open import open_source
 from transferd.stores.base import CopyStore
 from transferd.stores.open import open_store
 from transferd.stores.retry import RetryingStore
+from transferd.util.secretfiles import read_secret_file
 
 
 @dataclass

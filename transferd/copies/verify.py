@@ -5,9 +5,9 @@ With the sender's public key only, in order:
 1. every copy manifest 1..N is signed by the sender, stored under its own number, of this copy,
    and follows the one before it (same copy id, next number, ``previous`` = SHA-256 of it);
 2. the newest is not older than (nor different from) the newest this verifier saw before at this
-   store (jobs/seen.py, keyed by the copy id);
+   store (verify/seen.py, keyed by the copy id);
 3. every job the newest copy manifest lists has a recorded manifest (else the copy is
-   incomplete), and each job verifies as a job (jobs/verify.py: its own chain, rollback, every
+   incomplete), and each job verifies as a job (verify/run.py: its own chain, rollback, every
    object present, whole and untouched, nothing extra), and the job manifest the copy manifest
    names is in that job's chain with the SHA-256 it names.
 
@@ -25,9 +25,6 @@ from transferd.core import copy as core_copy
 from transferd.core.copy import SignedCopyManifest
 from transferd.core.keys import SenderPublicKey
 from transferd.errors import FormatError, IntegrityError, JobNotFoundError, StoreError
-from transferd.jobs.seen import Seen
-from transferd.jobs.verify import VerifyOptions, verify_copy
-from transferd.jobs.verify_manifests import utc
 from transferd.report.model import (
     COPY_REPORT_TYPE,
     EXIT_CODES,
@@ -38,6 +35,9 @@ from transferd.report.model import (
     Report,
 )
 from transferd.stores.base import CopyStore, ObjectNotFoundError
+from transferd.verify.manifests import utc
+from transferd.verify.run import VerifyOptions, verify_copy
+from transferd.verify.seen import Seen
 
 SERIES = "manifests"
 

@@ -2,7 +2,7 @@
 
 **The copy secret** ``K_copy`` (32 random bytes, text ``TD-SECRET-COPY-1…``) is shared by every
 agent of the copy, with the sender key. Each job's key and id are derived from it, so that any
-agent can take over any job and adopt the packs another agent stored (jobs/resume.py opens their
+agent can take over any job and adopt the packs another agent stored (send/resume.py opens their
 headers with the job key)::
 
     K_job    = KDF(K_copy, "transferd v1 job key" || job)

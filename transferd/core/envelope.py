@@ -27,7 +27,7 @@ from transferd.core.constants import (
     NONCE_SIZE,
     TAG_SIZE,
 )
-from transferd.core.constants import BLOB_OVERHEAD as BLOB_OVERHEAD  # used by jobs/reader.py
+from transferd.core.constants import BLOB_OVERHEAD as BLOB_OVERHEAD  # used by read/reader.py
 from transferd.core.jobkey import JobKey
 from transferd.errors import AuthenticationError, FormatError, IntegrityError
 

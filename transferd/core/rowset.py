@@ -34,7 +34,7 @@ Speed (measured on one core of the development machine, ``update`` fed 4 MiB blo
 0.7 million rows/s (280 MB/s); a plain BLAKE3 of the same stream runs at about 7 GB/s. Per row
 it is one BLAKE3 with 256 bytes of output and one 2048-bit addition in the interpreter, so it is
 the row count that costs. That is why ``verify --against`` computes it only for the tables whose
-plain BLAKE3 differs (jobs/verify_pg.py).
+plain BLAKE3 differs (verify/postgresql.py).
 """
 
 from __future__ import annotations

@@ -5,12 +5,12 @@
 A definition says what to copy (source and, for a database, its options; store, recipients,
 bandwidth limit) and what the operator last asked for (``desired``: run, pause, cancel) and how
 the job ended (``outcome``). It never holds a key: the sender key comes from the daemon's
-configuration, the job key lives beside the journal (jobs/state.py). What was acknowledged lives
+configuration, the job key lives beside the journal (send/state.py). What was acknowledged lives
 in the journal, not here, so losing a definition loses no progress: ``transferd jobs start``
 with the same arguments continues.
 
 Each write goes to a temporary file, is fsynced and renamed over the old one, then the directory is
-fsynced (the write order of secretfiles.py): a crash leaves the old definition or the new one.
+fsynced (the write order of util/secretfiles.py): a crash leaves the old definition or the new one.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from transferd.errors import CheckpointCorruptError, ConfigError
-from transferd.secretfiles import fsync_directory
+from transferd.util.secretfiles import fsync_directory
 
 log = logging.getLogger("transferd.daemon")
 
@@ -49,7 +49,7 @@ class JobDefinition:
     sequence: int | None = None
     """The newest manifest this daemon published for the job."""
     postgres: dict[str, Any] | None = None
-    """A PostgreSQL source's options (``PgOptions``, sources/postgres.py): ``jobs`` and the
+    """A PostgreSQL source's options (``PgOptions``, sources/postgres/source.py): ``jobs`` and the
     ``selection`` (pg_dump's patterns, --no-owner, …); None for other sources or the defaults."""
 
     def to_json(self) -> dict[str, Any]:

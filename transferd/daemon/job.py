@@ -1,6 +1,6 @@
 """One managed job: a task that runs ``send(...)`` until the copy is published, and its controls.
 
-A run is one call of jobs/send.py's ``send``: it reconciles the journal with the host, then reads,
+A run is one call of send/run.py's ``send``: it reconciles the journal with the host, then reads,
 seals and uploads only what the host does not hold, then publishes a manifest. When a run fails on
 something that may pass (the host unreachable after every retry, the disk at the host full, the
 source down, the job locked by a process finishing), the task waits and runs again, from the
@@ -10,16 +10,16 @@ manifest that does not verify, a configuration error) ends the job as failed.
 Each run reads a source object of its own, but a source that holds a consistent point is kept
 open after a run that failed on the store, as the job's *keeper*, for as long as the daemon lives:
 PostgreSQL's exported snapshot lives only in the transaction that exported it
-(sources/pg_snapshot.py ``SnapshotHolder``), and the next runs adopt it (``PgOptions.snapshot``),
-so a store outage costs a retry and not a new snapshot: the tables already read are reused, and
-one job never mixes two points in time. The keeper is closed when the job ends, and when the
-source itself failed (the snapshot may be gone: the next run takes a new one).
+(sources/postgres/snapshot.py ``SnapshotHolder``), and the next runs adopt it
+(``PgOptions.snapshot``), so a store outage costs a retry and not a new snapshot: the tables already
+read are reused, and one job never mixes two points in time. The keeper is closed when the job ends,
+and when the source itself failed (the snapshot may be gone: the next run takes a new one).
 
 Flow control goes through the job's ThrottledStore (stores/throttle.py) and the pipeline's own
 pause: *pause* starts no new read and no new upload and lets the uploads in flight finish; *stop*
 (daemon shutdown, cancel) pauses, waits for those uploads up to a deadline, records the entries
 read so far, then cancels the task. Nothing is acknowledged that was not stored: the journal
-records an upload only after the store returned (jobs/journal.py).
+records an upload only after the store returned (send/journal.py).
 """
 
 from __future__ import annotations
@@ -43,14 +43,14 @@ from transferd.errors import (
     TransferdError,
     TransientStoreError,
 )
-from transferd.jobs.pipeline import Counters, Pipeline, PipelineConfig
-from transferd.jobs.send import SendResult, send
+from transferd.send.pipeline import Counters, Pipeline, PipelineConfig
+from transferd.send.run import SendResult, send
 from transferd.sources.base import Source
 from transferd.sources.open import open_source
 from transferd.stores.open import open_store
+from transferd.stores.ratelimit import TokenBucket
 from transferd.stores.retry import RetryingStore
 from transferd.stores.throttle import FlowStats, ThrottledStore
-from transferd.transport.ratelimit import TokenBucket
 
 log = logging.getLogger("transferd.daemon.job")
 
@@ -283,7 +283,7 @@ class ManagedJob:
     def _open_source(self) -> Source:
         snapshot = getattr(self.keeper, "snapshot_id", None)
         if snapshot or self.definition.postgres is not None:
-            from transferd.sources.postgres import PgOptions  # only for a PostgreSQL source
+            from transferd.sources.postgres.source import PgOptions  # only for a PostgreSQL source
 
             options = PgOptions.from_settings(self.definition.postgres, snapshot)
             return open_source(self.definition.source, postgres=options)

@@ -157,7 +157,7 @@ def setup_logging(
         logging.getLogger(noisy).setLevel(logging.WARNING)
     files = None
     if logs_dir is not None:
-        # A missing parent is most likely the state directory: private, like jobs/state.py's.
+        # A missing parent is most likely the state directory: private, like send/state.py's.
         logs_dir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         logs_dir.mkdir(mode=0o750, exist_ok=True)
         files = JobLogFiles(logs_dir)

@@ -18,22 +18,22 @@ import re
 import shutil
 from typing import TYPE_CHECKING, Any
 
-from transferd.config import Config
 from transferd.core.keys import SenderSecretKey, parse_recipient
 from transferd.core.manifest import check_job_name
+from transferd.daemon.config import Config
 from transferd.daemon.definitions import CANCEL, RUN, Definitions, JobDefinition
 from transferd.daemon.job import JobEnv, ManagedJob, utc_now
 from transferd.daemon.logs import JobLogFiles
 from transferd.errors import ConfigError, FormatError, JobNotFoundError
-from transferd.jobs.pipeline import PipelineConfig
+from transferd.send.pipeline import PipelineConfig
 from transferd.sources.open import is_postgres, open_source
 from transferd.stores.base import ObjectNotFoundError
 from transferd.stores.open import open_store
+from transferd.stores.ratelimit import TokenBucket, format_rate
 from transferd.stores.retry import RetryingStore
-from transferd.transport.ratelimit import TokenBucket, format_rate
 
 if TYPE_CHECKING:
-    from transferd.sources.postgres import PgOptions
+    from transferd.sources.postgres.source import PgOptions
 
 log = logging.getLogger("transferd.daemon")
 
@@ -46,7 +46,7 @@ def _pg_options(source: str, postgres: dict[str, Any] | None) -> PgOptions | Non
         return None
     if not is_postgres(source):
         raise ConfigError("PostgreSQL options apply to PostgreSQL sources (postgresql://…) only")
-    from transferd.sources.postgres import PgOptions  # asyncpg: only for a database
+    from transferd.sources.postgres.source import PgOptions  # asyncpg: only for a database
 
     return PgOptions.from_settings(postgres)
 

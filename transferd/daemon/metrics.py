@@ -1,7 +1,7 @@
 """The Prometheus endpoint: ``GET /metrics`` on loopback, read from the jobs at scrape time.
 
 Nothing is counted twice: a collector reads the counters the pipeline and the store wrappers
-already keep (jobs/pipeline.py ``Counters``, stores/throttle.py ``FlowStats``) when Prometheus
+already keep (send/pipeline.py ``Counters``, stores/throttle.py ``FlowStats``) when Prometheus
 scrapes, summed over the job's runs in this process, so every ``_total`` only grows until the
 daemon restarts (which Prometheus' ``rate()`` handles as a counter reset).
 
@@ -22,8 +22,8 @@ Series, all labelled with ``job``:
   parallel uploads), time held by the bandwidth limit;
 - ``transferd_bandwidth_limit_bytes_per_second``: the job's limit (0: none; ``job=""``: global).
 
-The endpoint listens on loopback only (config.py refuses anything else): job names and sizes are
-for the host's own agent, which forwards them where they belong.
+The endpoint listens on loopback only (daemon/config.py refuses anything else): job names and sizes
+are for the host's own agent, which forwards them where they belong.
 """
 
 from __future__ import annotations

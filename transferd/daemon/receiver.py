@@ -1,4 +1,4 @@
-"""The daemon's receiving role: the storage host of transport/server.py, inside the daemon.
+"""The daemon's receiving role: the storage host of host/server.py, inside the daemon.
 
 The same application factory and the same graceful shutdown as ``transferd serve``
 (``make_app``, ``serve``): stop listening, finish requests in flight up to ``shutdown_timeout``,
@@ -12,10 +12,10 @@ import asyncio
 import contextlib
 import logging
 
-from transferd.config import ServeSettings
+from transferd.daemon.config import ServeSettings
 from transferd.errors import ConfigError
+from transferd.host.auth import Authorizer, parse_grant
 from transferd.stores.local import LocalStore
-from transferd.transport.auth import Authorizer, parse_grant
 
 log = logging.getLogger("transferd.daemon.serve")
 
@@ -28,10 +28,10 @@ class Receiver:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        from transferd.transport.server import make_app, serve, tls_context
+        from transferd.host.server import make_app, serve, tls_context
 
         s = self.settings
-        assert s.store is not None  # noqa: S101 -- config.py refuses [serve] without a store
+        assert s.store is not None  # noqa: S101 -- daemon/config.py refuses [serve] without a store
         authorizer = Authorizer(
             [parse_grant(g) for g in s.senders],
             [parse_grant(g) for g in s.readers],

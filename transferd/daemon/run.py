@@ -15,7 +15,7 @@ the loop is alive; ``TimeoutStopSec=`` in the unit is above ``drain_timeout`` so
 has to kill a drain that keeps its deadline.
 
 A second signal aborts: exit 130 at once, without waiting for uploads. Nothing is lost: the
-journal commits each acknowledgement durably when it happens (jobs/journal.py), so the next start
+journal commits each acknowledgement durably when it happens (send/journal.py), so the next start
 resumes from the last one; the entries read since the last record are read again.
 """
 
@@ -31,8 +31,8 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from transferd.cli.progress import human_bytes
-from transferd.config import Config
 from transferd.core.keys import SenderSecretKey, parse_key_file
+from transferd.daemon.config import Config
 from transferd.daemon.logs import JobLogFiles
 from transferd.daemon.notify import Notifier
 from transferd.errors import ConfigError, KeyFormatError

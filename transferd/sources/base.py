@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from transferd.errors import SourceError
-from transferd.jobs.journal import Entry
+from transferd.send.journal import Entry
 
 
 class SourceChangedError(SourceError):

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from transferd.errors import SourceError
-from transferd.jobs.journal import Entry
+from transferd.send.journal import Entry
 from transferd.sources.base import FailedItem, InlineItem, Item, MetaItem, SourceChangedError
 
 log = logging.getLogger(__name__)

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 from transferd.sources.base import Source
 
 if TYPE_CHECKING:
-    from transferd.sources.azure_auth import AzureOptions
-    from transferd.sources.postgres import PgOptions
+    from transferd.sources.azure.auth import AzureOptions
+    from transferd.sources.postgres.source import PgOptions
 
 
 _DSN = re.compile(r"\s*(host|hostaddr|port|dbname|user|service|sslmode)\s*=")
@@ -27,11 +27,11 @@ def open_source(
     """``postgres``: options of a PostgreSQL source (snapshot, parallelism, selection);
     ``azure``: credential file, endpoint and read sizes of an Azure Blob source."""
     if is_postgres(spec):
-        from transferd.sources.postgres import PostgresSource
+        from transferd.sources.postgres.source import PostgresSource
 
         return PostgresSource(spec, postgres)
     if spec.startswith("az://"):
-        from transferd.sources.azure_blob import AzureBlobSource  # the Azure SDK only when used
+        from transferd.sources.azure.source import AzureBlobSource  # the Azure SDK only when used
 
         return AzureBlobSource(spec, azure)
     from transferd.sources.directory import DirectorySource

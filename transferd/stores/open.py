@@ -25,7 +25,7 @@ def open_store(
     if location.startswith(("http://", "https://")):
         if signing_key is None:
             raise ConfigError(f"{location} needs a key to sign requests with (--sender-key)")
-        from transferd.transport.client import HttpStore  # aiohttp only when used
+        from transferd.stores.http import HttpStore  # aiohttp only when used
 
         return HttpStore(location, signing_key, ca_file=ca_file)
     if location.startswith("s3://"):

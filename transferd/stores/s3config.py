@@ -40,8 +40,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from transferd.errors import ConfigError
-from transferd.secretfiles import read_secret_file
-from transferd.tomlfile import config_path, read_toml_table
+from transferd.util.secretfiles import read_secret_file
+from transferd.util.tomlfile import config_path, read_toml_table
 
 CONFIG_ENV = "TRANSFERD_S3_CONFIG"
 MULTIPART_THRESHOLD = 64 * 1024 * 1024

@@ -5,10 +5,10 @@ retried upload pays for its bytes again and every transient failure is counted):
 
 - **pause**: while closed, an upload waits *before* it starts. An upload already started runs to
   its end, so a pause or a stop never cuts one short; a waiting upload that is cancelled was
-  never started, and the journal records only uploads that returned (jobs/journal.py), so
+  never started, and the journal records only uploads that returned (send/journal.py), so
   nothing is acknowledged that was not stored;
 - **bandwidth**: the upload takes its size from every bucket it was given (the job's, the
-  process's) before it starts (transport/ratelimit.py);
+  process's) before it starts (stores/ratelimit.py);
 - **accounting**: uploads in flight and waiting, bytes and seconds, transient failures, and the
   manifest being written (the daemon reads "publishing" from it). ``idle()`` returns once no
   upload is in flight: what a stop waits for, up to its deadline.
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from transferd.errors import TransientStoreError
 from transferd.stores.base import Store
-from transferd.transport.ratelimit import TokenBucket
+from transferd.stores.ratelimit import TokenBucket
 
 
 @dataclass

@@ -18,9 +18,9 @@ from transferd.copies.agent import Agent, AgentResult
 from transferd.copies.plan import load_plan
 from transferd.copies.setup import load_material, open_copy_store, open_plan_source, pipeline_config
 from transferd.errors import ConfigError
-from transferd.jobs.state import default_state_dir
-from transferd.runtime import run as run_async
-from transferd.runtime import setup_logging
+from transferd.send.state import default_state_dir
+from transferd.util.runtime import run as run_async
+from transferd.util.runtime import setup_logging
 
 EXIT_PARTIAL = 3
 

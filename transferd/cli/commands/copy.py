@@ -23,8 +23,8 @@ from transferd.core.constants import KEY_SIZE
 from transferd.core.copy import CopySecret, render_copy_secret_file
 from transferd.core.manifest import check_job_name
 from transferd.errors import ConfigError, FormatError
-from transferd.runtime import run as run_async
-from transferd.secretfiles import write_secret_file
+from transferd.util.runtime import run as run_async
+from transferd.util.secretfiles import write_secret_file
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

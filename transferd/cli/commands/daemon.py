@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from transferd.cli.output import Output, add_json_flag
-from transferd.config import DEFAULT_CONFIG, load_config
+from transferd.daemon.config import DEFAULT_CONFIG, load_config
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -20,7 +20,7 @@ from transferd.cli.keyargs import load_recipients
 from transferd.cli.output import Output, add_json_flag
 from transferd.cli.pgargs import add_source_arguments, source_options
 from transferd.errors import ConfigError
-from transferd.transport.ratelimit import format_rate, parse_rate
+from transferd.stores.ratelimit import format_rate, parse_rate
 
 
 def _common(p: argparse.ArgumentParser, name: bool = True) -> None:

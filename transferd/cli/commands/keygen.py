@@ -16,7 +16,7 @@ from pathlib import Path
 from transferd.cli.output import Output, add_json_flag
 from transferd.core.constants import KEY_SIZE
 from transferd.core.keys import RecipientIdentity, SecretKey, SenderSecretKey, render_key_file
-from transferd.secretfiles import write_secret_file
+from transferd.util.secretfiles import write_secret_file
 
 KINDS: dict[str, Callable[[bytes], SecretKey]] = {
     "recipient": RecipientIdentity.from_bytes,

@@ -21,7 +21,7 @@ from transferd.core.keys import (
     parse_key_text,
 )
 from transferd.errors import KeyFormatError
-from transferd.secretfiles import SecretFileText, read_secret_file
+from transferd.util.secretfiles import SecretFileText, read_secret_file
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -18,9 +18,9 @@ from transferd.cli.output import Output, add_json_flag
 from transferd.copies.capacity import Measured, estimate, from_perf_results, parse_quantity
 from transferd.copies.measure import SAMPLE_BYTES, measure
 from transferd.errors import ConfigError
-from transferd.jobs.pipeline import PipelineConfig
-from transferd.runtime import run as run_async
+from transferd.send.pipeline import PipelineConfig
 from transferd.sources.open import open_source
+from transferd.util.runtime import run as run_async
 
 DAY = 86400.0
 

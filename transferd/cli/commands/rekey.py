@@ -14,12 +14,12 @@ from transferd.cli.keyargs import load_identity, load_sender_key
 from transferd.cli.output import JSONValue, Output, add_json_flag
 from transferd.core.keys import RecipientKey, parse_recipient
 from transferd.errors import JobNotFoundError, KeyFormatError
-from transferd.jobs.rekey import RekeyResult, rekey
-from transferd.jobs.send import utc_now
-from transferd.runtime import run as run_async
-from transferd.runtime import setup_logging
+from transferd.rekey import RekeyResult, rekey
+from transferd.send.run import utc_now
 from transferd.stores.open import open_store
 from transferd.stores.retry import RetryingStore
+from transferd.util.runtime import run as run_async
+from transferd.util.runtime import setup_logging
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -23,10 +23,10 @@ from transferd.cli.progress import human_bytes
 from transferd.cli.storeargs import add_read_location, open_for_reading
 from transferd.core.keys import SenderPublicKey, SenderSecretKey
 from transferd.errors import ConfigError
-from transferd.jobs.restore import RestoreProgress, RestoreResult, restore
-from transferd.runtime import run as run_async
-from transferd.runtime import setup_logging
+from transferd.restore.directory import RestoreProgress, RestoreResult, restore
 from transferd.stores.base import Store
+from transferd.util.runtime import run as run_async
+from transferd.util.runtime import setup_logging
 
 PROGRESS_INTERVAL = 5.0
 """Seconds between progress lines when stderr is not a terminal."""

@@ -17,14 +17,14 @@ from transferd.cli.keyargs import load_recipients, load_sender_key
 from transferd.cli.output import Output, add_json_flag
 from transferd.cli.pgargs import add_source_arguments, source_options
 from transferd.cli.progress import human_bytes, parse_size, report_progress
-from transferd.jobs.pipeline import Counters, PipelineConfig
-from transferd.jobs.send import SendResult, send
-from transferd.jobs.state import default_state_dir
-from transferd.runtime import run as run_async
-from transferd.runtime import setup_logging
+from transferd.send.pipeline import Counters, PipelineConfig
+from transferd.send.run import SendResult, send
+from transferd.send.state import default_state_dir
 from transferd.sources.open import open_source
 from transferd.stores.open import open_store
 from transferd.stores.retry import RetryingStore
+from transferd.util.runtime import run as run_async
+from transferd.util.runtime import setup_logging
 
 EXIT_PARTIAL = 3
 

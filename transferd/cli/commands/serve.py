@@ -42,12 +42,12 @@ from typing import Any
 from transferd.cli.output import Output, add_json_flag
 from transferd.core.keys import SenderPublicKey
 from transferd.errors import ConfigError
-from transferd.runtime import setup_logging
-from transferd.secretfiles import read_secret_file
+from transferd.host.auth import Authorizer, parse_grant
 from transferd.stores.base import Store
 from transferd.stores.local import LocalStore
-from transferd.tomlfile import read_toml_table
-from transferd.transport.auth import Authorizer, parse_grant
+from transferd.util.runtime import setup_logging
+from transferd.util.secretfiles import read_secret_file
+from transferd.util.tomlfile import read_toml_table
 
 DEFAULT_LISTEN = "127.0.0.1:8443"
 _LISTEN = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]+)):(?P<port>[0-9]{1,5})")
@@ -131,7 +131,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace, out: Output) -> int:
     config = load_config(args)
     setup_logging()
-    from transferd.transport.server import run_server  # aiohttp only for this command
+    from transferd.host.server import run_server  # aiohttp only for this command
 
     if config.tls_key is not None and read_secret_file(config.tls_key).exposed:
         raise ConfigError(

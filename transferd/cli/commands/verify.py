@@ -1,7 +1,7 @@
 """``transferd verify``: prove a stored copy complete and untouched, and write the report.
 
 Without any decryption key it checks the chain of signed manifests, rollback against what this
-verifier saw before, and every stored object's presence, size and SHA-256 (jobs/verify.py). The
+verifier saw before, and every stored object's presence, size and SHA-256 (verify/run.py). The
 verdict is the exit code (0, or 20-24: README.md, protocol/REPORT.md); the report (JSON and HTML,
 hashed, optionally signed) lists every check and every failure.
 """
@@ -31,14 +31,14 @@ from transferd.errors import (
     StoreUnreadableError,
     TransferdError,
 )
-from transferd.jobs.objectcheck import Throughput, default_workers
-from transferd.jobs.seen import SeenState, default_seen_path
-from transferd.jobs.verify import VerifyOptions, verify_copy
 from transferd.report import html, seal
 from transferd.report.model import VERDICT_TEXT, Report
-from transferd.runtime import run as run_async
 from transferd.sources.open import is_postgres
 from transferd.stores.base import Store
+from transferd.util.runtime import run as run_async
+from transferd.verify.objects import Throughput, default_workers
+from transferd.verify.run import VerifyOptions, verify_copy
+from transferd.verify.seen import SeenState, default_seen_path
 
 HUMAN_FAILURES = 50
 """Failures printed on the terminal; the report lists them all."""

@@ -1,0 +1,331 @@
+"""Read and check the daemon's TOML configuration into frozen dataclasses.
+
+systemd/transferd.toml.example shows every setting with its default and what it does; this
+module is the one place those defaults live. Unknown tables and settings are refused (a typo must
+not silently leave a default in force), relative paths are relative to the file.
+
+Secrets never appear in the file. A secret is named by a file path (``sender_key``, ``tls_key``),
+read at start with its mode checked: a key file that group or others can read is refused, with a
+message saying so (the rule ssh applies to private keys; util/secretfiles.py reads it). Or it is
+named as a systemd credential (``sender_key_credential``): the unit's ``LoadCredential=NAME:PATH``
+gives the service a private copy under ``$CREDENTIALS_DIRECTORY``, readable by it alone, so the
+original can stay root-only. A value that looks like a key itself is refused outright.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from transferd.errors import ConfigError
+from transferd.send.state import default_state_dir
+from transferd.stores.ratelimit import parse_rate
+from transferd.util.secretfiles import read_secret_file
+from transferd.util.tomlfile import read_toml
+
+DEFAULT_CONFIG = Path("/etc/transferd/transferd.toml")
+_LISTEN = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]+)):(?P<port>[0-9]{1,5})")
+_SECRET_TEXT = re.compile(r"\btd-secret-|AGE-SECRET-KEY-|-----BEGIN [A-Z ]*PRIVATE KEY", re.I)
+_LOG_FORMATS = ("logfmt", "json")
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """Where a secret is: a file the operator named, or a systemd credential."""
+
+    path: Path
+    what: str
+    """What the secret is for, for messages ("the sender key")."""
+
+    def read(self) -> str:
+        """The secret's text; ConfigError if it cannot be read or others can read it."""
+        text = read_secret_file(self.path)
+        if text.exposed:
+            raise ConfigError(
+                f"{self.what} {self.path} is readable by group or others "
+                f"(mode {text.mode:04o}); refusing to use it",
+                hint=f"chmod 600 {self.path}, or pass it as a systemd credential (LoadCredential=)",
+            )
+        return text.text
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    state_dir: Path
+    control_socket: Path
+    logs_dir: Path
+    drain_timeout: float = 60.0
+    max_jobs: int = 2
+    log_format: str = "logfmt"
+    log_level: str = "info"
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    listen: tuple[str, int] | None = ("127.0.0.1", 9464)
+
+
+@dataclass(frozen=True)
+class SendSettings:
+    enabled: bool = True
+    sender_key: SecretRef | None = None
+    store: str | None = None
+    ca_file: Path | None = None
+    recipients: tuple[str, ...] = ()
+    bandwidth: int = 0
+    job_bandwidth: int = 0
+    level: int = 1
+    workers: int = 0
+    uploads: int = 4
+    pack_size: int = 16 << 20
+    retries: int = 8
+    retry_delay: float = 30.0
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    enabled: bool = False
+    store: Path | None = None
+    listen: tuple[str, int] = ("127.0.0.1", 8443)
+    tls_cert: Path | None = None
+    tls_key: SecretRef | None = None
+    accept_hosts: tuple[str, ...] = ()
+    senders: tuple[str, ...] = ()
+    """``JOBPATTERN=tds1…`` grants of write (and read) access."""
+    readers: tuple[str, ...] = ()
+    shutdown_timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None
+    daemon: DaemonSettings
+    metrics: MetricsSettings
+    send: SendSettings
+    serve: ServeSettings
+
+
+def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read ``path`` (None: defaults only) and resolve defaults from ``environ``."""
+    env = os.environ if environ is None else environ
+    doc: dict[str, Any] = {}
+    base = Path.cwd()
+    if path is not None:
+        doc, base = _read(path), path.parent
+    _known(doc, "", {"daemon", "metrics", "send", "serve"}, path)
+    t = _Tables(doc, base, path, env)
+    return Config(path, t.daemon(), t.metrics(), t.send(), t.serve())
+
+
+def parse_listen(text: str, where: str = "listen") -> tuple[str, int]:
+    m = _LISTEN.fullmatch(text.strip())
+    if m is None or int(m["port"]) > 65535:
+        raise ConfigError(f"{where} {text!r} is not HOST:PORT (or [IPv6]:PORT)")
+    return m["v6"] or m["host"], int(m["port"])
+
+
+def _read(path: Path) -> dict[str, Any]:
+    return read_toml(path)
+
+
+def _known(table: Mapping[str, Any], name: str, allowed: set[str], path: Path | None) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        where = f"[{name}] of {path}" if name else str(path)
+        raise ConfigError(
+            f"unknown setting {unknown[0]!r} in {where}",
+            hint=f"known: {', '.join(sorted(allowed))} (see systemd/transferd.toml.example)",
+        )
+
+
+class _Tables:
+    """Typed getters over one document: each names the table and setting it complains about."""
+
+    def __init__(
+        self, doc: dict[str, Any], base: Path, path: Path | None, env: Mapping[str, str]
+    ) -> None:
+        self.doc, self.base, self.path, self.env = doc, base, path, env
+
+    def _table(self, name: str, allowed: set[str]) -> dict[str, Any]:
+        table = self.doc.get(name, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"[{name}] in {self.path} must be a table")
+        _known(table, name, allowed, self.path)
+        return table
+
+    def _get(self, table: dict[str, Any], key: str, kind: type, default: Any, name: str) -> Any:
+        value = table.get(key, default)
+        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value, ok = float(value), True
+        if not ok:
+            raise ConfigError(f"{key} in [{name}] of {self.path} must be a {kind.__name__}")
+        if isinstance(value, str) and _SECRET_TEXT.search(value):
+            raise ConfigError(
+                f"{key} in [{name}] of {self.path} holds a secret; secrets go in files",
+                hint="name a key file (mode 0600) or a systemd credential instead",
+            )
+        return value
+
+    def _positive(self, table: dict[str, Any], key: str, default: Any, name: str) -> Any:
+        value = self._get(table, key, type(default), default, name)
+        if value <= 0:
+            raise ConfigError(f"{key} in [{name}] of {self.path} must be above 0")
+        return value
+
+    def _path(self, value: str) -> Path | None:
+        return self.base / os.path.expanduser(value) if value else None
+
+    def _strings(self, table: dict[str, Any], key: str, name: str) -> tuple[str, ...]:
+        value = table.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key} in [{name}] of {self.path} must be a list of strings")
+        for v in value:
+            self._get({key: v}, key, str, "", name)
+        return tuple(value)
+
+    def _secret(
+        self, table: dict[str, Any], key: str, what: str, name: str, credential: str
+    ) -> SecretRef | None:
+        path = self._path(self._get(table, key, str, "", name))
+        if path is not None:
+            return SecretRef(path, what)
+        cred = self._get(table, f"{key}_credential", str, credential, name)
+        directory = self.env.get("CREDENTIALS_DIRECTORY")
+        if not cred or not directory:
+            return None
+        if "/" in cred or cred in (".", ".."):
+            raise ConfigError(f"{key}_credential in [{name}] must be a credential name, not a path")
+        return SecretRef(Path(directory) / cred, what)
+
+    def daemon(self) -> DaemonSettings:
+        name = "daemon"
+        t = self._table(
+            name,
+            {
+                "state_dir",
+                "control_socket",
+                "logs_dir",
+                "drain_timeout",
+                "max_jobs",
+                "log_format",
+                "log_level",
+            },
+        )
+        state = self._path(self._get(t, "state_dir", str, "", name)) or default_state_dir()
+        socket = self._path(self._get(t, "control_socket", str, "", name))
+        if socket is None:
+            runtime = self.env.get("RUNTIME_DIRECTORY", "").split(":")[0]
+            socket = Path(runtime) / "control.sock" if runtime else state / "control.sock"
+        logs = self._path(self._get(t, "logs_dir", str, "", name))
+        if logs is None:
+            env_logs = self.env.get("LOGS_DIRECTORY", "").split(":")[0]
+            logs = Path(env_logs) if env_logs else state / "logs"
+        fmt = self._get(t, "log_format", str, "logfmt", name)
+        level = self._get(t, "log_level", str, "info", name)
+        if fmt not in _LOG_FORMATS:
+            raise ConfigError(f"log_format in [daemon] must be one of {', '.join(_LOG_FORMATS)}")
+        if level not in _LOG_LEVELS:
+            raise ConfigError(f"log_level in [daemon] must be one of {', '.join(_LOG_LEVELS)}")
+        return DaemonSettings(
+            state_dir=state,
+            control_socket=socket,
+            logs_dir=logs,
+            drain_timeout=self._positive(t, "drain_timeout", 60.0, name),
+            max_jobs=self._positive(t, "max_jobs", 2, name),
+            log_format=fmt,
+            log_level=level,
+        )
+
+    def metrics(self) -> MetricsSettings:
+        t = self._table("metrics", {"listen"})
+        text = self._get(t, "listen", str, "127.0.0.1:9464", "metrics")
+        if not text:
+            return MetricsSettings(None)
+        listen = parse_listen(text, "listen in [metrics]")
+        if listen[0] not in ("127.0.0.1", "::1", "localhost") and not listen[0].startswith("127."):
+            raise ConfigError(
+                f"listen in [metrics] is {text}: the metrics endpoint listens on loopback only",
+                hint="use 127.0.0.1:PORT and let a local Prometheus agent or proxy forward it",
+            )
+        return MetricsSettings(listen)
+
+    def send(self) -> SendSettings:
+        name = "send"
+        t = self._table(
+            name,
+            {"enabled", "sender_key", "sender_key_credential", "store", "ca_file", "recipients",
+             "bandwidth", "job_bandwidth", "level", "workers", "uploads", "pack_size", "retries",
+             "retry_delay"},
+        )  # fmt: skip
+        d = SendSettings()
+        store = self._get(t, "store", str, "", name)
+        if store and "://" not in store:
+            store = str(self.base / store)
+        level = self._get(t, "level", int, d.level, name)
+        if not 1 <= level <= 22:
+            raise ConfigError(f"level in [send] must be a zstd level from 1 to 22, not {level}")
+        workers = self._get(t, "workers", int, d.workers, name)
+        if workers < 0:
+            raise ConfigError("workers in [send] must be 0 (one per core) or more")
+        return SendSettings(
+            enabled=self._get(t, "enabled", bool, True, name),
+            sender_key=self._secret(t, "sender_key", "the sender key", name, "sender.key"),
+            store=store or None,
+            ca_file=self._path(self._get(t, "ca_file", str, "", name)),
+            recipients=self._strings(t, "recipients", name),
+            bandwidth=parse_rate(self._get(t, "bandwidth", str, "0", name)),
+            job_bandwidth=parse_rate(self._get(t, "job_bandwidth", str, "0", name)),
+            level=level,
+            workers=workers,
+            uploads=self._positive(t, "uploads", d.uploads, name),
+            pack_size=parse_rate(self._get(t, "pack_size", str, "16M", name)) or d.pack_size,
+            retries=self._positive(t, "retries", d.retries, name),
+            retry_delay=self._positive(t, "retry_delay", d.retry_delay, name),
+        )
+
+    def serve(self) -> ServeSettings:
+        name = "serve"
+        t = self._table(
+            name,
+            {"enabled", "store", "listen", "tls_cert", "tls_key", "tls_key_credential",
+             "accept_hosts", "senders", "readers", "shutdown_timeout"},
+        )  # fmt: skip
+        enabled = self._get(t, "enabled", bool, False, name)
+        store = self._path(self._get(t, "store", str, "", name))
+        if enabled and store is None:
+            raise ConfigError(f"[serve] of {self.path} is enabled but names no store directory")
+        cert = self._path(self._get(t, "tls_cert", str, "", name))
+        key = self._secret(t, "tls_key", "the TLS key", name, "")
+        if (cert is None) != (key is None):
+            raise ConfigError("TLS in [serve] needs both tls_cert and tls_key")
+        return ServeSettings(
+            enabled=enabled,
+            store=store,
+            listen=parse_listen(self._get(t, "listen", str, "127.0.0.1:8443", name)),
+            tls_cert=cert,
+            tls_key=key,
+            accept_hosts=self._strings(t, "accept_hosts", name),
+            senders=self._grants(t, "senders"),
+            readers=self._grants(t, "readers"),
+            shutdown_timeout=self._positive(t, "shutdown_timeout", 30.0, name),
+        )
+
+    def _grants(self, table: dict[str, Any], key: str) -> tuple[str, ...]:
+        grants = table.get(key, {})
+        if not isinstance(grants, dict):
+            raise ConfigError(f"[serve.{key}] in {self.path} must map job patterns to keys")
+        out: list[str] = []
+        for pattern, keys in grants.items():
+            keys = [keys] if isinstance(keys, str) else keys
+            if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+                raise ConfigError(f"[serve.{key}] {pattern!r} must be a list of keys tds1…")
+            for k in keys:
+                self._get({key: k}, key, str, "", f"serve.{key}")
+            out.extend(f"{pattern}={k}" for k in keys)
+        return tuple(out)

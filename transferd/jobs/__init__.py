@@ -1,1 +1,0 @@
-"""Jobs: the pipeline that sends, the journal that lets it resume, restore, verify and rekey."""

@@ -1,0 +1,1 @@
+"""A live PostgreSQL database: connection, snapshot, listing, COPY and its tools."""

@@ -1,0 +1,457 @@
+"""HttpStore: the Store contract over the storage host's HTTP API (protocol/HTTP.md).
+
+Every request is signed with the sender's key (host/auth.py), including reads: the host
+serves a job only to the keys its operator allowed. The server's JSON errors become the store
+errors of the contract, carrying the server's own message:
+
+=====================  ==============================  =========================================
+status, code           error                           why
+=====================  ==============================  =========================================
+507 out_of_space       StoreFullError                  the operator must act; retrying won't help
+409 manifest_exists    ManifestExistsError             manifests are never replaced
+404 not_found          ObjectNotFoundError             (reads of an unknown job return empty)
+400 corrupt_body       TransientStoreError             the body hashes to its name here, so it
+                                                       was altered on the way: send it again
+                       IntegrityError                  it does not: the caller's bytes are wrong
+401 replayed           TransientStoreError             something on the way repeated our request;
+                                                       a retry is signed afresh and is safe
+401 clock_skew, other  PermanentStoreError             fix the clock or the key, then resume
+  401/403/400/413
+5xx, 408, 429          TransientStoreError
+timeouts, resets,      TransientStoreError
+  refused connections
+TLS verification       PermanentStoreError             a wrong certificate stays wrong
+=====================  ==============================  =========================================
+
+Retries are not done here: wrap the store in stores.retry.RetryingStore.
+
+TLS: by default the system's trust store; ``ca_file`` trusts a private CA (or a self-signed
+certificate given as its own CA); ``pin_sha256`` accepts exactly one certificate, named by the
+SHA-256 of its DER bytes (``openssl x509 -noout -fingerprint -sha256``), for a self-signed host
+whose name is not in its certificate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import re
+import ssl
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+import aiohttp
+import aiohttp.abc
+import aiohttp.payload
+from yarl import URL
+
+from transferd.core.keys import SenderSecretKey
+from transferd.errors import (
+    ConfigError,
+    IntegrityError,
+    PermanentStoreError,
+    StoreFullError,
+    TransferdError,
+    TransientStoreError,
+)
+from transferd.host.auth import CONTENT_SHA256, authorization
+from transferd.stores.base import (
+    HAVE_BATCH,
+    ManifestExistsError,
+    ObjectNotFoundError,
+    check_copy_name,
+    check_copy_series,
+    check_job,
+    check_object_name,
+)
+
+LIST_PAGE = 10_000
+BODY_SLICE = 1 << 20
+"""A body is handed to the transport in slices of this size: the event loop runs between two,
+and no slice is copied (they are views of the caller's buffer)."""
+_OBJECT = re.compile(r"[0-9a-f]{64}")
+_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+
+class HttpStore:
+    """A Store reached over HTTP(S), every request signed with ``sender_key``."""
+
+    def __init__(
+        self,
+        url: str,
+        sender_key: SenderSecretKey,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        ca_file: str | os.PathLike[str] | None = None,
+        pin_sha256: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        timeout: float = 60.0,
+        clock: Callable[[], float] = time.time,
+        list_page: int = LIST_PAGE,
+    ) -> None:
+        base = URL(url.rstrip("/"))
+        if base.scheme not in ("http", "https") or not base.host:
+            raise ConfigError(f"store URL {url!r} is not http(s)://HOST[:PORT][/PATH]")
+        if base.user or base.password or base.query_string or base.fragment:
+            raise ConfigError(
+                "a store URL holds no credentials, query or fragment: the sender key signs "
+                "every request"
+            )
+        if base.scheme == "http" and (ca_file or pin_sha256 or ssl_context):
+            raise ConfigError(f"TLS options given for {url}, which is not https")
+        self.description = str(base)
+        self._base = base
+        self._host = _host_header(base)
+        self._key = sender_key
+        self._clock = clock
+        self._timeout = timeout
+        self._ssl = _ssl_option(ssl_context, ca_file, pin_sha256)
+        self._session = session
+        self._owns_session = session is None
+        if session is not None:
+            _no_resend(session)
+        self._list_page = list_page
+
+    # --- the contract ---------------------------------------------------------------------
+
+    async def put_object(self, job: str, name: str, data: bytes) -> None:
+        check_job(job)
+        check_object_name(name)
+        try:
+            await self._request(
+                "PUT",
+                f"/v1/jobs/{job}/objects/{name}",
+                f"storing object {name} of job {job}",
+                body=data,
+                digest=name,
+                expect=(201,),
+            )
+        except TransientStoreError:
+            # The host stores nothing that does not hash to its name (it checks the signed
+            # digest, which is the name), so the body is hashed here only when an upload fails:
+            # to tell wrong bytes from the caller (permanent) from bytes altered on the way
+            # (retry). Hashing every pack before sending cost a pass over all the data.
+            if await asyncio.to_thread(_sha256_hex, data) != name:
+                raise IntegrityError(f"object {name} does not hash to its name") from None
+            raise
+
+    async def has_objects(self, job: str, names: Sequence[str]) -> set[str]:
+        check_job(job)
+        wanted = sorted({n for n in names if isinstance(n, str) and _OBJECT.fullmatch(n)})
+        held: set[str] = set()
+        for start in range(0, len(wanted), HAVE_BATCH):
+            batch = wanted[start : start + HAVE_BATCH]
+            _, _, answer = await self._request(
+                "POST",
+                f"/v1/jobs/{job}/objects/have",
+                f"asking which of {len(batch)} objects job {job} holds",
+                body=json.dumps(batch).encode(),
+                content_type="application/json",
+            )
+            held.update(n for n in _json(answer, list, self.description) if n in batch)
+        return held
+
+    async def get_object(
+        self, job: str, name: str, offset: int = 0, length: int | None = None
+    ) -> bytes:
+        check_job(job)
+        check_object_name(name)
+        if offset < 0 or (length is not None and length < 0):
+            raise PermanentStoreError(f"cannot read object {name}: negative offset or length")
+        what = f"reading object {name} of job {job}"
+        if length == 0:  # no Range header can ask for zero bytes; only existence matters
+            if name not in await self.has_objects(job, [name]):
+                raise ObjectNotFoundError(f"object {name} of job {job} is not in the store")
+            return b""
+        headers = {}
+        if offset or length is not None:
+            last = "" if length is None else str(offset + length - 1)
+            headers["Range"] = f"bytes={offset}-{last}"
+        status, _, data = await self._request(
+            "GET", f"/v1/jobs/{job}/objects/{name}", what, headers=headers, expect=(200, 206, 416)
+        )
+        if status == 416:  # the range starts at or past the end
+            return b""
+        if status == 200 and headers:  # the server sent the whole object
+            data = data[offset : None if length is None else offset + length]
+        return data
+
+    async def list_objects(self, job: str) -> AsyncIterator[tuple[str, int]]:
+        check_job(job)
+        after: str | None = None
+        while True:
+            query = f"?limit={self._list_page}" + (f"&after={after}" if after else "")
+            try:
+                _, _, answer = await self._request(
+                    "GET", f"/v1/jobs/{job}/objects{query}", f"listing the objects of job {job}"
+                )
+            except ObjectNotFoundError:  # unknown job: holds nothing
+                return
+            page = _json(answer, dict, self.description)
+            for entry in page.get("objects", []):
+                yield str(entry["name"]), int(entry["size"])
+            after = page.get("next")
+            if not after:
+                return
+
+    async def delete_object(self, job: str, name: str) -> None:
+        check_job(job)
+        check_object_name(name)
+        await self._request(
+            "DELETE",
+            f"/v1/jobs/{job}/objects/{name}",
+            f"deleting object {name} of job {job}",
+            expect=(204,),
+        )
+
+    async def put_manifest(self, job: str, sequence: int, data: bytes) -> None:
+        check_job(job)
+        await self._request(
+            "PUT",
+            f"/v1/jobs/{job}/manifests/{_sequence(sequence)}",
+            f"storing manifest {sequence} of job {job}",
+            body=bytes(data),
+            expect=(201,),
+        )
+
+    async def get_manifest(self, job: str, sequence: int) -> bytes:
+        check_job(job)
+        _, _, data = await self._request(
+            "GET",
+            f"/v1/jobs/{job}/manifests/{_sequence(sequence)}",
+            f"reading manifest {sequence} of job {job}",
+        )
+        return data
+
+    async def list_manifests(self, job: str) -> list[int]:
+        check_job(job)
+        try:
+            _, _, answer = await self._request(
+                "GET", f"/v1/jobs/{job}/manifests", f"listing the manifests of job {job}"
+            )
+        except ObjectNotFoundError:
+            return []
+        return sorted(int(s) for s in _json(answer, dict, self.description)["manifests"])
+
+    async def list_jobs(self) -> list[str]:
+        _, _, answer = await self._request("GET", "/v1/jobs", "listing jobs")
+        return sorted(str(j) for j in _json(answer, dict, self.description)["jobs"])
+
+    # --- copy records (host/copyroutes.py) --------------------------------------------
+
+    def _series_path(self, copy: str, series: str) -> str:
+        return f"/v1/copies/{check_copy_name(copy)}/{check_copy_series(series)}"
+
+    async def put_copy_record(self, copy: str, series: str, sequence: int, data: bytes) -> None:
+        await self._request(
+            "PUT",
+            f"{self._series_path(copy, series)}/{_sequence(sequence)}",
+            f"storing record {sequence} of {series} of copy {copy}",
+            body=bytes(data),
+            expect=(201,),
+        )
+
+    async def get_copy_record(self, copy: str, series: str, sequence: int) -> bytes:
+        _, _, data = await self._request(
+            "GET",
+            f"{self._series_path(copy, series)}/{_sequence(sequence)}",
+            f"reading record {sequence} of {series} of copy {copy}",
+        )
+        return data
+
+    async def list_copy_records(self, copy: str, series: str) -> list[int]:
+        _, _, answer = await self._request(
+            "GET", self._series_path(copy, series), f"listing {series} of copy {copy}"
+        )
+        return sorted(int(s) for s in _json(answer, dict, self.description)["records"])
+
+    async def delete_copy_record(self, copy: str, series: str, sequence: int) -> None:
+        await self._request(
+            "DELETE",
+            f"{self._series_path(copy, series)}/{_sequence(sequence)}",
+            f"deleting record {sequence} of {series} of copy {copy}",
+            expect=(204,),
+        )
+
+    async def close(self) -> None:
+        if self._session is not None and self._owns_session:
+            await self._session.close()
+        self._session = None
+
+    # --- one signed request ---------------------------------------------------------------
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        *,
+        body: bytes | bytearray | memoryview = b"",
+        digest: str | None = None,
+        content_type: str = "application/octet-stream",
+        headers: dict[str, str] | None = None,
+        expect: tuple[int, ...] = (200,),
+    ) -> tuple[int, Any, bytes]:
+        """Send one signed request; the status, headers and body of an expected answer."""
+        target = self._base.raw_path.rstrip("/") + path
+        digest = digest or (hashlib.sha256(body).hexdigest() if body else _EMPTY_SHA256)
+        nonce = base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode("ascii")
+        sent = dict(headers or {})
+        sent["Host"] = self._host
+        sent[CONTENT_SHA256] = digest
+        sent["Authorization"] = authorization(
+            self._key,
+            method=method,
+            target=target,
+            content_sha256=digest,
+            host=self._host,
+            ts=int(self._clock()),
+            nonce=nonce,
+        )
+        if body:
+            sent["Content-Type"] = content_type
+        url = URL(str(self._base.origin()) + target, encoded=True)
+        try:
+            session = self._open_session()
+            async with session.request(
+                method,
+                url,
+                data=_BufferPayload(body, content_type) if body else None,
+                headers=sent,
+                ssl=self._ssl,
+            ) as response:
+                data = await response.read()
+                status = response.status
+                response_headers = response.headers
+        except (aiohttp.ServerFingerprintMismatch, aiohttp.ClientSSLError) as exc:
+            raise PermanentStoreError(
+                f"{what}: the TLS certificate of {self.description} is not trusted: {exc}",
+                hint="give the host's CA (--ca-file) or its certificate's SHA-256 (--pin-sha256)",
+            ) from None
+        except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
+            reason = str(exc) or type(exc).__name__
+            raise TransientStoreError(
+                f"{what}: {self.description} did not answer: {reason}"
+            ) from None
+        if status in expect:
+            return status, response_headers, data
+        raise self._error(status, data, what)
+
+    def _error(self, status: int, data: bytes, what: str) -> TransferdError:
+        try:
+            answer = json.loads(data)
+            code, message = str(answer["code"]), str(answer["error"])
+        except (ValueError, KeyError, TypeError):
+            code, message = "", f"HTTP {status}"
+        text = f"{what}: {self.description} answered {status} {code or 'error'}: {message}"
+        if status == 507 or code == "out_of_space":
+            return StoreFullError(text, hint="the storage host must free space; then resume")
+        if code == "manifest_exists":
+            return ManifestExistsError(text)
+        if status == 404 and code in ("not_found", "unknown_job"):
+            return ObjectNotFoundError(text)
+        if code in ("corrupt_body", "replayed") or status >= 500 or status in (408, 429):
+            return TransientStoreError(text)
+        if code == "clock_skew":
+            return PermanentStoreError(
+                text, hint="set this host's clock (NTP): requests are valid within 300 s"
+            )
+        return PermanentStoreError(text)
+
+    def _open_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=self._timeout, sock_read=self._timeout
+                ),
+            )
+            self._owns_session = True
+            _no_resend(self._session)
+        return self._session
+
+
+def _no_resend(session: aiohttp.ClientSession) -> None:
+    """Stop aiohttp from sending a request a second time, unchanged, when its connection drops.
+
+    aiohttp does that once for idempotent methods (RFC 9112 §9.3.1 allows it), but a signed
+    request sent twice is a replay: if the first copy reached the host, the second is refused
+    with ``replayed`` and the attempt is lost. Our retries go through RetryingStore, which signs
+    each attempt afresh. aiohttp's own test client turns the resend off the same way.
+    """
+    if hasattr(session, "_retry_connection"):
+        session._retry_connection = False
+
+
+class _BufferPayload(aiohttp.payload.Payload):
+    """A request body sent from memory as views of itself.
+
+    aiohttp's own choices both cost a pass over the body: ``bytes`` above 1 MiB warns that it
+    blocks the loop, and ``BytesIO`` copies the buffer (``getbuffer`` unshares it) and then each
+    64 KiB piece it reads. Views of ``BODY_SLICE`` bytes copy nothing and let the loop run between
+    slices (``writer.write`` drains the transport above 64 KiB).
+    """
+
+    _autoclose = True  # nothing to close: the buffer belongs to the caller
+
+    def __init__(self, value: bytes | bytearray | memoryview, content_type: str) -> None:
+        super().__init__(value, content_type=content_type)
+        self._size = memoryview(value).nbytes
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        return bytes(self._value).decode(encoding, errors)
+
+    async def write(self, writer: aiohttp.abc.AbstractStreamWriter) -> None:
+        view = memoryview(self._value).cast("B")
+        for start in range(0, len(view), BODY_SLICE):
+            await writer.write(view[start : start + BODY_SLICE])
+
+
+def _sha256_hex(data: bytes | bytearray | memoryview) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _host_header(url: URL) -> str:
+    host = url.raw_host or ""
+    if ":" in host:
+        host = f"[{host}]"
+    return host if url.is_default_port() else f"{host}:{url.port}"
+
+
+def _ssl_option(
+    context: ssl.SSLContext | None,
+    ca_file: str | os.PathLike[str] | None,
+    pin_sha256: str | None,
+) -> ssl.SSLContext | aiohttp.Fingerprint | bool:
+    if pin_sha256:
+        digest = pin_sha256.lower().removeprefix("sha256:").replace(":", "")
+        if not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise ConfigError(f"certificate pin {pin_sha256!r} is not a SHA-256 in hex")
+        return aiohttp.Fingerprint(bytes.fromhex(digest))
+    if context is not None:
+        return context
+    if ca_file:
+        try:
+            return ssl.create_default_context(cafile=ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"cannot load the CA file {ca_file}: {exc}") from None
+    return True
+
+
+def _sequence(sequence: int) -> str:
+    if not isinstance(sequence, int) or isinstance(sequence, bool) or sequence < 1:
+        raise PermanentStoreError(f"manifest sequence {sequence!r} is out of range")
+    return str(sequence)
+
+
+def _json(data: bytes, kind: type, where: str) -> Any:
+    try:
+        value = json.loads(data)
+    except ValueError:
+        value = None
+    if not isinstance(value, kind):
+        raise TransientStoreError(f"{where} sent an answer that is not the JSON expected")
+    return value

@@ -1,0 +1,1 @@
+"""Verify a stored copy: its signed manifests, its objects, its contents, against a source."""
