@@ -9,8 +9,9 @@ import pytest
 
 from transferd.errors import ConfigError, TransientStoreError
 from transferd.stores.memory import MemoryStore
-from transferd.stores.ratelimit import TokenBucket, format_rate, parse_rate
+from transferd.stores.ratelimit import TokenBucket
 from transferd.stores.throttle import ThrottledStore
+from transferd.util.units import format_rate, parse_rate
 
 
 class Clock:

@@ -18,7 +18,8 @@ from yarl import URL
 
 from tests.stores.backends import SENDER, allow_all, serving
 from transferd.core.keys import SenderSecretKey
-from transferd.host.auth import CONTENT_SHA256, Authorizer, authorization
+from transferd.core.request_signing import CONTENT_SHA256, authorization
+from transferd.host.auth import Authorizer
 from transferd.host.server import make_app
 from transferd.stores.local import LocalStore
 

@@ -12,7 +12,7 @@ import blake3
 
 from tests.postgres.cluster import Cluster
 from tests.postgres.dbstate import measure
-from transferd.send.journal import Entry
+from transferd.core.source_entry import SourceEntry
 from transferd.sources.base import InlineItem
 from transferd.sources.postgres.listing import Selection
 from transferd.sources.postgres.source import PgOptions, PostgresSource
@@ -20,7 +20,7 @@ from transferd.sources.postgres.source import PgOptions, PostgresSource
 
 @dataclass
 class Read:
-    entry: Entry
+    entry: SourceEntry
     data: bytes
 
 
@@ -41,7 +41,7 @@ async def read_all(source: PostgresSource) -> dict[bytes, Read]:
     return out
 
 
-def extra(entry: Entry) -> dict[str, Any]:
+def extra(entry: SourceEntry) -> dict[str, Any]:
     assert entry.extra is not None
     value: dict[str, Any] = json.loads(entry.extra)
     return value

@@ -17,8 +17,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from transferd.cli.progress import human_bytes, human_duration
-from transferd.stores.ratelimit import format_rate
+from transferd.util.units import format_rate, human_bytes, human_duration
 
 
 def _rate(s: Mapping[str, Any]) -> str:

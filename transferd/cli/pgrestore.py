@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING
 
 from transferd.cli.output import JSONValue, Output
 from transferd.cli.pgargs import DEFAULT_JOBS, add_password_file
-from transferd.cli.progress import human_bytes, parse_size
 from transferd.core.keys import RecipientIdentity, SenderPublicKey
 from transferd.errors import ConfigError
 from transferd.stores.base import Store
 from transferd.util.runtime import run as run_async
+from transferd.util.units import human_bytes, parse_size
 
 if TYPE_CHECKING:
     from transferd.restore.postgresql import PgRestoreProgress

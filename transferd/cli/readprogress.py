@@ -11,7 +11,7 @@ import logging
 import sys
 import time
 
-from transferd.cli.progress import human_bytes, human_duration
+from transferd.util.units import human_bytes, human_duration
 from transferd.verify.objects import Throughput
 
 log = logging.getLogger("transferd.progress")

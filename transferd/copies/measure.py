@@ -19,7 +19,7 @@ from typing import Any
 
 from transferd.copies.capacity import Measured
 from transferd.core.jobkey import JobKey
-from transferd.send.journal import Entry
+from transferd.core.source_entry import SourceEntry
 from transferd.send.pipeline import Pipeline, PipelineConfig
 from transferd.send.state import open_job_state
 from transferd.sources.base import FailedItem, InlineItem, Item, MetaItem, Source, StreamItem
@@ -76,9 +76,11 @@ class _Cut:
             self.owner.taken += min(room, len(block))
             yield block[:room]
 
-    async def finish(self, size: int, blake3: str) -> Entry:
+    async def finish(self, size: int, blake3: str) -> SourceEntry:
         e = self.entry
-        return Entry(e.path, e.kind, e.mode, e.mtime_ns, size, None, blake3, e.extra, e.fingerprint)
+        return SourceEntry(
+            e.path, e.kind, e.mode, e.mtime_ns, size, None, blake3, e.extra, e.fingerprint
+        )
 
 
 class _Generated:
@@ -105,7 +107,7 @@ class _Generated:
 class _Rows:
     def __init__(self, size: int) -> None:
         self.size = size
-        self.entry = Entry(b"claims.csv", "file", 0o600, 0, size, fingerprint="generated")
+        self.entry = SourceEntry(b"claims.csv", "file", 0o600, 0, size, fingerprint="generated")
 
     async def blocks(self) -> AsyncIterator[bytes | memoryview]:
         rng = random.Random(1)  # noqa: S311 - test data, not a key
@@ -123,9 +125,11 @@ class _Rows:
             sent += len(block)
             yield block
 
-    async def finish(self, size: int, blake3: str) -> Entry:
+    async def finish(self, size: int, blake3: str) -> SourceEntry:
         e = self.entry
-        return Entry(e.path, e.kind, e.mode, e.mtime_ns, size, None, blake3, None, e.fingerprint)
+        return SourceEntry(
+            e.path, e.kind, e.mode, e.mtime_ns, size, None, blake3, None, e.fingerprint
+        )
 
 
 async def measure(

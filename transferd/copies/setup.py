@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from transferd.cli.keyargs import load_recipients, load_sender_key
-from transferd.cli.output import Output
 from transferd.copies.plan import CopyPlan
 from transferd.core.copy import CopySecret, parse_copy_secret_file
 from transferd.core.keys import RecipientKey, SenderSecretKey
@@ -18,6 +16,7 @@ from transferd.sources.open import open_source
 from transferd.stores.base import CopyStore
 from transferd.stores.open import open_store
 from transferd.stores.retry import RetryingStore
+from transferd.util.keyfiles import Warnings, load_recipients, load_sender_key
 from transferd.util.secretfiles import read_secret_file
 
 
@@ -28,7 +27,7 @@ class CopyMaterial:
     recipients: list[RecipientKey]
 
 
-def load_material(plan: CopyPlan, out: Output | None) -> CopyMaterial:
+def load_material(plan: CopyPlan, out: Warnings | None) -> CopyMaterial:
     sender = load_sender_key(plan.sender_key, out)
     return CopyMaterial(sender, load_copy_secret(plan.copy_secret), load_recipients(
         list(plan.recipients), []))  # fmt: skip

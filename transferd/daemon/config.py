@@ -23,9 +23,9 @@ from typing import Any
 
 from transferd.errors import ConfigError
 from transferd.send.state import default_state_dir
-from transferd.stores.ratelimit import parse_rate
 from transferd.util.secretfiles import read_secret_file
 from transferd.util.tomlfile import read_toml
+from transferd.util.units import parse_rate
 
 DEFAULT_CONFIG = Path("/etc/transferd/transferd.toml")
 _LISTEN = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]+)):(?P<port>[0-9]{1,5})")

@@ -30,7 +30,7 @@ from typing import Any
 
 from transferd.daemon.manager import Manager
 from transferd.errors import ConfigError, TransferdError
-from transferd.stores.ratelimit import parse_rate
+from transferd.util.units import parse_rate
 
 log = logging.getLogger("transferd.daemon.control")
 

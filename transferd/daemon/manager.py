@@ -29,8 +29,9 @@ from transferd.send.pipeline import PipelineConfig
 from transferd.sources.open import is_postgres, open_source
 from transferd.stores.base import ObjectNotFoundError
 from transferd.stores.open import open_store
-from transferd.stores.ratelimit import TokenBucket, format_rate
+from transferd.stores.ratelimit import TokenBucket
 from transferd.stores.retry import RetryingStore
+from transferd.util.units import format_rate
 
 if TYPE_CHECKING:
     from transferd.sources.postgres.source import PgOptions

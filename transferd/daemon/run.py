@@ -30,12 +30,12 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from transferd.cli.progress import human_bytes
 from transferd.core.keys import SenderSecretKey, parse_key_file
 from transferd.daemon.config import Config
 from transferd.daemon.logs import JobLogFiles
 from transferd.daemon.notify import Notifier
 from transferd.errors import ConfigError, KeyFormatError
+from transferd.util.units import human_bytes
 
 if TYPE_CHECKING:
     from transferd.daemon.manager import Manager

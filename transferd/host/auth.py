@@ -1,4 +1,4 @@
-"""Request authentication for the storage host's HTTP API (protocol/HTTP.md, "Authentication").
+"""Request authentication at the storage host (protocol/HTTP.md, "Authentication").
 
 Every request to ``/v1/jobs/…`` is signed with the sender's Ed25519 key: the same key whose
 public half a manifest names, so a storage host needs no other secret and holds none. The signed
@@ -18,7 +18,8 @@ compared (digests of bodies the client sent) are public. Where a byte string fro
 compared with one the server computed, ``hmac.compare_digest`` is used all the same, so that no
 future secret-bearing field inherits a timing leak.
 
-Everything here is pure: the clock reading and the nonce are passed in.
+The signed string itself is core/request_signing.py's, shared with the client. Everything here is
+pure: the clock reading and the nonce are passed in.
 """
 
 from __future__ import annotations
@@ -26,20 +27,20 @@ from __future__ import annotations
 import base64
 import binascii
 import fnmatch
-import hashlib
 import heapq
 import hmac
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from transferd.core.keys import SenderPublicKey, SenderSecretKey, describe, parse_key_text
+from transferd.core.keys import SenderPublicKey, describe, parse_key_text
+from transferd.core.request_signing import (
+    CONTENT_SHA256,
+    SCHEME,
+    signing_string,
+)
 from transferd.errors import ConfigError, KeyFormatError
 
-SCHEME = "TD1"
-SIGNING_PREFIX = b"transferd-request v1\n"
-CONTENT_SHA256 = "TD-Content-SHA256"
-"""The request header carrying the lowercase hex SHA-256 of the body (of b"" when none)."""
 CLOCK_SKEW_LIMIT = 300
 """Seconds a request's timestamp may differ from the server's clock, either way: long enough for
 hosts whose NTP drifted a little and for a 64 MiB upload on a slow link to start, short enough
@@ -68,36 +69,6 @@ class ApiError(Exception):
 
 def unauthorized(message: str) -> ApiError:
     return ApiError(401, "unauthorized", message)
-
-
-def content_sha256(body: bytes) -> str:
-    return hashlib.sha256(body).hexdigest()
-
-
-def signing_string(
-    *, method: str, target: str, content_sha256: str, ts: int, nonce: str, host: str
-) -> bytes:
-    """The exact bytes signed for one request (protocol/HTTP.md, "The signed string")."""
-    lines = (method, target, content_sha256, str(ts), nonce, host)
-    return SIGNING_PREFIX + "\n".join(lines).encode("ascii")
-
-
-def authorization(
-    key: SenderSecretKey,
-    *,
-    method: str,
-    target: str,
-    content_sha256: str,
-    host: str,
-    ts: int,
-    nonce: str,
-) -> str:
-    """The ``Authorization`` header value for one request, signed with ``key``."""
-    message = signing_string(
-        method=method, target=target, content_sha256=content_sha256, ts=ts, nonce=nonce, host=host
-    )
-    sig = base64.b64encode(key.sign(message)).decode("ascii")
-    return f"{SCHEME} key={key.public().to_text()}, ts={ts}, nonce={nonce}, sig={sig}"
 
 
 @dataclass(frozen=True)

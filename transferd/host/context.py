@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from transferd.core.request_signing import CONTENT_SHA256
 from transferd.host.auth import (
-    CONTENT_SHA256,
     ApiError,
     Authorizer,
     Credentials,

@@ -40,6 +40,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
+from transferd.core.request_signing import CONTENT_SHA256
 from transferd.errors import (
     ConfigError,
     FormatError,
@@ -50,7 +51,6 @@ from transferd.errors import (
     TransientStoreError,
 )
 from transferd.host.auth import (
-    CONTENT_SHA256,
     ApiError,
     Authorizer,
     Credentials,

@@ -20,11 +20,11 @@ import itertools
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from transferd.core.catalog import ChunkRef
+from transferd.core.source_entry import SourceEntry
 from transferd.errors import CheckpointCorruptError
 
 SCHEMA_VERSION = 1
@@ -59,24 +59,6 @@ CREATE TABLE IF NOT EXISTS entry_chunks (
     PRIMARY KEY (path, n)
 ) WITHOUT ROWID;
 """
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One thing copied: its metadata as recorded, without its chunk list."""
-
-    path: bytes
-    kind: str
-    mode: int | None = None
-    mtime_ns: int | None = None
-    size: int | None = None
-    target: bytes | None = None
-    blake3: str | None = None
-    extra: str | None = None
-    """Kind-specific catalog fields as canonical JSON (a table's schema and row count, …)."""
-    fingerprint: str | None = None
-    """What the source says identifies this content unchanged (size, mtime, ctime and inode of a
-    file; the snapshot of a table; the ETag of a blob): equal fingerprints allow reuse."""
 
 
 class Journal:
@@ -214,7 +196,9 @@ class Journal:
 
     # --- entries ------------------------------------------------------------------------------
 
-    def put_entries(self, items: Iterable[tuple[Entry, list[bytes] | None]], run: int) -> None:
+    def put_entries(
+        self, items: Iterable[tuple[SourceEntry, list[bytes] | None]], run: int
+    ) -> None:
         """Record entries seen in ``run`` with their chunk ids (None: keep the recorded list)."""
         items = list(items)
         # the last list given for a path wins, as it did when each entry was written in turn
@@ -242,7 +226,7 @@ class Journal:
             raise
 
     @staticmethod
-    def reusable_entry(db: sqlite3.Connection, path: bytes) -> Entry | None:
+    def reusable_entry(db: sqlite3.Connection, path: bytes) -> SourceEntry | None:
         """The recorded entry at ``path`` if every chunk it names is acknowledged, via ``db``."""
         row = db.execute("SELECT * FROM entries WHERE path=?", (path,)).fetchone()
         if row is None or row[6] is None:  # no blake3: it was never read to its end
@@ -254,7 +238,7 @@ class Journal:
         ).fetchone()
         if missing:
             return None
-        return Entry(*row[:9])
+        return SourceEntry(*row[:9])
 
     def has_entries(self) -> bool:
         return self._db.execute("SELECT 1 FROM entries LIMIT 1").fetchone() is not None
@@ -269,7 +253,7 @@ class Journal:
             db.execute("ROLLBACK")
             raise
 
-    def entries_of_run(self, run: int) -> Iterator[tuple[Entry, Iterator[ChunkRef]]]:
+    def entries_of_run(self, run: int) -> Iterator[tuple[SourceEntry, Iterator[ChunkRef]]]:
         """Entries seen in ``run`` in bytewise path order, each with its chunk references; pack
         indexes are dense positions in acknowledgement order (the object lists' order).
 
@@ -293,7 +277,7 @@ class Journal:
         )
         for _, group in itertools.groupby(rows, key=_path_of):
             first = next(group)
-            yield Entry(*first[:9]), _refs_of(first, group)  # noqa: B031 - used once
+            yield SourceEntry(*first[:9]), _refs_of(first, group)  # noqa: B031 - used once
 
     def packs_in_order(self) -> Iterator[tuple[str, int]]:
         yield from self.reader().execute("SELECT name, size FROM packs ORDER BY id")

@@ -35,9 +35,10 @@ from transferd.core import chunking, envelope
 from transferd.core.constants import CHUNK_MIN, NONCE_SIZE, PACK_TARGET
 from transferd.core.jobkey import JobKey
 from transferd.core.packs import PackBuilder, PackEntry
+from transferd.core.source_entry import SourceEntry
 from transferd.errors import SourceError
 from transferd.send import tuning
-from transferd.send.journal import Entry, Journal
+from transferd.send.journal import Journal
 from transferd.sources.base import (
     FailedItem,
     InlineItem,
@@ -113,7 +114,7 @@ class _Sealed:
 class _Stream:
     """An entry being read, and the chunk ids it is made of so far."""
 
-    entry: Entry
+    entry: SourceEntry
     chunk_ids: list[bytes] = field(default_factory=list)
 
 
@@ -121,11 +122,11 @@ class _Stream:
 class _Work:
     kind: str  # "meta", "reuse", "inline", "block", "end", "abort"
     stream: _Stream | None = None
-    entry: Entry | None = None
+    entry: SourceEntry | None = None
     future: Future[Any] | None = None
     """(acks, sealed) for a block, from _seal_chunks; (hashes, counts, (acks, sealed)) for an
     inline batch."""
-    inline: list[Entry] | None = None
+    inline: list[SourceEntry] | None = None
     """For an inline batch: each file's entry as listed; the future holds all their chunks."""
 
 
@@ -168,7 +169,7 @@ class Pipeline:
         """Chunks placed into a pack of this run that the journal does not hold yet."""
         self._acks = 0
         """Packs of this run recorded in the journal (and their chunks gone from _placed)."""
-        self._entries: list[tuple[Entry, list[bytes] | None]] = []
+        self._entries: list[tuple[SourceEntry, list[bytes] | None]] = []
         self._touched: list[bytes] = []
         self._slots = asyncio.Semaphore(config.uploads)
         self._paused = asyncio.Event()
@@ -389,7 +390,7 @@ class Pipeline:
                     pos += n
                     size += e.size or 0
                     entries.append(
-                        (Entry(e.path, e.kind, e.mode, e.mtime_ns, e.size, None, b3, e.extra,
+                        (SourceEntry(e.path, e.kind, e.mode, e.mtime_ns, e.size, None, b3, e.extra,
                                e.fingerprint), ids)
                     )  # fmt: skip
                 self.counters.bytes_read += size
@@ -486,7 +487,7 @@ class Pipeline:
             await previous
 
     def _write_entries(
-        self, entries: list[tuple[Entry, list[bytes] | None]], touched: list[bytes]
+        self, entries: list[tuple[SourceEntry, list[bytes] | None]], touched: list[bytes]
     ) -> None:
         if entries:
             self.journal.put_entries(entries, self.run_number)

@@ -19,14 +19,15 @@ from transferd.core.jobkey import JobKey, Stanza
 from transferd.core.keys import SenderPublicKey, SenderSecretKey
 from transferd.core.manifest import ManifestBody, SignedManifest, Totals
 from transferd.core.objectlist import ObjectRef
+from transferd.core.source_entry import SourceEntry
 from transferd.errors import IntegrityError, RollbackError
-from transferd.send.journal import Entry, Journal
+from transferd.send.journal import Journal
 from transferd.stores.base import Store
 
 STREAM_KINDS = frozenset({"file", "table"})
 
 
-def entry_records(entry: Entry, refs: Iterator[ChunkRef]) -> Iterator[dict[str, Any]]:
+def entry_records(entry: SourceEntry, refs: Iterator[ChunkRef]) -> Iterator[dict[str, Any]]:
     """The catalog records of one entry: its head, then its chunks and end for a stream."""
     head: dict[str, Any] = {"t": entry.kind, **catalog.name_fields("path", entry.path)}
     if entry.mode is not None:

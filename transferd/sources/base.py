@@ -28,8 +28,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from transferd.core.source_entry import SourceEntry
 from transferd.errors import SourceError
-from transferd.send.journal import Entry
 
 
 class SourceChangedError(SourceError):
@@ -46,16 +46,16 @@ class FailedItem:
 
 @dataclass(slots=True)
 class MetaItem:
-    entry: Entry
+    entry: SourceEntry
 
 
 class StreamItem(Protocol):
-    entry: Entry
+    entry: SourceEntry
     """What is known before reading: path, kind, fingerprint, and the source's metadata."""
 
     def blocks(self) -> AsyncIterator[bytes | memoryview]: ...
 
-    async def finish(self, size: int, blake3: str) -> Entry:
+    async def finish(self, size: int, blake3: str) -> SourceEntry:
         """The entry as read (size and hash filled in), after the last block."""
         ...
 
@@ -64,16 +64,16 @@ class StreamItem(Protocol):
 class InlineItem:
     """A stream small enough that the source read it whole while listing (small files)."""
 
-    entry: Entry
+    entry: SourceEntry
     data: bytes
     extra_check: Any = field(default=None, repr=False)
 
     async def blocks(self) -> AsyncIterator[bytes | memoryview]:
         yield self.data
 
-    async def finish(self, size: int, blake3: str) -> Entry:
+    async def finish(self, size: int, blake3: str) -> SourceEntry:
         e = self.entry
-        return Entry(
+        return SourceEntry(
             e.path, e.kind, e.mode, e.mtime_ns, size, e.target, blake3, e.extra, e.fingerprint
         )
 

@@ -26,8 +26,8 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+from transferd.core.source_entry import SourceEntry
 from transferd.errors import SourceError
-from transferd.send.journal import Entry
 from transferd.sources.base import FailedItem, InlineItem, Item, MetaItem, SourceChangedError
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def fingerprint(st: os.stat_result) -> str:
 class FileItem:
     """A large regular file, read in blocks on worker threads."""
 
-    def __init__(self, root: bytes, entry: Entry) -> None:
+    def __init__(self, root: bytes, entry: SourceEntry) -> None:
         self.entry = entry
         self._full = os.path.join(root, entry.path)
 
@@ -81,7 +81,7 @@ class FileItem:
         finally:
             os.close(fd)
 
-    async def finish(self, size: int, blake3: str) -> Entry:
+    async def finish(self, size: int, blake3: str) -> SourceEntry:
         try:
             st = await asyncio.to_thread(os.lstat, self._full)
         except OSError as err:
@@ -89,7 +89,9 @@ class FileItem:
         e = self.entry
         if fingerprint(st) != e.fingerprint or size != st.st_size:
             raise SourceChangedError(f"{_show(e.path)} changed while it was read")
-        return Entry(e.path, e.kind, e.mode, e.mtime_ns, size, None, blake3, None, e.fingerprint)
+        return SourceEntry(
+            e.path, e.kind, e.mode, e.mtime_ns, size, None, blake3, None, e.fingerprint
+        )
 
 
 class DirectorySource:
@@ -214,22 +216,24 @@ class DirectorySource:
     def _item(self, rel: bytes, st: os.stat_result) -> Item | None:
         mode = stat.S_IMODE(st.st_mode)
         if stat.S_ISDIR(st.st_mode):
-            return MetaItem(Entry(rel, "dir", mode, st.st_mtime_ns))
+            return MetaItem(SourceEntry(rel, "dir", mode, st.st_mtime_ns))
         if stat.S_ISLNK(st.st_mode):
             try:
                 target = os.readlink(os.path.join(self.root, rel))
             except OSError as e:
                 return FailedItem(rel, f"cannot read link: {e.strerror}")
-            return MetaItem(Entry(rel, "symlink", None, st.st_mtime_ns, target=target))
+            return MetaItem(SourceEntry(rel, "symlink", None, st.st_mtime_ns, target=target))
         if not stat.S_ISREG(st.st_mode):
             log.warning("skipping %s: not a regular file, directory or symlink", _show(rel))
             return None
-        entry = Entry(rel, "file", mode, st.st_mtime_ns, st.st_size, fingerprint=fingerprint(st))
+        entry = SourceEntry(
+            rel, "file", mode, st.st_mtime_ns, st.st_size, fingerprint=fingerprint(st)
+        )
         if st.st_size > INLINE_MAX:
             return FileItem(self.root, entry)
         return self._read_small(rel, entry)
 
-    def _read_small(self, rel: bytes, entry: Entry) -> Item:
+    def _read_small(self, rel: bytes, entry: SourceEntry) -> Item:
         full = os.path.join(self.root, rel)
         for _ in range(_REREADS):
             try:
@@ -247,7 +251,7 @@ class DirectorySource:
                 return FailedItem(rel, f"cannot read: {e.strerror}")
             if fingerprint(st) == entry.fingerprint and len(data) == st.st_size:
                 return InlineItem(entry, data)
-            entry = Entry(rel, "file", stat.S_IMODE(st.st_mode), st.st_mtime_ns, st.st_size,
+            entry = SourceEntry(rel, "file", stat.S_IMODE(st.st_mode), st.st_mtime_ns, st.st_size,
                           fingerprint=fingerprint(st))  # fmt: skip
         return FailedItem(rel, f"changed {_REREADS} times while being read")
 

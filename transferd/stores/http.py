@@ -50,6 +50,7 @@ import aiohttp.payload
 from yarl import URL
 
 from transferd.core.keys import SenderSecretKey
+from transferd.core.request_signing import CONTENT_SHA256, authorization
 from transferd.errors import (
     ConfigError,
     IntegrityError,
@@ -58,7 +59,6 @@ from transferd.errors import (
     TransferdError,
     TransientStoreError,
 )
-from transferd.host.auth import CONTENT_SHA256, authorization
 from transferd.stores.base import (
     HAVE_BATCH,
     ManifestExistsError,

@@ -18,36 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import time
 from collections.abc import Callable
-
-from transferd.errors import ConfigError
-
-_RATE = re.compile(r"(?P<n>[0-9]+(?:\.[0-9]+)?)\s*(?P<unit>[kmgt]?)(?:i?b)?(?:/s)?", re.I)
-_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-
-
-def parse_rate(text: str) -> int:
-    """``"10M"``, ``"10MiB/s"``, ``"512k"``, ``"0"`` → bytes per second (0: no limit).
-
-    Binary multiples, like every size transferd prints; a bare number is bytes per second.
-    """
-    m = _RATE.fullmatch(text.strip())
-    if m is None:
-        raise ConfigError(
-            f"not a bandwidth: {text!r}", hint="give bytes per second: 0 (no limit), 512K, 10M, 1G"
-        )
-    return int(float(m["n"]) * _UNITS[m["unit"].lower()])
-
-
-def format_rate(rate: int) -> str:
-    if rate <= 0:
-        return "unlimited"
-    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if rate >= size:
-            return f"{rate / size:g} {unit}/s"
-    return f"{rate} B/s"
 
 
 class TokenBucket:

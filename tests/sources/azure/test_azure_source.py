@@ -30,9 +30,9 @@ from transferd.core.keys import (
     parse_key_file,
     render_key_file,
 )
+from transferd.core.source_entry import SourceEntry
 from transferd.errors import SourceError
 from transferd.restore.directory import restore
-from transferd.send.journal import Entry
 from transferd.send.pipeline import PipelineConfig
 from transferd.send.run import send
 from transferd.sources.azure.auth import AzureOptions
@@ -175,7 +175,7 @@ class _Hooked:
                 self.fired = True
                 await self.hook()
 
-    async def finish(self, size: int, blake3: str) -> Entry:
+    async def finish(self, size: int, blake3: str) -> SourceEntry:
         return await self.item.finish(size, blake3)
 
 

@@ -16,11 +16,11 @@ from typing import Any
 
 from transferd.cli.control import ControlClient, default_socket
 from transferd.cli.jobview import list_lines, status_lines, watch
-from transferd.cli.keyargs import load_recipients
 from transferd.cli.output import Output, add_json_flag
 from transferd.cli.pgargs import add_source_arguments, source_options
 from transferd.errors import ConfigError
-from transferd.stores.ratelimit import format_rate, parse_rate
+from transferd.util.keyfiles import load_recipients
+from transferd.util.units import format_rate, parse_rate
 
 
 def _common(p: argparse.ArgumentParser, name: bool = True) -> None:

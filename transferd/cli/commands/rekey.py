@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from transferd.cli.keyargs import load_identity, load_sender_key
 from transferd.cli.output import JSONValue, Output, add_json_flag
 from transferd.core.keys import RecipientKey, parse_recipient
 from transferd.errors import JobNotFoundError, KeyFormatError
@@ -18,6 +17,7 @@ from transferd.rekey import RekeyResult, rekey
 from transferd.send.run import utc_now
 from transferd.stores.open import open_store
 from transferd.stores.retry import RetryingStore
+from transferd.util.keyfiles import load_identity, load_sender_key
 from transferd.util.runtime import run as run_async
 from transferd.util.runtime import setup_logging
 

@@ -11,10 +11,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from transferd.cli.keyargs import parse_sender_arg
 from transferd.cli.output import Output, add_json_flag
 from transferd.errors import ConfigError
 from transferd.report import seal
+from transferd.util.keyfiles import parse_sender_arg
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -17,16 +17,16 @@ import time
 from pathlib import Path
 
 from transferd.cli import pgrestore
-from transferd.cli.keyargs import load_identity, load_sender_key, parse_sender_arg
 from transferd.cli.output import JSONValue, Output, add_json_flag
-from transferd.cli.progress import human_bytes
 from transferd.cli.storeargs import add_read_location, open_for_reading
 from transferd.core.keys import SenderPublicKey, SenderSecretKey
 from transferd.errors import ConfigError
 from transferd.restore.directory import RestoreProgress, RestoreResult, restore
 from transferd.stores.base import Store
+from transferd.util.keyfiles import load_identity, load_sender_key, parse_sender_arg
 from transferd.util.runtime import run as run_async
 from transferd.util.runtime import setup_logging
+from transferd.util.units import human_bytes
 
 PROGRESS_INTERVAL = 5.0
 """Seconds between progress lines when stderr is not a terminal."""

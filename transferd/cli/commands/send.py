@@ -13,18 +13,19 @@ import sys
 from pathlib import Path
 
 from transferd.cli.azureargs import add_azure_arguments, azure_options
-from transferd.cli.keyargs import load_recipients, load_sender_key
 from transferd.cli.output import Output, add_json_flag
 from transferd.cli.pgargs import add_source_arguments, source_options
-from transferd.cli.progress import human_bytes, parse_size, report_progress
+from transferd.cli.progress import report_progress
 from transferd.send.pipeline import Counters, PipelineConfig
 from transferd.send.run import SendResult, send
 from transferd.send.state import default_state_dir
 from transferd.sources.open import open_source
 from transferd.stores.open import open_store
 from transferd.stores.retry import RetryingStore
+from transferd.util.keyfiles import load_recipients, load_sender_key
 from transferd.util.runtime import run as run_async
 from transferd.util.runtime import setup_logging
+from transferd.util.units import human_bytes, parse_size
 
 EXIT_PARTIAL = 3
 

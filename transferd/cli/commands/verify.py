@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from transferd.cli.copyverify import run_copy_verify
-from transferd.cli.keyargs import load_identity, load_sender_key, parse_sender_arg
 from transferd.cli.output import Output, add_json_flag
 from transferd.cli.pgargs import add_password_file
 from transferd.cli.readprogress import show_progress
@@ -35,6 +34,7 @@ from transferd.report import html, seal
 from transferd.report.model import VERDICT_TEXT, Report
 from transferd.sources.open import is_postgres
 from transferd.stores.base import Store
+from transferd.util.keyfiles import load_identity, load_sender_key, parse_sender_arg
 from transferd.util.runtime import run as run_async
 from transferd.verify.objects import Throughput, default_workers
 from transferd.verify.run import VerifyOptions, verify_copy

@@ -51,8 +51,8 @@ from azure.core.exceptions import (
 from azure.storage.blob import BlobProperties
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 
+from transferd.core.source_entry import SourceEntry
 from transferd.errors import SourceError
-from transferd.send.journal import Entry
 from transferd.sources.azure.auth import AzureLocation, AzureOptions, resolve
 from transferd.sources.azure.names import PathMapper
 from transferd.sources.base import InlineItem, Item, SourceChangedError
@@ -155,7 +155,7 @@ class AzureBlobSource:
         mapper = PathMapper()
         prefix = self.location.prefix
         pages = self.container().list_blobs(name_starts_with=prefix).by_page()
-        batch: list[tuple[BlobProperties, Entry]] = []
+        batch: list[tuple[BlobProperties, SourceEntry]] = []
         inline_bytes = 0
         while True:
             try:
@@ -177,11 +177,11 @@ class AzureBlobSource:
         for item in await self._resolve(batch):
             yield item
 
-    async def _resolve(self, batch: list[tuple[BlobProperties, Entry]]) -> list[Item]:
+    async def _resolve(self, batch: list[tuple[BlobProperties, SourceEntry]]) -> list[Item]:
         """The batch's items in order, its small blobs read (SMALL_READS at once)."""
         slots = asyncio.Semaphore(SMALL_READS)
 
-        async def one(blob: BlobProperties, entry: Entry) -> Item:
+        async def one(blob: BlobProperties, entry: SourceEntry) -> Item:
             item = BlobItem(self, blob, entry)
             if (blob.size or 0) > INLINE_MAX:
                 return item
@@ -194,7 +194,7 @@ class AzureBlobSource:
 class BlobItem:
     """One blob as listed: read in ranges under If-Match (or its version id), MD5 checked."""
 
-    def __init__(self, source: AzureBlobSource, blob: BlobProperties, entry: Entry) -> None:
+    def __init__(self, source: AzureBlobSource, blob: BlobProperties, entry: SourceEntry) -> None:
         self.source, self.entry = source, entry
         self.name: str = blob.name
         self._props = blob
@@ -274,7 +274,7 @@ class BlobItem:
         self._props, self._stale = props, False
         self.entry = _entry(self.entry.path.decode(), props, _raw_name(self.entry))
 
-    async def finish(self, size: int, blake3: str) -> Entry:
+    async def finish(self, size: int, blake3: str) -> SourceEntry:
         props = self._props
         if size != (props.size or 0):
             self._stale = True
@@ -290,7 +290,7 @@ class BlobItem:
             {"content_md5": base64.b64encode(digest).decode(), "md5_checked": bool(stated)}
         )
         text = json.dumps(extra, sort_keys=True, separators=(",", ":"))
-        return Entry(e.path, e.kind, e.mode, e.mtime_ns, size, None, blake3 or None, text,
+        return SourceEntry(e.path, e.kind, e.mode, e.mtime_ns, size, None, blake3 or None, text,
                      e.fingerprint)  # fmt: skip
 
 
@@ -298,7 +298,7 @@ class _FailingItem:
     """A blob that could not be read while listing: reading it raises, so the pipeline records
     it among the items not copied (exit code 3) and the run goes on."""
 
-    def __init__(self, entry: Entry, error: SourceError) -> None:
+    def __init__(self, entry: SourceEntry, error: SourceError) -> None:
         self.entry, self._error = entry, error
 
     async def blocks(self) -> AsyncIterator[bytes | memoryview]:
@@ -306,11 +306,13 @@ class _FailingItem:
             yield b""
         raise self._error
 
-    async def finish(self, size: int, blake3: str) -> Entry:  # pragma: no cover - never reached
+    async def finish(
+        self, size: int, blake3: str
+    ) -> SourceEntry:  # pragma: no cover - never reached
         raise self._error
 
 
-def _entry(path: str, blob: BlobProperties, raw_name: str | None) -> Entry:
+def _entry(path: str, blob: BlobProperties, raw_name: str | None) -> SourceEntry:
     extra: dict[str, Any] = {"etag": blob.etag}
     if blob.version_id:
         extra["version_id"] = blob.version_id
@@ -318,12 +320,12 @@ def _entry(path: str, blob: BlobProperties, raw_name: str | None) -> Entry:
         extra["blob_name"] = raw_name
     mtime = int(blob.last_modified.timestamp()) * 10**9 if blob.last_modified else None
     fingerprint = f"{blob.etag}|{blob.version_id or ''}|{blob.size}"
-    return Entry(path.encode(), "file", FILE_MODE, mtime, blob.size,
+    return SourceEntry(path.encode(), "file", FILE_MODE, mtime, blob.size,
                  extra=json.dumps(extra, sort_keys=True, separators=(",", ":")),
                  fingerprint=fingerprint)  # fmt: skip
 
 
-def _raw_name(entry: Entry) -> str | None:
+def _raw_name(entry: SourceEntry) -> str | None:
     name = json.loads(entry.extra or "{}").get("blob_name")
     return name if isinstance(name, str) else None
 

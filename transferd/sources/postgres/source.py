@@ -39,8 +39,8 @@ from typing import Any
 
 import asyncpg
 
+from transferd.core.source_entry import SourceEntry
 from transferd.errors import ConfigError, SourceError
-from transferd.send.journal import Entry
 from transferd.sources.base import InlineItem, Item
 from transferd.sources.postgres import conninfo, listing
 from transferd.sources.postgres.copy import BUFFER_BYTES, RANGE_PAGES, CopyReader
@@ -224,7 +224,7 @@ class PostgresSource:
         sel = self.options.selection
         for section in ("pre-data", "post-data"):
             yield DumpItem(
-                self, Entry(f"ddl/{section}.sql".encode(), "file", FILE_MODE, o.mtime_ns,
+                self, SourceEntry(f"ddl/{section}.sql".encode(), "file", FILE_MODE, o.mtime_ns,
                             fingerprint=f"pg1:{token}:{section}"),
                 [f"--snapshot={o.holder.snapshot.id}", f"--section={section}",
                  *sel.pg_dump_args()],
@@ -258,7 +258,7 @@ class PostgresSource:
                 f"{'true' if called else 'false'});\n"
             )
         data = "".join(lines).encode()
-        entry = Entry(b"sequences.sql", "file", FILE_MODE, o.mtime_ns, len(data),
+        entry = SourceEntry(b"sequences.sql", "file", FILE_MODE, o.mtime_ns, len(data),
                       fingerprint=f"pg1:{token}:sequences")  # fmt: skip
         return InlineItem(entry, data)
 
@@ -281,11 +281,12 @@ class PostgresSource:
                         path = f"large-objects/{oid}".encode()
                         fingerprint = f"pg1:{token}:lo:{oid}"
                         if len(data) <= LO_INLINE:
-                            yield InlineItem(Entry(path, "file", FILE_MODE, o.mtime_ns, len(data),
-                                                   fingerprint=fingerprint), data)  # fmt: skip
+                            entry = SourceEntry(path, "file", FILE_MODE, o.mtime_ns, len(data),
+                                                fingerprint=fingerprint)  # fmt: skip
+                            yield InlineItem(entry, data)
                         else:
-                            entry = Entry(path, "file", FILE_MODE, o.mtime_ns,
-                                          fingerprint=fingerprint)  # fmt: skip
+                            entry = SourceEntry(path, "file", FILE_MODE, o.mtime_ns,
+                                                fingerprint=fingerprint)  # fmt: skip
                             yield LargeObjectItem(conn, oid, entry)
         except _HOLDER_ERRORS as e:
             raise _holder_error(o.holder, "the large objects", e) from None
@@ -297,7 +298,7 @@ class TableItem:
     def __init__(self, reader: CopyReader, table: Table, fingerprint: str) -> None:
         self.reader = reader
         self.table = table
-        self.entry = Entry(table_path(table), "table", fingerprint=fingerprint)
+        self.entry = SourceEntry(table_path(table), "table", fingerprint=fingerprint)
         self.started = False
         self.rows = 0
 
@@ -309,7 +310,7 @@ class TableItem:
             self.rows += block.count(b"\n")
             yield block
 
-    async def finish(self, size: int, blake3: str) -> Entry:
+    async def finish(self, size: int, blake3: str) -> SourceEntry:
         t = self.table
         extra: dict[str, Any] = {
             "schema": t.schema,
@@ -320,7 +321,7 @@ class TableItem:
             "rows": self.rows,
         }
         e = self.entry
-        return Entry(
+        return SourceEntry(
             e.path, e.kind, None, None, size, None, blake3, canonical_json(extra), e.fingerprint
         )
 
@@ -328,7 +329,7 @@ class TableItem:
 class DumpItem:
     """A section of pg_dump's plain output, streamed from the tool."""
 
-    def __init__(self, source: PostgresSource, entry: Entry, args: list[str]) -> None:
+    def __init__(self, source: PostgresSource, entry: SourceEntry, args: list[str]) -> None:
         self.source = source
         self.entry = entry
         self.args = args
@@ -337,15 +338,17 @@ class DumpItem:
         async for block in pg_dump(self.source.info, self.args, SourceError):
             yield block
 
-    async def finish(self, size: int, blake3: str) -> Entry:
+    async def finish(self, size: int, blake3: str) -> SourceEntry:
         e = self.entry
-        return Entry(e.path, e.kind, e.mode, e.mtime_ns, size, None, blake3, None, e.fingerprint)
+        return SourceEntry(
+            e.path, e.kind, e.mode, e.mtime_ns, size, None, blake3, None, e.fingerprint
+        )
 
 
 class LargeObjectItem:
     """A large object too big to read whole: ``lo_get`` in 4 MiB pieces, in the snapshot."""
 
-    def __init__(self, conn: asyncpg.Connection, oid: int, entry: Entry) -> None:
+    def __init__(self, conn: asyncpg.Connection, oid: int, entry: SourceEntry) -> None:
         self.conn = conn
         self.oid = oid
         self.entry = entry
@@ -369,9 +372,11 @@ class LargeObjectItem:
             if not data or len(data) < LO_BLOCK:
                 return
 
-    async def finish(self, size: int, blake3: str) -> Entry:
+    async def finish(self, size: int, blake3: str) -> SourceEntry:
         e = self.entry
-        return Entry(e.path, e.kind, e.mode, e.mtime_ns, size, None, blake3, None, e.fingerprint)
+        return SourceEntry(
+            e.path, e.kind, e.mode, e.mtime_ns, size, None, blake3, None, e.fingerprint
+        )
 
 
 _HOLDER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)

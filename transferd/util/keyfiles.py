@@ -1,11 +1,15 @@
-"""Load the keys a command line names: key files (mode checked) and recipient lists."""
+"""Load the keys a command line or a plan names: key files (mode checked) and recipient lists.
+
+A key file that group or others can read is loaded all the same, with a warning to whoever
+reports for the caller (the CLI's output); the daemon refuses such files itself (config.py).
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Protocol
 
-from transferd.cli.output import Output
 from transferd.core.keys import (
     RecipientIdentity,
     RecipientKey,
@@ -19,7 +23,13 @@ from transferd.errors import ConfigError, KeyFormatError
 from transferd.util.secretfiles import read_secret_file
 
 
-def load_secret(path: Path, out: Output | None) -> RecipientIdentity | SenderSecretKey:
+class Warnings(Protocol):
+    """Where a warning goes: the CLI's Output, or anything else with this method."""
+
+    def warning(self, message: str, *, hint: str | None = None) -> None: ...
+
+
+def load_secret(path: Path, out: Warnings | None) -> RecipientIdentity | SenderSecretKey:
     text = read_secret_file(path)
     if text.exposed and out is not None:
         out.warning(f"{path} is readable by group or others; chmod 600 it")
@@ -29,14 +39,14 @@ def load_secret(path: Path, out: Output | None) -> RecipientIdentity | SenderSec
         raise KeyFormatError(f"{path}: {e.message}", hint=e.hint) from None
 
 
-def load_sender_key(path: Path, out: Output | None = None) -> SenderSecretKey:
+def load_sender_key(path: Path, out: Warnings | None = None) -> SenderSecretKey:
     key = load_secret(path, out)
     if not isinstance(key, SenderSecretKey):
         raise ConfigError(f"{path} holds a recipient identity, a sender key was expected")
     return key
 
 
-def load_identity(path: Path, out: Output | None = None) -> RecipientIdentity:
+def load_identity(path: Path, out: Warnings | None = None) -> RecipientIdentity:
     key = load_secret(path, out)
     if not isinstance(key, RecipientIdentity):
         raise ConfigError(f"{path} holds a sender key, a recipient identity was expected")
