@@ -29,22 +29,20 @@ null ``sequence`` and ``sha256``. Stored as copy record ``manifests/<N>`` (store
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from transferd.core import bech32, canonical
-from transferd.core.constants import FORMAT_VERSION, KEY_SIZE, MANIFEST_MAX_SIZE
-from transferd.core.jobkey import JobKey, b64decode_strict, kdf
+from transferd.core import bech32, canonical, signed
+from transferd.core.constants import FORMAT_VERSION, KEY_SIZE
+from transferd.core.jobkey import JobKey, kdf
 from transferd.core.keys import SenderPublicKey, SenderSecretKey, parse_key_text
 from transferd.core.manifest import check_job_name
 from transferd.errors import (
     FormatError,
     KeyFormatError,
     RollbackError,
-    SignatureError,
     UnsupportedVersionError,
 )
 
@@ -204,44 +202,26 @@ class SignedCopyManifest:
 def sign(body: CopyManifestBody, sender: SenderSecretKey) -> bytes:
     if body.sender != sender.public().to_text():
         raise ValueError("copy manifest body names another sender")
-    signed = COPY_MANIFEST_FIRST_LINE + canonical.dumps(body.to_json()) + b"\n"
-    signature = base64.b64encode(sender.sign(signed)).decode()
-    return signed + f"sig {body.sender} {signature}\n".encode()
+    return signed.sign_text(COPY_MANIFEST_FIRST_LINE, body.to_json(), sender)
 
 
 def parse(data: bytes) -> SignedCopyManifest:
-    """Parse a copy manifest and check its signature against the sender it names."""
-    if len(data) > MANIFEST_MAX_SIZE:
-        raise FormatError(f"copy manifest of {len(data)} bytes exceeds the limit")
-    first, sep, rest = data.partition(b"\n")
-    if not sep or not first.startswith(b"transferd-copy "):
-        raise FormatError("not a transferd copy manifest (bad first line)")
-    if first + b"\n" != COPY_MANIFEST_FIRST_LINE:
-        raise UnsupportedVersionError(first[15:].decode("ascii", "replace"), "copy manifest")
-    lines = rest.split(b"\n")
-    if len(lines) != 3 or lines[2] != b"":
-        raise FormatError("copy manifest must be exactly three lines")
-    body = CopyManifestBody.from_json(canonical.loads(lines[0], "copy manifest body"))
-    parts = lines[1].split(b" ")
-    if len(parts) != 3 or parts[0] != b"sig" or parts[1].decode("ascii", "replace") != body.sender:
-        raise FormatError("copy manifest signature line must be: sig <its sender> <signature>")
-    signature = b64decode_strict(parts[2].decode("ascii", "replace"), "copy manifest signature")
-    key = parse_key_text(body.sender)
-    assert isinstance(key, SenderPublicKey)  # noqa: S101 - from_json checked it
-    if len(signature) != 64 or not key.verify(
-        COPY_MANIFEST_FIRST_LINE + lines[0] + b"\n", signature
-    ):
-        raise SignatureError(f"copy manifest signature by {body.sender} is invalid: altered")
+    """Parse a copy manifest and check its signature against the sender it names: the checks,
+    their order and their errors are a job manifest's (SPEC 12.1, 13.1)."""
+    body = signed.open_text(
+        data,
+        first_line=COPY_MANIFEST_FIRST_LINE,
+        what="copy manifest",
+        parse_body=CopyManifestBody.from_json,
+        sender_of=lambda b: b.sender,
+    )
     return SignedCopyManifest(body, data)
 
 
 def verify(data: bytes, expected: SenderPublicKey) -> SignedCopyManifest:
-    signed = parse(data)
-    if signed.body.sender != expected.to_text():
-        raise SignatureError(
-            f"copy manifest signed by {signed.body.sender}, expected {expected.to_text()}"
-        )
-    return signed
+    copy_manifest = parse(data)
+    signed.check_signer(copy_manifest.body.sender, expected, "copy manifest")
+    return copy_manifest
 
 
 def check_succession(previous: SignedCopyManifest | None, current: SignedCopyManifest) -> None:

@@ -17,13 +17,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from transferd.core import canonical
+from transferd.core import canonical, signed
 from transferd.core.constants import (
     FORMAT_VERSION,
     JOB_NAME_PATTERN,
     KEY_CHECK_SIZE,
     MANIFEST_FIRST_LINE,
-    MANIFEST_MAX_SIZE,
 )
 from transferd.core.jobkey import Stanza, b64decode_strict
 from transferd.core.keys import SenderPublicKey, SenderSecretKey, parse_key_text
@@ -32,7 +31,6 @@ from transferd.errors import (
     FormatError,
     KeyFormatError,
     RollbackError,
-    SignatureError,
     UnsupportedVersionError,
 )
 
@@ -183,58 +181,26 @@ def sign(body: ManifestBody, sender: SenderSecretKey) -> bytes:
     """The manifest's stored bytes. The body's sender MUST be this key's public key."""
     if body.sender != sender.public().to_text():
         raise ValueError("manifest body names another sender")
-    signed = MANIFEST_FIRST_LINE + canonical.dumps(body.to_json()) + b"\n"
-    signature = base64.b64encode(sender.sign(signed)).decode()
-    return signed + f"sig {body.sender} {signature}\n".encode()
+    return signed.sign_text(MANIFEST_FIRST_LINE, body.to_json(), sender)
 
 
 def parse(data: bytes) -> SignedManifest:
-    """Parse a manifest and check its signature against the sender it names.
-
-    Whether that sender is the one expected is a separate question: see ``verify``.
-    """
-    if len(data) > MANIFEST_MAX_SIZE:
-        raise FormatError(f"manifest of {len(data)} bytes exceeds the limit")
-    first, sep, rest = data.partition(b"\n")
-    if not sep or not first.startswith(b"transferd-manifest "):
-        raise FormatError("not a transferd manifest (bad first line)")
-    if first + b"\n" != MANIFEST_FIRST_LINE:
-        raise UnsupportedVersionError(
-            first[len(b"transferd-manifest ") :].decode("ascii", "replace"), "manifest"
-        )
-    lines = rest.split(b"\n")
-    if len(lines) != 3 or lines[2] != b"":
-        raise FormatError("manifest must be exactly three lines")
-    body_line, sig_line = lines[0], lines[1]
-    body = ManifestBody.from_json(canonical.loads(body_line, "manifest body"))
-    parts = sig_line.split(b" ")
-    if len(parts) != 3 or parts[0] != b"sig":
-        raise FormatError("manifest signature line must be: sig <key> <signature>")
-    if parts[1].decode("ascii", "replace") != body.sender:
-        raise SignatureError("manifest signature line names another key than its body")
-    signature = b64decode_strict(parts[2].decode("ascii", "replace"), "manifest signature")
-    if len(signature) != 64:
-        raise FormatError("manifest signature must be 64 bytes")
-    sender = parse_key_text(body.sender)
-    if not isinstance(
-        sender, SenderPublicKey
-    ):  # pragma: no cover - ManifestBody.from_json checked it
-        raise FormatError("manifest sender must be a sender public key (tds1…)")
-    signed = MANIFEST_FIRST_LINE + body_line + b"\n"
-    if not sender.verify(signed, signature):
-        raise SignatureError(
-            f"manifest signature by {body.sender} is invalid: the manifest was altered"
-        )
+    """Parse a manifest and check its signature against the sender it names (SPEC 13.1 steps 1
+    to 5). Whether that sender is the one expected is a separate question: see ``verify``."""
+    body = signed.open_text(
+        data,
+        first_line=MANIFEST_FIRST_LINE,
+        what="manifest",
+        parse_body=ManifestBody.from_json,
+        sender_of=lambda b: b.sender,
+    )
     return SignedManifest(body, data)
 
 
 def verify(data: bytes, expected: SenderPublicKey) -> SignedManifest:
     """Parse, check the signature, and check that the signer is ``expected``."""
     manifest = parse(data)
-    if manifest.body.sender != expected.to_text():
-        raise SignatureError(
-            f"manifest signed by {manifest.body.sender}, expected {expected.to_text()}"
-        )
+    signed.check_signer(manifest.body.sender, expected, "manifest")
     return manifest
 
 

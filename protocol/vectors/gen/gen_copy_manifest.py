@@ -141,6 +141,14 @@ def generate() -> dict[str, Any]:
         _vector("signed_by_other_sender", "a valid copy manifest of another sender, while the "
                 "verifier expects SENDER", sign(body(sender=SENDER_OTHER), SENDER_OTHER).decode(),
                 "signature failure", ("WrongKey",)),
+        _vector("sig_line_names_other_key", "the body names SENDER; the signature line names "
+                "and is made by another key (the error of a job manifest's, SPEC 13.1 step 5)",
+                first[: first.index("\nsig ") + 1]
+                + (other := sign(body(sender=SENDER_OTHER), SENDER_OTHER).decode())[
+                    other.index("\nsig ") + 1 :], "signature failure", ("WrongKey",)),
+        _vector("signature_63_bytes", "a signature one byte short", first[: first.rindex(" ") + 1]
+                + base64.b64encode(base64.b64decode(first.rsplit(" ", 1)[1])[:63]).decode()
+                + "\n", fmt, ("Bounds",)),
         # --- version and layout ---
         _vector("first_line_v2", "first line transferd-copy v2",
                 first.replace("transferd-copy v1", "transferd-copy v2"), "unsupported version",
