@@ -227,7 +227,7 @@ def test_a_lost_snapshot_stops_the_run_and_the_next_run_resends_little(
     options = PgOptions(jobs=2, range_pages=16, buffer_bytes=256 * 1024)
 
     async def first_run() -> None:
-        from transferd.send.pipeline import PipelineConfig
+        from transferd.send.config import PipelineConfig
         from transferd.send.run import send
 
         source = KillMidway(PostgresSource(cluster.url(source_db), options), cluster, source_db,

@@ -34,7 +34,7 @@ from transferd.core.copy import CopySecret, SignedCopyManifest
 from transferd.core.keys import RecipientKey, SenderSecretKey
 from transferd.core.manifest import SignedManifest
 from transferd.errors import SourceError, StoreError, TransferdError, TransientStoreError
-from transferd.send.pipeline import PipelineConfig
+from transferd.send.compose import SendOptions, compose_send
 from transferd.send.run import SendResult, send, utc_now
 from transferd.send.state import provision_job_key
 from transferd.sources.base import Source
@@ -87,7 +87,7 @@ class Agent:
     sender: SenderSecretKey
     secret: CopySecret
     recipients: list[RecipientKey]
-    config: PipelineConfig
+    options: SendOptions
     open_source: SourceOpener
     takeover: bool = True
     parallel: int = 1
@@ -242,16 +242,17 @@ class Agent:
                     log.info("could not release the lease of job %s: %s", job, e.message)
 
     async def _send(self, job: str, source: Source) -> SendResult:
+        composed = compose_send(self.options, source=source, to=self.plan.store, sender=self.sender)
         try:
             return await send(
-                source=source,
-                store=self.store,
+                source=composed.source,
+                store=composed.store,
                 job=job,
                 sender=self.sender,
                 recipients=self.recipients,
                 state_dir=self.state_dir,
-                config=self.config,
+                config=composed.config,
                 clock=self.clock,
             )
         finally:
-            await source.close()
+            await composed.close()

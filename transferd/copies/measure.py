@@ -20,7 +20,8 @@ from typing import Any
 from transferd.copies.capacity import Measured
 from transferd.core.jobkey import JobKey
 from transferd.core.source_entry import SourceEntry
-from transferd.send.pipeline import Pipeline, PipelineConfig
+from transferd.send.compose import SendOptions, compose_send
+from transferd.send.pipeline import Pipeline
 from transferd.send.state import open_job_state
 from transferd.sources.base import FailedItem, InlineItem, Item, MetaItem, Source, StreamItem
 from transferd.stores.memory import MemoryStore
@@ -133,18 +134,20 @@ class _Rows:
 
 
 async def measure(
-    source: Source | None, config: PipelineConfig, limit: int = SAMPLE_BYTES
+    source: Source | None, options: SendOptions, limit: int = SAMPLE_BYTES
 ) -> Measured:
     """Run the pipeline over the sample; the source bytes per second and stored/source ratio."""
     sample: Source = _Limited(source, limit) if source is not None else _Generated(limit)
+    composed = compose_send(options, source=sample, to=_Discard(), sender=None)
+    config = composed.config
     with tempfile.TemporaryDirectory(prefix="transferd-plan-") as tmp:
         state = open_job_state(Path(tmp), "sample")
         try:
             pipeline = Pipeline(
-                "sample", JobKey(os.urandom(32)), _Discard(), state.journal, 1, config
+                "sample", JobKey(os.urandom(32)), composed.store, state.journal, 1, config
             )
             started = time.monotonic()
-            await pipeline.run(sample)
+            await pipeline.run(composed.source)
             seconds = max(time.monotonic() - started, 1e-6)
         finally:
             state.close()

@@ -43,13 +43,13 @@ from transferd.errors import (
     TransferdError,
     TransientStoreError,
 )
-from transferd.send.pipeline import Counters, Pipeline, PipelineConfig
+from transferd.send.compose import SendOptions, compose_send
+from transferd.send.config import Counters
+from transferd.send.pipeline import Pipeline
 from transferd.send.run import SendResult, send
 from transferd.sources.base import Source
 from transferd.sources.open import open_source
-from transferd.stores.open import open_store
 from transferd.stores.ratelimit import TokenBucket
-from transferd.stores.retry import RetryingStore
 from transferd.stores.throttle import FlowStats, ThrottledStore
 
 log = logging.getLogger("transferd.daemon.job")
@@ -69,9 +69,8 @@ class JobEnv:
 
     sender: SenderSecretKey
     state_dir: Path
-    pipeline: PipelineConfig
-    ca_file: Path | None
-    retries: int
+    options: SendOptions
+    """How every job's send runs (``[send]`` of the configuration)."""
     retry_delay: float
     default_limit: int
     bucket: TokenBucket
@@ -324,10 +323,15 @@ class ManagedJob:
         if self.source is None:
             self.source = self._open_source()
         recipients = [parse_recipient(r) for r in d.recipients]
-        raw = open_store(d.store, self.env.sender, self.env.ca_file)
-        store = ThrottledStore(
-            raw, [self.bucket, self.env.bucket], on_manifest=lambda: self._set("publishing")
+        composed = compose_send(
+            self.env.options,
+            source=self.source,
+            to=d.store,
+            sender=self.env.sender,
+            buckets=[self.bucket, self.env.bucket],
+            on_manifest=lambda: self._set("publishing"),
         )
+        store = composed.flow
         if self.paused:
             store.pause()
         self.runs += 1
@@ -340,17 +344,17 @@ class ManagedJob:
         log.info(
             "run %d started",
             self.runs,
-            extra={"source": self.source.description, "store": raw.description},
+            extra={"source": self.source.description, "store": store.description},
         )
         try:
             return await send(
-                source=self.source,
-                store=RetryingStore(store, attempts=self.env.retries),
+                source=composed.source,
+                store=composed.store,
                 job=d.name,
                 sender=self.env.sender,
                 recipients=recipients,
                 state_dir=self.env.state_dir,
-                config=self.env.pipeline,
+                config=composed.config,
                 counters=self.counters,
                 on_pipeline=self._on_pipeline,
             )
@@ -358,7 +362,7 @@ class ManagedJob:
             sizer.cancel()
             self.pipeline = None
             self.store = None
-            await store.close()
+            await composed.store.close()  # the source outlives the run: see _release_run_source
 
     def _on_pipeline(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline

@@ -23,7 +23,6 @@ import hashlib
 import logging
 import os
 import threading
-import time
 from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,12 +31,13 @@ from typing import Any
 import zstandard
 
 from transferd.core import chunking, envelope
-from transferd.core.constants import CHUNK_MIN, NONCE_SIZE, PACK_TARGET
+from transferd.core.constants import CHUNK_MIN, NONCE_SIZE
 from transferd.core.jobkey import JobKey
 from transferd.core.packs import PackBuilder, PackEntry
 from transferd.core.source_entry import SourceEntry
 from transferd.errors import SourceError
 from transferd.send import tuning
+from transferd.send.config import Counters, PipelineConfig
 from transferd.send.journal import Journal
 from transferd.sources.base import (
     FailedItem,
@@ -57,49 +57,6 @@ _ENTRY_FLUSH = 2000
 """Entries recorded per journal transaction: one fsync per 2,000 small files, not per file."""
 _STREAMS_AHEAD = 256
 """Streams waiting for the stream lane: bounds how far the other items run ahead of them."""
-
-
-@dataclass(frozen=True)
-class PipelineConfig:
-    level: int = 1
-    """zstd level. On CSV exports level 1 runs ~1.5x faster than 3 for a ratio within 1%
-    (perf/README.md): the pipeline is compression-bound, so this is the default."""
-    workers: int = max(1, os.cpu_count() or 1)
-    uploads: int = 4
-    """Packs in flight to the store: hides the round trip; bounds what a crash resends."""
-    pack_target: int = PACK_TARGET
-    queue_blocks: int = 0
-    """Blocks between reader and packer; 0 means one per worker plus 6. Each queued block is
-    memory (4 MiB), and the queue is what lets the workers seal on while every upload slot waits
-    for the host's fsync: about a pack's worth of source beyond one block per worker. On 1 GiB
-    end to end with 2 workers: 4 blocks, 6.18 s and 206 MiB; 8 blocks, 5.48 s and 217 MiB; 12,
-    5.40 s and 240 MiB (medians of 3, load 2.5 to 3.6)."""
-
-    def blocks_in_queue(self) -> int:
-        return self.queue_blocks or self.workers + 6
-
-
-@dataclass
-class Counters:
-    """What the pipeline did so far: the progress display and the metrics read these."""
-
-    bytes_read: int = 0
-    bytes_new: int = 0
-    """Plaintext bytes of chunks sealed and placed into packs in this run."""
-    bytes_sealed: int = 0
-    bytes_sent: int = 0
-    """Pack bytes the store acknowledged in this run."""
-    bytes_reused: int = 0
-    """Bytes of unchanged entries, reused from the journal without being read."""
-    bytes_deduplicated: int = 0
-    """Bytes read whose chunks the host already holds (or this run already packed): not sent."""
-    entries: int = 0
-    entries_reused: int = 0
-    chunks_new: int = 0
-    chunks_known: int = 0
-    packs_sent: int = 0
-    failures: int = 0
-    started: float = field(default_factory=time.monotonic)
 
 
 @dataclass(slots=True)
@@ -164,7 +121,7 @@ class Pipeline:
         """The journal's writes, in order, off the event loop: each commit is an fsync, which
         stalled every upload and the packer while it lasted (30 ms a commit on a busy disk)."""
         self._flushing: asyncio.Future[None] | None = None
-        self._builder = PackBuilder()
+        self._builder = PackBuilder(config.pack_target)
         self._placed: set[bytes] = set()
         """Chunks placed into a pack of this run that the journal does not hold yet."""
         self._acks = 0
@@ -438,10 +395,10 @@ class Pipeline:
         c.chunks_new += 1
         c.bytes_new += sealed.plain_len
         c.bytes_sealed += len(sealed.blob)
-        return self._builder.size >= self.config.pack_target or self._builder.is_full()
+        return self._builder.is_full()
 
     async def _ship(self, tg: asyncio.TaskGroup) -> None:
-        builder, self._builder = self._builder, PackBuilder()
+        builder, self._builder = self._builder, PackBuilder(self.config.pack_target)
         nonce = self._rng(NONCE_SIZE)
         # A slot first, then the pack's bytes: a finished pack waiting for a slot held its
         # blobs and its joined copy at once, a fifth pack's worth of memory beside the four

@@ -33,7 +33,7 @@ from transferd.core.keys import (
 from transferd.core.source_entry import SourceEntry
 from transferd.errors import SourceError
 from transferd.restore.directory import restore
-from transferd.send.pipeline import PipelineConfig
+from transferd.send.config import PipelineConfig
 from transferd.send.run import send
 from transferd.sources.azure.auth import AzureOptions
 from transferd.sources.azure.names import mapped_path
