@@ -17,15 +17,17 @@ and when the source itself failed (the snapshot may be gone: the next run takes 
 
 Flow control goes through the job's ThrottledStore (stores/throttle.py) and the pipeline's own
 pause: *pause* starts no new read and no new upload and lets the uploads in flight finish; *stop*
-(daemon shutdown, cancel) pauses, waits for those uploads up to a deadline, records the entries
-read so far, then cancels the task. Nothing is acknowledged that was not stored: the journal
-records an upload only after the store returned (send/journal.py).
+(daemon shutdown, cancel) drains the pipeline in one call (no new read or pack, the uploads in
+flight finish up to a deadline, the entries read so far are recorded), then cancels the task.
+Nothing is acknowledged that was not stored: the journal records an upload only after the store
+returned (send/journal.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import datetime
 import logging
 import time
@@ -236,22 +238,15 @@ class ManagedJob:
                 self._set("cancelled")  # a paused or waiting job that had no task
             return
         self._set("stopping")
-        if self.pipeline is not None:
-            self.pipeline.pause()
-        store = self.store
-        if store is not None:
+        store, pipeline = self.store, self.pipeline
+        if pipeline is not None:
+            # Uploads held at a paused job's valve never started: none to wait for.
+            paused = store is not None and store.paused and not store.stats.in_flight
+            await pipeline.drain(0.0 if paused else deadline)
+        if store is not None:  # publishing: the manifest or segment in flight finishes
             store.pause()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(store.idle(), deadline)
-            except TimeoutError:
-                log.warning(
-                    "%d uploads still in flight after %.0f s: cancelled, they will be sent again",
-                    store.stats.in_flight,
-                    deadline,
-                    extra={"job": self.name},
-                )
-        if self.pipeline is not None and self.store is store:
-            self.pipeline.checkpoint()
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         self.task = None

@@ -61,6 +61,16 @@ CREATE TABLE IF NOT EXISTS entry_chunks (
 """
 
 
+_REUSABLE = (
+    "SELECT e.path, e.kind, e.mode, e.mtime_ns, e.size, e.target, e.blake3, e.extra, "
+    "e.fingerprint FROM entries e WHERE e.path IN (?) AND e.blake3 IS NOT NULL AND NOT EXISTS ("
+    "SELECT 1 FROM entry_chunks ec LEFT JOIN chunks c ON c.chunk_id = ec.chunk_id "
+    "WHERE ec.path = e.path AND c.chunk_id IS NULL)"
+)
+"""Entries at the given paths read to their end (a hash) with no chunk missing from ``chunks``;
+``(?)`` becomes one placeholder per path."""
+
+
 class Journal:
     """One job's journal. Writes go through one connection from one thread at a time (the
     caller's); worker threads read through ``reader()`` connections of their own."""
@@ -173,26 +183,21 @@ class Journal:
         (chunks,) = self._db.execute("SELECT count(*) FROM chunks").fetchone()
         return int(packs), int(size), int(chunks)
 
-    @staticmethod
-    def known_chunks(db: sqlite3.Connection, chunk_ids: Sequence[bytes]) -> set[bytes]:
-        """Which of ``chunk_ids`` are acknowledged, via ``db``: one query per 500 ids, where a
-        query per chunk cost more than sealing the chunk when files are small."""
+    def known_chunks(self, chunk_ids: Sequence[bytes]) -> set[bytes]:
+        """Which of ``chunk_ids`` are acknowledged, through the calling thread's reader: one
+        query per 500 ids, where a query per chunk cost more than sealing the chunk when files
+        are small."""
+        db = self.reader()
         known: set[bytes] = set()
         for start in range(0, len(chunk_ids), _IN_BATCH):
             batch = chunk_ids[start : start + _IN_BATCH]
             marks = ",".join("?" * len(batch))  # only placeholders go into the text
             query = f"SELECT chunk_id FROM chunks WHERE chunk_id IN ({marks})"  # noqa: S608
-            rows = db.execute(query, batch)
-            known.update(row[0] for row in rows)
+            known.update(row[0] for row in db.execute(query, batch))
         return known
 
-    @staticmethod
-    def chunk_location(db: sqlite3.Connection, chunk_id: bytes) -> tuple[int, int, int, int] | None:
-        """(pack_id, offset, blob_len, plain_len) of an acknowledged chunk, via ``db``."""
-        row = db.execute(
-            "SELECT pack_id, offset, blob_len, plain_len FROM chunks WHERE chunk_id=?", (chunk_id,)
-        ).fetchone()
-        return None if row is None else (row[0], row[1], row[2], row[3])
+    def has_chunks(self) -> bool:
+        return self._db.execute("SELECT 1 FROM chunks LIMIT 1").fetchone() is not None
 
     # --- entries ------------------------------------------------------------------------------
 
@@ -225,20 +230,18 @@ class Journal:
             db.execute("ROLLBACK")
             raise
 
-    @staticmethod
-    def reusable_entry(db: sqlite3.Connection, path: bytes) -> SourceEntry | None:
-        """The recorded entry at ``path`` if every chunk it names is acknowledged, via ``db``."""
-        row = db.execute("SELECT * FROM entries WHERE path=?", (path,)).fetchone()
-        if row is None or row[6] is None:  # no blake3: it was never read to its end
-            return None
-        (missing,) = db.execute(
-            "SELECT count(*) FROM entry_chunks ec LEFT JOIN chunks c ON c.chunk_id = ec.chunk_id "
-            "WHERE ec.path=? AND c.chunk_id IS NULL",
-            (path,),
-        ).fetchone()
-        if missing:
-            return None
-        return SourceEntry(*row[:9])
+    def reusable_entries(self, paths: Sequence[bytes]) -> dict[bytes, SourceEntry]:
+        """The recorded entries at ``paths`` whose every chunk is acknowledged and that were
+        read to their end, through the calling thread's reader: one query per 500 paths, where
+        a query per file cost 20,000 queries for 20,000 small files on a resume."""
+        db = self.reader()
+        found: dict[bytes, SourceEntry] = {}
+        for start in range(0, len(paths), _IN_BATCH):
+            batch = paths[start : start + _IN_BATCH]
+            marks = ",".join("?" * len(batch))  # only placeholders go into the text
+            for row in db.execute(_REUSABLE.replace("(?)", f"({marks})"), batch):
+                found[row[0]] = SourceEntry(*row)
+        return found
 
     def has_entries(self) -> bool:
         return self._db.execute("SELECT 1 FROM entries LIMIT 1").fetchone() is not None

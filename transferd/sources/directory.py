@@ -22,7 +22,7 @@ import os
 import socket
 import stat
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +131,7 @@ class DirectorySource:
                 for item in batch:
                     yield item
 
-    async def batches(self) -> AsyncGenerator[list[Item], None]:
+    async def batches(self) -> AsyncGenerator[Sequence[Item], None]:
         """The items in lists of up to BATCH_ITEMS: the pipeline takes a list per event-loop
         step rather than an item (20,000 small files: 40 steps, not 20,000)."""
         walker = self._batches()
