@@ -36,8 +36,8 @@ INLINE_MAX = 256 * 1024
 """Files up to this size are read while listing (one read each, no separate stream)."""
 BLOCK_SIZE = 4 * 1024 * 1024
 """Read size of large files: big enough that a thread hop per block costs nothing (250 per GB),
-small enough that the blocks queued between reader and packer stay few MiB: with 8 MiB blocks
-the sender's peak RSS end to end was 290 to 310 MiB, with 4 MiB 230 to 236 (perf/README.md)."""
+small enough that the blocks queued between reader and packer stay few MiB (8 MiB blocks cost
+the sender about 70 MiB more peak RSS end to end: perf/README.md, item 8)."""
 BATCH_ITEMS = 512
 BATCH_BYTES = 8 * 1024 * 1024
 """A listing batch ends at this many items or inline bytes: bounds the memory of one batch."""
