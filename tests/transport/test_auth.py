@@ -8,9 +8,8 @@ import pytest
 
 from tests.stores.backends import SENDER
 from transferd.core.keys import SenderSecretKey
-from transferd.errors import ConfigError, KeyFormatError
+from transferd.errors import ApiError, ConfigError, KeyFormatError
 from transferd.transport.auth import (
-    ApiError,
     Authorizer,
     NonceCache,
     authorization,

@@ -24,10 +24,9 @@ from transferd.core.manifest import check_job_name
 from transferd.daemon.definitions import CANCEL, RUN, Definitions, JobDefinition
 from transferd.daemon.job import JobEnv, ManagedJob, utc_now
 from transferd.daemon.logs import JobLogFiles
-from transferd.errors import ConfigError, FormatError, JobNotFoundError
+from transferd.errors import ConfigError, FormatError, JobNotFoundError, ObjectNotFoundError
 from transferd.jobs.pipeline import PipelineConfig
 from transferd.sources.open import is_postgres, open_source
-from transferd.stores.base import ObjectNotFoundError
 from transferd.stores.open import open_store
 from transferd.stores.retry import RetryingStore
 from transferd.transport.ratelimit import TokenBucket, format_rate

@@ -23,10 +23,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from transferd.core.constants import PACK_MAX_SIZE
-from transferd.errors import StoreError
+from transferd.errors import ObjectNotFoundError, StoreError
 from transferd.jobs.inventory import Inventory, Ref
 from transferd.report.model import Failure
-from transferd.stores.base import ObjectNotFoundError, Store
+from transferd.stores.base import Store
 
 READ_SIZE = 8 * 1024 * 1024
 """Bytes per read: large enough that the thread hops and a request per range cost nothing next

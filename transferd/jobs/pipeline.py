@@ -35,18 +35,10 @@ from transferd.core import chunking, envelope
 from transferd.core.constants import CHUNK_MIN, NONCE_SIZE, PACK_TARGET
 from transferd.core.jobkey import JobKey
 from transferd.core.packs import PackBuilder, PackEntry
-from transferd.errors import SourceError
+from transferd.errors import SourceChangedError, SourceError
 from transferd.jobs import tuning
 from transferd.jobs.journal import Entry, Journal
-from transferd.sources.base import (
-    FailedItem,
-    InlineItem,
-    Item,
-    MetaItem,
-    Source,
-    SourceChangedError,
-    StreamItem,
-)
+from transferd.sources.base import FailedItem, InlineItem, Item, MetaItem, Source, StreamItem
 from transferd.stores.base import Store
 
 log = logging.getLogger(__name__)

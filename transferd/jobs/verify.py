@@ -32,16 +32,10 @@ from transferd.core import objectlist
 from transferd.core.constants import OBJECT_LIST_ENTRY_SIZE, OBJECT_LIST_MAX_ENTRIES
 from transferd.core.jobkey import JobKey
 from transferd.core.keys import RecipientIdentity, SenderPublicKey
-from transferd.errors import FormatError, JobNotFoundError, StoreError
+from transferd.errors import FormatError, JobNotFoundError, ObjectNotFoundError, StoreError
 from transferd.jobs.against import SourceComparison
 from transferd.jobs.inventory import Inventory, Ref
-from transferd.jobs.objectcheck import (
-    Digest,
-    ObjectReader,
-    Throughput,
-    default_workers,
-    judge,
-)
+from transferd.jobs.objectcheck import Digest, ObjectReader, Throughput, default_workers, judge
 from transferd.jobs.reader import JobReader, unwrap_key
 from transferd.jobs.seen import SeenState
 from transferd.jobs.verify_deep import DeepCheck
@@ -49,7 +43,7 @@ from transferd.jobs.verify_manifests import Trusted, check_manifests, check_seen
 from transferd.report.model import AGAINST_CHECKS, DEEP_CHECKS, OBJECT_CHECKS, Failure, Report
 from transferd.report.seal import fingerprint
 from transferd.sources.open import is_postgres
-from transferd.stores.base import ObjectNotFoundError, Store
+from transferd.stores.base import Store
 
 if TYPE_CHECKING:
     from transferd.jobs.verify_pg import PgComparison

@@ -32,11 +32,11 @@ from transferd.core import envelope
 from transferd.core.catalog import ChunkRef
 from transferd.core.jobkey import JobKey
 from transferd.core.manifest import SignedManifest
-from transferd.errors import StoreError, TransferdError
+from transferd.errors import ObjectNotFoundError, StoreError, TransferdError
 from transferd.jobs.entries import Chunks, End, Entry, show
 from transferd.jobs.reader import ChunkWindows, JobReader, parse_segment
 from transferd.report.model import Failure, Report
-from transferd.stores.base import ObjectNotFoundError, Store
+from transferd.stores.base import Store
 
 INLINE_HASH = 256 * 1024
 """Chunks up to this size are hashed on the event loop: a thread hop would cost more."""

@@ -50,7 +50,7 @@ import asyncpg
 import blake3
 
 from transferd.core.rowset import SALT_SIZE, RowMultiset
-from transferd.errors import StoreError, TransferdError
+from transferd.errors import ObjectNotFoundError, StoreError, TransferdError
 from transferd.jobs.entries import End, show
 from transferd.jobs.reader import JobReader, Piece
 from transferd.jobs.verify_deep import CatalogEntry
@@ -59,7 +59,6 @@ from transferd.sources import pg_conninfo, pg_listing
 from transferd.sources.pg_copy import CopyReader
 from transferd.sources.pg_listing import Selection, SequenceRef, Table
 from transferd.sources.pg_snapshot import SnapshotHolder, locks_released, quote_literal
-from transferd.stores.base import ObjectNotFoundError
 
 HASH_INLINE = 1024 * 1024
 """Blocks up to this size are hashed on the event loop; larger ones on a thread."""

@@ -51,11 +51,11 @@ from azure.core.exceptions import (
 from azure.storage.blob import BlobProperties
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 
-from transferd.errors import SourceError
+from transferd.errors import SourceChangedError, SourceError
 from transferd.jobs.journal import Entry
 from transferd.sources.azure_auth import AzureLocation, AzureOptions, resolve
 from transferd.sources.azure_names import PathMapper
-from transferd.sources.base import InlineItem, Item, SourceChangedError
+from transferd.sources.base import InlineItem, Item
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)

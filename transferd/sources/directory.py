@@ -26,9 +26,9 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-from transferd.errors import SourceError
+from transferd.errors import SourceChangedError, SourceError
 from transferd.jobs.journal import Entry
-from transferd.sources.base import FailedItem, InlineItem, Item, MetaItem, SourceChangedError
+from transferd.sources.base import FailedItem, InlineItem, Item, MetaItem
 
 log = logging.getLogger(__name__)
 

@@ -39,18 +39,13 @@ from typing import Any
 
 import asyncpg
 
-from transferd.errors import ConfigError, SourceError
+from transferd.errors import ConfigError, SnapshotGoneError, SourceError
 from transferd.jobs.journal import Entry
 from transferd.sources import pg_conninfo, pg_listing
 from transferd.sources.base import InlineItem, Item
 from transferd.sources.pg_copy import BUFFER_BYTES, RANGE_PAGES, CopyReader
 from transferd.sources.pg_listing import Selection, Table
-from transferd.sources.pg_snapshot import (
-    SnapshotGoneError,
-    SnapshotHolder,
-    locks_released,
-    quote_literal,
-)
+from transferd.sources.pg_snapshot import SnapshotHolder, locks_released, quote_literal
 from transferd.sources.pg_tools import pg_dump
 
 log = logging.getLogger(__name__)

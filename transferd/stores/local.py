@@ -47,19 +47,14 @@ from transferd.core.constants import MANIFEST_SEQUENCE_DIGITS
 from transferd.core.manifest import manifest_name
 from transferd.errors import (
     IntegrityError,
+    ManifestExistsError,
+    ObjectNotFoundError,
     PermanentStoreError,
     StoreError,
     StoreFullError,
     TransientStoreError,
 )
-from transferd.stores.base import (
-    ManifestExistsError,
-    ObjectNotFoundError,
-    check_copy_name,
-    check_copy_series,
-    check_job,
-    check_object_name,
-)
+from transferd.stores.base import check_copy_name, check_copy_series, check_job, check_object_name
 
 FILE_MODE = 0o640
 DIR_MODE = 0o750

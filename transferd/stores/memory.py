@@ -5,15 +5,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncIterator, Sequence
 
-from transferd.errors import IntegrityError
-from transferd.stores.base import (
-    ManifestExistsError,
-    ObjectNotFoundError,
-    check_copy_name,
-    check_copy_series,
-    check_job,
-    check_object_name,
-)
+from transferd.errors import IntegrityError, ManifestExistsError, ObjectNotFoundError
+from transferd.stores.base import check_copy_name, check_copy_series, check_job, check_object_name
 
 
 class MemoryStore:

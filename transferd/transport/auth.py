@@ -34,7 +34,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from transferd.core.keys import SenderPublicKey, SenderSecretKey, describe, parse_key_text
-from transferd.errors import ConfigError, KeyFormatError
+from transferd.errors import ApiError, ConfigError, KeyFormatError
 
 SCHEME = "TD1"
 SIGNING_PREFIX = b"transferd-request v1\n"
@@ -54,16 +54,6 @@ _TS = re.compile(r"[0-9]{1,12}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _PATTERN = re.compile(r"[a-z0-9._*?\[\]!-]{1,64}")
 _FIELDS = ("key", "ts", "nonce", "sig")
-
-
-class ApiError(Exception):
-    """A request the server refuses: its HTTP status, a stable code, and a message for people."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
 
 
 def unauthorized(message: str) -> ApiError:

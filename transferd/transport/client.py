@@ -53,6 +53,8 @@ from transferd.core.keys import SenderSecretKey
 from transferd.errors import (
     ConfigError,
     IntegrityError,
+    ManifestExistsError,
+    ObjectNotFoundError,
     PermanentStoreError,
     StoreFullError,
     TransferdError,
@@ -60,8 +62,6 @@ from transferd.errors import (
 )
 from transferd.stores.base import (
     HAVE_BATCH,
-    ManifestExistsError,
-    ObjectNotFoundError,
     check_copy_name,
     check_copy_series,
     check_job,

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from transferd.errors import ApiError
 from transferd.stores.base import Store
 from transferd.transport.auth import (
     CONTENT_SHA256,
-    ApiError,
     Authorizer,
     Credentials,
     NonceCache,

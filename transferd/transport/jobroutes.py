@@ -19,9 +19,9 @@ from aiohttp import web
 from transferd.core import manifest as core_manifest
 from transferd.core.constants import MANIFEST_MAX_SIZE, PACK_MAX_SIZE
 from transferd.core.keys import SenderPublicKey, parse_key_text
-from transferd.errors import FormatError, IntegrityError
-from transferd.stores.base import HAVE_BATCH, ObjectNotFoundError, Store
-from transferd.transport.auth import ApiError, digests_equal
+from transferd.errors import ApiError, FormatError, IntegrityError, ObjectNotFoundError
+from transferd.stores.base import HAVE_BATCH, Store
+from transferd.transport.auth import digests_equal
 from transferd.transport.context import (
     AUTHORIZER,
     STORE,

@@ -41,18 +41,20 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from transferd.errors import (
+    ApiError,
     ConfigError,
     FormatError,
     IntegrityError,
+    ManifestExistsError,
+    ObjectNotFoundError,
     PermanentStoreError,
     StoreFullError,
     TransferdError,
     TransientStoreError,
 )
-from transferd.stores.base import ManifestExistsError, ObjectNotFoundError, Store
+from transferd.stores.base import Store
 from transferd.transport.auth import (
     CONTENT_SHA256,
-    ApiError,
     Authorizer,
     Credentials,
     NonceCache,

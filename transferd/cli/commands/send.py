@@ -17,6 +17,7 @@ from transferd.cli.keyargs import load_recipients, load_sender_key
 from transferd.cli.output import Output, add_json_flag
 from transferd.cli.pgargs import add_source_arguments, source_options
 from transferd.cli.progress import human_bytes, parse_size, report_progress
+from transferd.errors import EXIT_OK, EXIT_PARTIAL
 from transferd.jobs.pipeline import Counters, PipelineConfig
 from transferd.jobs.send import SendResult, send
 from transferd.jobs.state import default_state_dir
@@ -25,8 +26,6 @@ from transferd.runtime import setup_logging
 from transferd.sources.open import open_source
 from transferd.stores.open import open_store
 from transferd.stores.retry import RetryingStore
-
-EXIT_PARTIAL = 3
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -193,4 +192,4 @@ def run(args: argparse.Namespace, out: Output) -> int:
     for p, m in result.failures:
         out.warning(f"not copied: {p.decode('utf-8', 'backslashreplace')}: {m}")
     out.result(summary, lines)  # type: ignore[arg-type]
-    return EXIT_PARTIAL if result.failures else 0
+    return EXIT_PARTIAL if result.failures else EXIT_OK

@@ -20,36 +20,26 @@ from transferd.cli.keyargs import load_identity, load_sender_key, parse_sender_a
 from transferd.cli.output import Output, add_json_flag
 from transferd.cli.pgargs import add_password_file
 from transferd.cli.readprogress import show_progress
-from transferd.cli.storeargs import StoreUnopenedError, add_read_location, open_for_reading
+from transferd.cli.storeargs import add_read_location, open_for_reading
 from transferd.core.keys import SenderSecretKey
 from transferd.errors import (
+    VERDICT_ERRORS,
+    VERDICT_TEXT,
     ConfigError,
-    CopyAlteredError,
-    CopyDiffersError,
-    CopyIncompleteError,
-    CopyUntrustedError,
+    StoreUnopenedError,
     StoreUnreadableError,
-    TransferdError,
 )
 from transferd.jobs.objectcheck import Throughput, default_workers
 from transferd.jobs.seen import SeenState, default_seen_path
 from transferd.jobs.verify import VerifyOptions, verify_copy
 from transferd.report import html, seal
-from transferd.report.model import VERDICT_TEXT, Report
+from transferd.report.model import Report
 from transferd.runtime import run as run_async
 from transferd.sources.open import is_postgres
 from transferd.stores.base import Store
 
 HUMAN_FAILURES = 50
 """Failures printed on the terminal; the report lists them all."""
-
-VERDICT_ERRORS: dict[str, type[TransferdError]] = {
-    "untrusted": CopyUntrustedError,
-    "differs": CopyDiffersError,
-    "altered": CopyAlteredError,
-    "incomplete": CopyIncompleteError,
-    "unreadable": StoreUnreadableError,
-}
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
