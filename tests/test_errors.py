@@ -107,11 +107,12 @@ def test_no_other_module_defines_an_exit_code_or_a_verdict_table() -> None:
             targets = node.targets if isinstance(node, ast.Assign) else []
             if isinstance(node, ast.AnnAssign):
                 targets = [node.target]
-            for target in targets:
-                if isinstance(target, ast.Name) and re.fullmatch(
-                    r"EXIT_\w+|VERDICT_\w+|PRECEDENCE", target.id
-                ):
-                    found.append(f"{path.relative_to(REPO)}:{node.lineno} {target.id}")
+            found.extend(
+                f"{path.relative_to(REPO)}:{node.lineno} {target.id}"
+                for target in targets
+                if isinstance(target, ast.Name)
+                and re.fullmatch(r"EXIT_\w+|VERDICT_\w+|PRECEDENCE", target.id)
+            )
     assert found == []
 
 

@@ -68,9 +68,11 @@ class Output:
         exit_code: int,
         extra: Mapping[str, JSONValue] | None = None,
     ) -> None:
-        """Report the error that ends the command (called by ``cli/main.py`` only)."""
+        """Report the error that ends the command (called by ``cli/main.py`` only). ``extra``
+        (the error's fields: ``path``, ``job``, ``cause``...) goes into the JSON object beside
+        ``error``, ``hint`` and ``exit_code``, which it cannot replace."""
         obj: dict[str, JSONValue] = {"error": message, "hint": hint, "exit_code": exit_code}
-        self._to_stderr("error", message, hint, {**obj, **(extra or {})})
+        self._to_stderr("error", message, hint, {**(extra or {}), **obj})
 
     def _to_stderr(
         self, kind: str, message: str, hint: str | None, obj: Mapping[str, JSONValue]
