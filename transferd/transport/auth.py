@@ -164,6 +164,8 @@ def verify(
             "clock_skew",
             f"clock skew of {int(abs(skew))} s exceeds the allowed {CLOCK_SKEW_LIMIT} s "
             f"(the request is {'behind' if skew > 0 else 'ahead of'} the server's clock)",
+            skew_seconds=int(skew),
+            limit_seconds=CLOCK_SKEW_LIMIT,
         )
     message = signing_string(
         method=method,
