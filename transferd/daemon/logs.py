@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from transferd.durable import write_all
+
 current_job: contextvars.ContextVar[str | None] = contextvars.ContextVar("job", default=None)
 
 LOG_FILE_MAX = 8 * 1024 * 1024
@@ -111,7 +113,7 @@ class JobLogFiles(logging.Handler):
                 pass
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
             try:
-                os.write(fd, line)
+                write_all(fd, line)
             finally:
                 os.close(fd)
         except OSError:

@@ -22,6 +22,7 @@ from transferd.cli.pgargs import add_password_file
 from transferd.cli.readprogress import show_progress
 from transferd.cli.storeargs import add_read_location, open_for_reading
 from transferd.core.keys import SenderSecretKey
+from transferd.durable import replace_file
 from transferd.errors import (
     VERDICT_ERRORS,
     VERDICT_TEXT,
@@ -208,13 +209,13 @@ def run(args: argparse.Namespace, out: Output) -> int:
 
 
 def _write(path: Path, text: str) -> None:
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Write a report whole and durably (durable.py): a filed report is evidence, and a crash
+    must leave the old file or the new one, never half of one."""
     try:
-        temp.write_text(text, encoding="utf-8")
-        os.replace(temp, path)
+        replace_file(path, text.encode("utf-8"), mode=0o666)  # a user's file: the umask decides
     except OSError as e:
-        temp.unlink(missing_ok=True)
-        raise ConfigError(f"cannot write report {path}: {e.strerror}") from None
+        reason = (e.strerror or str(e)).lower()
+        raise ConfigError(f"cannot write report {path}: {reason}", path=str(path)) from None
 
 
 def _human(report: Report, document: dict[str, Any], args: argparse.Namespace) -> list[str]:
