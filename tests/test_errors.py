@@ -99,14 +99,17 @@ def test_every_exit_code_a_class_carries_is_in_the_table() -> None:
 
 def test_no_other_module_defines_an_exit_code_or_a_verdict_table() -> None:
     """An ``EXIT_…`` constant or a verdict table elsewhere is a code the table does not own."""
-    found = []
+    found: list[str] = []
     for path in sorted(PACKAGE.rglob("*.py")):
         if path == PACKAGE / "errors.py":
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            targets = node.targets if isinstance(node, ast.Assign) else []
-            if isinstance(node, ast.AnnAssign):
+            if isinstance(node, ast.Assign):
+                targets = node.targets
+            elif isinstance(node, ast.AnnAssign):
                 targets = [node.target]
+            else:
+                continue
             found.extend(
                 f"{path.relative_to(REPO)}:{node.lineno} {target.id}"
                 for target in targets
