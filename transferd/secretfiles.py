@@ -47,11 +47,14 @@ def _os_error(action: str, path: Path, exc: OSError) -> ConfigError:
         return ConfigError(
             f"{path} already exists; refusing to overwrite it",
             hint="choose another file name; remove the old file only if nothing needs its key",
+            path=str(path),
         )
     if isinstance(exc, FileNotFoundError) and action == "create":
-        return ConfigError(f"cannot create {path}: directory {path.parent} does not exist")
+        return ConfigError(
+            f"cannot create {path}: directory {path.parent} does not exist", path=str(path)
+        )
     reason = (exc.strerror or str(exc)).lower()
-    return ConfigError(f"cannot {action} {path}: {reason}")
+    return ConfigError(f"cannot {action} {path}: {reason}", path=str(path))
 
 
 def write_secret_file(path: Path, data: bytes) -> None:

@@ -141,6 +141,8 @@ async def _check_chain(
         raise JobNotFoundError(
             f"copy {copy} has no copy manifest at {store.description}",
             hint="check the copy name and the store; agents write it as jobs finish",
+            copy=copy,
+            store=store.description,
         )
     previous: SignedCopyManifest | None = None
     for expected, number in enumerate(numbers, 1):

@@ -125,7 +125,9 @@ class Manager:
         job = self.jobs.get(name)
         if job is None:
             raise JobNotFoundError(
-                f"no job {name} in this daemon", hint="list jobs with 'transferd jobs list'"
+                f"no job {name} in this daemon",
+                hint="list jobs with 'transferd jobs list'",
+                job=name,
             )
         return job
 

@@ -103,6 +103,8 @@ async def verify_copy(
                 raise JobNotFoundError(
                     f"job {job} has no manifest at {store.description}",
                     hint="check the job name and the store (transferd jobs list)",
+                    job=job,
+                    store=store.description,
                 )
         if trusted is None:
             for check in (*OBJECT_CHECKS, *DEEP_CHECKS, *AGAINST_CHECKS):

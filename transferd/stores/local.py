@@ -333,7 +333,7 @@ class LocalStore:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
-            raise ObjectNotFoundError(f"{what} is not in the store") from None
+            raise ObjectNotFoundError(f"{what} is not in the store", key=str(path)) from None
         except OSError as exc:
             raise self._error(f"read {what}", path, exc) from exc
         try:

@@ -33,7 +33,9 @@ class MemoryStore:
         try:
             data = self.objects[job][name]
         except KeyError:
-            raise ObjectNotFoundError(f"object {name} of job {job} is not in the store") from None
+            raise ObjectNotFoundError(
+                f"object {name} of job {job} is not in the store", job=job, key=name
+            ) from None
         end = len(data) if length is None else offset + length
         return data[offset:end]
 

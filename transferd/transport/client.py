@@ -175,7 +175,9 @@ class HttpStore:
         what = f"reading object {name} of job {job}"
         if length == 0:  # no Range header can ask for zero bytes; only existence matters
             if name not in await self.has_objects(job, [name]):
-                raise ObjectNotFoundError(f"object {name} of job {job} is not in the store")
+                raise ObjectNotFoundError(
+                    f"object {name} of job {job} is not in the store", job=job, key=name
+                )
             return b""
         headers = {}
         if offset or length is not None:
