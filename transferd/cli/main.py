@@ -22,7 +22,7 @@ from typing import NoReturn
 from transferd import __version__
 from transferd.cli import commands
 from transferd.cli.output import PROG, JSONValue, Output
-from transferd.errors import CancelledByUserError, ConfigError, TransferdError
+from transferd.errors import EXIT_BUG, CancelledByUserError, ConfigError, TransferdError
 
 BUG_MESSAGE = f"this is a bug in {PROG}, please report it"
 
@@ -103,9 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 -- the one catch-all: anything else is a bug
         trace = "".join(traceback.format_exception(exc))
         if out.json_mode:
-            out.error(BUG_MESSAGE, hint=None, exit_code=1, extra={"traceback": trace})
+            out.error(BUG_MESSAGE, hint=None, exit_code=EXIT_BUG, extra={"traceback": trace})
         else:
             sys.stderr.write(trace)
-            out.error(BUG_MESSAGE, hint=None, exit_code=1)
-        return 1
+            out.error(BUG_MESSAGE, hint=None, exit_code=EXIT_BUG)
+        return EXIT_BUG
     return code

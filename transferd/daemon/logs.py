@@ -95,6 +95,8 @@ class JobLogFiles(logging.Handler):
         super().__init__()
         self.directory = directory
         self.setFormatter(StructuredFormatter("logfmt"))
+        self._failing: tuple[Path, int | None] | None = None
+        """The file and errno of the write that failed last, until one succeeds."""
 
     def path(self, job: str) -> Path:
         return self.directory / f"{job}.log"
@@ -116,8 +118,16 @@ class JobLogFiles(logging.Handler):
                 write_all(fd, line)
             finally:
                 os.close(fd)
-        except OSError:
-            self.handleError(record)
+        except OSError as e:
+            # A full or read-only state directory: the line still reaches the journal (the
+            # stderr handler); say once why the job's file lacks it, not a logging traceback
+            # per line.
+            if self._failing != (path, e.errno):
+                self._failing = (path, e.errno)
+                reason = (e.strerror or str(e)).lower()
+                sys.stderr.write(f"transferd: warning: cannot write job log {path}: {reason}\n")
+        else:
+            self._failing = None
 
     def tail(self, job: str, lines: int, offset: int | None) -> tuple[list[str], int]:
         """The last ``lines`` lines (``offset`` None), or the lines after byte ``offset``, and the
