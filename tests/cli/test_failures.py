@@ -134,6 +134,7 @@ def objects_in(store: Path) -> dict[str, int]:
     return {p.name: p.stat().st_size for p in root.rglob("*") if p.is_file()}
 
 
+@pytest.mark.slow  # 4 s: two sends and a restore of 4,000 files
 def test_a_full_state_directory_exits_9_and_the_same_command_resumes_once_space_is_freed(
     run: Run, tmp_path: Path, owner: str
 ) -> None:
