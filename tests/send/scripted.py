@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from transferd.core.source_entry import SourceEntry
-from transferd.sources.base import InlineItem, Item, MetaItem, SourceChangedError
+from transferd.errors import SourceChangedError
+from transferd.sources.base import InlineItem, Item, MetaItem
 
 
 @dataclass

@@ -87,15 +87,19 @@ class Azure(Backend):
     def __init__(self, server: Azurite, tmp: Path) -> None:
         self.server = server
         self.options = AzureOptions(credential_file=server.credential_file(tmp), attempts=2)
-        self.service = BlobServiceClient.from_connection_string(server.connection_string)
+
+    def service(self) -> BlobServiceClient:
+        """A client of its own for each use, closed after it (its sockets with it)."""
+        return BlobServiceClient.from_connection_string(self.server.connection_string)
 
     def make(self, tmp: Path) -> Made:
         container = f"contract{next(_names)}"
-        client = self.service.get_container_client(container)
-        client.create_container()
-        for name, data in FILES.items():
-            md5 = bytearray(hashlib.md5(data, usedforsecurity=False).digest())
-            client.upload_blob(name, data, content_settings=ContentSettings(content_md5=md5))
+        with self.service() as service:
+            client = service.get_container_client(container)
+            client.create_container()
+            for name, data in FILES.items():
+                md5 = bytearray(hashlib.md5(data, usedforsecurity=False).digest())
+                client.upload_blob(name, data, content_settings=ContentSettings(content_md5=md5))
         url = f"az://{ACCOUNT}/{container}"
         contents: dict[bytes, bytes | None] = {k.encode(): v for k, v in FILES.items()}
         return Made(lambda: AzureBlobSource(url, self.options), contents)
@@ -103,7 +107,8 @@ class Azure(Backend):
     def lose(self, tmp: Path, made: Made, path: bytes) -> None:
         source = made.open()
         assert isinstance(source, AzureBlobSource)
-        self.service.get_container_client(source.location.container).delete_blob(path.decode())
+        with self.service() as service:
+            service.get_container_client(source.location.container).delete_blob(path.decode())
 
 
 class Postgres(Backend):
@@ -218,9 +223,10 @@ def test_batches_hold_the_items_of_items_in_the_same_order(
     lists, _ = run(read_all(made.open()))  # type: ignore[misc]
 
     async def one_by_one() -> list[bytes]:
+        """Each item read before the next one is asked for, as the pipeline reads them."""
         source = made.open()
         try:
-            return [i.entry.path async for i in source.items() if not isinstance(i, FailedItem)]
+            return [(await _read(i)).path async for i in source.items()]
         finally:
             await source.close()
 

@@ -28,7 +28,7 @@ from concurrent.futures import Executor
 
 from transferd.core import chunking
 from transferd.core.source_entry import SourceEntry
-from transferd.errors import SourceError
+from transferd.errors import SourceChangedError, SourceError
 from transferd.send.config import Counters
 from transferd.send.journal import Journal
 from transferd.send.seal import Sealer, cut_and_hash
@@ -48,7 +48,6 @@ from transferd.sources.base import (
     Item,
     MetaItem,
     Source,
-    SourceChangedError,
     StreamItem,
 )
 

@@ -74,6 +74,10 @@ class Recorder:
         self._writing = asyncio.wrap_future(
             self._thread.submit(self._write_entries, entries, touched)
         )
+        # When the batch before fails (a full state directory), this one is never awaited and
+        # fails the same way: marked as seen, so that its error is not printed a second time as
+        # "Future exception was never retrieved" after the first one ended the run.
+        self._writing.add_done_callback(_seen)
         if previous is not None:
             await previous
 
@@ -102,3 +106,8 @@ class Recorder:
     def close(self) -> None:
         """Wait for the writes handed over, then stop the thread."""
         self._thread.shutdown(wait=True)
+
+
+def _seen(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
