@@ -22,8 +22,11 @@ Every agent of a copy reads the same plan (paths in it are relative to the file,
     endpoint = "https://s3.gra.io.cloud.ovh.net"
     credentials_file = "keys/s3.credentials"
 
-    [azure]                                 # optional: for az:// sources (sources/azure/auth.py)
-    credential_file = "keys/azure.credential"
+    [azure]                                 # optional: for az:// sources (sources/azure/table.py)
+    auth = "client-secret"                  # Entra ID; or key (credential_file), managed-identity…
+    tenant_id = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+    client_id = "2b1fd3c5-0f4e-4b2c-9a1e-7c3d9e8f1a01"
+    client_secret_file = "${CREDENTIALS_DIRECTORY}/azure-sp-secret"
 
     [[job]]
     name = "dcir-2019"
@@ -45,6 +48,7 @@ from typing import Any
 
 from transferd.core.manifest import check_job_name
 from transferd.errors import ConfigError, FormatError
+from transferd.sources.azure.table import check_table as check_azure_table
 from transferd.util.tomlfile import config_path, read_toml
 
 DEFAULT_LEASE_SECONDS = 300.0
@@ -135,9 +139,7 @@ def load_plan(path: Path) -> CopyPlan:
     azure = doc.get("azure", {})
     if not isinstance(azure, dict):
         raise ConfigError(f"[azure] of {where} must be a table")
-    _known(azure, frozenset({"credential_file", "endpoint"}), f"[azure] of {where}")
-    if isinstance(azure.get("credential_file"), str):
-        azure = {**azure, "credential_file": str(config_path(base, azure["credential_file"]))}
+    azure = check_azure_table(azure, base, where)
     return CopyPlan(
         path=path,
         name=name,

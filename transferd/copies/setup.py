@@ -11,6 +11,7 @@ from transferd.core.keys import RecipientKey, SenderSecretKey
 from transferd.errors import ConfigError, KeyFormatError
 from transferd.send.compose import SendOptions
 from transferd.sources.azure.auth import AzureOptions
+from transferd.sources.azure.table import options_from_table
 from transferd.sources.base import Source
 from transferd.sources.open import open_source
 from transferd.stores.base import CopyStore
@@ -69,10 +70,4 @@ def open_plan_source(plan: CopyPlan, spec: str) -> Source:
 
 def plan_azure(plan: CopyPlan) -> AzureOptions:
     """The plan's [azure] settings as an Azure Blob source takes them."""
-    azure = plan.azure
-    credential = azure.get("credential_file")
-    endpoint = azure.get("endpoint")
-    return AzureOptions(
-        credential_file=Path(credential) if isinstance(credential, str) else None,
-        endpoint=endpoint if isinstance(endpoint, str) else None,
-    )
+    return options_from_table(plan.azure)

@@ -1,4 +1,5 @@
-"""Fixtures of the Azure Blob source tests: one Azurite per test module."""
+"""Fixtures of the Azure Blob source tests: one Azurite per test module; for Entra ID, a test CA,
+a token endpoint and an Azurite over HTTPS with OAuth."""
 
 from __future__ import annotations
 
@@ -7,10 +8,30 @@ from collections.abc import Iterator
 import pytest
 
 from tests.sources.azure.azurite import Azurite, running_azurite
+from tests.sources.azure.certs import Certs, make_certs
+from tests.sources.azure.tokenserver import TokenServer, running_token_server
 from tests.stores.backends import pytest_pyfunc_call as pytest_pyfunc_call
 
 
 @pytest.fixture(scope="module")
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
     with running_azurite(tmp_path_factory.mktemp("azurite")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    return make_certs(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture(scope="module")
+def token_server(certs: Certs) -> Iterator[TokenServer]:
+    with running_token_server(certs) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def azurite_oauth(tmp_path_factory: pytest.TempPathFactory, certs: Certs) -> Iterator[Azurite]:
+    """Azurite over HTTPS, taking Entra ID bearer tokens (and still the account key)."""
+    with running_azurite(tmp_path_factory.mktemp("azurite-oauth"), certs) as server:
         yield server

@@ -1,6 +1,9 @@
 """Where an Azure Blob source is and how to sign in to it, without ever printing a secret.
 
-``az://ACCOUNT/CONTAINER[/PREFIX]`` names what to copy. The credential comes from the first of:
+``az://ACCOUNT/CONTAINER[/PREFIX]`` names what to copy. With an Entra ID sign-in
+(``AzureOptions.sign_in``, sources/azure/identity.py) the identity gives the credential, and
+neither a file nor the variables below are read. Otherwise (``auth = "key"``, the default) the
+credential comes from the first of:
 
 1. a file (``--azure-credential-file``, a plan's ``[azure] credential_file``), mode 0600,
    holding one of the three forms below (``#`` comment lines allowed);
@@ -30,6 +33,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from transferd.errors import ConfigError
+from transferd.sources.azure.identity import KEY, SignIn
 from transferd.util.secretfiles import read_secret_file
 
 ENV_NAMES = ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_SAS_TOKEN", "AZURE_STORAGE_KEY")
@@ -50,6 +54,11 @@ class AzureOptions:
     latency and fill a 10 Gbit/s share per agent with several jobs."""
     attempts: int = 8
     """Tries per request on throttling (503, 429), server errors and dropped connections."""
+    sign_in: SignIn = field(default_factory=SignIn)
+    """How to sign in: a key (the default) or an Entra ID identity."""
+    ca_file: Path | None = None
+    """A CA to trust for the blob endpoint and Entra ID's (a TLS-inspecting proxy, a test CA);
+    None: the system's."""
 
 
 @dataclass(frozen=True)
@@ -87,7 +96,13 @@ def resolve(
     options = options or AzureOptions()
     env = os.environ if env is None else env
     account, container, prefix = parse_url(url)
-    secret = _secret(options, env)
+    options.sign_in.check()
+    if options.sign_in.auth != KEY and options.credential_file is not None:
+        raise ConfigError(
+            f"--azure-credential-file is a key; auth {options.sign_in.auth} signs in with Entra ID",
+            hint="give one of the two",
+        )
+    secret = _secret(options, env) if options.sign_in.auth == KEY else None
     endpoint: str | None = options.endpoint
     credential: str | dict[str, str] | None = None
     if secret is not None and any(f"{k}=" in secret for k in _CONNECTION_KEYS):

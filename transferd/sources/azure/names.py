@@ -56,11 +56,20 @@ class PathMapper:
 
     def path(self, name: str) -> tuple[str, bool]:
         """(catalog path, True when the name had to be mapped)."""
+        if not self._fits(name):
+            return mapped_path(name), True
+        self._files.append(name)
+        return name, False
+
+    def directory(self, name: str) -> str | None:
+        """The catalog path of a directory placeholder (an ADLS Gen2 directory, or the marker
+        hadoop and AzCopy leave), or None when it cannot be one: an unsafe name, or under a
+        file. A directory is no parent that makes later names unsafe, so it is not kept."""
+        return name if self._fits(name) else None
+
+    def _fits(self, name: str) -> bool:
         stack = self._files
         # Names under "T/" sort between "T/" and "T0" ("0" follows "/"): once past, pop T.
         while stack and name >= stack[-1] + "0":
             stack.pop()
-        if not is_safe(name) or any(name.startswith(t + "/") for t in stack):
-            return mapped_path(name), True
-        stack.append(name)
-        return name, False
+        return is_safe(name) and not any(name.startswith(t + "/") for t in stack)

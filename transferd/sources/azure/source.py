@@ -26,21 +26,26 @@ A refused credential, a missing container or an unreachable endpoint ends the ru
 SourceError naming the account and container; secrets never appear in a message or a log line
 (the SDK's request logging is turned down to warnings).
 
-Names: sources/azure/names.py. Credentials and endpoints: sources/azure/auth.py.
+**Directories and the end of the run.** Blobs are listed with their metadata: a blob marked
+``hdi_isfolder=true`` is a directory (how an ADLS Gen2 account, hierarchical namespace, shows its
+directories through the blob API; hadoop and AzCopy leave such markers on flat accounts too) and
+is copied as one, never as an empty file. Once the last blob is read the prefix is listed again
+and compared with what was read (sources/azure/relist.py): a blob modified, added or deleted
+since is named and the run publishes nothing. On every kind of account: a hierarchical one has
+no blob versions, so this is its only proof, and a flat one gets the same.
+
+Names: sources/azure/names.py. Credentials and endpoints: sources/azure/auth.py; Entra ID
+sign-in: sources/azure/identity.py and delegation.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import json
 import logging
 import random
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
     ClientAuthenticationError,
@@ -54,8 +59,17 @@ from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 from transferd.core.source_entry import SourceEntry
 from transferd.errors import SourceChangedError, SourceError
 from transferd.sources.azure.auth import AzureLocation, AzureOptions, resolve
+from transferd.sources.azure.blob import BlobItem, entry_for
+from transferd.sources.azure.delegation import UserDelegationSas
+from transferd.sources.azure.identity import (
+    KEY,
+    USER_DELEGATION,
+    SignInError,
+    describe_failure,
+)
 from transferd.sources.azure.names import PathMapper
-from transferd.sources.base import InlineItem, Item, one_per_batch
+from transferd.sources.azure.relist import ReadLog, compare
+from transferd.sources.base import Item, MetaItem, one_per_batch
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -67,10 +81,10 @@ SMALL_READS = 16
 BATCH_ITEMS = 256
 BATCH_BYTES = 16 * 1024 * 1024
 """A listing batch ends at this many blobs or inline bytes: bounds the memory one batch holds."""
-FILE_MODE = 0o600
-"""Blobs have no permission bits; their files are restored readable by their owner only."""
+DIR_MODE = 0o700
+FAILURES = (TimeoutError, AzureError, OSError, SignInError)
+"""What a request to Azure (or to Entra ID for its token) may raise."""
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-_REREADS = 3
 
 
 class AzureBlobSource:
@@ -90,23 +104,53 @@ class AzureBlobSource:
         self.description = self.location.description
         self._sleep = sleep
         self._service: BlobServiceClient | None = None
+        self._closing: list[Any] = []
+        """What ``close()`` closes besides the client: an Entra ID credential, a delegation."""
+        self._delegation: UserDelegationSas | None = None
 
     def identity(self) -> dict[str, Any]:
         loc = self.location
         return {"kind": self.kind, "account": loc.account, "container": loc.container,
                 "prefix": loc.prefix, "endpoint": loc.endpoint}  # fmt: skip
 
+    async def connect(self) -> None:
+        """Open the client, signed in as the options say (no request is made yet, but for a
+        user delegation SAS, whose key is asked for here)."""
+        if self._service is not None:
+            return
+        loc, options = self.location, self.options
+        sign_in = options.sign_in
+        credential: Any = loc.credential
+        if sign_in.auth == USER_DELEGATION:
+            self._delegation = UserDelegationSas(
+                sign_in, loc.endpoint, loc.account, loc.container, options.ca_file
+            )
+            self._closing.append(self._delegation)
+            try:
+                credential = await self._delegation.credential()
+            except FAILURES as exc:
+                raise self.error(exc, "ask for a user delegation key") from None
+        elif sign_in.auth != KEY:
+            credential = sign_in.credential(options.ca_file)
+            self._closing.append(credential)
+        verify: dict[str, Any] = {}
+        if options.ca_file is not None:
+            verify["connection_verify"] = str(options.ca_file)
+        self._service = BlobServiceClient(
+            loc.endpoint, credential=credential, retry_total=0, **verify
+        )
+
     def container(self) -> ContainerClient:
         if self._service is None:
-            self._service = BlobServiceClient(
-                self.location.endpoint, credential=self.location.credential, retry_total=0
-            )
+            raise RuntimeError("AzureBlobSource.connect() was not awaited")
         return self._service.get_container_client(self.location.container)
 
     async def close(self) -> None:
         if self._service is not None:
             await self._service.close()
             self._service = None
+        while self._closing:
+            await self._closing.pop().close()
 
     # --- retries and errors -------------------------------------------------------------------
 
@@ -115,6 +159,8 @@ class AzureBlobSource:
         attempt = 1
         while True:
             try:
+                if self._delegation is not None:
+                    await self._delegation.refresh()
                 return await call()
             except ResourceModifiedError:
                 raise
@@ -129,8 +175,18 @@ class AzureBlobSource:
                 attempt += 1
 
     def error(self, exc: BaseException, what: str) -> SourceError:
-        loc = self.location
-        if isinstance(exc, ClientAuthenticationError) or getattr(exc, "status_code", 0) == 403:
+        loc, sign_in = self.location, self.options.sign_in
+        status = getattr(exc, "status_code", None)
+        if isinstance(exc, SignInError):  # before Azure Storage saw a token
+            message, hint = describe_failure(sign_in, exc.__cause__ or exc)
+            return SourceError(f"{message} ({what} of account {loc.account})", hint=hint)
+        if sign_in.auth != KEY and status in (401, 403):
+            return SourceError(
+                f"Azure refused {sign_in.who} for account {loc.account} ({what}): {_short(exc)}",
+                hint="the identity needs a data role on the container, e.g. Storage Blob Data "
+                "Reader (and Storage Blob Delegator for a user delegation SAS)",
+            )
+        if isinstance(exc, ClientAuthenticationError) or status == 403:
             return SourceError(
                 f"Azure refused the credential for account {loc.account} ({what})",
                 hint="check the connection string, SAS or key (--azure-credential-file or "
@@ -147,9 +203,10 @@ class AzureBlobSource:
     async def size_hint(self) -> int | None:
         total = 0
         try:
+            await self.connect()
             async for blob in self.container().list_blobs(name_starts_with=self.location.prefix):
                 total += blob.size or 0
-        except (TimeoutError, AzureError, OSError):
+        except (*FAILURES, SourceError):
             return None
         return total
 
@@ -157,182 +214,135 @@ class AzureBlobSource:
         return one_per_batch(self.items())
 
     async def items(self) -> AsyncIterator[Item]:
+        await self.connect()
+        await self._log_namespace()
+        read = ReadLog()
+        try:
+            async for item in self._listed(read):
+                yield item
+            await self._check_unchanged(read)
+        finally:
+            read.close()
+
+    async def _listed(self, read: ReadLog) -> AsyncIterator[Item]:
+        """Every item in listing order; each blob's outcome goes into ``read`` in that order."""
         mapper = PathMapper()
         prefix = self.location.prefix
-        pages = self.container().list_blobs(name_starts_with=prefix).by_page()
+        pages = self._pages()
         batch: list[tuple[BlobProperties, SourceEntry]] = []
         inline_bytes = 0
-        while True:
-            try:
-                page = await self.retrying("list blobs", lambda: anext(pages))
-            except StopAsyncIteration:
-                break
-            except (TimeoutError, AzureError, OSError) as exc:
-                raise self.error(exc, f"list container {self.location.container}") from None
-            async for blob in page:
-                name = blob.name[len(prefix) :]
+        pending: BlobItem | None = None
+        placeholders = 0
+        async for blob in pages:
+            name = blob.name[len(prefix) :]
+            if _is_directory(blob):
+                placeholders += 1
+                path = mapper.directory(name)
+                if path is not None:
+                    batch.append((blob, _dir_entry(path, blob)))
+            else:
                 path, mapped = mapper.path(name)
-                batch.append((blob, _entry(path, blob, blob.name if mapped else None)))
+                batch.append((blob, entry_for(path, blob, blob.name if mapped else None)))
                 if (blob.size or 0) <= INLINE_MAX:
                     inline_bytes += blob.size or 0
-                if len(batch) >= BATCH_ITEMS or inline_bytes >= BATCH_BYTES:
-                    for item in await self._resolve(batch):
-                        yield item
-                    batch, inline_bytes = [], 0
-        for item in await self._resolve(batch):
+            if len(batch) >= BATCH_ITEMS or inline_bytes >= BATCH_BYTES:
+                for item, blob_item in await self._resolve(batch):
+                    _log(read, pending)
+                    pending = blob_item
+                    yield item
+                batch, inline_bytes = [], 0
+        for item, blob_item in await self._resolve(batch):
+            _log(read, pending)
+            pending = blob_item
             yield item
+        _log(read, pending)
+        if placeholders:
+            log.info("%s: %d directory placeholders copied as directories", self.description,
+                     placeholders)  # fmt: skip
 
-    async def _resolve(self, batch: list[tuple[BlobProperties, SourceEntry]]) -> list[Item]:
-        """The batch's items in order, its small blobs read (SMALL_READS at once)."""
+    async def _pages(self, what: str = "list") -> AsyncIterator[BlobProperties]:
+        """The prefix's blobs with their metadata, retried page by page."""
+        pages = (
+            self.container()
+            .list_blobs(name_starts_with=self.location.prefix, include=["metadata"])
+            .by_page()
+        )
+        while True:
+            try:
+                page = await self.retrying(f"{what} blobs", lambda: anext(pages))
+            except StopAsyncIteration:
+                return
+            except FAILURES as exc:
+                raise self.error(exc, f"{what} container {self.location.container}") from None
+            async for blob in page:
+                yield blob
+
+    async def _check_unchanged(self, read: ReadLog) -> None:
+        """List again and compare with what was read (sources/azure/relist.py)."""
+        prefix = self.location.prefix
+
+        async def listing() -> AsyncIterator[tuple[str, str]]:
+            async for blob in self._pages("list again"):
+                if not _is_directory(blob):
+                    yield blob.name[len(prefix) :], blob.etag
+
+        changes = await compare(read, listing())
+        if changes.count:
+            raise SourceChangedError(
+                f"{self.description}: {changes.count} blob"
+                f"{' has' if changes.count == 1 else 's have'} changed while the container was "
+                f"copied: {changes.describe()}; nothing was published",
+                hint="run the same send again: it reads only what changed, then checks again",
+            )
+        log.info("%s: listed again after reading: all %d blobs unchanged", self.description,
+                 read.count)  # fmt: skip
+
+    async def _log_namespace(self) -> None:
+        """Say whether the account has a hierarchical namespace (ADLS Gen2): no versions there,
+        so the ETags and the second listing are the only proof. Unknown is fine (a SAS
+        scoped to the container may not ask)."""
+        try:
+            info = await self.container().get_account_information()
+        except FAILURES:
+            return
+        hns = info.get("is_hns_enabled")
+        log.info("%s: hierarchical namespace (ADLS Gen2): %s", self.description,
+                 "yes" if hns else "no" if hns is not None else "unknown")  # fmt: skip
+
+    async def _resolve(
+        self, batch: list[tuple[BlobProperties, SourceEntry]]
+    ) -> list[tuple[Item, BlobItem | None]]:
+        """The batch's items in order, its small blobs read (SMALL_READS at once), each with
+        the BlobItem that reads it (None for a directory)."""
         slots = asyncio.Semaphore(SMALL_READS)
 
-        async def one(blob: BlobProperties, entry: SourceEntry) -> Item:
+        async def one(blob: BlobProperties, entry: SourceEntry) -> tuple[Item, BlobItem | None]:
+            if entry.kind == "dir":
+                return MetaItem(entry), None
             item = BlobItem(self, blob, entry)
             if (blob.size or 0) > INLINE_MAX:
-                return item
+                return item, item
             async with slots:
-                return await item.read_whole()
+                return await item.read_whole(), item
 
         return list(await asyncio.gather(*(one(b, e) for b, e in batch)))
 
 
-class BlobItem:
-    """One blob as listed: read in ranges under If-Match (or its version id), MD5 checked."""
-
-    def __init__(self, source: AzureBlobSource, blob: BlobProperties, entry: SourceEntry) -> None:
-        self.source, self.entry = source, entry
-        self.name: str = blob.name
-        self._props = blob
-        self._stale = False
-        self._md5 = hashlib.md5(usedforsecurity=False)
-
-    async def read_whole(self) -> Item:
-        """An InlineItem with the blob's bytes, or this item (to fail when read) on an error."""
-        for _ in range(_REREADS):
-            try:
-                data = b"".join([bytes(b) async for b in self.blocks()])
-                return InlineItem(await self.finish(len(data), ""), data)
-            except SourceChangedError:
-                continue
-            except SourceError as e:
-                return _FailingItem(self.entry, e)
-        return _FailingItem(self.entry, SourceError(f"{self.name} changed {_REREADS} times"))
-
-    async def blocks(self) -> AsyncIterator[bytes | memoryview]:
-        if self._stale:
-            await self._refresh()
-        self._md5 = hashlib.md5(usedforsecurity=False)
-        size, step = self._props.size or 0, self.source.options.range_size
-        ranges = [(off, min(step, size - off)) for off in range(0, size, step)]
-        window: list[asyncio.Task[bytes]] = []
-        try:
-            for start in range(0, len(ranges), 1):
-                while len(window) < self.source.options.parallel_ranges and start + len(
-                    window
-                ) < len(ranges):
-                    off, length = ranges[start + len(window)]
-                    window.append(asyncio.create_task(self._range(off, length)))
-                block = await window.pop(0)
-                self._md5.update(block)
-                yield block
-        finally:
-            for task in window:
-                task.cancel()
-            await asyncio.gather(*window, return_exceptions=True)
-
-    async def _range(self, offset: int, length: int) -> bytes:
-        props, source = self._props, self.source
-        client = source.container().get_blob_client(self.name)
-        condition: dict[str, Any] = (
-            {"version_id": props.version_id}
-            if props.version_id
-            else {"etag": props.etag, "match_condition": MatchConditions.IfNotModified}
-        )
-
-        async def read() -> bytes:
-            stream = await client.download_blob(offset=offset, length=length, **condition)
-            data: bytes = await stream.readall()
-            return data
-
-        try:
-            data = await source.retrying(f"read {self.name}", read)
-        except ResourceModifiedError:
-            self._stale = True
-            raise SourceChangedError(f"{self.name} changed while it was read") from None
-        except (TimeoutError, AzureError, OSError) as exc:
-            raise source.error(exc, f"read {self.name}") from None
-        if len(data) != length:
-            self._stale = True
-            raise SourceChangedError(
-                f"{self.name}: {len(data)} bytes came for a {length}-byte range"
-            )
-        return data
-
-    async def _refresh(self) -> None:
-        client = self.source.container().get_blob_client(self.name)
-        try:
-            props = await self.source.retrying(
-                f"read the properties of {self.name}", client.get_blob_properties
-            )
-        except (TimeoutError, AzureError, OSError) as exc:
-            raise self.source.error(exc, f"read {self.name}") from None
-        self._props, self._stale = props, False
-        self.entry = _entry(self.entry.path.decode(), props, _raw_name(self.entry))
-
-    async def finish(self, size: int, blake3: str) -> SourceEntry:
-        props = self._props
-        if size != (props.size or 0):
-            self._stale = True
-            raise SourceChangedError(f"{self.name} is {props.size} bytes but {size} were read")
-        digest = self._md5.digest()
-        stated = props.content_settings.content_md5 if props.content_settings else None
-        if stated and bytes(stated) != digest:
-            self._stale = True
-            raise SourceChangedError(f"{self.name}: what was read does not match its Content-MD5")
-        e = self.entry
-        extra = json.loads(e.extra or "{}")
-        extra.update(
-            {"content_md5": base64.b64encode(digest).decode(), "md5_checked": bool(stated)}
-        )
-        text = json.dumps(extra, sort_keys=True, separators=(",", ":"))
-        return SourceEntry(e.path, e.kind, e.mode, e.mtime_ns, size, None, blake3 or None, text,
-                     e.fingerprint)  # fmt: skip
+def _log(read: ReadLog, item: BlobItem | None) -> None:
+    if item is not None:
+        read.add(item.relative_name, item.read_etag)
 
 
-class _FailingItem:
-    """A blob that could not be read while listing: reading it raises, so the pipeline records
-    it among the items not copied (exit code 3) and the run goes on."""
-
-    def __init__(self, entry: SourceEntry, error: SourceError) -> None:
-        self.entry, self._error = entry, error
-
-    async def blocks(self) -> AsyncIterator[bytes | memoryview]:
-        for _ in ():  # an async generator that raises on its first step
-            yield b""
-        raise self._error
-
-    async def finish(
-        self, size: int, blake3: str
-    ) -> SourceEntry:  # pragma: no cover - never reached
-        raise self._error
+def _is_directory(blob: BlobProperties) -> bool:
+    metadata = blob.metadata or {}
+    return any(
+        k.lower() == "hdi_isfolder" and str(v).lower() == "true" for k, v in metadata.items()
+    )
 
 
-def _entry(path: str, blob: BlobProperties, raw_name: str | None) -> SourceEntry:
-    extra: dict[str, Any] = {"etag": blob.etag}
-    if blob.version_id:
-        extra["version_id"] = blob.version_id
-    if raw_name is not None:
-        extra["blob_name"] = raw_name
+def _dir_entry(path: str, blob: BlobProperties) -> SourceEntry:
     mtime = int(blob.last_modified.timestamp()) * 10**9 if blob.last_modified else None
-    fingerprint = f"{blob.etag}|{blob.version_id or ''}|{blob.size}"
-    return SourceEntry(path.encode(), "file", FILE_MODE, mtime, blob.size,
-                 extra=json.dumps(extra, sort_keys=True, separators=(",", ":")),
-                 fingerprint=fingerprint)  # fmt: skip
-
-
-def _raw_name(entry: SourceEntry) -> str | None:
-    name = json.loads(entry.extra or "{}").get("blob_name")
-    return name if isinstance(name, str) else None
+    return SourceEntry(path.encode(), "dir", DIR_MODE, mtime)
 
 
 def _is_transport(exc: BaseException) -> bool:
