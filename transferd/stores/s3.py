@@ -19,16 +19,20 @@ How each clause of the contract is kept:
   a time; a failed upload is aborted so no part lingers.
 - **exclusive manifests**: with ``If-None-Match: *`` (AWS since 2024, Ceph, MinIO) the server
   refuses a second writer atomically. Whether the server honours it is not assumed: with
-  ``conditional_writes = "auto"`` the first exclusive put probes it once (two conditional PUTs of
-  one scratch key; a server that ignores the header lets the second through). Where it is not
-  honoured (rclone serve s3, older gateways) the driver checks with HEAD, PUTs, and reads the key
-  back: a writer that finds another's bytes reports ManifestExistsError. **The race that remains
+  ``conditional_writes = "auto"`` the store is probed before its first write in a process
+  (stores/s3probe.py, which records what it found in the store). Where it is not honoured
+  (rclone serve s3, older gateways) the driver checks with HEAD, PUTs, and reads the key back: a
+  writer that finds another's bytes reports ManifestExistsError, and several agents refuse to
+  share such a store. **The race that remains
   is documented, not hidden**: two writers whose HEADs both precede both PUTs, and whose
   read-backs both precede the other's PUT, each believe they stored the manifest. Within one job
   a single sender writes (the job lock); copy records (leases, copy manifests) live with it by
   reading back after a settling delay (copies/leases.py).
 - **inventory without downloading**: ``has_objects`` sends HEADs (32 at a time);
   ``list_objects`` pages through ListObjectsV2. Reads take byte ranges.
+- **immutable copies**: with a lock policy (``[s3] object_lock_days``, ``--object-lock``),
+  objects, manifests and copy manifests are written retained (stores/s3lock.py), after the probe
+  has shown that the bucket enforces Object Lock; lease records never are.
 - **errors**: see stores/s3errors.py; botocore's own retries are off, RetryingStore retries.
 """
 
@@ -37,10 +41,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, suppress
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import aiohttp
@@ -60,6 +64,8 @@ from transferd.errors import (
 from transferd.stores.base import check_copy_name, check_copy_series, check_job, check_object_name
 from transferd.stores.s3config import S3Settings
 from transferd.stores.s3errors import map_error, status_and_code
+from transferd.stores.s3lock import LockPolicy, Retention, put_retention, read_retention
+from transferd.stores.s3probe import ProbeRecord, check_lock, probe
 
 T = TypeVar("T")
 
@@ -88,25 +94,35 @@ class S3Store:
         self._key_locks: dict[str, asyncio.Lock] = {}
         """One per manifest or record key written: a few per job, kept for the store's life."""
         self._probe_lock = asyncio.Lock()
+        self._probe: ProbeRecord | None = None
         self._in_flight: dict[str, asyncio.Future[None]] = {}
         """Uploads under way, by key: a second put of the same object waits for the first
         instead of racing it (some servers fail concurrent writes of one key)."""
-        self._conditional: bool | None = {"yes": True, "no": False}.get(settings.conditional_writes)
+        self.lock: LockPolicy | None = settings.lock
+        """Retention set on every object, manifest and copy manifest written (stores/s3lock.py)."""
+        self._clock: Any = lambda: datetime.now(UTC)
 
     # --- keys -----------------------------------------------------------------------------
 
     def _job_prefix(self, job: str) -> str:
         return f"{self.settings.prefix}jobs/{check_job(job)}/"
 
-    def _object_key(self, job: str, name: str) -> str:
+    def object_key(self, job: str, name: str) -> str:
         check_object_name(name)
         return f"{self._job_prefix(job)}objects/{name[:2]}/{name}"
 
-    def _manifest_key(self, job: str, sequence: int) -> str:
+    def manifest_key(self, job: str, sequence: int) -> str:
         return f"{self._job_prefix(job)}manifests/{_sequence(sequence)}"
 
     def _series_prefix(self, copy: str, series: str) -> str:
         return f"{self.settings.prefix}copies/{check_copy_name(copy)}/{check_copy_series(series)}/"
+
+    def copy_record_key(self, copy: str, series: str, sequence: int) -> str:
+        return self._series_prefix(copy, series) + _sequence(sequence)
+
+    def _locked(self) -> dict[str, Any]:
+        """The lock parameters of a write now; none without a lock policy."""
+        return {} if self.lock is None else self.lock.headers(self._clock())
 
     # --- plumbing -------------------------------------------------------------------------
 
@@ -138,14 +154,14 @@ class S3Store:
                 )
             return self._client
 
-    async def _call(self, what: str, call: Callable[[Any], Awaitable[T]]) -> T:
+    async def call(self, what: str, call: Callable[[Any], Awaitable[T]]) -> T:
         client = await self._s3()
         try:
             return await call(client)
         except _ERRORS as exc:
             raise map_error(exc, what, self._endpoint, self.settings.bucket) from exc
 
-    def _not_found(self, exc: BaseException) -> bool:
+    def not_found(self, exc: BaseException) -> bool:
         status, code, _ = status_and_code(exc.__cause__ or exc)
         return code in ("NoSuchKey", "NotFound", "404") or (
             status == 404 and code != "NoSuchBucket"
@@ -154,10 +170,11 @@ class S3Store:
     # --- objects ------------------------------------------------------------------------------
 
     async def put_object(self, job: str, name: str, data: bytes) -> None:
-        key = self._object_key(job, name)
+        key = self.object_key(job, name)
         if hashlib.sha256(data).hexdigest() != name:
             raise IntegrityError(f"object {name} does not hash to its name")
         what = f"storing object {name} of job {job}"
+        await self.probed()
         running = self._in_flight.get(key)
         if running is not None:
             await asyncio.shield(running)
@@ -165,24 +182,32 @@ class S3Store:
         upload = asyncio.ensure_future(
             self._put_multipart(key, data, what)
             if len(data) > self.settings.multipart_threshold
-            else self._put(key, data, what)
+            else self._put_object(key, data, what)
         )
         self._in_flight[key] = upload
         upload.add_done_callback(lambda _: self._in_flight.pop(key, None))
         await asyncio.shield(upload)
 
-    async def _put(self, key: str, data: bytes, what: str, **extra: Any) -> None:
+    async def put_plain(self, key: str, data: bytes, what: str, **extra: Any) -> dict[str, Any]:
+        """PUT ``data`` at ``key`` with its checksums and ``extra`` parameters; S3's answer."""
         bucket = self.settings.bucket
-        await self._call(
+        answer: dict[str, Any] = await self.call(
             what,
             lambda c: c.put_object(Bucket=bucket, Key=key, Body=data, **_checksums(data), **extra),
         )
+        return answer
+
+    async def _put_object(self, key: str, data: bytes, what: str) -> None:
+        await self.put_plain(key, data, what, **self._locked())
 
     async def _put_multipart(self, key: str, data: bytes, what: str) -> None:
         bucket, size = self.settings.bucket, self.settings.part_size
-        started = await self._call(
+        locked = self._locked()
+        started = await self.call(
             what,
-            lambda c: c.create_multipart_upload(Bucket=bucket, Key=key, ChecksumAlgorithm="SHA256"),
+            lambda c: c.create_multipart_upload(
+                Bucket=bucket, Key=key, ChecksumAlgorithm="SHA256", **locked
+            ),
         )
         upload_id = started["UploadId"]
         slots = asyncio.Semaphore(PART_CONCURRENCY)
@@ -191,7 +216,7 @@ class S3Store:
         async def part(number: int) -> dict[str, Any]:
             body = bytes(view[(number - 1) * size : number * size])
             async with slots:
-                answer = await self._call(
+                answer = await self.call(
                     f"{what} (part {number})",
                     lambda c: c.upload_part(
                         Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body,
@@ -203,18 +228,20 @@ class S3Store:
 
         try:
             parts = await asyncio.gather(*(part(n) for n in range(1, -(-len(data) // size) + 1)))
-            await self._call(
+            await self.call(
                 what,
                 lambda c: c.complete_multipart_upload(
                     Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
                 ),
             )
+            if locked:
+                await self._retain_after_multipart(key, locked, what)
         except BaseException:
             # Best effort: an upload left open costs storage until the bucket's lifecycle rule
             # (AbortIncompleteMultipartUpload) removes it; it never counts as a stored object.
             with suppress(StoreError):
                 await asyncio.shield(
-                    self._call(
+                    self.call(
                         what,
                         lambda c: c.abort_multipart_upload(
                             Bucket=bucket, Key=key, UploadId=upload_id
@@ -223,13 +250,22 @@ class S3Store:
                 )
             raise
 
+    async def _retain_after_multipart(self, key: str, locked: dict[str, Any], what: str) -> None:
+        """Set the retention CreateMultipartUpload was given and the server dropped (ministack,
+        Ceph 16 do): read it back, and put it where it is missing or short."""
+        (held,) = await self.retention([key])
+        mode, until = locked["ObjectLockMode"], locked["ObjectLockRetainUntilDate"]
+        if held.mode == mode and held.until is not None and held.until >= until:
+            return
+        await self.set_retention(held, mode, until, what)
+
     async def has_objects(self, job: str, names: Sequence[str]) -> set[str]:
         wanted = [n for n in names if isinstance(n, str) and re.fullmatch(r"[0-9a-f]{64}", n)]
         slots = asyncio.Semaphore(HEAD_CONCURRENCY)
 
         async def held(name: str) -> str | None:
             async with slots:
-                return name if await self._exists(self._object_key(job, name), job) else None
+                return name if await self._exists(self.object_key(job, name), job) else None
 
         found = await asyncio.gather(*(held(n) for n in wanted))
         return {n for n in found if n is not None}
@@ -237,12 +273,12 @@ class S3Store:
     async def _exists(self, key: str, job: str) -> bool:
         bucket = self.settings.bucket
         try:
-            await self._call(
+            await self.call(
                 f"asking whether job {job} holds {key.rsplit('/', 1)[-1]}",
                 lambda c: c.head_object(Bucket=bucket, Key=key),
             )
         except StoreError as exc:
-            if self._not_found(exc):
+            if self.not_found(exc):
                 return False
             raise
         return True
@@ -250,7 +286,7 @@ class S3Store:
     async def get_object(
         self, job: str, name: str, offset: int = 0, length: int | None = None
     ) -> bytes:
-        key = self._object_key(job, name)
+        key = self.object_key(job, name)
         if offset < 0 or (length is not None and length < 0):
             raise PermanentStoreError(f"cannot read object {name}: negative offset or length")
         what = f"object {name} of job {job}"
@@ -276,9 +312,9 @@ class S3Store:
             return data
 
         try:
-            return await self._call(f"reading {what}", get)
+            return await self.call(f"reading {what}", get)
         except StoreError as exc:
-            if self._not_found(exc):
+            if self.not_found(exc):
                 raise ObjectNotFoundError(f"{what} is not in the store") from None
             if status_and_code(exc.__cause__ or exc)[1] == "InvalidRange":
                 return b""  # the object exists; the range starts at or past its end
@@ -298,7 +334,7 @@ class S3Store:
             args: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": self.list_page}
             if token:
                 args["ContinuationToken"] = token
-            page = await self._call(what, lambda c, a=args: c.list_objects_v2(**a))  # type: ignore[misc]
+            page = await self.call(what, lambda c, a=args: c.list_objects_v2(**a))  # type: ignore[misc]
             for item in page.get("Contents", []):
                 yield item["Key"][len(prefix) :], int(item["Size"])
             token = page.get("NextContinuationToken")
@@ -306,8 +342,8 @@ class S3Store:
                 return
 
     async def delete_object(self, job: str, name: str) -> None:
-        key, bucket = self._object_key(job, name), self.settings.bucket
-        await self._call(
+        key, bucket = self.object_key(job, name), self.settings.bucket
+        await self.call(
             f"deleting object {name} of job {job}",
             lambda c: c.delete_object(Bucket=bucket, Key=key),
         )
@@ -315,12 +351,14 @@ class S3Store:
     # --- manifests, jobs ----------------------------------------------------------------------
 
     async def put_manifest(self, job: str, sequence: int, data: bytes) -> None:
-        key = self._manifest_key(job, sequence)
-        await self._put_exclusive(key, bytes(data), f"manifest {sequence} of job {job}")
+        key = self.manifest_key(job, sequence)
+        await self._put_exclusive(
+            key, bytes(data), f"manifest {sequence} of job {job}", locked=True
+        )
 
     async def get_manifest(self, job: str, sequence: int) -> bytes:
         what = f"manifest {sequence} of job {job}"
-        return await self._read(self._manifest_key(job, sequence), what, None)
+        return await self._read(self.manifest_key(job, sequence), what, None)
 
     async def list_manifests(self, job: str) -> list[int]:
         prefix = f"{self._job_prefix(job)}manifests/"
@@ -340,7 +378,7 @@ class S3Store:
             }  # fmt: skip
             if token:
                 args["ContinuationToken"] = token
-            page = await self._call("listing jobs", lambda c, a=args: c.list_objects_v2(**a))  # type: ignore[misc]
+            page = await self.call("listing jobs", lambda c, a=args: c.list_objects_v2(**a))  # type: ignore[misc]
             for common in page.get("CommonPrefixes", []):
                 name = common["Prefix"][len(prefix) :].rstrip("/")
                 try:
@@ -354,8 +392,10 @@ class S3Store:
     # --- copy records -------------------------------------------------------------------------
 
     async def put_copy_record(self, copy: str, series: str, sequence: int, data: bytes) -> None:
-        key = self._series_prefix(copy, series) + _sequence(sequence)
-        await self._put_exclusive(key, bytes(data), f"record {sequence} of {series} of copy {copy}")
+        key = self.copy_record_key(copy, series, sequence)
+        what = f"record {sequence} of {series} of copy {copy}"
+        # Copy manifests are proof and are locked; lease records are pruned and never are.
+        await self._put_exclusive(key, bytes(data), what, locked=series == "manifests")
 
     async def get_copy_record(self, copy: str, series: str, sequence: int) -> bytes:
         key = self._series_prefix(copy, series) + _sequence(sequence)
@@ -367,17 +407,18 @@ class S3Store:
 
     async def delete_copy_record(self, copy: str, series: str, sequence: int) -> None:
         key, bucket = self._series_prefix(copy, series) + _sequence(sequence), self.settings.bucket
-        await self._call(
+        await self.call(
             f"deleting record {sequence} of {series} of copy {copy}",
             lambda c: c.delete_object(Bucket=bucket, Key=key),
         )
 
     # --- exclusive writes ---------------------------------------------------------------------
 
-    async def _put_exclusive(self, key: str, data: bytes, what: str) -> None:
+    async def _put_exclusive(self, key: str, data: bytes, what: str, *, locked: bool) -> None:
+        extra = self._locked() if locked else {}
         if await self.conditional_writes():
             try:
-                await self._put(key, data, f"storing {what}", IfNoneMatch="*")
+                await self.put_plain(key, data, f"storing {what}", IfNoneMatch="*", **extra)
             except StoreError as exc:
                 status, code, _ = status_and_code(exc.__cause__ or exc)
                 if status == 412 or code == "PreconditionFailed":
@@ -389,39 +430,48 @@ class S3Store:
         async with self._key_locks.setdefault(key, asyncio.Lock()):
             if await self._exists(key, what):
                 raise ManifestExistsError(f"{what} already exists")
-            await self._put(key, data, f"storing {what}")
+            await self.put_plain(key, data, f"storing {what}", **extra)
             if await self._read(key, what, None) != data:
                 raise ManifestExistsError(
                     f"{what} already exists (another writer stored it at the same time)"
                 )
 
     async def conditional_writes(self) -> bool:
-        """Whether the server refuses a PUT with ``If-None-Match: *`` on an existing key."""
-        async with self._probe_lock:  # concurrent first writers probe once, not each
-            return await self._probe_conditional_writes()
+        """Whether a PUT with ``If-None-Match: *`` on an existing key is refused: as the
+        settings say, else as the probe found."""
+        setting = self.settings.conditional_writes
+        return setting == "yes" or (setting == "auto" and (await self.probed()).if_none_match)
 
-    async def _probe_conditional_writes(self) -> bool:
-        if self._conditional is None:
-            key = f"{self.settings.prefix}.transferd-probe/{os.urandom(16).hex()}"
-            what = "probing conditional writes"
-            try:
-                await self._put(key, b"", what, IfNoneMatch="*")
-                await self._put(key, b"", what, IfNoneMatch="*")
-                self._conditional = False  # the second went through: the header is ignored
-            except StoreError as exc:
-                status, code, _ = status_and_code(exc.__cause__ or exc)
-                if status == 412 or code == "PreconditionFailed":
-                    self._conditional = True
-                elif status == 501 or code == "NotImplemented":
-                    self._conditional = False
-                else:
-                    raise
-            finally:
-                bucket = self.settings.bucket
-                await self._call(
-                    "removing the probe", lambda c: c.delete_object(Bucket=bucket, Key=key)
-                )
-        return self._conditional
+    async def probed(self) -> ProbeRecord:
+        """What this store honours, probed once per process before its first write
+        (stores/s3probe.py); with a lock policy, refused unless Object Lock holds."""
+        async with self._probe_lock:  # concurrent first writers probe once, not each
+            if self._probe is None:
+                record = await probe(self, self.lock)
+                if self.lock is not None:
+                    check_lock(self, record, self.lock)
+                self._probe = record
+            return self._probe
+
+    # --- retention ----------------------------------------------------------------------------
+
+    async def head_key(self, key: str, what: str) -> dict[str, Any]:
+        bucket = self.settings.bucket
+        answer: dict[str, Any] = await self.call(
+            what, lambda c: c.head_object(Bucket=bucket, Key=key)
+        )
+        return answer
+
+    async def read_key(self, key: str, what: str) -> bytes:
+        """The bytes at ``key``; ObjectNotFoundError when it is not there."""
+        return await self._read(key, what, None)
+
+    async def retention(self, keys: Sequence[str]) -> list[Retention]:
+        """Each key's current retention, in the keys' order (stores/s3lock.py)."""
+        return await read_retention(self, keys, HEAD_CONCURRENCY)
+
+    async def set_retention(self, held: Retention, mode: str, until: datetime, what: str) -> None:
+        await put_retention(self, held, mode, until, what)
 
     async def close(self) -> None:
         self._client = None

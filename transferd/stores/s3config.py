@@ -16,6 +16,8 @@ A location names the bucket and a key prefix; everything else comes, first found
        multipart_threshold = 67108864        # bytes; larger objects go in parts
        part_size = 16777216
        read_timeout = 120                    # seconds without a byte: the request is retried
+       object_lock_days = 3650               # retain what is stored (stores/s3lock.py)
+       lock_mode = "compliance"              # or "governance" (the default)
 
 3. the variables every S3 tool reads: ``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL``,
    ``AWS_REGION``/``AWS_DEFAULT_REGION``, ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/
@@ -40,6 +42,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from transferd.errors import ConfigError
+from transferd.stores.s3lock import LockPolicy
 from transferd.util.secretfiles import read_secret_file
 from transferd.util.tomlfile import config_path, read_toml_table
 
@@ -56,7 +59,7 @@ slow link still moves well within it; a dead connection does not hang a job for 
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _SETTINGS = frozenset(
     {"endpoint", "region", "credentials_file", "profile", "addressing", "conditional_writes",
-     "multipart_threshold", "part_size", "read_timeout"}
+     "multipart_threshold", "part_size", "read_timeout", "object_lock_days", "lock_mode"}
 )  # fmt: skip
 _QUERY = frozenset({"endpoint", "region", "addressing", "conditional_writes"})
 
@@ -78,6 +81,8 @@ class S3Settings:
     part_size: int = PART_SIZE
     read_timeout: float = READ_TIMEOUT
     """Seconds without a byte before a request counts as failed and is retried."""
+    lock: LockPolicy | None = None
+    """Retention for everything the store writes but lease records; None: none."""
 
     @property
     def description(self) -> str:
@@ -167,6 +172,11 @@ def load_settings(
     ):
         raise ConfigError("read_timeout in [s3] must be a number of seconds from 1 to 3600")
     key, secret, token = _credentials(table, base, env)
+    lock = None
+    if "object_lock_days" in table:
+        lock = LockPolicy.parse(table["object_lock_days"], table.get("lock_mode"))
+    elif "lock_mode" in table:
+        raise ConfigError("lock_mode in [s3] needs object_lock_days")
     return S3Settings(
         bucket=bucket,
         prefix=prefix,
@@ -180,6 +190,7 @@ def load_settings(
         multipart_threshold=max(threshold, MIN_PART_SIZE),
         part_size=part_size,
         read_timeout=float(read_timeout),
+        lock=lock,
     )
 
 

@@ -10,6 +10,8 @@ BadDigest, XAmzContentSHA256Mismatch   TransientStoreError  the body was altered
                                                             hashed it before sending): send again
 InvalidAccessKeyId, SignatureDoes…,    PermanentStoreError  "the S3 endpoint refused the
 ExpiredToken, InvalidToken, 403                             credentials": retrying cannot help
+AccessDenied naming Object Lock or     PermanentStoreError  "protected by Object Lock": a retained
+retention                                                   version cannot be deleted or shortened
 NoSuchBucket                           PermanentStoreError  a bucket that does not exist is named
                                                             as such, with its endpoint
 RequestTimeTooSkewed                   PermanentStoreError  fix the clock, then resume
@@ -80,6 +82,12 @@ def map_error(exc: BaseException, what: str, endpoint: str, bucket: str) -> Stor
             hint="check the access key and secret (the [s3] credentials_file or AWS_ACCESS_KEY_ID"
             " and AWS_SECRET_ACCESS_KEY); " + RESUME_HINT,
         )
+    if (code == "AccessDenied" or status == 403) and _about_lock(message):
+        return PermanentStoreError(
+            f"{what} at {endpoint}: the object is protected by Object Lock ({detail})",
+            hint="a retained version can be neither deleted nor shortened until its retention "
+            "ends (transferd verify --object-lock shows it)",
+        )
     if code == "AccessDenied" or status == 403:
         return PermanentStoreError(
             f"the S3 endpoint refused the credentials or denied access to bucket {bucket} "
@@ -99,6 +107,11 @@ def map_error(exc: BaseException, what: str, endpoint: str, bucket: str) -> Stor
     if code in TRANSIENT_CODES or status >= 500 or status in (408, 429):
         return TransientStoreError(f"the S3 endpoint {endpoint} failed ({what}): {detail}")
     return PermanentStoreError(f"the S3 endpoint {endpoint} refused {what}: {detail}")
+
+
+def _about_lock(message: str) -> bool:
+    text = message.lower()
+    return "object lock" in text or "retention" in text or "worm" in text
 
 
 def _reason(exc: BaseException) -> str:
