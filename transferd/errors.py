@@ -22,7 +22,8 @@ values, not prose. Anything else that escapes is a bug: the CLI prints its trace
     │   ├── CopyIncompleteError         20  verify: stored objects missing or truncated
     │   ├── CopyAlteredError            21  verify: an object's bytes changed, or an extra object
     │   ├── CopyUntrustedError          22  verify: a manifest's signature, chain or sequence failed
-    │   └── CopyDiffersError            24  verify --against: the copy does not match the source
+    │   ├── CopyDiffersError            24  verify --against: the copy does not match the source
+    │   └── RetentionShortError         25  verify --object-lock: a retention is missing or short
     ├── ProtocolError                   1   (abstract) a peer or we broke the wire protocol
     │   ├── LocalProtocolError          1   we broke it: a bug on our side
     │   └── RemoteProtocolError         14  the peer broke it: an answer transferd cannot read
@@ -35,7 +36,7 @@ values, not prose. Anything else that escapes is a bug: the CLI prints its trace
     │   └── StateFullError              9   … because its file system is full
     ├── StoreError                      4   (abstract) where ciphertext lands
     │   ├── TransientStoreError         4   worth retrying: timeout, connection reset, 5xx
-    │   │   └── LeaseLostError          4   a copy job's lease passed to another agent
+    │   │   └── LeaseLostError          26  a copy job's lease passed to another agent
     │   ├── PermanentStoreError         4   not worth retrying: refused, unauthorized
     │   │   ├── ManifestExistsError     4   a manifest of that sequence is stored already
     │   │   └── ClockSkewError          4   the host refused our clock: skew beyond its window
@@ -54,6 +55,9 @@ values, not prose. Anything else that escapes is a bug: the CLI prints its trace
     ApiError                            -   the storage host refuses one request (HTTP status
                                             and code); never leaves the host: it becomes the
                                             JSON answer (protocol/HTTP.md §9)
+    SignInError                         -   Entra ID (or az, or a managed identity endpoint)
+                                            gave no token; never leaves sources/azure/: it
+                                            becomes a SourceError naming the identity
     ReadSkippedError                    -   a signal inside a PostgreSQL COPY whose rows are
                                             no longer wanted; never leaves sources/pg_copy.py
 
@@ -113,6 +117,10 @@ EXIT_CODES: dict[int, str] = {
     "either way",
     24: "`verify --against`: the copy is intact but differs from the source (entries, kinds, "
     "modes, links, sizes or content)",
+    25: "`verify --object-lock`: the copy is intact, but an object or manifest has no retention, "
+    "a weaker mode, or a shorter one than asked (each is named)",
+    26: "`agent`: another agent took over a job while this one was paused or cut off; it "
+    "stopped, and nothing it wrote after that counts",
     130: "cancelled (Ctrl-C or a signal)",
 }
 """Every exit code and what it means, as README.md's table shows it (a test compares them)."""
@@ -208,6 +216,13 @@ class CopyUntrustedError(IntegrityError):
     or the store serves an older manifest than one seen before."""
 
     exit_code = 22
+
+
+class RetentionShortError(IntegrityError):
+    """Verify --object-lock: the copy is intact, but a stored object or manifest is retained
+    for less than asked (none, a weaker mode, or a shorter period)."""
+
+    exit_code = 25
 
 
 class CopyDiffersError(IntegrityError):
@@ -334,7 +349,11 @@ class TransientStoreError(StoreError):
 
 
 class LeaseLostError(TransientStoreError):
-    """The job's lease passed to another agent, or could not be renewed: the job was stopped."""
+    """The job's lease passed to another agent (at a higher epoch: copies/leases.py), or could not
+    be renewed: the job was stopped. Its own code: the agent that ends with it was paused or cut
+    off long enough for another to take over, and nothing it wrote after that counts."""
+
+    exit_code = 26
 
 
 class PermanentStoreError(StoreError):
@@ -423,6 +442,13 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.fields = fields
+
+
+class SignInError(Exception):
+    """Getting an Entra ID token failed: Entra ID (the managed identity endpoint, az) refused, or
+    no such identity is on this host. Raised through the Azure storage client as it is;
+    ``__cause__`` is what azure-identity raised. Apart from Azure Storage refusing a token, which
+    carries an HTTP status."""
 
 
 class ReadSkippedError(Exception):

@@ -17,6 +17,7 @@ from transferd.errors import VERDICT_ERRORS, VERDICT_TEXT, ConfigError
 from transferd.report import html, seal
 from transferd.stores.base import CopyStore, Store
 from transferd.util.runtime import run as run_async
+from transferd.verify.retention import RetentionRun
 from transferd.verify.run import VerifyOptions
 
 
@@ -31,13 +32,19 @@ def run_copy_verify(
     report_html: Path | None,
     signer: SenderSecretKey | None,
     write: Any,
+    retention: RetentionRun | None = None,
 ) -> int:
     if not isinstance(store, CopyStore):
         raise ConfigError(f"the store {store.description} keeps no copy records")
 
     async def main() -> CopyReport:
         try:
-            return await verify_whole_copy(store, copy, sender, options)
+            report = await verify_whole_copy(store, copy, sender, options)
+            if retention is not None:
+                await retention.copy(copy)
+                for job in report.jobs:
+                    await retention.job(job)
+            return report
         finally:
             await store.close()
 
@@ -47,7 +54,11 @@ def run_copy_verify(
         write(report_json, seal.dumps(document))
     if report_html is not None:
         write(report_html, html.render_copy(document))
-    out.result(document, _human(report, document))
+    lines, shown = _human(report, document), document
+    if retention is not None:
+        lines += retention.check.lines()
+        shown = {**document, "retention": retention.check.to_json()}
+    out.result(shown, lines)
     error = VERDICT_ERRORS.get(report.verdict)
     if error is not None:
         raise error(
@@ -56,6 +67,8 @@ def run_copy_verify(
             if report_json or report_html
             else "write the full list with --report-json FILE or --report-html FILE",
         )
+    if retention is not None:
+        retention.raise_if_short()
     return 0
 
 

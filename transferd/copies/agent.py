@@ -45,6 +45,7 @@ from transferd.send.run import SendResult, send, utc_now
 from transferd.send.state import provision_job_key
 from transferd.sources.base import Source
 from transferd.stores.base import CopyStore
+from transferd.stores.s3probe import shared_writes_needed
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,8 @@ class Agent:
 
     async def run(self) -> AgentResult:
         plan, result = self.plan, AgentResult(self.name, self.plan.name)
+        # Leases and copy manifests are exclusive writes: several agents need them atomic.
+        await shared_writes_needed(self.store, len(plan.agents))
         own = list(plan.agents.get(self.name, ()))
         order = own + [j.name for j in plan.jobs if j.name not in own]
         running: dict[str, asyncio.Task[JobOutcome]] = {}

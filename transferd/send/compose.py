@@ -35,6 +35,7 @@ from transferd.stores.base import Store
 from transferd.stores.open import open_store
 from transferd.stores.ratelimit import TokenBucket
 from transferd.stores.retry import RetryingStore
+from transferd.stores.s3lock import LockPolicy
 from transferd.stores.throttle import ThrottledStore
 from transferd.util.units import human_bytes
 
@@ -74,6 +75,8 @@ class SendOptions:
     """A PostgreSQL source's options: snapshot, parallelism, selection, password file."""
     azure: AzureOptions | None = None
     """An Azure Blob source's options: credential file, endpoint, read sizes."""
+    object_lock: LockPolicy | None = None
+    """Retention for what an ``s3://`` store keeps (stores/s3lock.py); refused elsewhere."""
 
     def __post_init__(self) -> None:
         if self.level not in LEVELS:
@@ -143,7 +146,7 @@ def open_send_store(
     ``buckets`` are bandwidth limits shared beyond this send (a daemon's, a job's, whose rate an
     operator changes while it runs); ``options.bandwidth`` adds one of its own."""
     opened = (
-        open_store(location, sender, options.ca_file, options.s3_config)
+        open_store(location, sender, options.ca_file, options.s3_config, lock=options.object_lock)
         if isinstance(location, str)
         else location
     )

@@ -4,6 +4,8 @@
 key of the copy derives from it, so it is handed, like the sender key, to each agent's host and
 to no one else. ``copy status --plan FILE`` reads the store: the newest copy manifest, and for
 each job whether it is recorded, who holds its lease and since when that lease last moved.
+``copy extend-lock`` retains every stored object of a copy on S3 for DAYS more days
+(copies/extendlock.py); it needs S3 credentials that may set retention, and no key.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from transferd.cli.lockargs import add_lock_arguments, lock_policy
 from transferd.cli.output import Output, add_json_flag
 from transferd.copies.leases import Leases
 from transferd.copies.manifests import newest_copy_manifest
@@ -22,7 +25,7 @@ from transferd.copies.setup import load_material, open_copy_store
 from transferd.core.constants import KEY_SIZE
 from transferd.core.copy import CopySecret, render_copy_secret_file
 from transferd.core.manifest import check_job_name
-from transferd.errors import ConfigError, FormatError
+from transferd.errors import ConfigError, FormatError, PermanentStoreError, TransferdError
 from transferd.util.runtime import run as run_async
 from transferd.util.secretfiles import write_secret_file
 
@@ -44,6 +47,29 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--plan", required=True, type=Path, metavar="FILE")
     add_json_flag(p)
     p.set_defaults(run=_status)
+    p = sub.add_parser(
+        "extend-lock",
+        help="retain every object of a copy on S3 for DAYS more days (only ever longer)",
+        description="Set the retention of every object and manifest of every job of the copy, and "
+        "of every copy manifest, to now + DAYS where that is later than it is; never shorter, "
+        "never from compliance to governance. Lease records are left alone.",
+        epilog="Example: transferd copy extend-lock --store s3://snds-copy/v1 --copy snds-2026 "
+        "--object-lock 3650 --lock-mode compliance",
+    )
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--plan", type=Path, metavar="FILE", help="the copy plan (store, jobs)")
+    where.add_argument("--store", metavar="S3URL", help="s3://BUCKET/PREFIX of the copy")
+    p.add_argument("--copy", metavar="NAME", help="with --store: the copy's name")
+    p.add_argument(
+        "--job",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="with --store: a job sent on its own (repeat), instead of or beside --copy",
+    )
+    add_lock_arguments(p, "retain for DAYS days from now", required=True)
+    add_json_flag(p)
+    p.set_defaults(run=_extend_lock)
 
 
 def _secret(args: argparse.Namespace, out: Output) -> int:
@@ -105,4 +131,66 @@ def _status(args: argparse.Namespace, out: Output) -> int:
         state = f"manifest {j['manifest']}" if j["manifest"] else "not finished"
         lines.append(f"  {j['job']:<24} {state:<16} {held} (assigned to {j['assigned_to']})")
     out.result(status, lines)
+    return 0
+
+
+def _extend_lock(args: argparse.Namespace, out: Output) -> int:
+    from transferd.copies.extendlock import extend, keys_of_copy
+    from transferd.core.copy import parse as parse_copy_manifest
+    from transferd.stores.open import open_store
+    from transferd.stores.s3config import read_table
+    from transferd.verify.retention import s3_of
+
+    policy = lock_policy(args)
+    assert policy is not None  # noqa: S101 - --object-lock is required
+    if args.plan is not None:
+        plan = load_plan(args.plan)
+        location, copy, planned = plan.store, plan.name, [j.name for j in plan.jobs]
+        config: Path | None = args.plan if read_table(args.plan) else None
+    elif args.copy is None and not args.job:
+        raise ConfigError("--store needs --copy NAME or --job NAME", hint="or give --plan FILE")
+    else:
+        location, copy, planned, config = args.store, args.copy, list(args.job), None
+    s3 = s3_of(open_store(location, s3_config=config, read_only=True))
+
+    async def main() -> tuple[list[str], Any]:
+        try:
+            jobs = planned
+            if copy is not None and not jobs:
+                # The jobs the newest copy manifest names: parsed, not trusted (no key is
+                # needed to lengthen a retention, and a forged name only lengthens more).
+                numbers = await s3.list_copy_records(copy, "manifests")
+                if not numbers:
+                    raise ConfigError(f"copy {copy} has no copy manifest at {s3.description}")
+                newest = await s3.get_copy_record(copy, "manifests", numbers[-1])
+                try:
+                    jobs = [j.job for j in parse_copy_manifest(newest).body.jobs]
+                except TransferdError as e:
+                    raise ConfigError(
+                        f"copy manifest {numbers[-1]} of {copy}: {e.message}"
+                    ) from None
+            keys = await keys_of_copy(s3, copy, jobs)
+            return jobs, await extend(s3, keys, policy)
+        finally:
+            await s3.close()
+
+    jobs, done = run_async(main())
+    summary = {
+        "copy": copy, "store": s3.description, "jobs": jobs,
+        "object_lock": {"days": policy.days, "mode": policy.mode}, **done.to_json(),
+    }  # fmt: skip
+    lines = [
+        f"{f'copy {copy}' if copy else 'jobs'} at {s3.description}: {len(jobs)} jobs, retention "
+        f"{policy.describe()} from now",
+        f"  {done.extended:,} extended, {done.kept:,} already retained as long, "
+        f"{done.missing:,} gone since listed, {len(done.refused):,} refused",
+    ] + [f"  refused {key}: {error}" for key, error in done.refused[:50]]
+    out.result(summary, lines)
+    if done.refused:
+        key, error = done.refused[0]
+        raise PermanentStoreError(
+            f"{len(done.refused):,} objects of copy {copy} could not be retained longer; "
+            f"first: {key}: {error}",
+            hint="the credentials need s3:PutObjectRetention (and s3:GetObjectRetention)",
+        )
     return 0

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from transferd.cli.azureargs import add_azure_arguments, azure_options
+from transferd.cli.lockargs import add_lock_arguments, lock_policy
 from transferd.cli.output import Output, add_json_flag
 from transferd.cli.pgargs import add_source_arguments, source_options
 from transferd.cli.progress import report_progress
@@ -118,6 +119,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     add_source_arguments(p)
     add_azure_arguments(p)
+    add_lock_arguments(
+        p,
+        "with an s3:// store: retain every object and manifest for DAYS days (the bucket "
+        "must have Object Lock; the store is probed first)",
+    )
     add_json_flag(p)
     p.set_defaults(run=run)
 
@@ -133,6 +139,7 @@ def send_options(args: argparse.Namespace) -> SendOptions:
         ca_file=args.ca_file,
         postgres=source_options(args),
         azure=azure_options(args),
+        object_lock=lock_policy(args),
     )
 
 
@@ -195,6 +202,12 @@ def run(args: argparse.Namespace, out: Output) -> int:
         f"{human_bytes(c.bytes_read)}, sent {human_bytes(c.bytes_sent)} in {c.packs_sent:,} packs, "
         f"{result.seconds:.1f} s, {human_bytes(rate)}/s",
     ]
+    if composed.options.object_lock is not None:
+        summary["object_lock"] = {"days": composed.options.object_lock.days,
+                                  "mode": composed.options.object_lock.mode}  # fmt: skip
+        lines.append(
+            f"  every object and manifest retained {composed.options.object_lock.describe()}"
+        )
     for p, m in result.failures:
         out.warning(f"not copied: {p.decode('utf-8', 'backslashreplace')}: {m}")
     out.result(summary, lines)  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from transferd.cli.copyverify import run_copy_verify
+from transferd.cli.lockargs import add_lock_arguments, lock_policy
 from transferd.cli.output import Output, add_json_flag
 from transferd.cli.pgargs import add_password_file
 from transferd.cli.readprogress import show_progress
@@ -36,6 +37,7 @@ from transferd.util.durable import replace_file
 from transferd.util.keyfiles import load_identity, load_sender_key, parse_sender_arg
 from transferd.util.runtime import run as run_async
 from transferd.verify.objects import Throughput, default_workers
+from transferd.verify.retention import retention_check
 from transferd.verify.run import VerifyOptions, verify_copy
 from transferd.verify.seen import SeenState, default_seen_path
 
@@ -127,6 +129,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default="auto",
         help="live progress line on stderr (auto: on a terminal)",
     )
+    add_lock_arguments(
+        p,
+        "with an s3:// store: also read every object's and manifest's retention, report "
+        "it, and fail (25) if one has none or is retained for less than DAYS days",
+    )
     add_json_flag(p)
     p.set_defaults(run=run)
 
@@ -174,17 +181,22 @@ def run(args: argparse.Namespace, out: Output) -> int:
         throughput=throughput,
     )
     interactive = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
+    lock = lock_policy(args)
+    retention = retention_check(store, lock)
     if args.copy is not None:
         return run_copy_verify(
             store, args.copy, sender, options, out,
             report_json=args.report_json, report_html=args.report_html, signer=signer,
-            write=_write,
+            write=_write, retention=retention,
         )  # fmt: skip
 
     async def main() -> Report:
         progress = asyncio.create_task(show_progress(throughput, interactive=interactive))
         try:
-            return await verify_copy(store, args.job, sender, options)
+            report = await verify_copy(store, args.job, sender, options)
+            if retention is not None:
+                await retention.job(args.job)
+            return report
         finally:
             progress.cancel()
             await asyncio.gather(progress, return_exceptions=True)
@@ -196,7 +208,12 @@ def run(args: argparse.Namespace, out: Output) -> int:
         _write(args.report_json, seal.dumps(document))
     if args.report_html:
         _write(args.report_html, html.render(document))
-    out.result(document, _human(report, document, args))
+    lines = _human(report, document, args)
+    shown: dict[str, Any] = document
+    if retention is not None:
+        lines += retention.check.lines()
+        shown = {**document, "retention": retention.check.to_json()}
+    out.result(shown, lines)
     error = VERDICT_ERRORS.get(report.verdict)
     if error is not None:
         raise error(
@@ -205,6 +222,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
             if args.report_json or args.report_html
             else "write the full list with --report-json FILE or --report-html FILE",
         )
+    if retention is not None:
+        retention.raise_if_short()
     return 0
 
 

@@ -15,8 +15,7 @@ from azure.core.exceptions import AzureError, ResourceModifiedError
 from azure.storage.blob import BlobProperties
 
 from transferd.core.source_entry import SourceEntry
-from transferd.errors import SourceChangedError, SourceError
-from transferd.sources.azure.identity import SignInError
+from transferd.errors import SignInError, SourceChangedError, SourceError
 from transferd.sources.base import InlineItem, Item
 
 if TYPE_CHECKING:

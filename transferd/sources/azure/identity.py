@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from transferd.errors import ConfigError
+from transferd.errors import ConfigError, SignInError
 from transferd.util.secretfiles import read_secret_file
 
 if TYPE_CHECKING:
@@ -275,12 +275,6 @@ def _secret_bytes(path: Path, what: str) -> bytes:
             path=str(path),
         )
     return data
-
-
-class SignInError(Exception):
-    """Getting a token failed: Entra ID (the managed identity endpoint, az) refused, or no such
-    identity is on this host. The storage client passes it on as it is; ``__cause__`` is what
-    azure-identity raised. Apart from a refusal by Azure Storage, which has an HTTP status too."""
 
 
 class SignedIn:

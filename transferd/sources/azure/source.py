@@ -57,14 +57,13 @@ from azure.storage.blob import BlobProperties
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 
 from transferd.core.source_entry import SourceEntry
-from transferd.errors import SourceChangedError, SourceError
+from transferd.errors import SignInError, SourceChangedError, SourceError
 from transferd.sources.azure.auth import AzureLocation, AzureOptions, resolve
 from transferd.sources.azure.blob import BlobItem, entry_for
 from transferd.sources.azure.delegation import UserDelegationSas
 from transferd.sources.azure.identity import (
     KEY,
     USER_DELEGATION,
-    SignInError,
     describe_failure,
 )
 from transferd.sources.azure.names import PathMapper
