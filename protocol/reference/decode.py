@@ -338,8 +338,10 @@ def check_body(b: Any) -> dict[str, Any]:
         fail("format failure", "manifest body is not an object")
     if b.get("format") != 1:
         fail("unsupported version", f"unsupported format version {b.get('format')}")
-    if set(b) != _BODY:
+    if not _BODY <= set(b) <= _BODY | {"epoch"}:
         fail("format failure", "manifest body members differ from SPEC 11.2")
+    if "epoch" in b and not is_int(b["epoch"], 1):
+        fail("format failure", "manifest epoch is not an integer of at least 1")
     seq, prev = b["sequence"], b["previous"]
     checks = {
         "job": isinstance(b["job"], str) and re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,63}", b["job"]),
@@ -404,7 +406,8 @@ def verify_manifest(raw: bytes, expected_sender: str | None) -> dict[str, Any]:
 
 
 def check_chain(manifests: list[bytes], expected_sender: str | None) -> dict[str, Any]:
-    """The newest body of a chain of manifests starting at sequence 1 (SPEC 14, step 3)."""
+    """The newest body of a chain of manifests starting at sequence 1 (SPEC 14, step 3); an
+    epoch (SPEC 12.2, 0 when absent) never goes back along it."""
     previous: tuple[dict[str, Any], bytes] | None = None
     for raw in manifests:
         body = verify_manifest(raw, expected_sender)
@@ -417,10 +420,25 @@ def check_chain(manifests: list[bytes], expected_sender: str | None) -> dict[str
                 not same
                 or body["sequence"] != prev_body["sequence"] + 1
                 or (body["previous"] != hashlib.sha256(prev_raw).hexdigest())
+                or body.get("epoch", 0) < prev_body.get("epoch", 0)
             ):
                 fail("rollback", f"manifest {body['sequence']} does not follow its predecessor")
         previous = body, raw
     return previous[0] if previous else fail("rollback", "no manifest")
+
+
+def head_chain(manifests: dict[tuple[int, int], bytes]) -> list[bytes]:
+    """The chain of the head (SPEC 12.2): from the manifest of highest (epoch, sequence) back to
+    1 by each one's ``previous``; manifests off it (superseded) are left out."""
+    by_hash = {hashlib.sha256(raw).hexdigest(): raw for raw in manifests.values()}
+    chain = [manifests[max(manifests, key=lambda k: (k[1], k[0]))]]
+    while True:
+        previous = canonical_loads(chain[-1].split(b"\n")[1], "manifest body").get("previous")
+        if previous is None:
+            return list(reversed(chain))
+        if previous not in by_hash:
+            fail("rollback", "a manifest of the head's chain is missing")
+        chain.append(by_hash[previous])
 
 
 # --- objects (SPEC 7, 9, 10, 13.3, 13.4) -------------------------------------------------------
@@ -681,11 +699,16 @@ class Store:
 def restore(root: Path, job: str, identity_text: str, out: Path, sender: str | None) -> None:
     store = Store(root, job)
     names = sorted(p.name for p in (store.dir / "manifests").iterdir())
-    if not names or any(not re.fullmatch(r"\d{20}", n) for n in names):
+    found = [re.fullmatch(r"(\d{20})(?:-(\d{20}))?", n) for n in names]
+    if not names or any(m is None or m.group(2) == "0" * 20 for m in found):
         fail("format failure", f"manifest names {names}")
-    manifests = [(store.dir / "manifests" / n).read_bytes() for n in names]
-    body = check_chain(manifests, sender)
-    if body["job"] != job or int(names[-1]) != body["sequence"]:
+    keyed = {
+        (int(m.group(1)), int(m.group(2) or 0)): n for m, n in zip(found, names, strict=True) if m
+    }
+    manifests = {k: (store.dir / "manifests" / n).read_bytes() for k, n in keyed.items()}
+    body = check_chain(head_chain(manifests), sender)
+    newest = max(keyed, key=lambda k: (k[1], k[0]))
+    if body["job"] != job or newest != (body["sequence"], body.get("epoch", 0)):
         fail("integrity failure", "the manifest names another job or sequence than its path")
     kind, identity = read_key_file(identity_text)
     if kind != "recipient-identity":

@@ -62,7 +62,7 @@ async def test_a_copy_is_incomplete_until_every_job_is_recorded_then_passes(
     assert whole.verdict == "pass", whole.findings
     assert whole.copy_manifests == 2
     newest = await newest_copy_manifest(store, COPY, SENDER.public(), SECRET.copy_id(COPY))
-    assert done_jobs(newest) == {"alpha": 1, "bravo": 1}
+    assert done_jobs(newest) == {"alpha": (0, 1), "bravo": (0, 1)}
 
 
 async def test_a_forged_or_rolled_back_copy_manifest_is_untrusted(tmp_path: Path) -> None:

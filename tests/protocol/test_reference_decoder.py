@@ -234,8 +234,9 @@ def _run_decoder(*args: str | Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_restores_the_copy_vector(tmp_path: Path) -> None:
-    v = json.loads((VECTORS / "copy" / "copy.json").read_text())["vectors"][0]
+@pytest.mark.parametrize("index", [0, 1], ids=["tiny", "leased"])
+def test_restores_the_copy_vector(tmp_path: Path, index: int) -> None:
+    v = json.loads((VECTORS / "copy" / "copy.json").read_text())["vectors"][index]
     copy = VECTORS / "copy"
     result = _run_decoder(copy / v["store"], v["job"], copy / v["identity_file"], tmp_path / "out",
                           "--sender", v["expected_sender"])  # fmt: skip

@@ -44,7 +44,7 @@ from transferd.core import (
     packs,
     rowset,
 )
-from transferd.errors import IntegrityError
+from transferd.errors import FormatError, IntegrityError
 
 FILES = vector_files()
 
@@ -232,18 +232,34 @@ def apply_copy(v: dict[str, Any]) -> None:
 
 
 def read_copy(root: Path, v: dict[str, Any]) -> list[dict[str, Any]]:
-    """A minimal reader of a store directory built from the core: the tree it describes."""
+    """A minimal reader of a store directory built from the core: the tree it describes. The
+    newest manifest is the head (SPEC 12.2): highest (epoch, sequence); its chain is followed back
+    to 1, and the manifests off it are the superseded ones."""
     job_dir = root / v["store"] / "jobs" / v["job"]
     expected = keys.parse_sender_public(v["expected_sender"])
-    previous = None
+    stored = {}
     for path in sorted((job_dir / "manifests").iterdir()):
+        key = manifest.parse_manifest_name(path.name)
+        assert key is not None, path.name
         current = manifest.verify(path.read_bytes(), expected)
+        assert current.key == key
+        stored[key] = current
+    head = manifest.head_of(list(stored))
+    assert head is not None
+    by_digest = {m.digest: m for m in stored.values()}
+    chain = [stored[head]]
+    while chain[-1].body.previous is not None:
+        chain.append(by_digest[chain[-1].body.previous])
+    previous = None
+    for current in reversed(chain):
         manifest.check_succession(previous, current)
-        assert path.name == manifest.manifest_name(current.body.sequence)
         previous = current
-    assert previous is not None
-    body = previous.body
+    off = sorted(k.name for k in set(stored) - {m.key for m in chain})
+    assert all(manifest.parse_manifest_name(n).epoch < head.epoch for n in off)  # type: ignore[union-attr]
+    assert off == v.get("superseded", [])
+    body = stored[head].body
     assert body.sequence == v["newest_sequence"]
+    assert body.epoch == v.get("newest_epoch", 0)
     identity = keys.parse_key_file((root / v["identity_file"]).read_text())
     assert isinstance(identity, keys.RecipientIdentity)
     job_key = jobkey.unwrap(list(body.recipients), identity, body.key_check)
@@ -325,6 +341,17 @@ def apply_copy_manifest(v: dict[str, Any]) -> None:
     _apply_signed_root(v, copy, copy.CopyManifestBody)
 
 
+def apply_lease_epoch(v: dict[str, Any]) -> None:
+    key = manifest.parse_manifest_name(v["stored_as"])
+    if key is None:
+        raise FormatError(f"{v['stored_as']} is not a manifest name")
+    signed = manifest.verify(v["manifest"].encode("utf-8"), keys.parse_sender_public(
+        v["expected_sender"]))  # fmt: skip
+    if signed.key != key:
+        raise IntegrityError(f"manifest {signed.key} stored as {key}")
+    _apply_signed_root(v, manifest, manifest.ManifestBody)
+
+
 APPLY: dict[str, Callable[[dict[str, Any]], None]] = {
     "keys": apply_keys,
     "wrap": apply_wrap,
@@ -340,6 +367,7 @@ APPLY: dict[str, Callable[[dict[str, Any]], None]] = {
     "rowset": apply_rowset,
     "copy_secret": apply_copy_secret,
     "copy_manifest": apply_copy_manifest,
+    "lease_epoch": apply_lease_epoch,
 }
 
 

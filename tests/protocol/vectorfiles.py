@@ -64,12 +64,16 @@ AREAS: dict[str, tuple[set[str], set[str]]] = {
     ),
     "copy": (
         {"store", "job", "identity_file", "expected_sender", "newest_sequence", "job_key", "tree"},
-        set(),
+        {"newest_epoch", "superseded"},
     ),
     "rowset": ({"salt", "input"}, {"feed", "row_hashes", "rows", "sum", "digest"}),
     "copy_secret": ({"text"}, {"copy", "copy_id", "jobs"}),
     "copy_manifest": (
         {"manifest", "sha256", "expected_sender"},
+        {"body", "sender_secret", "history"},
+    ),
+    "lease_epoch": (
+        {"manifest", "sha256", "expected_sender", "stored_as"},
         {"body", "sender_secret", "history"},
     ),
 }
@@ -86,6 +90,7 @@ VALID_NEEDS: dict[str, set[str]] = {
     "rowset": {"rows", "sum", "digest"},
     "copy_secret": {"copy", "copy_id", "jobs"},
     "copy_manifest": {"body", "sender_secret"},
+    "lease_epoch": {"body", "sender_secret"},
 }
 """Fields without which a valid vector would check nothing beyond "it did not fail"."""
 

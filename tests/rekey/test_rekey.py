@@ -55,7 +55,7 @@ def test_new_recipient_reads_the_removed_one_no_longer(
                       remove=[keys.owner.public()])  # fmt: skip
 
     assert objects(sent) == before  # no chunk, pack or catalog re-sent
-    assert asyncio.run(sent.list_manifests(JOB)) == [1, 2]
+    assert asyncio.run(sent.list_manifests(JOB)) == [(1, 0), (2, 0)]
     manifest.check_succession(result.previous, result.manifest)
     new, old = result.manifest.body, result.previous.body
     assert (new.catalog, new.object_lists, new.key_check) == (
@@ -101,7 +101,7 @@ def test_changes_that_make_no_sense_are_refused(
 
     with pytest.raises(ConfigError, match=message):
         do_rekey(sent, keys, keys.owner, add=add, remove=remove)
-    assert asyncio.run(sent.list_manifests(JOB)) == [1]
+    assert asyncio.run(sent.list_manifests(JOB)) == [(1, 0)]
 
 
 def test_only_a_recipient_can_rekey(sent: Store, keys: Keys) -> None:

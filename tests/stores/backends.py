@@ -125,6 +125,7 @@ def signed_manifest(
     *,
     previous: str | None = None,
     created: str = "2026-11-22T21:00:00Z",
+    epoch: int = 0,
 ) -> bytes:
     """A valid manifest for ``job`` at ``sequence``, signed by ``sender``: no packs, and one
     catalog segment (every manifest names at least one) that the store need not hold."""
@@ -144,6 +145,7 @@ def signed_manifest(
         object_lists=(),
         catalog=(ObjectRef(bytes(32), 64),),
         totals=Totals(0, 0),
+        epoch=epoch,
     )
     return core_manifest.sign(body, sender)
 

@@ -20,6 +20,7 @@ from transferd.errors import (
 )
 from transferd.stores.base import HAVE_BATCH, Store
 
+LATER = "2026-11-22T21:00:01Z"
 JOB = "snds-2026.dcir"
 
 
@@ -160,9 +161,28 @@ async def test_manifests_read_back_and_list_in_ascending_order(open_store: Store
         for seq, data in manifests.items():
             await store.put_manifest(JOB, seq, data)
 
-        assert await store.list_manifests(JOB) == [1, 2, 3, 10]
+        assert await store.list_manifests(JOB) == [(1, 0), (2, 0), (3, 0), (10, 0)]
         for seq, data in manifests.items():
             assert await store.get_manifest(JOB, seq) == data
+
+
+async def test_manifests_of_leased_writers_are_keyed_by_sequence_and_epoch(
+    open_store: StoreFactory,
+) -> None:
+    """SPEC 12.2: two holders of a job (one stale) never write one key; each key is exclusive."""
+    keys = [(2, 0), (2, 5), (3, 5), (2, 8), (1, 0)]
+    manifests = {k: signed_manifest(JOB, k[0], epoch=k[1]) for k in keys}
+    async with open_store() as store:
+        for (seq, epoch), data in manifests.items():
+            await store.put_manifest(JOB, seq, data, epoch)
+        assert await store.list_manifests(JOB) == [(1, 0), (2, 0), (2, 5), (2, 8), (3, 5)]
+        for (seq, epoch), data in manifests.items():
+            assert await store.get_manifest(JOB, seq, epoch) == data
+        with pytest.raises(ManifestExistsError):
+            await store.put_manifest(JOB, 2, signed_manifest(JOB, 2, epoch=5, created=LATER), 5)
+        with pytest.raises(ObjectNotFoundError):
+            await store.get_manifest(JOB, 3, 8)
+        assert await store.get_manifest(JOB, 2, 5) == manifests[(2, 5)]
 
 
 async def test_a_manifest_is_never_overwritten(open_store: StoreFactory) -> None:
@@ -177,7 +197,7 @@ async def test_a_manifest_is_never_overwritten(open_store: StoreFactory) -> None
             await store.put_manifest(JOB, 1, second)
 
         assert await store.get_manifest(JOB, 1) == first
-        assert await store.list_manifests(JOB) == [1]
+        assert await store.list_manifests(JOB) == [(1, 0)]
 
 
 async def test_jobs_are_listed_once_anything_is_stored(open_store: StoreFactory) -> None:

@@ -42,8 +42,10 @@ class FlakyStore(MemoryStore):
     async def put_object(self, job: str, name: str, data: bytes) -> None:
         await self._maybe_fail(lambda: super(FlakyStore, self).put_object(job, name, data))
 
-    async def put_manifest(self, job: str, sequence: int, data: bytes) -> None:
-        await self._maybe_fail(lambda: super(FlakyStore, self).put_manifest(job, sequence, data))
+    async def put_manifest(self, job: str, sequence: int, data: bytes, epoch: int = 0) -> None:
+        await self._maybe_fail(
+            lambda: super(FlakyStore, self).put_manifest(job, sequence, data, epoch)
+        )
 
     async def list_objects(self, job: str) -> AsyncIterator[tuple[str, int]]:
         self.calls += 1

@@ -27,7 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transferd.copies.leases import DONE, RELEASED, Lease, Leases
+from transferd.copies.fence import FencedStore
+from transferd.copies.leases import DONE, RELEASED, Lease, Leases, lost_error
 from transferd.copies.manifests import done_jobs, newest_copy_manifest, record_jobs
 from transferd.copies.plan import CopyPlan
 from transferd.core.copy import CopySecret, SignedCopyManifest
@@ -45,6 +46,7 @@ from transferd.send.run import SendResult, send, utc_now
 from transferd.send.state import provision_job_key
 from transferd.sources.base import Source
 from transferd.stores.base import CopyStore
+from transferd.stores.open import open_store
 from transferd.stores.s3probe import shared_writes_needed
 
 log = logging.getLogger(__name__)
@@ -122,7 +124,7 @@ class Agent:
             while True:
                 copy_manifest = await self._newest()
                 done = done_jobs(copy_manifest)
-                if any(done.get(j, 0) < m.body.sequence for j, m in self._finished.items()):
+                if any(done.get(j, (0, 0)) < m.key.rank for j, m in self._finished.items()):
                     copy_manifest = await self._record({})
                     done = done_jobs(copy_manifest)
                 result.copy_manifest = copy_manifest.body.sequence if copy_manifest else None
@@ -159,6 +161,8 @@ class Agent:
             result.jobs.append(task.result())
             return
         except LeaseLostError as e:
+            if e.fields.get("taken_over"):
+                raise  # this agent was paused or cut off: its other jobs may be taken too
             log.warning("job %s stopped: %s", job, e.message)
             return
         except TransientStoreError as e:
@@ -197,7 +201,7 @@ class Agent:
         started = time.monotonic()
         own = job in self.plan.agents.get(self.name, ())
         previous_holder = None if own else self.plan.owner(job)
-        log.info("job %s: claimed (lease record %d)", job, lease.sequence)
+        log.info("job %s: claimed (lease record %d, epoch %d)", job, lease.sequence, lease.epoch)
         keeper = asyncio.create_task(self.leases.keep(lease))
         released = False
         try:
@@ -205,7 +209,7 @@ class Agent:
                 self.state_dir, job, self.secret.job_key(job), self.secret.job_id(job)
             )
             source = self.open_source(self.plan.job(job).source)
-            sending = asyncio.create_task(self._send(job, source))
+            sending = asyncio.create_task(self._send(job, source, lease))
             lost = asyncio.create_task(lease.lost.wait())
             await asyncio.wait({sending, lost}, return_when=asyncio.FIRST_COMPLETED)
             lost.cancel()
@@ -213,7 +217,7 @@ class Agent:
                 sending.cancel()
                 await asyncio.gather(sending, return_exceptions=True)
                 released = True  # not ours any more: release nothing
-                raise LeaseLostError(f"job {job}: {lease.reason}")
+                raise lost_error(lease)
             keeper.cancel()
             outcome = sending.result()
             if outcome.failures:
@@ -246,8 +250,14 @@ class Agent:
                 except StoreError as e:
                     log.info("could not release the lease of job %s: %s", job, e.message)
 
-    async def _send(self, job: str, source: Source) -> SendResult:
-        composed = compose_send(self.options, source=source, to=self.plan.store, sender=self.sender)
+    async def _send(self, job: str, source: Source, lease: Lease) -> SendResult:
+        options = self.options
+        opened = open_store(
+            self.plan.store, self.sender, options.ca_file, options.s3_config,
+            lock=options.object_lock,
+        )  # fmt: skip
+        fenced = FencedStore(opened, self.leases, lease, self.sender.public())  # copies/fence.py
+        composed = compose_send(options, source=source, to=fenced, sender=self.sender)
         try:
             return await send(
                 source=composed.source,
@@ -258,6 +268,11 @@ class Agent:
                 state_dir=self.state_dir,
                 config=composed.config,
                 clock=self.clock,
+                epoch=lease.epoch,
             )
+        except (asyncio.CancelledError, LeaseLostError):
+            # Taken over while paused: an upload in flight may land now; withdraw it if safe.
+            await asyncio.shield(fenced.withdraw_unsettled(self.plan.settle_seconds + 1))
+            raise
         finally:
             await composed.close()

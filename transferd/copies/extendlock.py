@@ -45,7 +45,7 @@ async def keys_of_copy(s3: S3Store, copy: str | None, jobs: list[str]) -> list[s
         for n in await s3.list_copy_records(copy, "manifests")
     ]  # fmt: skip
     for job in jobs:
-        keys += [s3.manifest_key(job, n) for n in await s3.list_manifests(job)]
+        keys += [s3.manifest_key(job, *n) for n in await s3.list_manifests(job)]
         keys += [s3.object_key(job, name) async for name, _ in s3.list_objects(job)]
     return keys
 

@@ -3,8 +3,13 @@
 A lease is a series of copy records ``leases/<job>`` (stores/base.py, clause 7); the newest
 record says who holds the job::
 
-    {"agent": "agent-2", "session": "<16 random bytes, hex>", "state": "held" | "released" | "done",
-     "time": "<RFC 3339, for people>"}
+    {"agent": "agent-2", "epoch": 7, "session": "<16 random bytes, hex>",
+     "state": "held" | "released" | "done", "time": "<RFC 3339, for people>"}
+
+The **epoch** of a lease is the number of the record by which it was claimed: claims are
+exclusive puts of n+1, so epochs are unique per job and grow with each claim; renewals and the
+release copy it. Every manifest the holder publishes carries it (protocol/SPEC.md 12.2), and the
+head of a job is its manifest of highest (epoch, sequence).
 
 Rules, each with its reason:
 
@@ -13,8 +18,10 @@ Rules, each with its reason:
    claimer waits ``settle_seconds`` and reads the series again: it holds the job only if the
    newest record is still its own, which closes the HEAD-then-PUT race unless a write takes
    longer than the settling delay.
-2. **Renew** every ``lease_seconds / 3`` by putting record n+1 of one's own; older records are
-   deleted (two are kept), so a job costs a few small keys, not one per renewal.
+2. **Renew** every ``lease_seconds / 3`` by putting record n+1 of one's own, which counts only
+   if it is then the newest (a taker prunes old numbers, which a stale holder could otherwise
+   fill); older records are deleted (two are kept), so a job costs a few small keys, not one
+   per renewal.
 3. **Expire by observation, not by clocks.** An agent takes a job over only after it has *seen*
    the newest record unchanged for ``lease_seconds`` of its own monotonic clock. No two hosts'
    clocks are compared, so skew cannot expire a live lease; the ``time`` field is for people.
@@ -26,12 +33,19 @@ Rules, each with its reason:
    agent name runs in one process at a time (the state directory's lock says so on one host).
 6. **Release** with a last record: ``released`` (the job may be claimed at once) or ``done``.
 
-What this does not protect against, said plainly (protocol/THREATS.md): a holder paused longer
-than ``lease_seconds / 2`` (SIGSTOP, a VM frozen) that wakes and writes before noticing; two
-processes started with the same agent name on two hosts. Either can leave a job run twice at
-once, which costs uploads and may leave packs no manifest names (verify reports them as extra),
-but never corrupts a stored object or a manifest: objects are content-addressed and manifests
-are exclusive and signed.
+7. **Fence every write that counts.** The holder's store (``FencedStore``) reads the job's newest
+   lease record before and after each manifest it puts: a record of another session or epoch on
+   top means the job was taken over, and LeaseLostError stops it (exit 26 for the agent) before
+   it records anything in the copy manifest. An object is put after the same check whenever the
+   lease is overdue (unrenewed for half a lease: the holder was paused, or cut off), so a holder
+   that wakes after a takeover stores nothing more; otherwise objects go unchecked (renewals
+   run every third of a lease).
+
+A holder paused longer than ``lease_seconds / 2`` (SIGSTOP, a VM frozen) may still, on waking,
+put one manifest before its check: it is stored under its own epoch, never over the taker's
+key, and it is never the job's head once the taker stored anything (its epoch is lower); verify
+lists it as superseded. Two processes started with the same agent name on two hosts can run one
+job twice at once (rule 5); that costs uploads, never a stored object or a manifest.
 """
 
 from __future__ import annotations
@@ -46,6 +60,7 @@ from dataclasses import dataclass, field
 
 from transferd.errors import (
     FormatError,
+    LeaseLostError,
     ManifestExistsError,
     ObjectNotFoundError,
     StoreError,
@@ -65,19 +80,27 @@ class LeaseRecord:
     session: str
     state: str
     time: str = ""
+    epoch: int = 0
+    """The number of the record that claimed the lease (0 in records of older versions)."""
 
     def to_bytes(self) -> bytes:
-        doc = {"agent": self.agent, "session": self.session, "state": self.state, "time": self.time}
+        doc = {"agent": self.agent, "epoch": self.epoch, "session": self.session,
+               "state": self.state, "time": self.time}  # fmt: skip
         return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> LeaseRecord:
         try:
             doc = json.loads(data)
+            epoch = doc.get("epoch", 0)
+            if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+                raise TypeError
             record = cls(str(doc["agent"]), str(doc["session"]), str(doc["state"]),
-                         str(doc.get("time", "")))  # fmt: skip
+                         str(doc.get("time", "")), epoch)  # fmt: skip
         except (ValueError, KeyError, TypeError):
-            raise FormatError("a lease record is not {agent, session, state, time}") from None
+            raise FormatError(
+                "a lease record is not {agent, epoch, session, state, time}"
+            ) from None
         if record.state not in (HELD, RELEASED, DONE):
             raise FormatError(f"a lease record has unknown state {record.state!r}")
         return record
@@ -91,8 +114,12 @@ class Lease:
     sequence: int
     renewed: float
     """Monotonic time at which the last successful renewal (or the claim) was started."""
+    epoch: int = 0
+    """The number of the claiming record: what every manifest of this holder carries."""
     lost: asyncio.Event = field(default_factory=asyncio.Event)
     reason: str = ""
+    taken_over: bool = False
+    """Lost to another agent (not merely unrenewable): the holder was paused or cut off."""
 
 
 @dataclass
@@ -165,7 +192,7 @@ class Leases:
             return None
         silent = self.unchanged_for(job)
         started = self._clock()
-        if not await self._put(job, number + 1, HELD):
+        if not await self._put(job, number + 1, HELD, epoch=number + 1):
             return None
         await self._sleep(self.settle_seconds)
         latest, holder = await self.newest(job)
@@ -177,12 +204,17 @@ class Leases:
                 "taking over job %s from agent %s: its lease was not renewed for %.0f s",
                 job, record.agent, silent,
             )  # fmt: skip
-        return Lease(job, latest, started)
+        return Lease(job, latest, started, epoch=latest)
 
     async def renew(self, lease: Lease) -> bool:
         """Put the next record; False when another agent's record took its place (lost)."""
         started = self._clock()
-        if not await self._put(lease.job, lease.sequence + 1, HELD):
+        if not await self._put(lease.job, lease.sequence + 1, HELD, epoch=lease.epoch):
+            return False
+        # The number may have been free only because the taker pruned it (rule 2): a renewal
+        # counts only if it is the newest record.
+        latest, holder = await self.newest(lease.job)
+        if latest != lease.sequence + 1 or holder is None or holder.session != self.session:
             return False
         lease.sequence += 1
         lease.renewed = started
@@ -196,7 +228,12 @@ class Leases:
             await self._sleep(self.lease_seconds / 3)
             try:
                 if not await self.renew(lease):
+                    try:
+                        await self.still_held(lease)  # says who holds it now, and sets lost
+                    except LeaseLostError:
+                        return
                     lease.reason = "another agent holds its lease now"
+                    lease.taken_over = True
                     lease.lost.set()
                     return
             except StoreError as e:
@@ -207,12 +244,39 @@ class Leases:
                 return
 
     async def release(self, lease: Lease, state: str = RELEASED) -> None:
-        if await self._put(lease.job, lease.sequence + 1, state):
+        if await self._put(lease.job, lease.sequence + 1, state, epoch=lease.epoch):
             lease.sequence += 1
             await self._prune(lease.job, lease.sequence)
 
-    async def _put(self, job: str, number: int, state: str) -> bool:
-        record = LeaseRecord(self.agent, self.session, state, self._now_text())
+    def overdue(self, lease: Lease) -> bool:
+        """Whether ``lease`` went unrenewed for half a lease by this agent's clock: long enough
+        that it may have passed to another (paused, a frozen VM), too short for another agent
+        to have taken it over yet (rule 3 needs a whole lease)."""
+        return self._clock() - lease.renewed > self.lease_seconds / 2
+
+    async def still_held(self, lease: Lease) -> None:
+        """LeaseLostError unless the job's newest lease record is still this holder's (rule 7):
+        the same session and epoch, held."""
+        _, record = await self.newest(lease.job)
+        if record is not None and (record.session, record.epoch, record.state) == (
+            self.session,
+            lease.epoch,
+            HELD,
+        ):
+            return
+        if record is None:
+            why = "its lease records are gone"
+        elif record.session == self.session:
+            why = f"its lease is {record.state} at epoch {record.epoch}"
+        else:
+            why = f"agent {record.agent} took over at epoch {record.epoch}"
+        lease.reason = f"{why} while this agent (epoch {lease.epoch}) was paused or cut off"
+        lease.taken_over = True
+        lease.lost.set()
+        raise lost_error(lease)
+
+    async def _put(self, job: str, number: int, state: str, *, epoch: int) -> bool:
+        record = LeaseRecord(self.agent, self.session, state, self._now_text(), epoch)
         try:
             await self.store.put_copy_record(
                 self.copy, self._series(job), number, record.to_bytes()
@@ -228,6 +292,20 @@ class Leases:
                     await self.store.delete_copy_record(self.copy, self._series(job), number)
         except StoreError as e:  # pruning is housekeeping: the next renewal tries again
             log.info("could not prune old lease records of job %s: %s", job, e.message)
+
+
+def lost_error(lease: Lease) -> LeaseLostError:
+    """The error a job ends with once its lease is lost; ``taken_over`` says whether another
+    agent holds it now (the agent then stops: exit 26) or it only could not be renewed."""
+    if not lease.taken_over:
+        return LeaseLostError(f"job {lease.job}: {lease.reason}", job=lease.job)
+    return LeaseLostError(
+        f"job {lease.job}: {lease.reason}; stopping (nothing it wrote after that counts)",
+        hint="the job goes on under the agent that holds it now; look at why this agent "
+        "stalled (a frozen VM, a stopped process, a cut link) before starting it again",
+        job=lease.job,
+        taken_over=True,
+    )
 
 
 def _parse(data: bytes, job: str, number: int) -> LeaseRecord:

@@ -8,7 +8,9 @@ if it is not its own. An update is lost only if both that and the settle check f
 then still sees the job as unrecorded and records it again (copies/agent.py), so the copy
 manifest converges to naming every finished job.
 
-Entries only move forward: a job's entry is replaced only by a newer manifest of that job.
+Entries only move forward: a job's entry is replaced only by a newer manifest of that job, of a
+higher (epoch, sequence) (protocol/SPEC.md 12.2), so an agent that lost its lease cannot move an
+entry back to what it wrote after the one that took over.
 """
 
 from __future__ import annotations
@@ -54,11 +56,12 @@ async def newest_copy_manifest(
     return signed
 
 
-def done_jobs(signed: SignedCopyManifest | None) -> dict[str, int]:
-    """Job name → newest recorded manifest sequence, for the jobs the copy manifest names done."""
+def done_jobs(signed: SignedCopyManifest | None) -> dict[str, tuple[int, int]]:
+    """Job name → (epoch, sequence) of the manifest recorded, for the jobs the copy manifest
+    names done: the order in which entries move (a head's order, SPEC 12.2)."""
     if signed is None:
         return {}
-    return {j.job: j.sequence for j in signed.body.jobs if j.sequence is not None}
+    return {j.job: j.rank for j in signed.body.jobs if j.sequence is not None}
 
 
 async def record_jobs(
@@ -85,8 +88,9 @@ async def record_jobs(
         changed = newest is None or set(entries) != {j.job for j in newest.body.jobs}
         for name, signed in finished.items():
             held = entries.get(name)
-            if held is None or held.sequence is None or held.sequence < signed.body.sequence:
-                entries[name] = CopyJobRef(name, signed.body.sequence, signed.digest)
+            key = signed.key
+            if held is None or held.sequence is None or held.rank < key.rank:
+                entries[name] = CopyJobRef(name, key.sequence, signed.digest, key.epoch)
                 changed = True
         if not changed and newest is not None:
             return newest

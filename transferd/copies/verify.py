@@ -24,6 +24,7 @@ from transferd import __version__
 from transferd.core import copy as core_copy
 from transferd.core.copy import SignedCopyManifest
 from transferd.core.keys import SenderPublicKey
+from transferd.core.manifest import ManifestKey
 from transferd.errors import (
     PRECEDENCE,
     VERDICT_EXIT_CODES,
@@ -113,15 +114,21 @@ async def verify_whole_copy(
             continue
         job_report = await verify_copy(store, ref.job, sender, options)
         report.jobs[ref.job] = job_report
-        named = next((m for m in job_report.manifests if m.get("sequence") == ref.sequence), None)
-        if named is None:
+        key = ManifestKey(ref.sequence, ref.epoch)
+        named = next(
+            (m for m in job_report.manifests
+             if (m.get("sequence"), m.get("epoch", 0)) == (key.sequence, key.epoch)),
+            None,
+        )  # fmt: skip
+        if named is None or named.get("superseded"):
             report.fail(
-                "untrusted", f"manifest {ref.sequence} of job {ref.job}, named by the copy "
+                "untrusted", f"manifest {key} of job {ref.job}, named by the copy "
                 "manifest, is not in the job's chain"
+                + (" (superseded: written after the job was taken over)" if named else "")
             )  # fmt: skip
         elif named.get("sha256") != ref.sha256 or not named.get("trusted"):
             report.fail(
-                "untrusted", f"manifest {ref.sequence} of job {ref.job} is not the one the copy "
+                "untrusted", f"manifest {key} of job {ref.job} is not the one the copy "
                 f"manifest names (sha256 {ref.sha256})"
             )  # fmt: skip
     return report

@@ -24,7 +24,9 @@ recorded, and is signed by the sender key, numbered and hash-chained like a job 
              {"job":"pmsi-2019","sequence":null,"sha256":null}, …]}
 
 ``jobs`` lists every job of the plan in job-name order, each once; a job not finished yet has
-null ``sequence`` and ``sha256``. Stored as copy record ``manifests/<N>`` (stores/base.py, 7).
+null ``sequence`` and ``sha256``. An entry naming a manifest written under a lease also gives its
+``"epoch"`` (SPEC 12.2; absent for epoch 0), so that it names the manifest's key exactly. Stored
+as copy record ``manifests/<N>`` (stores/base.py, 7).
 """
 
 from __future__ import annotations
@@ -109,14 +111,26 @@ class CopyJobRef:
     job: str
     sequence: int | None = None
     sha256: str | None = None
+    epoch: int = 0
+    """The lease epoch of the manifest named (SPEC 12.2): 0 for one written without a lease."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"job": self.job, "sequence": self.sequence, "sha256": self.sha256}
+        doc: dict[str, Any] = {"job": self.job, "sequence": self.sequence, "sha256": self.sha256}
+        if self.epoch:
+            doc["epoch"] = self.epoch
+        return doc
+
+    @property
+    def rank(self) -> tuple[int, int]:
+        """Entries only move to a higher (epoch, sequence): the order of a job's heads."""
+        return (self.epoch, self.sequence or 0)
 
     @classmethod
     def from_json(cls, value: Any) -> CopyJobRef:
-        if not isinstance(value, dict) or set(value) != {"job", "sequence", "sha256"}:
-            raise FormatError("copy manifest job entries are {job, sequence, sha256}")
+        if not isinstance(value, dict) or not (
+            {"job", "sequence", "sha256"} <= set(value) <= {"job", "sequence", "sha256", "epoch"}
+        ):
+            raise FormatError("copy manifest job entries are {job, sequence, sha256[, epoch]}")
         seq, digest = value["sequence"], value["sha256"]
         if (seq is None) != (digest is None):
             raise FormatError("copy manifest job entry: sequence and sha256 are both set or null")
@@ -124,7 +138,15 @@ class CopyJobRef:
             raise FormatError("copy manifest job entry: sequence must be a positive integer")
         if digest is not None and (not isinstance(digest, str) or not _HEX64.fullmatch(digest)):
             raise FormatError("copy manifest job entry: sha256 must be 64 lowercase hex digits")
-        return cls(check_job_name(value["job"]), seq, digest)
+        epoch = value.get("epoch", 0)
+        if "epoch" in value and (
+            seq is None or not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 1
+        ):
+            raise FormatError(
+                "copy manifest job entry: epoch is an integer of at least 1, given only with "
+                "a sequence, or absent"
+            )
+        return cls(check_job_name(value["job"]), seq, digest, epoch)
 
 
 @dataclass(frozen=True)

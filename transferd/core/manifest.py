@@ -7,6 +7,13 @@
 The body names the job, its sequence number and the hash of the previous manifest (so the history
 of a job is a chain and an older manifest cannot pass as the newest), the recipient stanzas, and
 the object-list and catalog segments by SHA-256 (so every stored byte hangs from this signature).
+
+**Epochs** (SPEC 12.2). A manifest written by an agent of a copy under a lease carries that
+lease's epoch, in its body (``"epoch": E``, E >= 1) and in its name
+(``<sequence>-<epoch>``, each 20 digits); one written without a lease has epoch 0 and neither.
+Two holders of a job, one of them stale, therefore never write the same key, and the head of a
+job is its manifest of highest (epoch, sequence): whatever a holder that lost its lease writes
+after the one that took over stored anything is never the newest.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import base64
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from transferd.core import canonical, signed
 from transferd.core.constants import (
@@ -23,6 +30,7 @@ from transferd.core.constants import (
     JOB_NAME_PATTERN,
     KEY_CHECK_SIZE,
     MANIFEST_FIRST_LINE,
+    MANIFEST_SEQUENCE_DIGITS,
 )
 from transferd.core.jobkey import Stanza, b64decode_strict
 from transferd.core.keys import SenderPublicKey, SenderSecretKey, parse_key_text
@@ -41,6 +49,48 @@ _BODY_FIELDS = frozenset(
         "recipients", "key_check", "object_lists", "catalog", "totals",
     }
 )  # fmt: skip
+_OPTIONAL_FIELDS = frozenset({"epoch"})
+_MAX_NUMBER = 10**MANIFEST_SEQUENCE_DIGITS - 1
+_NAME = re.compile(
+    rf"([0-9]{{{MANIFEST_SEQUENCE_DIGITS}}})(?:-([0-9]{{{MANIFEST_SEQUENCE_DIGITS}}}))?"
+)
+
+
+class ManifestKey(NamedTuple):
+    """Where a manifest is stored: its sequence, and the lease epoch of its writer (0: a send
+    that holds no lease). Ordered as stored (sequence, then epoch); ``rank`` orders heads."""
+
+    sequence: int
+    epoch: int = 0
+
+    @property
+    def name(self) -> str:
+        return manifest_name(self.sequence, self.epoch)
+
+    @property
+    def rank(self) -> tuple[int, int]:
+        """The head of a job is its manifest of highest (epoch, sequence): epoch first."""
+        return (self.epoch, self.sequence)
+
+    def __str__(self) -> str:
+        return f"{self.sequence}" if not self.epoch else f"{self.sequence} (epoch {self.epoch})"
+
+
+def parse_manifest_name(name: str) -> ManifestKey | None:
+    """The key a manifest file or object name gives, or None for a name that is none
+    (``<sequence, 20 digits>`` or ``<sequence>-<epoch>``, both at least 1)."""
+    m = _NAME.fullmatch(name)
+    if m is None:
+        return None
+    sequence, epoch = int(m.group(1)), int(m.group(2) or 0)
+    if sequence < 1 or (m.group(2) is not None and epoch < 1):
+        return None
+    return ManifestKey(sequence, epoch)
+
+
+def head_of(keys: list[ManifestKey]) -> ManifestKey | None:
+    """The newest version of a job among the manifests stored: highest (epoch, sequence)."""
+    return max(keys, key=lambda k: k.rank, default=None)
 
 
 def check_job_name(name: str) -> str:
@@ -71,9 +121,11 @@ class ManifestBody:
     object_lists: tuple[ObjectRef, ...]
     catalog: tuple[ObjectRef, ...]
     totals: Totals
+    epoch: int = 0
+    """The lease epoch of the agent that wrote it (SPEC 12.2); 0 for a send without a lease."""
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc = {
             "format": FORMAT_VERSION,
             "job": self.job,
             "job_id": self.job_id,
@@ -87,6 +139,13 @@ class ManifestBody:
             "catalog": [r.to_json() for r in self.catalog],
             "totals": {"objects": self.totals.objects, "stored_bytes": self.totals.stored_bytes},
         }
+        if self.epoch:
+            doc["epoch"] = self.epoch
+        return doc
+
+    @property
+    def key(self) -> ManifestKey:
+        return ManifestKey(self.sequence, self.epoch)
 
     @classmethod
     def from_json(cls, value: Any) -> ManifestBody:
@@ -94,11 +153,17 @@ class ManifestBody:
             raise FormatError("manifest body is not a JSON object")
         if value.get("format") != FORMAT_VERSION:
             raise UnsupportedVersionError(value.get("format"), "manifest")
-        if set(value) != _BODY_FIELDS:
-            missing, extra = _BODY_FIELDS - set(value), set(value) - _BODY_FIELDS
+        if not _BODY_FIELDS <= set(value) <= _BODY_FIELDS | _OPTIONAL_FIELDS:
+            missing = _BODY_FIELDS - set(value)
+            extra = set(value) - _BODY_FIELDS - _OPTIONAL_FIELDS
             raise FormatError(
                 f"manifest body fields wrong: missing {sorted(missing)}, extra {sorted(extra)}"
             )
+        epoch = value.get("epoch", 0)
+        if "epoch" in value and (
+            not isinstance(epoch, int) or isinstance(epoch, bool) or not 1 <= epoch <= _MAX_NUMBER
+        ):
+            raise FormatError("manifest epoch must be an integer of at least 1, or absent")
         job_id, seq, created, prev = (
             value["job_id"],
             value["sequence"],
@@ -161,6 +226,7 @@ class ManifestBody:
             ),
             catalog=tuple(ObjectRef.from_json(r, "catalog segment") for r in value["catalog"]),
             totals=Totals(totals["objects"], totals["stored_bytes"]),
+            epoch=epoch,
         )
 
 
@@ -175,6 +241,10 @@ class SignedManifest:
     def digest(self) -> str:
         """Hex SHA-256 of the manifest's bytes: what the next manifest's `previous` names."""
         return hashlib.sha256(self.raw).hexdigest()
+
+    @property
+    def key(self) -> ManifestKey:
+        return self.body.key
 
 
 def sign(body: ManifestBody, sender: SenderSecretKey) -> bytes:
@@ -225,16 +295,27 @@ def check_succession(previous: SignedManifest | None, current: SignedManifest) -
             f"manifest {body.sequence} of job {body.job} does not follow "
             f"manifest {previous.body.sequence}"
         )
-
-
-def check_not_rolled_back(current: SignedManifest, newest_seen: int | None) -> None:
-    """Refuse a manifest older than the newest this reader has already seen for the job."""
-    if newest_seen is not None and current.body.sequence < newest_seen:
+    if body.epoch < previous.body.epoch:  # SPEC 12.2: a stale holder chained onto its successor
         raise RollbackError(
-            f"job {current.body.job} is at manifest {current.body.sequence} but manifest "
-            f"{newest_seen} was seen before: the store was rolled back"
+            f"manifest {body.key} of job {body.job} follows manifest {previous.key}, of a later "
+            "epoch: it was written by an agent that had lost the job"
         )
 
 
-def manifest_name(sequence: int) -> str:
-    return f"{sequence:020d}"
+def check_not_rolled_back(
+    current: SignedManifest, newest_seen: int | None, seen_epoch: int = 0
+) -> None:
+    """Refuse a manifest older than the newest this reader has already seen for the job: of a
+    lower (epoch, sequence), the order of heads (SPEC 12.2; an unleased job has epoch 0)."""
+    if newest_seen is not None and current.key.rank < (seen_epoch, newest_seen):
+        seen = ManifestKey(newest_seen, seen_epoch)
+        raise RollbackError(
+            f"job {current.body.job} is at manifest {current.key} but manifest {seen} was seen "
+            "before: the store was rolled back"
+        )
+
+
+def manifest_name(sequence: int, epoch: int = 0) -> str:
+    """``<sequence, 20 digits>``, and ``-<epoch, 20 digits>`` when the epoch is not 0."""
+    name = f"{sequence:0{MANIFEST_SEQUENCE_DIGITS}d}"
+    return name if not epoch else f"{name}-{epoch:0{MANIFEST_SEQUENCE_DIGITS}d}"

@@ -19,6 +19,7 @@ from aiohttp import web
 from transferd.core import manifest as core_manifest
 from transferd.core.constants import MANIFEST_MAX_SIZE, PACK_MAX_SIZE
 from transferd.core.keys import SenderPublicKey, parse_key_text
+from transferd.core.manifest import ManifestKey
 from transferd.errors import ApiError, FormatError, IntegrityError, ObjectNotFoundError
 from transferd.host.auth import digests_equal
 from transferd.host.context import (
@@ -39,7 +40,8 @@ HAVE_BODY_MAX = HAVE_BATCH * 72 + 2
 
 _JOB = r"{job:[a-z0-9][a-z0-9._-]{0,63}}"
 _NAME = r"{name:[0-9a-f]{64}}"
-_SEQ = r"{seq:[1-9][0-9]{0,19}}"
+_SEQ = r"{seq:[1-9][0-9]{0,19}(?:-[1-9][0-9]{0,19})?}"
+"""A manifest's sequence, and ``-EPOCH`` for one written under a lease (SPEC 12.2)."""
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _RANGE = re.compile(r"bytes=([0-9]{1,19})-([0-9]{0,19})")
 
@@ -197,20 +199,25 @@ async def _page(
     return kept[:limit]
 
 
+def _manifest_key(request: web.Request) -> ManifestKey:
+    sequence, _, epoch = request.match_info["seq"].partition("-")
+    return ManifestKey(int(sequence), int(epoch or 0))
+
+
 async def _put_manifest(request: web.Request) -> web.Response:
-    job, sequence = request.match_info["job"], int(request.match_info["seq"])
+    job, (sequence, epoch) = request.match_info["job"], _manifest_key(request)
     data = await read_body(request, MANIFEST_MAX_SIZE)
     try:
         manifest = core_manifest.parse(data)
     except (FormatError, IntegrityError) as exc:
         raise ApiError(400, "bad_request", f"manifest refused: {exc.message}") from None
     body = manifest.body
-    if body.job != job or body.sequence != sequence:
+    if body.job != job or body.key != (sequence, epoch):
         raise ApiError(
             400,
             "bad_request",
-            f"manifest is for job {body.job} sequence {body.sequence}, "
-            f"but was sent as job {job} sequence {sequence}",
+            f"manifest is for job {body.job} sequence {body.key}, "
+            f"but was sent as job {job} sequence {ManifestKey(sequence, epoch)}",
         )
     signer = parse_key_text(body.sender)  # a tds1 key: ManifestBody.from_json checked it
     if not isinstance(signer, SenderPublicKey) or not request.app[AUTHORIZER].may_write(
@@ -219,26 +226,33 @@ async def _put_manifest(request: web.Request) -> web.Response:
         raise ApiError(
             403, "forbidden", f"manifest is signed by {body.sender}, which may not write job {job}"
         )
-    await request.app[STORE].put_manifest(job, sequence, data)
-    return web.json_response({"job": job, "sequence": sequence}, status=201)
+    await request.app[STORE].put_manifest(job, sequence, data, epoch)
+    answer: dict[str, object] = {"job": job, "sequence": sequence}
+    if epoch:
+        answer["epoch"] = epoch
+    return web.json_response(answer, status=201)
 
 
 async def _list_manifests(request: web.Request) -> web.Response:
     job = request.match_info["job"]
     await read_body(request, 0)
     store = request.app[STORE]
-    sequences = await store.list_manifests(job)
-    if not sequences:
+    keys = await store.list_manifests(job)
+    if not keys:
         await _check_job_exists(store, job)
-    return web.json_response({"manifests": sequences})
+    answer: dict[str, object] = {"manifests": [k.sequence for k in keys if not k.epoch]}
+    leased = [[k.sequence, k.epoch] for k in keys if k.epoch]
+    if leased:  # manifests written under a lease (SPEC 12.2): [sequence, epoch] each
+        answer["epochs"] = leased
+    return web.json_response(answer)
 
 
 async def _get_manifest(request: web.Request) -> web.Response:
-    job, sequence = request.match_info["job"], int(request.match_info["seq"])
+    job, (sequence, epoch) = request.match_info["job"], _manifest_key(request)
     await read_body(request, 0)
     store = request.app[STORE]
     try:
-        data = await store.get_manifest(job, sequence)
+        data = await store.get_manifest(job, sequence, epoch)
     except ObjectNotFoundError:
         await _check_job_exists(store, job)
         raise

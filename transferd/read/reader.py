@@ -101,29 +101,33 @@ async def load_manifest(
     sequence: int | None = None,
     warn: Warn = log_warning,
 ) -> SignedManifest:
-    """The job's newest manifest (or number ``sequence``), its signature checked."""
-    sequences = await store.list_manifests(job)
-    if not sequences:
+    """The job's newest manifest, its head (SPEC 12.2), or number ``sequence`` (of the highest
+    epoch with that number), its signature checked."""
+    keys = await store.list_manifests(job)
+    if not keys:
         raise JobNotFoundError(
             f"job {job} has no manifest at {store.description}",
             hint="check the job name; a send publishes the manifest when a run completes",
             job=job,
             store=store.description,
         )
-    number = sequences[-1] if sequence is None else sequence
-    if number not in sequences:
+    chosen = manifest.head_of(
+        keys if sequence is None else [k for k in keys if k.sequence == sequence]
+    )
+    if chosen is None:
         raise JobNotFoundError(
-            f"job {job} has no manifest {number} at {store.description}",
-            hint=f"it has manifests {sequences[0]} to {sequences[-1]}",
+            f"job {job} has no manifest {sequence} at {store.description}",
+            hint=f"it has manifests {keys[0].sequence} to {keys[-1].sequence}",
             job=job,
             store=store.description,
-            sequence=number,
+            sequence=sequence,
         )
-    data = await store.get_manifest(job, number)
+    number = chosen
+    data = await store.get_manifest(job, *chosen)
     signed = manifest.verify(data, sender) if sender is not None else manifest.parse(data)
     body = signed.body
-    if body.sequence != number:
-        raise RollbackError(f"manifest stored as {number} of job {job} says it is {body.sequence}")
+    if body.key != chosen:
+        raise RollbackError(f"manifest stored as {chosen} of job {job} says it is {body.key}")
     if body.job != job:
         raise IntegrityError(f"manifest {number} stored under job {job} is of job {body.job}")
     if sender is None:

@@ -20,7 +20,7 @@ from transferd.core.keys import SenderPublicKey, SenderSecretKey
 from transferd.core.manifest import ManifestBody, SignedManifest, Totals
 from transferd.core.objectlist import ObjectRef
 from transferd.core.source_entry import SourceEntry
-from transferd.errors import IntegrityError, RollbackError
+from transferd.errors import IntegrityError, LeaseLostError, RollbackError
 from transferd.send.journal import Journal
 from transferd.stores.base import Store
 
@@ -68,11 +68,21 @@ async def publish(
     stanzas: list[Stanza],
     created: str,
     rng: Callable[[int], bytes],
+    epoch: int = 0,
 ) -> SignedManifest:
-    """Write the run's catalog and object lists, then the next manifest of the job."""
+    """Write the run's catalog and object lists, then the next manifest of the job: on top of
+    the job's head, carrying ``epoch``, the lease epoch of a copy's agent (0 without a lease)."""
     catalog_refs = await _write_catalog(store, job, key, journal, run, source_identity, rng)
     list_refs, totals = await _write_object_lists(store, job, journal)
     previous = await newest_manifest(store, job, sender.public(), job_id)
+    if previous is not None and previous.body.epoch > epoch:
+        raise LeaseLostError(
+            f"job {job}: manifest {previous.key} was written at epoch {previous.body.epoch}, "
+            f"after this agent's lease (epoch {epoch}) was taken over; stopping (nothing it "
+            "wrote after that counts)",
+            job=job,
+            taken_over=True,
+        )
     body = ManifestBody(
         job=job,
         job_id=job_id,
@@ -85,30 +95,31 @@ async def publish(
         object_lists=tuple(list_refs),
         catalog=tuple(catalog_refs),
         totals=totals,
+        epoch=epoch,
     )
     return await put_manifest(store, body, sender)
 
 
 async def put_manifest(store: Store, body: ManifestBody, sender: SenderSecretKey) -> SignedManifest:
     data = manifest.sign(body, sender)
-    await store.put_manifest(body.job, body.sequence, data)
+    await store.put_manifest(body.job, body.sequence, data, body.epoch)
     return manifest.parse(data)
 
 
 async def newest_manifest(
     store: Store, job: str, sender: SenderPublicKey | None, job_id: str | None
 ) -> SignedManifest | None:
-    """The job's newest manifest at the host, checked: signed (by ``sender`` when given), and of
-    this job (``job_id`` when given) — a sender never chains onto a manifest it cannot trust."""
-    sequences = await store.list_manifests(job)
-    if not sequences:
+    """The job's head at the host (its manifest of highest (epoch, sequence), SPEC 12.2),
+    checked: signed (by ``sender`` when given), and of this job (``job_id`` when given) — a
+    sender never chains onto a manifest it cannot trust."""
+    newest = manifest.head_of(await store.list_manifests(job))
+    if newest is None:
         return None
-    newest = sequences[-1]
-    data = await store.get_manifest(job, newest)
+    data = await store.get_manifest(job, *newest)
     signed = manifest.verify(data, sender) if sender is not None else manifest.parse(data)
-    if signed.body.sequence != newest:
+    if signed.key != newest:
         raise RollbackError(
-            f"manifest stored as {newest} of job {job} says it is number {signed.body.sequence}"
+            f"manifest stored as {newest} of job {job} says it is number {signed.key}"
         )
     if job_id is not None and signed.body.job_id != job_id:
         raise IntegrityError(

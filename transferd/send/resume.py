@@ -91,7 +91,7 @@ _SEGMENT_PREFIXES = {
 async def _referenced_segments(store: Store, job: str) -> set[str]:
     """Names of every catalog and object-list segment some manifest of the job names."""
     names: set[str] = set()
-    for sequence in await store.list_manifests(job):
-        body = manifest.parse(await store.get_manifest(job, sequence)).body
+    for key in await store.list_manifests(job):
+        body = manifest.parse(await store.get_manifest(job, *key)).body
         names.update(ref.name for ref in (*body.catalog, *body.object_lists))
     return names

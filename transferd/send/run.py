@@ -59,7 +59,10 @@ async def send(
     on_pipeline: Callable[[Pipeline], None] | None = None,
     rng: Callable[[int], bytes] = os.urandom,
     clock: Callable[[], float] = time.time,
+    epoch: int = 0,
 ) -> SendResult:
+    """Send ``source`` as the next version of ``job``. ``epoch``: the lease epoch of a copy's
+    agent, carried by the manifest it publishes (protocol/SPEC.md 12.2); 0 without a lease."""
     started = time.monotonic()
     tuning.tune_process()  # before this process starts the threads the pipeline will use
     state = open_job_state(state_dir, job, rng)
@@ -86,7 +89,7 @@ async def send(
         signed = await publish(
             store=store, job=job, job_id=state.job_id, key=state.key, journal=journal, run=run,
             source_identity=identity, sender=sender, stanzas=stanzas, created=utc_now(clock),
-            rng=rng,
+            rng=rng, epoch=epoch,
         )  # fmt: skip
         journal.set_meta("sequence", str(signed.body.sequence))
         return SendResult(

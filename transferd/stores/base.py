@@ -13,8 +13,11 @@ Contract, for every driver (tests/stores/ runs one suite against each):
    no object or the whole object under its name, never a partial one that counts as stored.
    The driver checks that the bytes hash to the name (``IntegrityError`` otherwise) so a corrupt
    upload can never be stored under a valid name. Putting an object that exists is a no-op.
-2. ``put_manifest`` is exclusive: a sequence already present raises ``ManifestExistsError``, so a
-   manifest is never replaced (rollback protection starts at the store).
+2. ``put_manifest`` is exclusive: a key (sequence, epoch) already present raises
+   ``ManifestExistsError``, so a manifest is never replaced (rollback protection starts at the
+   store). The epoch is 0 for a send without a lease and the lease's epoch for an agent of a copy
+   (protocol/SPEC.md 12.2): the name is then ``<sequence>-<epoch>``, so two holders of one job
+   never write one key. ``list_manifests`` gives every key stored, ordered by (sequence, epoch).
 3. ``has_objects`` answers for a batch of names which ones are present (the resume inventory).
 4. Reads of a missing object or manifest raise ``ObjectNotFoundError``; a job with nothing
    stored raises it too (the store holds no "job created" state).
@@ -43,7 +46,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Protocol, runtime_checkable
 
 from transferd.core.constants import JOB_NAME_PATTERN
-from transferd.core.manifest import check_job_name
+from transferd.core.manifest import ManifestKey, check_job_name
 from transferd.errors import FormatError, IntegrityError, PermanentStoreError
 
 _OBJECT_NAME = re.compile(r"[0-9a-f]{64}")
@@ -101,12 +104,12 @@ class Store(Protocol):
 
     async def delete_object(self, job: str, name: str) -> None: ...
 
-    async def put_manifest(self, job: str, sequence: int, data: bytes) -> None: ...
+    async def put_manifest(self, job: str, sequence: int, data: bytes, epoch: int = 0) -> None: ...
 
-    async def get_manifest(self, job: str, sequence: int) -> bytes: ...
+    async def get_manifest(self, job: str, sequence: int, epoch: int = 0) -> bytes: ...
 
-    async def list_manifests(self, job: str) -> list[int]:
-        """Sequences present for the job, ascending; empty when none."""
+    async def list_manifests(self, job: str) -> list[ManifestKey]:
+        """The keys of the job's manifests, ordered by (sequence, epoch); empty when none."""
         ...
 
     async def list_jobs(self) -> list[str]: ...

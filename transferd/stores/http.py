@@ -56,6 +56,7 @@ import aiohttp.payload
 from yarl import URL
 
 from transferd.core.keys import SenderSecretKey
+from transferd.core.manifest import ManifestKey
 from transferd.core.request_signing import CONTENT_SHA256, authorization
 from transferd.errors import (
     ClockSkewError,
@@ -225,26 +226,26 @@ class HttpStore:
             expect=(204,),
         )
 
-    async def put_manifest(self, job: str, sequence: int, data: bytes) -> None:
+    async def put_manifest(self, job: str, sequence: int, data: bytes, epoch: int = 0) -> None:
         check_job(job)
         await self._request(
             "PUT",
-            f"/v1/jobs/{job}/manifests/{_sequence(sequence)}",
-            f"storing manifest {sequence} of job {job}",
+            f"/v1/jobs/{job}/manifests/{_key(sequence, epoch)}",
+            f"storing manifest {ManifestKey(sequence, epoch)} of job {job}",
             body=bytes(data),
             expect=(201,),
         )
 
-    async def get_manifest(self, job: str, sequence: int) -> bytes:
+    async def get_manifest(self, job: str, sequence: int, epoch: int = 0) -> bytes:
         check_job(job)
         _, _, data = await self._request(
             "GET",
-            f"/v1/jobs/{job}/manifests/{_sequence(sequence)}",
-            f"reading manifest {sequence} of job {job}",
+            f"/v1/jobs/{job}/manifests/{_key(sequence, epoch)}",
+            f"reading manifest {ManifestKey(sequence, epoch)} of job {job}",
         )
         return data
 
-    async def list_manifests(self, job: str) -> list[int]:
+    async def list_manifests(self, job: str) -> list[ManifestKey]:
         check_job(job)
         try:
             _, _, answer = await self._request(
@@ -252,7 +253,16 @@ class HttpStore:
             )
         except ObjectNotFoundError:
             return []
-        return self._numbers(answer, "manifests", f"listing the manifests of job {job}")
+        what = f"listing the manifests of job {job}"
+        keys = [ManifestKey(n) for n in self._numbers(answer, "manifests", what)]
+        for pair in self._check(self._json(answer, dict, what).get("epochs", []), list, what):
+            if not isinstance(pair, list) or len(pair) != 2:
+                raise self._unreadable(what, "an epochs entry that is not [sequence, epoch]")
+            sequence, epoch = (self._check(n, int, what) for n in pair)
+            if sequence < 1 or epoch < 1:
+                raise self._unreadable(what, "an epochs entry below 1")
+            keys.append(ManifestKey(sequence, epoch))
+        return sorted(keys)
 
     async def list_jobs(self) -> list[str]:
         _, _, answer = await self._request("GET", "/v1/jobs", "listing jobs")
@@ -497,6 +507,11 @@ def _ssl_option(
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"cannot load the CA file {ca_file}: {exc}") from None
     return True
+
+
+def _key(sequence: int, epoch: int) -> str:
+    """A manifest's name in a URL: its sequence, and ``-EPOCH`` when written under a lease."""
+    return _sequence(sequence) if not epoch else f"{_sequence(sequence)}-{_sequence(epoch)}"
 
 
 def _sequence(sequence: int) -> str:

@@ -47,7 +47,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 from transferd.core.constants import MANIFEST_SEQUENCE_DIGITS
-from transferd.core.manifest import manifest_name
+from transferd.core.manifest import ManifestKey, manifest_name, parse_manifest_name
 from transferd.errors import (
     IntegrityError,
     ManifestExistsError,
@@ -116,10 +116,11 @@ class LocalStore:
         check_object_name(name)
         return self._job_dir(job) / "objects" / name[:2] / name
 
-    def _manifest_path(self, job: str, sequence: int) -> Path:
-        if not isinstance(sequence, int) or not 1 <= sequence <= _MAX_SEQUENCE:
-            raise PermanentStoreError(f"manifest sequence {sequence!r} is out of range")
-        return self._job_dir(job) / "manifests" / manifest_name(sequence)
+    def _manifest_path(self, job: str, sequence: int, epoch: int = 0) -> Path:
+        for number in (sequence, epoch or 1):
+            if not isinstance(number, int) or not 1 <= number <= _MAX_SEQUENCE:
+                raise PermanentStoreError(f"manifest sequence or epoch {number!r} is out of range")
+        return self._job_dir(job) / "manifests" / manifest_name(sequence, epoch)
 
     # --- writes ---------------------------------------------------------------------------
 
@@ -219,10 +220,12 @@ class LocalStore:
         except OSError as exc:
             raise self._error(f"store object {name} of job {job}", path, exc) from exc
 
-    async def put_manifest(self, job: str, sequence: int, data: bytes) -> None:
-        self._refuse_if_read_only(f"store manifest {sequence}")
-        path = self._manifest_path(job, sequence)
-        await asyncio.to_thread(self._put_manifest, job, sequence, path, bytes(data))
+    async def put_manifest(self, job: str, sequence: int, data: bytes, epoch: int = 0) -> None:
+        key = ManifestKey(sequence, epoch)
+        self._refuse_if_read_only(f"store manifest {key}")
+        path = self._manifest_path(job, sequence, epoch)
+        what = f"manifest {key} of job {job}"
+        await asyncio.to_thread(self._put_manifest, job, sequence, path, bytes(data), None, what)
 
     def _put_manifest(
         self,
@@ -236,7 +239,7 @@ class LocalStore:
         what = what or f"manifest {sequence} of job {job}"
         if path.exists():  # checked first so a refused manifest costs no write
             raise ManifestExistsError(f"{what} already exists")
-        temp = self._write_temp(job, manifest_name(sequence), data, tmp_dir)
+        temp = self._write_temp(job, path.name, data, tmp_dir)
         try:
             self._make_dirs(path.parent)
             os.link(temp, path)  # fails with EEXIST instead of replacing: never overwritten
@@ -324,9 +327,9 @@ class LocalStore:
         what = f"object {name} of job {job}"
         return await asyncio.to_thread(self._read, what, path, offset, length)
 
-    async def get_manifest(self, job: str, sequence: int) -> bytes:
-        path = self._manifest_path(job, sequence)
-        what = f"manifest {sequence} of job {job}"
+    async def get_manifest(self, job: str, sequence: int, epoch: int = 0) -> bytes:
+        path = self._manifest_path(job, sequence, epoch)
+        what = f"manifest {ManifestKey(sequence, epoch)} of job {job}"
         return await asyncio.to_thread(self._read, what, path, 0, None)
 
     def _read(self, what: str, path: Path, offset: int, length: int | None) -> bytes:
@@ -362,9 +365,9 @@ class LocalStore:
             for entry in entries:
                 yield entry
 
-    async def list_manifests(self, job: str) -> list[int]:
+    async def list_manifests(self, job: str) -> list[ManifestKey]:
         names = await asyncio.to_thread(_list_dir, self._job_dir(job) / "manifests")
-        return sorted(int(n) for n in names if _SEQUENCE.fullmatch(n) and int(n) >= 1)
+        return sorted(k for k in map(parse_manifest_name, names) if k is not None)
 
     async def list_jobs(self) -> list[str]:
         names = await asyncio.to_thread(_list_dir, self.root / "jobs")

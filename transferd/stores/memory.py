@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncIterator, Sequence
 
+from transferd.core.manifest import ManifestKey
 from transferd.errors import IntegrityError, ManifestExistsError, ObjectNotFoundError
 from transferd.stores.base import check_copy_name, check_copy_series, check_job, check_object_name
 
@@ -13,7 +14,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self.description = "memory"
         self.objects: dict[str, dict[str, bytes]] = {}
-        self.manifests: dict[str, dict[int, bytes]] = {}
+        self.manifests: dict[str, dict[ManifestKey, bytes]] = {}
         self.records: dict[tuple[str, str], dict[int, bytes]] = {}
 
     async def put_object(self, job: str, name: str, data: bytes) -> None:
@@ -46,22 +47,22 @@ class MemoryStore:
     async def delete_object(self, job: str, name: str) -> None:
         self.objects.get(job, {}).pop(name, None)
 
-    async def put_manifest(self, job: str, sequence: int, data: bytes) -> None:
+    async def put_manifest(self, job: str, sequence: int, data: bytes, epoch: int = 0) -> None:
         check_job(job)
+        key = ManifestKey(sequence, epoch)
         held = self.manifests.setdefault(job, {})
-        if sequence in held:
-            raise ManifestExistsError(f"manifest {sequence} of job {job} already exists")
-        held[sequence] = bytes(data)
+        if key in held:
+            raise ManifestExistsError(f"manifest {key} of job {job} already exists")
+        held[key] = bytes(data)
 
-    async def get_manifest(self, job: str, sequence: int) -> bytes:
+    async def get_manifest(self, job: str, sequence: int, epoch: int = 0) -> bytes:
+        key = ManifestKey(sequence, epoch)
         try:
-            return self.manifests[job][sequence]
+            return self.manifests[job][key]
         except KeyError:
-            raise ObjectNotFoundError(
-                f"manifest {sequence} of job {job} is not in the store"
-            ) from None
+            raise ObjectNotFoundError(f"manifest {key} of job {job} is not in the store") from None
 
-    async def list_manifests(self, job: str) -> list[int]:
+    async def list_manifests(self, job: str) -> list[ManifestKey]:
         return sorted(self.manifests.get(job, {}))
 
     async def list_jobs(self) -> list[str]:

@@ -25,6 +25,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TypeVar
 
+from transferd.core.manifest import ManifestKey
 from transferd.errors import ManifestExistsError, PermanentStoreError, TransientStoreError
 from transferd.stores.base import CopyStore, Store
 
@@ -134,30 +135,30 @@ class RetryingStore:
             lambda: self.inner.delete_object(job, name),
         )
 
-    async def put_manifest(self, job: str, sequence: int, data: bytes) -> None:
+    async def put_manifest(self, job: str, sequence: int, data: bytes, epoch: int = 0) -> None:
         tried = False
 
         async def put() -> None:
             nonlocal tried
             try:
-                await self.inner.put_manifest(job, sequence, data)
+                await self.inner.put_manifest(job, sequence, data, epoch)
             except ManifestExistsError:
                 # A first attempt whose answer was lost may have stored it: same bytes, done.
-                if tried and await self.inner.get_manifest(job, sequence) == data:
+                if tried and await self.inner.get_manifest(job, sequence, epoch) == data:
                     return
                 raise
             finally:
                 tried = True
 
-        await self._call(f"storing manifest {sequence} of job {job}", put)
+        await self._call(f"storing manifest {ManifestKey(sequence, epoch)} of job {job}", put)
 
-    async def get_manifest(self, job: str, sequence: int) -> bytes:
+    async def get_manifest(self, job: str, sequence: int, epoch: int = 0) -> bytes:
         return await self._call(
-            f"reading manifest {sequence} of job {job}",
-            lambda: self.inner.get_manifest(job, sequence),
+            f"reading manifest {ManifestKey(sequence, epoch)} of job {job}",
+            lambda: self.inner.get_manifest(job, sequence, epoch),
         )
 
-    async def list_manifests(self, job: str) -> list[int]:
+    async def list_manifests(self, job: str) -> list[ManifestKey]:
         return await self._call(
             f"listing the manifests of job {job}", lambda: self.inner.list_manifests(job)
         )

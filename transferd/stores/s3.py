@@ -53,6 +53,7 @@ from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from transferd.core.constants import MANIFEST_SEQUENCE_DIGITS
+from transferd.core.manifest import ManifestKey, manifest_name, parse_manifest_name
 from transferd.errors import (
     IntegrityError,
     ManifestExistsError,
@@ -111,8 +112,9 @@ class S3Store:
         check_object_name(name)
         return f"{self._job_prefix(job)}objects/{name[:2]}/{name}"
 
-    def manifest_key(self, job: str, sequence: int) -> str:
-        return f"{self._job_prefix(job)}manifests/{_sequence(sequence)}"
+    def manifest_key(self, job: str, sequence: int, epoch: int = 0) -> str:
+        _sequence(epoch or 1)  # in range, as the sequence is
+        return f"{self._job_prefix(job)}manifests/{manifest_name(int(_sequence(sequence)), epoch)}"
 
     def _series_prefix(self, copy: str, series: str) -> str:
         return f"{self.settings.prefix}copies/{check_copy_name(copy)}/{check_copy_series(series)}/"
@@ -350,19 +352,19 @@ class S3Store:
 
     # --- manifests, jobs ----------------------------------------------------------------------
 
-    async def put_manifest(self, job: str, sequence: int, data: bytes) -> None:
-        key = self.manifest_key(job, sequence)
-        await self._put_exclusive(
-            key, bytes(data), f"manifest {sequence} of job {job}", locked=True
-        )
+    async def put_manifest(self, job: str, sequence: int, data: bytes, epoch: int = 0) -> None:
+        key = self.manifest_key(job, sequence, epoch)
+        what = f"manifest {ManifestKey(sequence, epoch)} of job {job}"
+        await self._put_exclusive(key, bytes(data), what, locked=True)
 
-    async def get_manifest(self, job: str, sequence: int) -> bytes:
-        what = f"manifest {sequence} of job {job}"
-        return await self._read(self.manifest_key(job, sequence), what, None)
+    async def get_manifest(self, job: str, sequence: int, epoch: int = 0) -> bytes:
+        what = f"manifest {ManifestKey(sequence, epoch)} of job {job}"
+        return await self._read(self.manifest_key(job, sequence, epoch), what, None)
 
-    async def list_manifests(self, job: str) -> list[int]:
+    async def list_manifests(self, job: str) -> list[ManifestKey]:
         prefix = f"{self._job_prefix(job)}manifests/"
-        return await self._sequences(prefix, f"listing the manifests of job {job}")
+        names = [k async for k, _ in self._list(prefix, f"listing the manifests of job {job}")]
+        return sorted(k for k in map(parse_manifest_name, names) if k is not None)
 
     async def _sequences(self, prefix: str, what: str) -> list[int]:
         found = [int(k) async for k, _ in self._list(prefix, what) if _SEQUENCE.fullmatch(k)]

@@ -24,6 +24,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from transferd.core.manifest import ManifestKey
 from transferd.errors import TransientStoreError
 from transferd.stores.base import Store
 from transferd.stores.ratelimit import TokenBucket
@@ -116,11 +117,11 @@ class ThrottledStore:
     async def put_object(self, job: str, name: str, data: bytes) -> None:
         await self._upload(len(data), lambda: self.inner.put_object(job, name, data))
 
-    async def put_manifest(self, job: str, sequence: int, data: bytes) -> None:
+    async def put_manifest(self, job: str, sequence: int, data: bytes, epoch: int = 0) -> None:
         if self._on_manifest is not None:
             self._on_manifest()
         self.stats.manifests += 1
-        await self._upload(len(data), lambda: self.inner.put_manifest(job, sequence, data))
+        await self._upload(len(data), lambda: self.inner.put_manifest(job, sequence, data, epoch))
 
     async def has_objects(self, job: str, names: Sequence[str]) -> set[str]:
         return await self.inner.has_objects(job, names)
@@ -136,10 +137,10 @@ class ThrottledStore:
     async def delete_object(self, job: str, name: str) -> None:
         await self.inner.delete_object(job, name)
 
-    async def get_manifest(self, job: str, sequence: int) -> bytes:
-        return await self.inner.get_manifest(job, sequence)
+    async def get_manifest(self, job: str, sequence: int, epoch: int = 0) -> bytes:
+        return await self.inner.get_manifest(job, sequence, epoch)
 
-    async def list_manifests(self, job: str) -> list[int]:
+    async def list_manifests(self, job: str) -> list[ManifestKey]:
         return await self.inner.list_manifests(job)
 
     async def list_jobs(self) -> list[str]:

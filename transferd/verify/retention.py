@@ -134,7 +134,7 @@ def s3_of(store: Store) -> S3Store:
 async def check_job(s3: S3Store, job: str, check: RetentionCheck) -> None:
     """Every object and manifest of ``job`` in the store."""
     objects = [s3.object_key(job, name) async for name, _ in s3.list_objects(job)]
-    manifests = [s3.manifest_key(job, n) for n in await s3.list_manifests(job)]
+    manifests = [s3.manifest_key(job, *n) for n in await s3.list_manifests(job)]
     await _check(s3, [("manifest", k) for k in manifests] + [("object", k) for k in objects], check)
 
 

@@ -265,7 +265,7 @@ async def _check_object_lists(
     """Check and decode every object-list segment, adding the packs they name to the
     inventory; True when every segment could be verified. Also checks each manifest's totals."""
     summaries: dict[str, tuple[int, int] | None] = {}
-    for signed in trusted.manifests:
+    for signed in trusted.referencing:
         body = signed.body
         seq = body.sequence
         for ref in body.catalog:

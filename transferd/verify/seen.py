@@ -5,12 +5,14 @@ by omission: if it deletes manifest N+1 (or puts N's bytes back under N+1's name
 verifies. Only a reader who remembers having seen N+1 can tell, so every verify records the
 newest manifest it trusted, and the next one refuses to go below it (DESIGN-BRIEF "Manifest": a
 verifier MUST check sequence >= the newest it has seen). It also remembers that manifest's
-SHA-256, so a different manifest under a number already seen (a fork) is caught too.
+SHA-256, so a different manifest under a number already seen (a fork) is caught too. For a job
+of a copy it remembers the manifest's epoch too (SPEC 12.2): the order of heads is (epoch,
+sequence), so a taker's manifest of a later epoch is newer even at a lower sequence.
 
 File: ``<state dir>/verify-seen.json`` (``--seen-state`` overrides), mode 0600::
 
     {"version": 1, "seen": [{"store": "/srv/store", "job": "snds-2026", "job_id": "<32 hex>",
-                             "sequence": 7, "sha256": "<hex of manifest 7>",
+                             "sequence": 7, "sha256": "<hex of manifest 7>", "epoch": 3,
                              "updated": "2026-11-22T21:00:00Z"}, ...]}
 
 Entries are keyed by store (its path or URL) and job_id. Updates hold an ``flock`` on a sibling
@@ -54,9 +56,15 @@ class Seen:
     sequence: int
     sha256: str
     updated: str
+    epoch: int = 0
+    """The lease epoch of that manifest; 0 for a job written without leases (and older files)."""
+
+    @property
+    def rank(self) -> tuple[int, int]:
+        return (self.epoch, self.sequence)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "store": self.store,
             "job": self.job,
             "job_id": self.job_id,
@@ -64,6 +72,9 @@ class Seen:
             "sha256": self.sha256,
             "updated": self.updated,
         }
+        if self.epoch:
+            doc["epoch"] = self.epoch
+        return doc
 
 
 class SeenState:
@@ -80,7 +91,7 @@ class SeenState:
         """The newest record for a job name at a store, whatever its job id (used when the store
         holds no manifest at all, so there is no job id to look up)."""
         found = [e for e in self.entries if e.store == store and e.job == job]
-        return max(found, key=lambda e: e.sequence, default=None)
+        return max(found, key=lambda e: e.rank, default=None)
 
     def record(self, seen: Seen) -> None:
         """Remember ``seen`` unless a record of a newer manifest is already there."""
@@ -99,7 +110,7 @@ class SeenState:
             old = next(
                 (e for e in entries if (e.store, e.job_id) == (seen.store, seen.job_id)), None
             )
-            if old is not None and old.sequence > seen.sequence:
+            if old is not None and old.rank > seen.rank:
                 self.entries = entries
                 return
             entries = [e for e in entries if e is not old] + [seen]
@@ -142,7 +153,12 @@ def _entry(item: Any) -> Seen:
             raise ValueError(f"{name} must be a string")
     if not _HEX.fullmatch(item["job_id"]) or not _HEX.fullmatch(item["sha256"]):
         raise ValueError("job_id and sha256 must be hex")
-    return Seen(item["store"], item["job"], item["job_id"], seq, item["sha256"], item["updated"])
+    epoch = item.get("epoch", 0)
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+        raise ValueError("epoch must be a non-negative integer")
+    return Seen(
+        item["store"], item["job"], item["job_id"], seq, item["sha256"], item["updated"], epoch
+    )
 
 
 def _write(path: Path, entries: list[Seen]) -> None:

@@ -3,6 +3,12 @@
 The job holds a directory, an empty file, a file whose name is not UTF-8, and a symlink to it.
 Two manifests: sequence 1 encrypted to A, then a rekey (sequence 2) to B and A, so a reader must
 take the newest manifest, follow its chain and try every stanza.
+
+A second job, ``leased``, holds the same files as a job of a copy that changed hands (SPEC 12.2):
+manifest 1 by the agent of epoch 3; then that agent stalled, the agent of epoch 5 took over and
+stored manifest 2 (``…2-…5``) on top of 1, and the stalled one, waking, still stored its own
+manifest 2 (``…2-…3``). A reader must take (epoch, sequence) 2-5 as the newest, follow its chain
+to 1-3, and set 2-3 aside as superseded.
 """
 
 from __future__ import annotations
@@ -98,25 +104,30 @@ def _tree_json() -> list[dict[str, Any]]:
     return out
 
 
-def _put(store: Path, data: bytes) -> ObjectRef:
+LEASED = "leased"
+
+
+def _put(store: Path, data: bytes, job: str = JOB) -> ObjectRef:
     name = object_name(data)
-    path = store / "jobs" / JOB / "objects" / name[:2] / name
+    path = store / "jobs" / job / "objects" / name[:2] / name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return ObjectRef(hashlib.sha256(data).digest(), len(data))
 
 
 def _manifest(sequence: int, previous: bytes | None, recipients: tuple[Any, ...],
-              lists: ObjectRef, catalog: ObjectRef, pack: ObjectRef) -> bytes:  # fmt: skip
+              lists: ObjectRef, catalog: ObjectRef, pack: ObjectRef, job: str = JOB,
+              epoch: int = 0) -> bytes:  # fmt: skip
+    label = f"{sequence}" if job == JOB else f"{job} {sequence} {epoch}"
     stanzas = tuple(
-        wrap(JOB_KEY, r.public(), det(f"copy ephemeral {sequence} {n}"))
+        wrap(JOB_KEY, r.public(), det(f"copy ephemeral {label} {n}"))
         for n, r in enumerate(recipients)
     )
     body = ManifestBody(
-        job=JOB,
-        job_id=det("copy job id", 16).hex(),
+        job=job,
+        job_id=det("copy job id" if job == JOB else f"copy job id {job}", 16).hex(),
         sequence=sequence,
-        created=f"2026-11-2{1 + sequence}T08:00:00Z",
+        created=f"2026-11-2{1 + sequence}T08:0{epoch}:00Z",
         previous=None if previous is None else hashlib.sha256(previous).hexdigest(),
         sender=SENDER.public().to_text(),
         recipients=stanzas,
@@ -124,6 +135,7 @@ def _manifest(sequence: int, previous: bytes | None, recipients: tuple[Any, ...]
         object_lists=(lists,),
         catalog=(catalog,),
         totals=Totals(objects=1, stored_bytes=pack.size),
+        epoch=epoch,
     )
     return sign(body, SENDER)
 
@@ -146,6 +158,7 @@ def write(copy_dir: Path) -> dict[str, Any]:
     (manifests / manifest_name(1)).write_bytes(first)
     (manifests / manifest_name(2)).write_bytes(second)
     (copy_dir / "identity.txt").write_text(render_key_file(IDENTITY_A, "2026-11-22T20:00:00Z"))
+    leased = _leased(store, records, pack_bytes)
     v: Vector = vector(
         "tiny_job_rekeyed",
         "a directory, an empty file, a file with a Latin-1 name, a symlink; manifest 2 rekeys "
@@ -165,8 +178,41 @@ def write(copy_dir: Path) -> dict[str, Any]:
         "<sha256>, jobs/<job>/manifests/<sequence, 20 digits>). Read the newest manifest, check "
         "its signature by expected_sender and its chain, unwrap K_job with identity_file, read "
         "the object lists and catalog, open every chunk, and compare the restored tree with tree "
-        "(sorted by raw path bytes).",
-        [v],
+        "(sorted by raw path bytes). Where names carry an epoch (<sequence>-<epoch>, SPEC "
+        "12.2) the newest is the highest (epoch, sequence), its chain is followed back, and the "
+        "manifests off it of lower epochs are the superseded ones.",
+        [v, leased],
+    )
+
+
+def _leased(store: Path, records: list[dict[str, Any]], pack_bytes: bytes) -> Vector:
+    """Job ``leased`` (module docstring): 1-3, then 2-5 by the taker and 2-3 by the stale one."""
+    pack = _put(store, pack_bytes, LEASED)
+    lists = _put(store, encode_segment([pack]), LEASED)
+    lines = b"".join(canonical.dumps(r) + b"\n" for r in records)
+    nonce = det("copy leased catalog nonce", 24)
+    catalog = _put(store, seal_segment(JOB_KEY.catalog_key, 0, lines, nonce), LEASED)
+    first = _manifest(1, None, (IDENTITY_A,), lists, catalog, pack, LEASED, 3)
+    taker = _manifest(2, first, (IDENTITY_A,), lists, catalog, pack, LEASED, 5)
+    stale = _manifest(2, first, (IDENTITY_B, IDENTITY_A), lists, catalog, pack, LEASED, 3)
+    manifests = store / "jobs" / LEASED / "manifests"
+    manifests.mkdir(parents=True)
+    for seq, epoch, data in ((1, 3, first), (2, 5, taker), (2, 3, stale)):
+        (manifests / manifest_name(seq, epoch)).write_bytes(data)
+    return vector(
+        "leased_job_taken_over",
+        "a job of a copy: manifest 1 at epoch 3; the agent of epoch 5 took over and stored 2-5; "
+        "the stalled agent of epoch 3 still stored its 2-3, which is superseded",
+        flags=("Deterministic", "Unicode"),
+        store="store",
+        job=LEASED,
+        identity_file="identity.txt",
+        expected_sender=SENDER.public().to_text(),
+        newest_sequence=2,
+        newest_epoch=5,
+        superseded=[manifest_name(2, 3)],
+        job_key=JOB_KEY.key.hex(),
+        tree=_tree_json(),
     )
 
 

@@ -134,6 +134,10 @@ def generate() -> dict[str, Any]:
                "sha256)", body(), history=[]),
         _valid("sequence_2", "every job finished; previous is the SHA-256 of copy manifest 1",
                second_body, history=[first]),
+        _valid("leased_entry", "every job finished, one of them by an agent of a copy under a "
+               "lease: its entry names the manifest's epoch (SPEC 12.2)",
+               replace(second_body, jobs=(replace(done[0], epoch=7), *done[1:])),
+               history=[first]),
         # --- signature ---
         _vector("job_sequence_changed", "a job's manifest number changed after signing",
                 first.replace('"sequence":3', '"sequence":4'), "signature failure",
@@ -177,6 +181,13 @@ def generate() -> dict[str, Any]:
                    ("Bounds",)),
         _malformed("sender_not_a_sender_key", "the sender field holds a copy secret",
                    j | {"sender": SECRET.to_text()}, ("WrongKind",)),
+        # --- entries of manifests written under a lease (SPEC 12.2) ---
+        _malformed("job_epoch_zero", "a job entry with epoch 0 written out (absent is 0)",
+                   j | {"jobs": [job0 | {"epoch": 0}, *j["jobs"][1:]]}, ("NonCanonical",)),
+        _malformed("job_epoch_without_sequence", "an epoch on a job not finished",
+                   j | {"jobs": [j["jobs"][0], j["jobs"][1] | {"epoch": 2}, j["jobs"][2]]}),
+        _malformed("job_epoch_a_string", "a job entry's epoch as a string",
+                   j | {"jobs": [job0 | {"epoch": "7"}, *j["jobs"][1:]]}),
         # --- chain ---
         _vector("chain_previous_hash_wrong", "copy manifest 2 names another hash than 1's",
                 sign(replace(second_body, previous="00" * 32), SENDER).decode(), "rollback",

@@ -10,7 +10,7 @@ reader MUST accept any valid zstd frame.
 
 One module per vector group: gen_keys, gen_wrap, gen_chunks, gen_envelope, gen_pack,
 gen_objectlist, gen_catalog, gen_catalog_stream, gen_manifest, gen_copy, gen_rowset,
-gen_copy_manifest.
+gen_copy_manifest, gen_lease_epoch.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import gen_copy
 import gen_copy_manifest
 import gen_envelope
 import gen_keys
+import gen_lease_epoch
 import gen_manifest
 import gen_objectlist
 import gen_pack
@@ -46,6 +47,7 @@ FILES = {
     "rowset.json": gen_rowset.generate,
     "copy_secret.json": gen_copy_manifest.generate_secret,
     "copy_manifest.json": gen_copy_manifest.generate,
+    "lease_epoch.json": gen_lease_epoch.generate,
 }
 
 
