@@ -97,3 +97,33 @@ def test_secrets_may_be_systemd_credentials(
     path.write_text(GOOD.replace('"keys/sender.key"', '"${CREDENTIALS_DIRECTORY}/../etc/shadow"'))
     with pytest.raises(ConfigError, match="name one credential"):
         load_plan(path)
+
+
+def test_a_plans_azure_sign_in_takes_its_secret_from_a_systemd_credential(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from transferd.copies.setup import plan_azure
+
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", "/run/credentials/transferd-agent@snds.service")
+    path = tmp_path / "plan.toml"
+    path.write_text(GOOD.replace('credential_file = "keys/azure.credential"', (
+        'auth = "client-secret"\ntenant_id = "72f988bf"\nclient_id = "2b1fd3c5"\n'
+        'client_secret_file = "${CREDENTIALS_DIRECTORY}/azure-sp-secret"\nca_file = "proxy-ca.pem"'
+    )))  # fmt: skip
+    options = plan_azure(load_plan(path))
+    sign_in = options.sign_in
+    assert (sign_in.auth, sign_in.tenant_id, sign_in.client_id) == (
+        "client-secret", "72f988bf", "2b1fd3c5"
+    )  # fmt: skip
+    assert sign_in.client_secret_file == Path(
+        "/run/credentials/transferd-agent@snds.service/azure-sp-secret"
+    )
+    assert options.ca_file == tmp_path / "proxy-ca.pem"
+
+    path.write_text(GOOD.replace('credential_file = "keys/azure.credential"', 'secret = "x"'))
+    with pytest.raises(ConfigError, match="unknown setting 'secret' in \\[azure\\]"):
+        load_plan(path)
+    path.write_text(GOOD.replace('credential_file = "keys/azure.credential"', 'auth = "default"\n'
+                                 'client_secret_file = "s"'))  # fmt: skip
+    with pytest.raises(ConfigError, match="Azure sign-in default takes no client_secret_file"):
+        plan_azure(load_plan(path))

@@ -11,16 +11,15 @@ directory.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
-from azure.storage.blob import BlobServiceClient
 
 from tests.sources.azure.azcli import az_environment, az_login
-from tests.sources.azure.azurite import ACCOUNT, KEY, Azurite
+from tests.sources.azure.azurite import ACCOUNT, Azurite
 from tests.sources.azure.certs import Certs
+from tests.sources.azure.entradata import BLOBS, CONTAINER
 from tests.sources.azure.tokenserver import (
     CLIENT_ID,
     MI_HEADER,
@@ -33,24 +32,6 @@ from transferd.sources.azure.auth import AzureOptions
 from transferd.sources.azure.identity import SignIn
 from transferd.sources.azure.source import AzureBlobSource
 from transferd.sources.base import InlineItem, MetaItem
-
-CONTAINER = "entra"
-BLOBS = {"a/one.bin": b"x" * 1000, "a/large.bin": os.urandom(300 * 1024 + 17), "b.csv": b"1;2\n"}
-
-
-@pytest.fixture(scope="module")
-def container(azurite_oauth: Azurite, certs: Certs) -> str:
-    """The blobs, and the ADLS Gen2 directory ``a`` (a zero-length hdi_isfolder blob), uploaded
-    over HTTPS with the account key (Azurite takes it beside tokens)."""
-    credential = {"account_name": ACCOUNT, "account_key": KEY}
-    with BlobServiceClient(
-        azurite_oauth.endpoint, credential=credential, connection_verify=str(certs.ca)
-    ) as service:
-        client = service.create_container(CONTAINER)
-        client.upload_blob("a", b"", metadata={"hdi_isfolder": "true"})
-        for name, data in BLOBS.items():
-            client.upload_blob(name, data)
-    return CONTAINER
 
 
 def secret_file(tmp_path: Path, secret: str = SECRET, mode: int = 0o600) -> Path:
