@@ -251,8 +251,10 @@ def _human(report: Report, document: dict[str, Any], args: argparse.Namespace) -
             f"{counts.get('plain_bytes', 0) / 1e6:,.1f} MB{opened}"
         )
     if report.against:
+        left_out = counts.get("source_entries_left_out")
         lines.append(
             f"  source {report.against}: {counts.get('source_entries', 0):,} entries compared"
+            + (f", {left_out:,} left out by the copy's filter rules" if left_out else "")
         )
     lines += [
         f"  {c['result'].upper():7} {c['id']}: {c['detail']}"
