@@ -8,24 +8,33 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import os
 import sys
 from pathlib import Path
 
 from transferd.cli.azureargs import add_azure_arguments, azure_options
-from transferd.cli.output import Output, add_json_flag
+from transferd.cli.filterargs import add_filter_arguments, path_filter
+from transferd.cli.output import JSONValue, Output, add_json_flag
 from transferd.cli.pgargs import add_source_arguments, source_options
 from transferd.cli.progress import report_progress
+from transferd.send.dryrun import DryRun, Planned, left_out_collector, plan
 from transferd.send.pipeline import Counters, PipelineConfig
 from transferd.send.run import SendResult, send
 from transferd.send.state import default_state_dir
-from transferd.sources.open import open_source
+from transferd.sources.base import Source
+from transferd.sources.directory import DirectorySource
+from transferd.sources.open import is_postgres, open_source
+from transferd.stores.base import Store
 from transferd.stores.open import open_store
+from transferd.stores.ratelimit import TokenBucket
 from transferd.stores.retry import RetryingStore
+from transferd.stores.throttle import ThrottledStore
 from transferd.util.keyfiles import load_recipients, load_sender_key
+from transferd.util.pathfilter import PathFilter
 from transferd.util.runtime import run as run_async
 from transferd.util.runtime import setup_logging
-from transferd.util.units import human_bytes, parse_size
+from transferd.util.units import format_rate, human_bytes, parse_rate, parse_size
 
 EXIT_PARTIAL = 3
 
@@ -65,7 +74,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="append",
         default=[],
         metavar="KEY",
-        help="a recipient public key tdr1… (repeat for several); needed for a new job",
+        help="a recipient public key tdr1… (repeat for several); needed on a job's first run, "
+        "kept for every later one",
     )
     p.add_argument(
         "--recipients-file",
@@ -117,17 +127,37 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default="auto",
         help="live progress line (auto: on a terminal)",
     )
+    p.add_argument(
+        "--bwlimit",
+        type=parse_rate,
+        default=0,
+        metavar="RATE",
+        help="at most RATE bytes per second to the store, e.g. 8M (binary multiples; 0: none)",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list what would be read, reused unchanged and left out; write and send nothing",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    add_filter_arguments(p, "a directory source copies")
     add_source_arguments(p)
     add_azure_arguments(p)
     add_json_flag(p)
-    p.set_defaults(run=run)
+    p.set_defaults(
+        run=run,
+        resume_hint="nothing the host acknowledged is lost; run the same command again to "
+        "resume (the recipients are kept: -r may be left out): {command}",
+    )
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
     setup_logging(quiet=args.quiet)
     sender = load_sender_key(args.sender_key, out)
     recipients = load_recipients(args.recipient, args.recipients_file)
+    select = path_filter(args)
+    if args.dry_run:
+        return _dry_run(args, out, select)
     defaults = PipelineConfig()
     config = PipelineConfig(
         level=args.level,
@@ -135,14 +165,25 @@ def run(args: argparse.Namespace, out: Output) -> int:
         uploads=max(1, args.uploads),
         pack_target=args.pack_size or defaults.pack_target,
     )
-    source = open_source(args.source, postgres=source_options(args), azure=azure_options(args))
-    store = RetryingStore(open_store(args.to, sender, args.ca_file), attempts=max(1, args.retries))
+    source = open_source(
+        args.source, postgres=source_options(args), azure=azure_options(args), select=select
+    )
+    raw: Store = open_store(args.to, sender, args.ca_file)
+    if args.bwlimit:  # inside the retries: a retried upload pays for its bytes again
+        raw = ThrottledStore(raw, [TokenBucket(args.bwlimit)])
+    store = RetryingStore(raw, attempts=max(1, args.retries))
     interactive = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
     counters = Counters()
 
     async def main() -> SendResult:
+        shown = not args.quiet and args.progress != "never"
         progress = asyncio.create_task(
-            report_progress(counters, source.size_hint, interactive=interactive and not args.quiet)
+            report_progress(
+                counters,
+                source.size_hint,
+                interactive=interactive and shown and not out.json_mode,
+                json_mode=out.json_mode and shown,
+            )
         )
         try:
             return await send(
@@ -181,6 +222,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
         "stored_objects": body.totals.objects,
         "stored_bytes": body.totals.stored_bytes,
         "seconds": round(result.seconds, 3),
+        "bwlimit": args.bwlimit,
         "failures": [
             {"path": p.decode("utf-8", "backslashreplace"), "error": m} for p, m in result.failures
         ],
@@ -193,5 +235,70 @@ def run(args: argparse.Namespace, out: Output) -> int:
     ]
     for p, m in result.failures:
         out.warning(f"not copied: {p.decode('utf-8', 'backslashreplace')}: {m}")
-    out.result(summary, lines)  # type: ignore[arg-type]
+    out.result(summary, lines)
     return EXIT_PARTIAL if result.failures else 0
+
+
+def _dry_run(args: argparse.Namespace, out: Output, select: PathFilter) -> int:
+    """What the send would do, from a listing of the source and the journal, read-only: the
+    store is not contacted and no state is created."""
+    left_out: collections.deque[tuple[bytes, int]] = collections.deque()
+    source: Source
+    if is_postgres(args.source) or args.source.startswith("az://"):
+        source = open_source(
+            args.source, postgres=source_options(args), azure=azure_options(args), select=select
+        )
+    else:
+        source = DirectorySource(args.source, select, left_out_collector(left_out))
+    state_dir = args.state or default_state_dir()
+
+    def emit(p: Planned) -> None:
+        if args.quiet:
+            return
+        path = p.path.decode("utf-8", "backslashreplace")
+        data: dict[str, JSONValue] = {"event": "dry-run", "action": p.action, "path": path}
+        if p.size is not None:
+            data["size"] = p.size
+        if p.message:
+            data["message"] = p.message
+        size = f" ({human_bytes(p.size)})" if p.size else ""
+        note = f": {p.message}" if p.message else ""
+        out.result(data, [f"{p.action:<10} {path}{size}{note}"])
+
+    async def main() -> DryRun:
+        try:
+            return await plan(source, state_dir, args.job, left_out, emit)
+        finally:
+            await source.close()
+
+    result = run_async(main())
+    c, b = result.counts, result.bytes
+    summary: dict[str, JSONValue] = {
+        "job": args.job,
+        "dry_run": True,
+        "journal": str(result.journal) if result.journal else None,
+        "entries": sum(c.values()) - c.get("left-out", 0),
+        "read": c.get("read", 0),
+        "bytes_read": b.get("read", 0),
+        "unchanged": c.get("unchanged", 0),
+        "bytes_unchanged": b.get("unchanged", 0),
+        "records": c.get("record", 0),
+        "left_out": c.get("left-out", 0),
+        "bytes_left_out": b.get("left-out", 0),
+        "unreadable": c.get("unreadable", 0),
+        "bytes_sent_at_most": b.get("read", 0),
+        "bwlimit": args.bwlimit,
+    }
+    first = "a first run" if result.journal is None else f"a resume from {result.journal}"
+    lines = [
+        f"job {args.job}: dry run ({first}); nothing was written or sent",
+        f"  would read {c.get('read', 0):,} entries ({human_bytes(b.get('read', 0))}), reuse "
+        f"{c.get('unchanged', 0):,} unchanged ({human_bytes(b.get('unchanged', 0))}), record "
+        f"{c.get('record', 0):,} directories and links",
+        f"  left out by the filter rules: {c.get('left-out', 0):,} "
+        f"({human_bytes(b.get('left-out', 0))}); unreadable: {c.get('unreadable', 0):,}",
+        f"  would send at most {human_bytes(b.get('read', 0))} (less after compression and "
+        "deduplication)" + (f", at {format_rate(args.bwlimit)}" if args.bwlimit else ""),
+    ]
+    out.result(summary, lines)
+    return 0
