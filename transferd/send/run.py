@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from transferd.core.jobkey import JobKey, Stanza, wrap
-from transferd.core.keys import RecipientKey, SenderSecretKey
+from transferd.core.keys import RecipientKey, SenderSecretKey, parse_recipient
 from transferd.core.manifest import SignedManifest
 from transferd.errors import ConfigError
 from transferd.send import tuning
+from transferd.send.journal import Journal
 from transferd.send.pipeline import Counters, Pipeline, PipelineConfig
 from transferd.send.publish import newest_manifest, publish
 from transferd.send.resume import Reconciled, reconcile
@@ -70,6 +71,8 @@ async def send(
         journal.set_meta("sender", sender.public().to_text())
 
         previous = await newest_manifest(store, job, sender.public(), state.job_id)
+        if previous is None:  # kept from the first run, so that a resume needs no -r again
+            recipients = _first_run_recipients(journal, recipients)
         stanzas = _stanzas(previous, recipients, state.key, rng, job)
 
         run = int(journal.get_meta("run") or 0) + 1
@@ -98,6 +101,17 @@ async def send(
         )
     finally:
         state.close()
+
+
+def _first_run_recipients(journal: Journal, given: list[RecipientKey]) -> list[RecipientKey]:
+    """The recipients of a job not yet published: those given (recorded for the next run), or
+    those an interrupted first run recorded. Until a manifest wraps the job key to them they
+    can still change: nothing has been encrypted to them yet."""
+    if given:
+        journal.set_meta("recipients", " ".join(sorted({r.to_text() for r in given})))
+        return given
+    recorded = journal.get_meta("recipients")
+    return [parse_recipient(text) for text in recorded.split()] if recorded else []
 
 
 def _check_same_job(recorded: str | None, given: str, what: str, job: str) -> None:

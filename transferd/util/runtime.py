@@ -7,7 +7,9 @@ any loop (tests use the default one).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
 import sys
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -18,8 +20,37 @@ T = TypeVar("T")
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to its end. SIGTERM, like Ctrl-C, cancels it (its ``finally`` blocks run:
+    sources and stores are closed) and ends with KeyboardInterrupt, which the CLI reports as
+    "interrupted" (130) with how to resume: a ``kill`` or a stopping unit is no crash."""
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(coro)
+        return runner.run(_terminable(coro))
+
+
+async def _terminable(coro: Coroutine[Any, Any, T]) -> T:
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    terminated = False
+
+    def on_sigterm() -> None:
+        nonlocal terminated
+        terminated = True
+        if task is not None:
+            task.cancel()
+
+    try:
+        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    except (ValueError, RuntimeError):  # not the main thread: leave SIGTERM as it is
+        return await coro
+    try:
+        return await coro
+    except asyncio.CancelledError:
+        if terminated:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        with contextlib.suppress(ValueError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGTERM)
 
 
 class _Formatter(logging.Formatter):
