@@ -22,7 +22,8 @@ MIB = 1 << 20
 def _keys(run: Run, tmp: Path) -> tuple[str, str]:
     owner = run("keygen", "--kind", "recipient", "-o", "owner.key").stdout.strip()
     sender = run("keygen", "--kind", "sender", "-o", "sender.key").stdout.strip()
-    assert owner.startswith("tdr1") and sender.startswith("tds1")
+    assert owner.startswith("tdr1")
+    assert sender.startswith("tds1")
     return owner, sender
 
 
@@ -187,7 +188,8 @@ def test_dry_run_writes_nothing_and_says_what_a_send_would_do(run: Run, tmp_path
     first = run(*send, "--dry-run", "--json")
 
     assert first.code == 0, first.stderr
-    assert not (tmp_path / "state").exists() and not (tmp_path / "store").exists()
+    assert not (tmp_path / "state").exists()
+    assert not (tmp_path / "store").exists()
     *events, summary = (json.loads(line) for line in first.stdout.splitlines())
     actions = {e["path"]: e["action"] for e in events}
     assert actions == {"a": "record", "a/tmp": "left-out", "a/x.csv": "read", "b": "record",
@@ -221,12 +223,16 @@ def test_bwlimit_holds_and_json_progress_reports_the_rate_sent(run: Run, tmp_pat
     assert sent.code == 0, sent.stderr
     *events, summary = (json.loads(line) for line in sent.stdout.splitlines())
     assert summary["bwlimit"] == MIB // 2
-    assert events and all(e["event"] == "progress" for e in events)
+    assert events
+    assert all(e["event"] == "progress" for e in events)
     for e in events:
-        # a token bucket of 1 MiB/s with a burst of 1 s admits at most 1 MiB + 1 MiB/s: over
-        # the first 5 s window, 1.2 MiB/s; what was *read* ran ahead by the memory window
-        assert e["rate"] is not None and e["rate"] <= 1.25 * MIB / 2, e
+        # a token bucket of 512 KiB/s with a burst of 1 s admits at most 512 KiB more than
+        # 512 KiB/s: over the first 5 s window, 1.2 times the limit, however fast the machine;
+        # what was *read* ran ahead by the memory window
+        assert e["rate"] is not None
+        assert e["rate"] <= 1.25 * MIB / 2, e
         assert e["bytes_settled"] <= e["bytes_read"]
     first = events[0]
     assert first["bytes_read"] > first["bytes_sent"], "the reader ran ahead of the limit"
-    assert first["eta_seconds"] is not None and first["eta_seconds"] > 0
+    assert first["eta_seconds"] is not None
+    assert first["eta_seconds"] > 0
