@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from transferd.cli import pgrestore
+from transferd.cli.filterargs import add_filter_arguments, path_filter
 from transferd.cli.output import JSONValue, Output, add_json_flag
 from transferd.cli.storeargs import add_read_location, open_for_reading
 from transferd.core.keys import SenderPublicKey, SenderSecretKey
@@ -24,6 +25,7 @@ from transferd.errors import ConfigError
 from transferd.restore.directory import RestoreProgress, RestoreResult, restore
 from transferd.stores.base import Store
 from transferd.util.keyfiles import load_identity, load_sender_key, parse_sender_arg
+from transferd.util.pathfilter import PathFilter
 from transferd.util.runtime import run as run_async
 from transferd.util.runtime import setup_logging
 from transferd.util.units import human_bytes
@@ -105,9 +107,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="threads opening chunks (default: the number of cores)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    add_filter_arguments(p, "a restore into --out writes (only their packs are fetched)")
     pgrestore.add_arguments(p)
     add_json_flag(p)
-    p.set_defaults(run=run)
+    p.set_defaults(
+        run=run,
+        resume_hint="the files restored so far are complete and verified; run it again with "
+        "--resume to keep them and go on: {command}",
+    )
 
 
 def _open(args: argparse.Namespace, key: SenderSecretKey | None) -> Store:
@@ -131,6 +138,11 @@ def run(args: argparse.Namespace, out: Output) -> int:
             "--resume applies to a restore into a directory (--out)",
             hint="a database restore is one transaction per section: run it again into an "
             "empty database",
+        )
+    select = path_filter(args)
+    if select.active and args.to is not None:
+        raise ConfigError(
+            "--include, --exclude and --filter apply to a restore into a directory (--out)"
         )
     setup_logging(quiet=args.quiet)
     identity = load_identity(args.identity, out)
@@ -169,6 +181,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
                 workers=max(0, args.workers),
                 progress=progress,
                 warn=warn,
+                select=select,
             )
         finally:
             if ticker is not None:
@@ -177,7 +190,13 @@ def run(args: argparse.Namespace, out: Output) -> int:
             await store.close()
 
     result = run_async(main())
-    _summary(result, args, out)
+    c = result.counters
+    if select.active and not (c.files or c.symlinks or c.dirs or c.files_kept):
+        out.warning(
+            f"nothing in job {args.job} matches the filter rules: nothing was restored",
+            hint=f"list its files with: transferd ls … --job {args.job} --identity FILE",
+        )
+    _summary(result, args, out, select)
     return 0
 
 
@@ -210,7 +229,9 @@ async def _report(progress: RestoreProgress, out: Output, interactive: bool) -> 
         print(line, file=sys.stderr, flush=True)
 
 
-def _summary(result: RestoreResult, args: argparse.Namespace, out: Output) -> None:
+def _summary(
+    result: RestoreResult, args: argparse.Namespace, out: Output, select: PathFilter
+) -> None:
     c = result.counters
     body = result.manifest.body
     seconds = max(result.seconds, 1e-6)
@@ -230,6 +251,7 @@ def _summary(result: RestoreResult, args: argparse.Namespace, out: Output) -> No
         "bytes_fetched": result.bytes_fetched,
         "files_kept": c.files_kept,
         "bytes_kept": c.bytes_kept,
+        "selection": select.selection() or None,
         "seconds": round(result.seconds, 3),
         "mb_per_s": round(result.bytes / seconds / 1e6, 1),
     }
