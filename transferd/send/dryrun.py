@@ -16,13 +16,12 @@ import contextlib
 import os
 import sqlite3
 import stat
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transferd.core.source_entry import SourceEntry
-from transferd.errors import CheckpointCorruptError
 from transferd.send.journal import Journal
 from transferd.sources.base import FailedItem, MetaItem, Source
 
@@ -54,22 +53,30 @@ def journal_path(state_dir: Path, job: str) -> Path:
     return state_dir / "jobs" / job / "journal.sqlite"
 
 
+class _ReadOnlyJournal(Journal):
+    """A journal opened so that nothing is written: read-only, and ``immutable`` when no
+    write-ahead log is beside it (else SQLite would create its shared-memory file). Its reads
+    run on the calling thread's one connection."""
+
+    def __init__(self, path: Path) -> None:  # not Journal's: it creates tables and meta
+        self.path = path
+        self._local = threading.local()
+        mode = "ro" if Path(f"{path}-wal").exists() else "ro&immutable=1"
+        with self.errors("open"):
+            self._db = sqlite3.connect(f"file:{path}?mode={mode}", uri=True)
+        self._local.db = self._db
+
+
 @contextlib.contextmanager
-def _read_only(path: Path) -> Iterator[sqlite3.Connection | None]:
-    """The journal opened so that nothing is written: read-only, and ``immutable`` when no
-    write-ahead log is beside it (else SQLite would create its shared-memory file)."""
+def _read_only(path: Path) -> Iterator[Journal | None]:
     if not path.exists():
         yield None
         return
-    mode = "ro" if Path(f"{path}-wal").exists() else "ro&immutable=1"
+    journal = _ReadOnlyJournal(path)
     try:
-        db = sqlite3.connect(f"file:{path}?mode={mode}", uri=True)
-    except sqlite3.Error as e:
-        raise CheckpointCorruptError(f"journal {path} is unreadable: {e}") from None
-    try:
-        yield db
+        yield journal
     finally:
-        db.close()
+        journal.close()
 
 
 async def plan(
@@ -102,7 +109,7 @@ async def plan(
             if isinstance(item, MetaItem):
                 out(Planned("record", entry.path))
                 continue
-            known = _known(db, entry.path) if db is not None else None
+            known = db.reusable_entry(entry.path) if db is not None else None
             if (
                 known is not None
                 and known.fingerprint == entry.fingerprint
@@ -115,13 +122,6 @@ async def plan(
             rel, size = left_out.popleft()
             out(Planned("left-out", rel, size))
     return result
-
-
-def _known(db: sqlite3.Connection, path: bytes) -> SourceEntry | None:
-    try:
-        return Journal.reusable_entry(db, path)
-    except sqlite3.Error as e:
-        raise CheckpointCorruptError(f"the journal is unreadable: {e}") from None
 
 
 def left_out_collector(

@@ -19,10 +19,10 @@ from transferd.cli.output import JSONValue, Output, add_json_flag
 from transferd.cli.storeargs import add_read_location, open_for_reading
 from transferd.core.catalog_walk import show
 from transferd.core.keys import SenderPublicKey, SenderSecretKey
-from transferd.errors import ConfigError, JobNotFoundError
+from transferd.errors import ConfigError, JobNotFoundError, ObjectNotFoundError
 from transferd.read.listing import Listed, ManifestInfo, manifests, tree
 from transferd.read.reader import JobReader, load_manifest, unwrap_key
-from transferd.stores.base import ObjectNotFoundError, Store
+from transferd.stores.base import Store
 from transferd.util.keyfiles import load_identity, load_sender_key, parse_sender_arg
 from transferd.util.runtime import run as run_async
 from transferd.util.units import human_bytes

@@ -18,6 +18,7 @@ from transferd.cli.filterargs import add_filter_arguments, path_filter
 from transferd.cli.output import JSONValue, Output, add_json_flag
 from transferd.cli.pgargs import add_source_arguments, source_options
 from transferd.cli.progress import report_progress
+from transferd.errors import EXIT_OK, EXIT_PARTIAL
 from transferd.send.dryrun import DryRun, Planned, left_out_collector, plan
 from transferd.send.pipeline import Counters, PipelineConfig
 from transferd.send.run import SendResult, send
@@ -35,8 +36,6 @@ from transferd.util.pathfilter import PathFilter
 from transferd.util.runtime import run as run_async
 from transferd.util.runtime import setup_logging
 from transferd.util.units import format_rate, human_bytes, parse_rate, parse_size
-
-EXIT_PARTIAL = 3
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -236,7 +235,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
     for p, m in result.failures:
         out.warning(f"not copied: {p.decode('utf-8', 'backslashreplace')}: {m}")
     out.result(summary, lines)
-    return EXIT_PARTIAL if result.failures else 0
+    return EXIT_PARTIAL if result.failures else EXIT_OK
 
 
 def _dry_run(args: argparse.Namespace, out: Output, select: PathFilter) -> int:
@@ -301,4 +300,4 @@ def _dry_run(args: argparse.Namespace, out: Output, select: PathFilter) -> int:
         "deduplication)" + (f", at {format_rate(args.bwlimit)}" if args.bwlimit else ""),
     ]
     out.result(summary, lines)
-    return 0
+    return EXIT_OK
