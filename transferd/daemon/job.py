@@ -52,6 +52,7 @@ from transferd.stores.open import open_store
 from transferd.stores.ratelimit import TokenBucket
 from transferd.stores.retry import RetryingStore
 from transferd.stores.throttle import FlowStats, ThrottledStore
+from transferd.util.rates import Estimate, RateWindow, settled
 
 log = logging.getLogger("transferd.daemon.job")
 
@@ -62,6 +63,8 @@ RETRY_MAX = 900.0
 """The longest wait between runs: a host down for a day is tried every 15 minutes."""
 
 ACTIVE = ("queued", "reconciling", "sending", "publishing")
+SENDING = ("sending", "publishing")
+"""The phases in which a job has a rate and an ETA."""
 PHASES = (*ACTIVE, "paused", "waiting", "stopping", "stopped", "done", "failed", "cancelled")
 
 
@@ -149,7 +152,8 @@ class ManagedJob:
         self.task: asyncio.Task[None] | None = None
         self.total: int | None = None
         self.runs = 0
-        self.samples: collections.deque[tuple[float, int]] = collections.deque(maxlen=20)
+        self.window = RateWindow()
+        """Samples of bytes sent and settled, once a second: the rate and ETA (util/rates.py)."""
         self._activity = definition.outcome or ("cancelled" if self.cancelled else "stopped")
         self._shown = self.phase
         self._since = time.monotonic()
@@ -193,14 +197,22 @@ class ManagedJob:
     def tick(self) -> None:
         """Account time to the phase shown, and sample progress for the rate (once a second)."""
         self._set(self._activity)
-        c = self.counters
-        self.samples.append((time.monotonic(), c.bytes_read + c.bytes_reused))
+        self.window.add(time.monotonic(), self.counters.bytes_sent, self.settled())
 
-    def rate(self) -> float:
-        if len(self.samples) < 2:
-            return 0.0
-        (t0, b0), (t1, b1) = self.samples[0], self.samples[-1]
-        return max(0.0, (b1 - b0) / (t1 - t0)) if t1 > t0 else 0.0
+    def settled(self) -> int:
+        """Source bytes of this run the store holds (util/rates.py ``settled``)."""
+        c = self.counters
+        return settled(
+            read=c.bytes_read, reused=c.bytes_reused, new=c.bytes_new, sealed=c.bytes_sealed,
+            sent=c.bytes_sent,
+        )  # fmt: skip
+
+    def estimate(self) -> Estimate:
+        """Rate and ETA from what the store acknowledged; none while the job does not send
+        (paused, waiting, stopped, ended): a paused job has no rate, whatever it had before."""
+        if self.phase not in SENDING:
+            return Estimate(None, None)
+        return self.window.estimate(self.total)
 
     # --- controls -------------------------------------------------------------------------
 
@@ -211,6 +223,7 @@ class ManagedJob:
             self.task = asyncio.create_task(self._main(), name=f"job {self.name}")
 
     def pause(self) -> None:
+        self.window.clear()  # after a resume, the rate is of the sending, not of the pause
         self.definition.desired = PAUSE
         if self.pipeline is not None:
             self.pipeline.pause()
@@ -219,6 +232,7 @@ class ManagedJob:
         self._set(self._activity)
 
     def resume(self) -> None:
+        self.window.clear()
         self.definition.desired = RUN
         if self.pipeline is not None:
             self.pipeline.resume()
@@ -335,7 +349,7 @@ class ManagedJob:
         self.runs += 1
         self.earlier = self.totals()
         self.counters, self.stats = Counters(), store.stats
-        self.samples.clear()
+        self.window.clear()
         self.store = store
         self._set("reconciling")
         sizer = asyncio.create_task(self._measure(self.source))

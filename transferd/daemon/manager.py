@@ -309,11 +309,7 @@ class Manager:
         """A job's status as the CLI shows it (and prints with --json)."""
         d, c = job.definition, job.counters
         store = job.store
-        done = c.bytes_read + c.bytes_reused
-        rate = job.rate()
-        eta = None
-        if job.total and rate > 0 and done < job.total:
-            eta = round((job.total - done) / rate, 1)
+        estimate = job.estimate()
         t = job.totals()
         return {
             "name": d.name,
@@ -334,8 +330,9 @@ class Manager:
             "chunks": c.chunks_new,
             "packs_sent": c.packs_sent,
             "unreadable": c.failures,
-            "rate": round(rate, 1),
-            "eta_seconds": eta,
+            "bytes_settled": job.settled(),
+            "rate": None if estimate.rate is None else round(estimate.rate, 1),
+            "eta_seconds": None if estimate.eta_seconds is None else round(estimate.eta_seconds, 1),
             "uploads_in_flight": store.stats.in_flight if store else 0,
             "uploads_waiting": store.stats.waiting if store else 0,
             "queue_depth": job.pipeline.queue_depth() if job.pipeline else 0,

@@ -24,6 +24,10 @@ WINDOW = 20.0
 acknowledged every 2 s, so a shorter window jumps between 0 and twice the rate), short enough
 to follow a limit changed while the job runs."""
 
+MIN_SPAN = 5.0
+"""Seconds of samples before any rate is given: over one or two seconds, a pack leaving at once
+on a bucket's burst reads as twice the limit. "-" is better than a figure that is wrong."""
+
 
 def settled(*, read: int, reused: int, new: int, sealed: int, sent: int) -> int:
     """Source bytes the store holds for this run so far (an estimate within one pack).
@@ -40,7 +44,7 @@ def settled(*, read: int, reused: int, new: int, sealed: int, sent: int) -> int:
 @dataclass(frozen=True)
 class Estimate:
     rate: float | None
-    """Pack bytes acknowledged per second over the window; None before two samples."""
+    """Pack bytes acknowledged per second over the window; None before ``MIN_SPAN``."""
     eta_seconds: float | None
     """Seconds left at the settled rate; None when unknown (no total, nothing settled yet)."""
 
@@ -48,8 +52,9 @@ class Estimate:
 class RateWindow:
     """Samples of (time, sent, settled); the rate and ETA they give over the last ``window``."""
 
-    def __init__(self, window: float = WINDOW) -> None:
+    def __init__(self, window: float = WINDOW, min_span: float = MIN_SPAN) -> None:
         self.window = window
+        self.min_span = max(min_span, 1e-9)
         self._samples: collections.deque[tuple[float, int, int]] = collections.deque()
 
     def clear(self) -> None:
@@ -64,7 +69,7 @@ class RateWindow:
         if len(self._samples) < 2:
             return Estimate(None, None)
         (t0, s0, d0), (t1, s1, d1) = self._samples[0], self._samples[-1]
-        if t1 <= t0:
+        if t1 - t0 < self.min_span:
             return Estimate(None, None)
         rate = max(0.0, (s1 - s0) / (t1 - t0))
         pace = (d1 - d0) / (t1 - t0)

@@ -18,7 +18,7 @@ from transferd.cli.control import ControlClient, default_socket
 from transferd.cli.jobview import list_lines, status_lines, watch
 from transferd.cli.output import Output, add_json_flag
 from transferd.cli.pgargs import add_source_arguments, source_options
-from transferd.errors import ConfigError
+from transferd.errors import EXIT_OK, ConfigError, DaemonUnavailableError
 from transferd.util.keyfiles import load_recipients
 from transferd.util.units import format_rate, parse_rate
 
@@ -219,11 +219,35 @@ def _logs(args: argparse.Namespace, out: Output) -> int:
 
 
 def _watch(args: argparse.Namespace, out: Output) -> int:
-    with _client(args) as client:
-        watch(
-            lambda: client.call("list"),
-            interval=max(0.1, args.interval),
-            json_mode=out.json_mode,
-            count=args.count,
-        )
-    return 0
+    """The live display. A daemon that stops (a restart, an upgrade) is waited for: "daemon
+    gone, reconnecting…" once, the watch goes on asking every interval, and says when it is
+    back. A daemon that never answered is an error (exit 7): a wrong socket path should not
+    make a watch that waits forever."""
+    client = _client(args)
+    gone = False
+
+    def fetch() -> dict[str, Any] | None:
+        nonlocal gone
+        try:
+            result: dict[str, Any] = client.call("list")
+        except DaemonUnavailableError as e:
+            client.close()
+            if not gone:
+                gone = True
+                out.warning(
+                    f"daemon gone, reconnecting… ({e.message})",
+                    hint="the watch goes on; jobs continue from their checkpoints when the "
+                    "daemon is back",
+                )
+            return None
+        if gone:
+            gone = False
+            out.warning(f"the daemon on {client.path} is back: watching again")
+        return result
+
+    try:
+        client.call("list")  # the first answer decides that there is a daemon to wait for
+        watch(fetch, interval=max(0.1, args.interval), json_mode=out.json_mode, count=args.count)
+    finally:
+        client.close()
+    return EXIT_OK
