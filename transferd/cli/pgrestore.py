@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -73,11 +71,7 @@ def run(
     async def report() -> None:
         while True:
             await asyncio.sleep(PROGRESS_INTERVAL)
-            if out.json_mode:
-                line = json.dumps({"progress": {"bytes": progress.bytes, "rows": progress.rows}})
-            else:
-                line = f"transferd: progress: {_describe(progress)}"
-            print(line, file=sys.stderr, flush=True)
+            out.progress({"bytes": progress.bytes, "rows": progress.rows}, _describe(progress))
 
     async def main() -> PgRestoreResult:
         ticker = None if args.quiet else asyncio.create_task(report())

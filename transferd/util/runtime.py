@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import sys
@@ -55,16 +56,32 @@ async def _terminable(coro: Coroutine[Any, Any, T]) -> T:
 
 class _Formatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        level = {"WARNING": "warning", "ERROR": "error", "CRITICAL": "error"}.get(
-            record.levelname, "info"
-        )
-        return f"transferd: {level}: {record.getMessage()}"
+        return f"transferd: {_level(record)}: {record.getMessage()}"
 
 
-def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
-    """Log lines on stderr, shaped like the CLI's own (``transferd: warning: …``)."""
+class _JSONFormatter(logging.Formatter):
+    """With ``--json``, a log line is an object like the CLI's own warnings: a script reading
+    stderr finds nothing but JSON there (``{"warning": …, "hint": null}``, ``{"info": …}``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        level = _level(record)
+        obj: dict[str, object] = {level: record.getMessage()}
+        if level != "info":
+            obj["hint"] = None
+        return json.dumps(obj, ensure_ascii=False)
+
+
+def _level(record: logging.LogRecord) -> str:
+    return {"WARNING": "warning", "ERROR": "error", "CRITICAL": "error"}.get(
+        record.levelname, "info"
+    )
+
+
+def setup_logging(verbose: int = 0, quiet: bool = False, json_mode: bool = False) -> None:
+    """Log lines on stderr, shaped like the CLI's own (``transferd: warning: …``), or as JSON
+    objects with ``json_mode``."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Formatter())
+    handler.setFormatter(_JSONFormatter() if json_mode else _Formatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose > 1 else logging.INFO)

@@ -85,7 +85,7 @@ def _recipients(texts: list[str], option: str) -> list[RecipientKey]:
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
-    setup_logging()
+    setup_logging(json_mode=out.json_mode)
     add = _recipients(args.add_recipient, "--add-recipient")
     remove = _recipients(args.remove_recipient, "--remove-recipient")
     identity = load_identity(args.identity, out)

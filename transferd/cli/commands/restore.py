@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import time
 from pathlib import Path
@@ -144,7 +143,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
         raise ConfigError(
             "--include, --exclude and --filter apply to a restore into a directory (--out)"
         )
-    setup_logging(quiet=args.quiet)
+    setup_logging(quiet=args.quiet, json_mode=out.json_mode)
     identity = load_identity(args.identity, out)
     signing_key: SenderSecretKey | None = None
     if args.reader_key is not None:
@@ -222,11 +221,11 @@ async def _report(progress: RestoreProgress, out: Output, interactive: bool) -> 
             sys.stderr.flush()
     while True:
         await asyncio.sleep(PROGRESS_INTERVAL)
-        if out.json_mode:
-            line = json.dumps({"progress": {"bytes": progress.bytes, "entries": progress.entries}})
-        else:
-            line = "transferd: progress: " + describe(progress, time.monotonic())
-        print(line, file=sys.stderr, flush=True)
+        files = progress.writing.files if progress.writing else 0
+        out.progress(
+            {"bytes": progress.bytes, "entries": progress.entries, "files": files},
+            describe(progress, time.monotonic()),
+        )
 
 
 def _summary(

@@ -151,7 +151,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
-    setup_logging(quiet=args.quiet)
+    setup_logging(quiet=args.quiet, json_mode=out.json_mode)
     sender = load_sender_key(args.sender_key, out)
     recipients = load_recipients(args.recipient, args.recipients_file)
     select = path_filter(args)

@@ -130,7 +130,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace, out: Output) -> int:
     config = load_config(args)
-    setup_logging()
+    setup_logging(json_mode=out.json_mode)
     from transferd.host.server import run_server  # aiohttp only for this command
 
     if config.tls_key is not None and read_secret_file(config.tls_key).exposed:

@@ -182,7 +182,13 @@ def run(args: argparse.Namespace, out: Output) -> int:
         )  # fmt: skip
 
     async def main() -> Report:
-        progress = asyncio.create_task(show_progress(throughput, interactive=interactive))
+        progress = asyncio.create_task(
+            show_progress(
+                throughput,
+                interactive=interactive,
+                out=out if args.progress != "never" else None,
+            )
+        )
         try:
             return await verify_copy(store, args.job, sender, options)
         finally:
