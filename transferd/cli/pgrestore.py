@@ -16,6 +16,7 @@ from transferd.cli.pgargs import DEFAULT_JOBS, add_password_file
 from transferd.core.keys import RecipientIdentity, SenderPublicKey
 from transferd.errors import ConfigError
 from transferd.stores.base import Store
+from transferd.util.extras import needs
 from transferd.util.runtime import run as run_async
 from transferd.util.units import human_bytes, parse_size
 
@@ -55,8 +56,9 @@ def run(
     sender: SenderPublicKey | None,
 ) -> int:
     # imported here: asyncpg takes 85 ms to import, which every other command would pay
-    from transferd.restore.postgresql import PgRestoreProgress, PgRestoreResult, restore_pg
-    from transferd.sources.postgres import conninfo
+    with needs("postgres"):
+        from transferd.restore.postgresql import PgRestoreProgress, PgRestoreResult, restore_pg
+        from transferd.sources.postgres import conninfo
 
     if args.jobs < 1:
         raise ConfigError("--jobs must be 1 or more")

@@ -52,6 +52,7 @@ from transferd.stores.open import open_store
 from transferd.stores.ratelimit import TokenBucket
 from transferd.stores.retry import RetryingStore
 from transferd.stores.throttle import FlowStats, ThrottledStore
+from transferd.util.extras import needs
 from transferd.util.rates import Estimate, RateWindow, settled
 
 log = logging.getLogger("transferd.daemon.job")
@@ -299,7 +300,8 @@ class ManagedJob:
     def _open_source(self) -> Source:
         snapshot = getattr(self.keeper, "snapshot_id", None)
         if snapshot or self.definition.postgres is not None:
-            from transferd.sources.postgres.source import PgOptions  # only for a PostgreSQL source
+            with needs("postgres"):  # only for a PostgreSQL source
+                from transferd.sources.postgres.source import PgOptions
 
             options = PgOptions.from_settings(self.definition.postgres, snapshot)
             return open_source(self.definition.source, postgres=options)

@@ -30,6 +30,7 @@ from transferd.sources.open import is_postgres, open_source
 from transferd.stores.open import open_store
 from transferd.stores.ratelimit import TokenBucket
 from transferd.stores.retry import RetryingStore
+from transferd.util.extras import needs
 from transferd.util.units import format_rate
 
 if TYPE_CHECKING:
@@ -46,7 +47,8 @@ def _pg_options(source: str, postgres: dict[str, Any] | None) -> PgOptions | Non
         return None
     if not is_postgres(source):
         raise ConfigError("PostgreSQL options apply to PostgreSQL sources (postgresql://…) only")
-    from transferd.sources.postgres.source import PgOptions  # asyncpg: only for a database
+    with needs("postgres"):  # asyncpg: only for a database
+        from transferd.sources.postgres.source import PgOptions
 
     return PgOptions.from_settings(postgres)
 

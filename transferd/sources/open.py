@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from transferd.errors import ConfigError
 from transferd.sources.base import Source
+from transferd.util.extras import needs
 from transferd.util.pathfilter import PathFilter
 
 if TYPE_CHECKING:
@@ -39,11 +40,13 @@ def open_source(
             hint="choose the tables of a database with -n/-N/-t/-T/--exclude-table-data",
         )
     if is_postgres(spec):
-        from transferd.sources.postgres.source import PostgresSource
+        with needs("postgres"):
+            from transferd.sources.postgres.source import PostgresSource
 
         return PostgresSource(spec, postgres)
     if spec.startswith("az://"):
-        from transferd.sources.azure.source import AzureBlobSource  # the Azure SDK only when used
+        with needs("azure"):  # the Azure SDK only when used
+            from transferd.sources.azure.source import AzureBlobSource
 
         return AzureBlobSource(spec, azure)
     from transferd.sources.directory import DirectorySource

@@ -8,6 +8,7 @@ from pathlib import Path
 from transferd.core.keys import SenderSecretKey
 from transferd.errors import ConfigError
 from transferd.stores.base import Store
+from transferd.util.extras import needs
 
 
 def open_store(
@@ -29,7 +30,8 @@ def open_store(
 
         return HttpStore(location, signing_key, ca_file=ca_file)
     if location.startswith("s3://"):
-        from transferd.stores.s3 import S3Store  # aiobotocore only when used
+        with needs("s3"):  # aiobotocore only when used
+            from transferd.stores.s3 import S3Store
         from transferd.stores.s3config import load_settings
 
         return S3Store(load_settings(location, s3_config))

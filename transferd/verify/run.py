@@ -38,6 +38,7 @@ from transferd.report.model import AGAINST_CHECKS, DEEP_CHECKS, OBJECT_CHECKS, F
 from transferd.report.seal import fingerprint
 from transferd.sources.open import is_postgres
 from transferd.stores.base import Store
+from transferd.util.extras import needs
 from transferd.verify.deep import DeepCheck
 from transferd.verify.directory import SourceComparison
 from transferd.verify.inventory import Inventory, Ref
@@ -150,7 +151,8 @@ def _comparison(options: VerifyOptions) -> SourceComparison | PgComparison | Non
     if options.against is None:
         return None
     if is_postgres(options.against):
-        from transferd.verify.postgresql import PgComparison  # asyncpg: only when needed
+        with needs("postgres"):  # asyncpg: only when needed
+            from transferd.verify.postgresql import PgComparison
 
         return PgComparison(options.against, password_file=options.against_password_file)
     return SourceComparison(options.against, options.temp_dir)

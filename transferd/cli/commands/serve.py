@@ -45,6 +45,7 @@ from transferd.errors import ConfigError
 from transferd.host.auth import Authorizer, parse_grant
 from transferd.stores.base import Store
 from transferd.stores.local import LocalStore
+from transferd.util.extras import needs
 from transferd.util.runtime import setup_logging
 from transferd.util.secretfiles import read_secret_file
 from transferd.util.tomlfile import read_toml_table
@@ -140,7 +141,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
         )
     store: Store
     if isinstance(config.store, str):
-        from transferd.stores.s3 import S3Store  # aiobotocore only for an s3:// store
+        with needs("s3"):  # aiobotocore only for an s3:// store
+            from transferd.stores.s3 import S3Store
         from transferd.stores.s3config import load_settings
 
         store = S3Store(load_settings(config.store, args.config))
