@@ -240,6 +240,9 @@ async def _check_objects(
     report.count("objects_listed", listed)
     report.count("objects_referenced", referenced)
     report.count("bytes_referenced", referenced_bytes)
+    signed_objects, signed_bytes = _signed_objects(trusted)
+    report.count("objects_signed", signed_objects)
+    report.count("bytes_signed", signed_bytes)
     if not lists_ok:
         report.skip(
             "no-extra-objects",
@@ -259,6 +262,19 @@ async def _check_objects(
             "no-extra-objects": f"{listed:,} objects in the store, each named by a manifest",
         }
     )
+
+
+def _signed_objects(trusted: Trusted) -> tuple[int, int]:
+    """Objects (and their bytes) the trusted manifests name by their signed text alone: their
+    catalog and object-list segments, and the packs the newest one's totals count. Unlike the
+    objects named (which needs the object lists), this holds when a list itself is missing."""
+    segments = {r.name: r.size for m in trusted.manifests
+                for r in (*m.body.catalog, *m.body.object_lists)}  # fmt: skip
+    newest = trusted.newest
+    packs, packed = (0, 0) if newest is None else (
+        newest.body.totals.objects, newest.body.totals.stored_bytes
+    )  # fmt: skip
+    return len(segments) + packs, sum(segments.values()) + packed
 
 
 async def _check_object_lists(

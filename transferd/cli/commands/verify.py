@@ -236,8 +236,10 @@ def _human(report: Report, document: dict[str, Any], args: argparse.Namespace) -
             f"  manifests: {len(report.manifests)} stored, {len(trusted)} trusted, signed by "
             f"{report.sender}"
         )
+    named = max(counts.get("objects_signed", 0), counts.get("objects_referenced", 0))
+    missing = max(report.failure_counts.get("missing", 0), named - counts.get("objects_listed", 0))
     lines.append(
-        f"  objects: {counts.get('objects_referenced', 0):,} named, "
+        f"  objects: {named:,} named" + (f" ({missing:,} missing)" if missing else "") + ", "
         f"{counts.get('objects_listed', 0):,} in the store, "
         f"{counts.get('objects_read', 0):,} read"
     )
