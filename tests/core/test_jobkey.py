@@ -103,7 +103,10 @@ def _stanza_json() -> dict[str, str]:
     [
         ({"type": "scrypt"}, "unknown recipient stanza type 'scrypt'"),
         ({"extra": "x"}, "must have exactly type, recipient, epk and wrapped"),
-        ({"recipient": 7}, "recipient stanza: the recipient of an X25519 stanza must be a tdr1… key"),
+        (
+            {"recipient": 7},
+            "recipient stanza: the recipient of an X25519 stanza must be a tdr1… key",
+        ),
         ({"recipient": SENDER.public().to_text()}, "must be a public recipient key"),
         ({"recipient": "tdr1qqqqqqqqqqqq"}, "recipient stanza: key tdr1qqqqqqqq… is mistyped"),
         ({"epk": base64.b64encode(bytes(31)).decode()}, "epk has 31 bytes, expected 32"),

@@ -79,6 +79,8 @@ class JobEnv:
     slots: asyncio.Semaphore
     """``max_jobs``: a job waits here (queued) for its turn."""
     save: Callable[[JobDefinition], None]
+    require_pq: bool = False
+    """``require_pq`` of [send]: refuse jobs with a classic-only recipient."""
 
 
 @dataclass
@@ -353,6 +355,7 @@ class ManagedJob:
                 config=self.env.pipeline,
                 counters=self.counters,
                 on_pipeline=self._on_pipeline,
+                require_pq=self.env.require_pq,
             )
         finally:
             sizer.cancel()

@@ -18,6 +18,7 @@ import re
 import shutil
 from typing import TYPE_CHECKING, Any
 
+from transferd.core.jobkey import PQ_HINT
 from transferd.core.keys import SenderSecretKey, parse_recipient
 from transferd.core.manifest import check_job_name
 from transferd.daemon.config import Config
@@ -92,6 +93,7 @@ class Manager:
             bucket=TokenBucket(s.bandwidth),
             slots=asyncio.Semaphore(d.max_jobs),
             save=self.definitions.save,
+            require_pq=s.require_pq,
         )
         self.jobs: dict[str, ManagedJob] = {}
         self._ticker: asyncio.Task[None] | None = None
@@ -159,8 +161,14 @@ class Manager:
                 hint="give --to URL, or set store = … in [send] of the daemon's configuration",
             )
         recipients = recipients or list(self.settings.recipients)
-        for r in recipients:
-            parse_recipient(r)
+        parsed = [parse_recipient(r) for r in recipients]
+        classic = [r.display() for r in parsed if not r.post_quantum]
+        if classic and self.settings.require_pq:  # refused now, not at the job's first run
+            raise ConfigError(
+                f"job {name} has classic-only (X25519) recipients, refused by require_pq in "
+                f"[send]: {', '.join(classic)}",
+                hint=PQ_HINT,
+            )
         if not recipients and not (self.state_dir / "jobs" / name / "job.key").exists():
             raise ConfigError(
                 f"job {name} is new: give at least one recipient",

@@ -77,6 +77,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="a file of recipient keys, one per line",
     )
     p.add_argument(
+        "--require-pq",
+        action="store_true",
+        help="refuse a job that has a classic-only (X25519, tdr1…) recipient, whose key wrap a "
+        "future quantum computer could open (without it: a warning)",
+    )
+    p.add_argument(
         "--state",
         type=Path,
         default=None,
@@ -154,6 +160,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
                 state_dir=args.state or default_state_dir(),
                 config=config,
                 counters=counters,
+                require_pq=args.require_pq,
+                warn=lambda message, hint: out.warning(message, hint=hint),
             )
         finally:
             progress.cancel()
