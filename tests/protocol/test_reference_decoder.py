@@ -262,8 +262,12 @@ def _run_decoder(*args: str | Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_restores_the_copy_vector(tmp_path: Path) -> None:
-    v = json.loads((VECTORS / "copy" / "copy.json").read_text())["vectors"][0]
+COPIES = json.loads((VECTORS / "copy" / "copy.json").read_text())["vectors"]
+
+
+@pytest.mark.parametrize("v", COPIES, ids=[v["name"] for v in COPIES])
+def test_restores_the_copy_vector(tmp_path: Path, v: dict[str, Any]) -> None:
+    """Both stored jobs: one rekeyed from A to B and A, one from A to a hybrid recipient alone."""
     copy = VECTORS / "copy"
     result = _run_decoder(copy / v["store"], v["job"], copy / v["identity_file"], tmp_path / "out",
                           "--sender", v["expected_sender"])  # fmt: skip

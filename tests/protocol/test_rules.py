@@ -90,3 +90,17 @@ def test_requirements_without_vectors_name_what_checks_them() -> None:
         assert paths, f"{requirement}: names no file that checks it"
         for path in paths:
             assert (REPO / Path(path)).is_file(), f"{requirement}: {path} does not exist"
+
+
+def test_the_vector_readme_counts_are_true() -> None:
+    """protocol/vectors/README.md's table gives each file's number of vectors: it stays true."""
+    readme = (REPO / "protocol" / "vectors" / "README.md").read_text(encoding="utf-8")
+    stated = {
+        m[1]: int(m[2])
+        for m in re.finditer(r"^\| `([a-z_/]+\.json)` \| [^|]+ \| (\d+) \|", readme, re.M)
+    }
+    actual = {
+        str(vf.path.relative_to(REPO / "protocol" / "vectors")): vf.content["number_of_vectors"]
+        for vf in vector_files()
+    }
+    assert stated == actual
