@@ -100,7 +100,9 @@ async def rekey(
     ``require_pq``: refuse a new recipient set that keeps a classic-only (X25519) recipient."""
     previous = await newest_manifest(store, job, sender.public(), None)
     if previous is None:
-        raise JobNotFoundError(f"job {job} has no manifest at {store.description}")
+        raise JobNotFoundError(
+            f"job {job} has no manifest at {store.description}", job=job, store=store.description
+        )
     key = unwrap_key(previous, identity)
     stanzas = new_stanzas(
         list(previous.body.recipients), add, remove, lambda r: wrap(key, r, rng(32)), job

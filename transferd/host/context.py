@@ -19,8 +19,8 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from transferd.core.request_signing import CONTENT_SHA256
+from transferd.errors import ApiError
 from transferd.host.auth import (
-    ApiError,
     Authorizer,
     Credentials,
     NonceCache,

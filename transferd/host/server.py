@@ -42,16 +42,18 @@ from aiohttp import web
 
 from transferd.core.request_signing import CONTENT_SHA256
 from transferd.errors import (
+    ApiError,
     ConfigError,
     FormatError,
     IntegrityError,
+    ManifestExistsError,
+    ObjectNotFoundError,
     PermanentStoreError,
     StoreFullError,
     TransferdError,
     TransientStoreError,
 )
 from transferd.host.auth import (
-    ApiError,
     Authorizer,
     Credentials,
     NonceCache,
@@ -73,7 +75,7 @@ from transferd.host.context import (
 )
 from transferd.host.copyroutes import COPY_PATH, add_copy_routes, authorized_name
 from transferd.host.jobroutes import add_job_routes
-from transferd.stores.base import ManifestExistsError, ObjectNotFoundError, Store
+from transferd.stores.base import Store
 
 __all__ = [
     "AUTHORIZER",
@@ -179,7 +181,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ApiError as exc:
-        return _error_response(exc.status, exc.code, exc.message)
+        return _error_response(exc.status, exc.code, exc.message, exc.fields)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -206,9 +208,13 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _error_response(500, "internal", "internal error; see the server's log")
 
 
-def _error_response(status: int, code: str, message: str) -> web.Response:
+def _error_response(
+    status: int, code: str, message: str, fields: dict[str, int | str] | None = None
+) -> web.Response:
+    """The JSON error answer of protocol/HTTP.md §9; ``fields`` go beside error and code."""
     headers = {"WWW-Authenticate": "TD1"} if status == 401 else None
-    return web.json_response({"error": message, "code": code}, status=status, headers=headers)
+    body = {**(fields or {}), "error": message, "code": code}
+    return web.json_response(body, status=status, headers=headers)
 
 
 @web.middleware
