@@ -173,7 +173,7 @@ class Manager:
         if not recipients and not (self.state_dir / "jobs" / name / "job.key").exists():
             raise ConfigError(
                 f"job {name} is new: give at least one recipient",
-                hint="--recipient tdr1…, or recipients = […] in [send]",
+                hint="--recipient tdrpq1…, or recipients = […] in [send]",
             )
         _refuse_password(source)
         opened = open_source(source, postgres=options)  # refuse a source unreadable now

@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "moves the job to post-quantum wraps, but the older manifests keep the classic wrap "
         "of the same job key (protocol/THREATS.md section 4).",
         epilog="Example: transferd rekey --store /srv/transferd --job snds-2026 "
-        "--identity owner.key --sender-key sender.key --add-recipient tdr1… "
+        "--identity owner.key --sender-key sender.key --add-recipient tdrpq1… "
         "--remove-recipient tdr1…",
     )
     where = p.add_mutually_exclusive_group(required=True)

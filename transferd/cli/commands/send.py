@@ -64,7 +64,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="append",
         default=[],
         metavar="KEY",
-        help="a recipient public key tdr1… (repeat for several); needed for a new job",
+        help="a recipient public key tdrpq1… (hybrid) or tdr1… (classic); repeat for several; "
+        "needed for a new job",
     )
     p.add_argument(
         "--recipients-file",
