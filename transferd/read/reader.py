@@ -180,6 +180,7 @@ class JobReader:
         await self.close()
 
     async def close(self) -> None:
+        await self.packs.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._hash_pool.shutdown(wait=False, cancel_futures=True)
 
@@ -253,7 +254,7 @@ class JobReader:
             while True:
                 item = await queue.get()
                 if item is None:
-                    self.packs.check_damage()  # packs read whole: damage outside the blobs
+                    await self.packs.check_damage()  # packs read whole: damage outside blobs
                     break
                 if isinstance(item, BaseException):
                     raise item
