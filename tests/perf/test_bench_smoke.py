@@ -37,7 +37,7 @@ def test_the_bench_runs_every_stage_on_16_mib(tmp_path: Path) -> None:
     assert set(e2e) == {"sender", "receiver"}
     assert report["limits"]["zstd"]["mb_s_1"] > 0
     assert report["resume"]["stored_object_bytes"] > 0
-    assert "targets (issue 8):" in proc.stdout
+    assert "targets (issue 17):" in proc.stdout
     assert {p.suffix for p in (tmp_path / "profiles").iterdir()} == {".folded", ".txt"}
 
 

@@ -78,7 +78,12 @@ PACK_MAX_CHUNKS: Final = 16384
 """Bounds the pack header (16384 x 40 bytes = 640 KiB) a reader must hold."""
 PACK_HEADER_ENTRY_SIZE: Final = CHUNK_ID_SIZE + 4 + 4
 PACK_MAX_SIZE: Final = 64 * 1024 * 1024
-"""Readers refuse larger packs: PACK_TARGET plus one sealed maximal chunk is far below it."""
+"""Readers refuse larger packs: PACK_TARGET_MAX plus one sealed maximal chunk and the largest
+header is below it."""
+PACK_TARGET_MAX: Final = 48 * 1024 * 1024
+"""The largest pack target a sender may choose (``--pack-size``): a pack closed at 48 MiB of
+blobs, plus the maximal blob that crossed the mark (4 MiB and 41 bytes) and the largest header
+(640 KiB), stays under PACK_MAX_SIZE, so every reader and host accepts it (SPEC 8)."""
 
 # --- object lists and catalog ---------------------------------------------------------------
 OBJECT_LIST_MAGIC: Final = b"TDOL"

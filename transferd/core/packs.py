@@ -29,6 +29,7 @@ from transferd.core.constants import (
     PACK_MAX_CHUNKS,
     PACK_MAX_SIZE,
     PACK_TARGET,
+    PACK_TARGET_MAX,
     TAG_SIZE,
 )
 from transferd.errors import AuthenticationError, FormatError, UnsupportedVersionError
@@ -55,7 +56,11 @@ class PackEntry:
 class PackBuilder:
     """Accumulates sealed blobs until the pack is full, then emits its bytes."""
 
-    def __init__(self) -> None:
+    def __init__(self, target: int = PACK_TARGET) -> None:
+        if not 1 <= target <= PACK_TARGET_MAX:
+            raise ValueError(f"a pack target is 1 to {PACK_TARGET_MAX} bytes, not {target}")
+        self.target = target
+        """Bytes of blobs at which the pack is full: PACK_TARGET unless the sender chose another."""
         self._blobs: list[bytes | bytearray] = []
         self.entries: list[PackEntry] = []
         self.size = PACK_PREFIX_SIZE
@@ -69,7 +74,7 @@ class PackBuilder:
         return entry
 
     def is_full(self) -> bool:
-        return self.size - PACK_PREFIX_SIZE >= PACK_TARGET or len(self.entries) >= PACK_MAX_CHUNKS
+        return self.size - PACK_PREFIX_SIZE >= self.target or len(self.entries) >= PACK_MAX_CHUNKS
 
     def __len__(self) -> int:
         return len(self.entries)

@@ -19,7 +19,8 @@ from transferd.core.keys import RecipientKey, SenderSecretKey
 from transferd.core.manifest import SignedManifest
 from transferd.errors import ConfigError
 from transferd.send import tuning
-from transferd.send.pipeline import Counters, Pipeline, PipelineConfig
+from transferd.send.config import Counters, PipelineConfig
+from transferd.send.pipeline import Pipeline
 from transferd.send.publish import newest_manifest, publish
 from transferd.send.resume import Reconciled, reconcile
 from transferd.send.state import open_job_state
