@@ -16,15 +16,19 @@ def _copy(run: Run, tmp: Path) -> str:
     owner = run("keygen", "--kind", "recipient", "-o", "owner.key").stdout.strip()
     sender = run("keygen", "--kind", "sender", "-o", "sender.key").stdout.strip()
     rnd = random.Random(3)
-    files = [("claims/2019/a.csv", 2 * MIB), ("claims/2020/b.csv", 2 * MIB),
-             ("claims/2020/notes.txt", 100), ("scans/s1.pdf", 300), ("README", 10)]  # fmt: skip
+    files = [("claims/2019/a.csv", 2 * MIB), ("claims/2020/notes.txt", 100),
+             ("scans/s1.pdf", 300), ("README", 10), ("claims/2020/b.csv", 2 * MIB)]  # fmt: skip
+    send = ["send", "src", "--to", "store", "--job", "j", "--sender-key", "sender.key",
+            "-r", owner, "--state", "state", "--pack-size", "1M"]  # fmt: skip
     for rel, size in files:
         path = tmp / "src" / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(rnd.randbytes(size))
+        if rel.endswith("README"):  # a.csv and the small files in the packs of a first run
+            sent = run(*send)
+            assert sent.code == 0, sent.stderr
     (tmp / "src" / "claims" / "2020").chmod(0o750)
-    sent = run("send", "src", "--to", "store", "--job", "j", "--sender-key", "sender.key",
-               "-r", owner, "--state", "state", "--pack-size", "1M")  # fmt: skip
+    sent = run(*send)  # b.csv in packs of its own
     assert sent.code == 0, sent.stderr
     return sender
 

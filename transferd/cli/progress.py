@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from transferd.send.pipeline import Counters
+from transferd.send.config import Counters
 from transferd.util.rates import RateWindow, settled
 from transferd.util.units import human_bytes, human_duration
 

@@ -109,7 +109,7 @@ async def plan(
             if isinstance(item, MetaItem):
                 out(Planned("record", entry.path))
                 continue
-            known = db.reusable_entry(entry.path) if db is not None else None
+            known = db.reusable_entries([entry.path]).get(entry.path) if db is not None else None
             if (
                 known is not None
                 and known.fingerprint == entry.fingerprint
