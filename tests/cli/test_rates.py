@@ -12,14 +12,14 @@ def test_the_rate_is_of_bytes_sent_not_read() -> None:
     # 8 MiB/s acknowledged while the reader is 60 MiB ahead: 80 MiB of source, 1:1 ratio
     for t in range(11):
         sent = 8 * MIB * t
-        read = min(80 * MIB, 60 * MIB + sent)
-        done = settled(read=read, reused=0, new=read, sealed=read, sent=sent)
+        packed = min(80 * MIB, 60 * MIB + sent)  # the reader is 60 MiB ahead of the uploads
+        done = settled(reused=0, deduplicated=0, new=packed, sealed=packed, sent=sent)
         window.add(float(t), sent, done)
 
     estimate = window.estimate(total=200 * MIB)
 
     assert estimate.rate == 8 * MIB
-    assert estimate.eta_seconds == (200 - 80) / 8  # 80 MiB settled, 8 MiB/s
+    assert estimate.eta_seconds == (200 - 80) / 8  # 80 MiB acknowledged, 8 MiB/s
 
 
 def test_no_rate_before_the_minimum_span() -> None:
@@ -41,7 +41,9 @@ def test_the_window_slides() -> None:
 
 
 def test_settled_counts_new_plaintext_in_the_proportion_sent() -> None:
-    # 10 MiB read, all new, sealed to 5 MiB of packs of which 1 MiB acknowledged; 2 MiB reused
-    assert settled(read=10 * MIB, reused=2 * MIB, new=10 * MIB, sealed=5 * MIB, sent=MIB) == 4 * MIB
-    # deduplicated bytes (read, not new) are held by the store already
-    assert settled(read=10 * MIB, reused=0, new=0, sealed=0, sent=0) == 10 * MIB
+    # 10 MiB new, sealed to 5 MiB of packs of which 1 MiB acknowledged; 2 MiB reused
+    assert settled(reused=2 * MIB, deduplicated=0, new=10 * MIB, sealed=5 * MIB, sent=MIB) == (
+        4 * MIB
+    )
+    # deduplicated bytes are held by the store already; read-ahead not yet packed is not
+    assert settled(reused=0, deduplicated=3 * MIB, new=0, sealed=0, sent=0) == 3 * MIB

@@ -214,7 +214,7 @@ def test_dry_run_writes_nothing_and_says_what_a_send_would_do(run: Run, tmp_path
 @pytest.mark.slow
 def test_bwlimit_holds_and_json_progress_reports_the_rate_sent(run: Run, tmp_path: Path) -> None:
     owner, _ = _keys(run, tmp_path)
-    _tree(tmp_path / "src", big=4 * MIB)
+    _tree(tmp_path / "src", big=6 * MIB)
 
     sent = run("send", "src", "--to", "store", "--job", "j", "--sender-key", "sender.key",
                "-r", owner, "--state", "state", "--pack-size", "256K", "--bwlimit", "512K",

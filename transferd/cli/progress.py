@@ -28,9 +28,12 @@ more, and a short copy prints none (its result is the only line)."""
 
 def settled_bytes(c: Counters) -> int:
     return settled(
-        read=c.bytes_read, reused=c.bytes_reused, new=c.bytes_new, sealed=c.bytes_sealed,
+        reused=c.bytes_reused,
+        deduplicated=c.bytes_deduplicated,
+        new=c.bytes_new,
+        sealed=c.bytes_sealed,
         sent=c.bytes_sent,
-    )  # fmt: skip
+    )
 
 
 def figures(c: Counters, total: int | None, window: RateWindow) -> dict[str, Any]:

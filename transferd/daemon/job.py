@@ -205,9 +205,12 @@ class ManagedJob:
         """Source bytes of this run the store holds (util/rates.py ``settled``)."""
         c = self.counters
         return settled(
-            read=c.bytes_read, reused=c.bytes_reused, new=c.bytes_new, sealed=c.bytes_sealed,
+            reused=c.bytes_reused,
+            deduplicated=c.bytes_deduplicated,
+            new=c.bytes_new,
+            sealed=c.bytes_sealed,
             sent=c.bytes_sent,
-        )  # fmt: skip
+        )
 
     def estimate(self) -> Estimate:
         """Rate and ETA from what the store acknowledged; none while the job does not send

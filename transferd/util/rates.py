@@ -29,16 +29,17 @@ MIN_SPAN = 5.0
 on a bucket's burst reads as twice the limit. "-" is better than a figure that is wrong."""
 
 
-def settled(*, read: int, reused: int, new: int, sealed: int, sent: int) -> int:
+def settled(*, reused: int, deduplicated: int, new: int, sealed: int, sent: int) -> int:
     """Source bytes the store holds for this run so far (an estimate within one pack).
 
-    ``read``: source bytes read; ``reused``: of unchanged entries, not read; ``new``: plaintext
-    placed in packs; ``sealed``: those packs' bytes; ``sent``: pack bytes acknowledged. Read
-    bytes that are not new were deduplicated (the store holds them already)."""
-    unsent_plain = 0
+    ``reused``: of unchanged entries, not read; ``deduplicated``: read, but held by the store
+    already; ``new``: plaintext placed in packs; ``sealed``: those packs' bytes; ``sent``: pack
+    bytes acknowledged. New plaintext counts in the proportion of its sealed bytes acknowledged.
+    What was read and not yet packed does not count: it is the read-ahead that lied."""
+    acknowledged = 0
     if new and sealed:
-        unsent_plain = int(new * max(0, sealed - sent) / sealed)
-    return max(0, reused + read - unsent_plain)
+        acknowledged = int(new * min(1.0, sent / sealed))
+    return reused + deduplicated + acknowledged
 
 
 @dataclass(frozen=True)
