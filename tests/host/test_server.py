@@ -21,8 +21,9 @@ from tests.stores.backends import SENDER, random_object, signed_manifest
 from transferd.core.constants import PACK_MAX_SIZE
 from transferd.core.keys import SenderSecretKey
 from transferd.host.auth import Authorizer, NonceCache
+from transferd.host.build import OpenHost, serve
 from transferd.host.context import IN_FLIGHT
-from transferd.host.server import make_app, serve
+from transferd.host.server import make_app
 from transferd.stores.base import HAVE_BATCH
 from transferd.stores.local import LocalStore
 from transferd.stores.memory import MemoryStore
@@ -414,7 +415,7 @@ async def test_a_stopping_server_finishes_requests_in_flight_and_turns_new_ones_
 
     app = make_app(store, authorizer())
     server = asyncio.create_task(
-        serve(app, "127.0.0.1", 0, ssl_context=None, on_listening=on_listening, stop=stop)
+        serve(OpenHost(app, None, store), ("127.0.0.1", 0), on_listening=on_listening, stop=stop)
     )
     await listening.wait()
     name, data = random_object(1000)

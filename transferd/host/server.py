@@ -19,8 +19,8 @@ The acknowledgement rule: ``PUT …/objects/{sha256}`` answers 201 only after th
 A body that ends early, exceeds its cap or does not hash to its signed digest never reaches the
 store, so nothing partial is ever stored under a name.
 
-``run_server`` serves an application on uvloop, with TLS when given a certificate, until SIGTERM
-or SIGINT. It then stops listening and waits (up to ``shutdown_timeout``) until no request is in
+How it is run (host/build.py's ``serve``): until asked to stop (SIGTERM or SIGINT for ``transferd
+serve``); it then stops listening and waits (up to ``shutdown_timeout``) until no request is in
 flight, *before* handing over to aiohttp's own shutdown (close connections, cancel what is left,
 run the cleanup contexts). The extra step is needed because aiohttp, once shutting down, drops
 bytes arriving on open connections (aio-libs/aiohttp#2298): an upload whose body was still
@@ -30,11 +30,7 @@ was receiving rather than make the sender send it again.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
-import signal
-import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -42,7 +38,6 @@ from aiohttp import web
 
 from transferd.core.request_signing import CONTENT_SHA256
 from transferd.errors import (
-    ConfigError,
     FormatError,
     IntegrityError,
     PermanentStoreError,
@@ -82,9 +77,6 @@ __all__ = [
     "NONCES",
     "STORE",
     "make_app",
-    "run_server",
-    "serve",
-    "tls_context",
 ]
 
 log = logging.getLogger("transferd.serve")
@@ -247,85 +239,3 @@ def _authorize(authorizer: Authorizer, creds: Credentials, job: str, *, write: b
             "forbidden",
             f"key {creds.key_text} may not {'write' if write else 'read'} job {job}",
         )
-
-
-# --- running ----------------------------------------------------------------------------------
-
-
-def tls_context(cert: str, key: str) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        context.load_cert_chain(cert, key)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"cannot load the TLS certificate {cert} and key {key}: {exc}") from None
-    return context
-
-
-async def serve(
-    app: web.Application,
-    host: str,
-    port: int,
-    *,
-    ssl_context: ssl.SSLContext | None,
-    on_listening: Callable[[str], None],
-    stop: asyncio.Event,
-    shutdown_timeout: float = 60.0,
-) -> None:
-    """Serve ``app`` until ``stop`` is set, then shut down gracefully."""
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
-        try:
-            await site.start()
-        except OSError as exc:
-            reason = os.strerror(exc.errno) if exc.errno else str(exc)
-            raise ConfigError(f"cannot listen on {host}:{port}: {reason.lower()}") from None
-        bound_port = runner.addresses[0][1]
-        shown = f"[{host}]" if ":" in host else host
-        on_listening(f"{'https' if ssl_context else 'http'}://{shown}:{bound_port}")
-        await stop.wait()
-        in_flight = app[IN_FLIGHT]
-        in_flight.stopping = True
-        await site.stop()
-        log.info("stopping: no new connections, finishing %d requests", in_flight.count)
-        try:
-            await asyncio.wait_for(in_flight.wait_idle(), shutdown_timeout)
-        except TimeoutError:
-            log.warning("%d requests still running after %g s", in_flight.count, shutdown_timeout)
-    finally:
-        await runner.cleanup()
-
-
-def run_server(
-    store: Store,
-    listen: tuple[str, int],
-    authorizer: Authorizer,
-    *,
-    tls_cert: str | None = None,
-    tls_key: str | None = None,
-    on_listening: Callable[[str], None] = print,
-    shutdown_timeout: float = 60.0,
-) -> None:
-    """Serve ``store`` on uvloop until SIGTERM or SIGINT; returns after a graceful shutdown."""
-    from transferd.util.runtime import run  # installs uvloop: only for a process that serves
-
-    ssl_context = tls_context(tls_cert, tls_key) if tls_cert and tls_key else None
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        app = make_app(store, authorizer)
-        await serve(
-            app,
-            *listen,
-            ssl_context=ssl_context,
-            on_listening=on_listening,
-            stop=stop,
-            shutdown_timeout=shutdown_timeout,
-        )
-
-    run(main())
