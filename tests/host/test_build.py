@@ -59,7 +59,7 @@ def test_the_command_line_wins_over_the_table_and_adds_grants(tmp_path: Path) ->
     ("table", "message"),
     [
         ({"shutdown_timeout": "soon"}, "shutdown_timeout in [serve] of t.toml must be a number"),
-        ({"shutdown_timeout": 0}, "shutdown_timeout ([serve] of t.toml) must be above 0"),
+        ({"shutdown_timeout": 0}, "shutdown_timeout in [serve] of t.toml must be above 0"),
         ({"tls_cert": "c.pem"}, "TLS needs both a certificate and its key"),
         ({"tls_key_credential": "a/b"}, "must be a credential name, not a path"),
         ({"store": "ftp://x"}, "is neither a directory nor s3://"),

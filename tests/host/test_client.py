@@ -72,7 +72,7 @@ async def test_a_refused_key_is_permanent_and_says_why(tmp_path: Path) -> None:
         finally:
             await client.close()
 
-    assert f"answered 403 forbidden: key {other.public().to_text()} may not write job {JOB}" in (
+    assert f"answered 403 forbidden: key {other.public().to_text()} has no grant on this host" in (
         caught.value.message
     )
 

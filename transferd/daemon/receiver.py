@@ -11,9 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import TYPE_CHECKING
 
 from transferd.daemon.config import ServeSettings
 from transferd.errors import ConfigError
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 log = logging.getLogger("transferd.daemon.serve")
 
@@ -22,6 +26,8 @@ class Receiver:
     def __init__(self, settings: ServeSettings) -> None:
         self.settings = settings
         self.url = ""
+        self.app: web.Application | None = None
+        """The host's application once started: its counters are the metrics endpoint's."""
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -30,6 +36,7 @@ class Receiver:
 
         s = self.settings
         host = open_host(s)
+        self.app = host.app
         listening = asyncio.Event()
 
         def on_listening(url: str) -> None:

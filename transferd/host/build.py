@@ -23,7 +23,7 @@ from aiohttp import web
 
 from transferd.errors import ConfigError
 from transferd.host.auth import Authorizer
-from transferd.host.context import IN_FLIGHT
+from transferd.host.context import CONNECTIONS, IN_FLIGHT, LIMITS
 from transferd.host.server import make_app
 from transferd.host.settings import HostSettings, check_usable
 from transferd.stores.base import Store
@@ -51,7 +51,7 @@ def open_host(settings: HostSettings) -> OpenHost:
     authorizer = Authorizer(settings.writers, settings.readers, hosts=settings.accept_hosts)
     ssl_context = tls_context(settings) if settings.tls_cert is not None else None
     store = _open_store(location, settings)
-    return OpenHost(make_app(store, authorizer), ssl_context, store)
+    return OpenHost(make_app(store, authorizer, limits=settings.limits), ssl_context, store)
 
 
 def tls_context(settings: HostSettings) -> ssl.SSLContext:
@@ -96,25 +96,46 @@ async def serve(
     stop: asyncio.Event,
     shutdown_timeout: float = 30.0,
 ) -> None:
-    """Serve ``host`` until ``stop`` is set, then shut down gracefully (host/server.py)."""
+    """Serve ``host`` until ``stop`` is set, then shut down gracefully (host/server.py).
+
+    The socket is the event loop's own server around aiohttp's protocol factory
+    (``runner.server``), each connection wrapped by the application's ConnectionGuard
+    (connections.py), which aiohttp's sites have no place for. A TLS handshake gets
+    ``header_timeout`` too: a client that opens and never speaks holds nothing for long.
+    """
     app = host.app
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
+    limits = app[LIMITS]
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        shutdown_timeout=shutdown_timeout,
+        keepalive_timeout=limits.idle_timeout + limits.header_timeout,  # the guard's come first
+    )
     await runner.setup()
     try:
+        assert runner.server is not None  # noqa: S101 - set by setup()
         address, port = listen
-        site = web.TCPSite(runner, address, port, ssl_context=host.ssl_context)
+        loop = asyncio.get_running_loop()
         try:
-            await site.start()
+            server = await loop.create_server(
+                app[CONNECTIONS].factory(runner.server),
+                address,
+                port,
+                ssl=host.ssl_context,
+                ssl_handshake_timeout=limits.header_timeout if host.ssl_context else None,
+                backlog=1024,
+                reuse_address=True,
+            )
         except OSError as exc:
             reason = os.strerror(exc.errno) if exc.errno else str(exc)
             raise ConfigError(f"cannot listen on {address}:{port}: {reason.lower()}") from None
-        bound_port = runner.addresses[0][1]
+        bound_port = server.sockets[0].getsockname()[1]
         shown = f"[{address}]" if ":" in address else address
         on_listening(f"{host.scheme}://{shown}:{bound_port}")
         await stop.wait()
         in_flight = app[IN_FLIGHT]
         in_flight.stopping = True
-        await site.stop()
+        server.close()
         log.info("stopping: no new connections, finishing %d requests", in_flight.count)
         try:
             await asyncio.wait_for(in_flight.wait_idle(), shutdown_timeout)

@@ -24,6 +24,7 @@ from typing import Any
 from transferd.core.keys import SenderPublicKey
 from transferd.errors import ConfigError
 from transferd.host.auth import parse_grant
+from transferd.host.limits import HostLimits
 
 Grant = tuple[str, SenderPublicKey]
 
@@ -55,6 +56,8 @@ class HostSettings:
     included) before they are cancelled. Below the unit's TimeoutStopSec= (90 s)."""
     enabled: bool = False
     """Whether the daemon runs its receiving role; ``transferd serve`` ignores it."""
+    limits: HostLimits = field(default_factory=HostLimits)
+    """Timeouts, caps and rates (host/limits.py)."""
 
 
 @dataclass(frozen=True)
@@ -89,9 +92,23 @@ SCALARS: tuple[Scalar, ...] = (
         option=False,
     ),
     Scalar("shutdown_timeout", float, 30.0, "seconds a stop gives requests in flight", "SECONDS"),
+    Scalar("header_timeout", float, 10.0, "seconds for a request's headers", "SECONDS"),
+    Scalar("idle_timeout", float, 60.0, "seconds a connection may wait for a request", "SECONDS"),
+    Scalar("body_timeout", float, 30.0, "seconds without a byte of a body", "SECONDS"),
+    Scalar("request_timeout", float, 900.0, "seconds for a whole request", "SECONDS"),
+    Scalar("max_connections", int, 512, "connections open at once", "N"),
+    Scalar("max_connections_per_peer", int, 64, "connections from one address", "N"),
+    Scalar("max_uploads", int, 16, "uploads received at once", "N"),
+    Scalar("upload_wait", float, 10.0, "seconds an upload waits for a slot", "SECONDS"),
+    Scalar("key_rate", float, 100.0, "requests per second of one key", "RATE"),
+    Scalar("key_burst", int, 200, "requests one key may make at once above its rate", "N"),
+    Scalar("nonces_per_key", int, 65_536, "requests of one key remembered against replay", "N"),
+    Scalar("partial_max_age", float, 900.0, "seconds before partial uploads go", "SECONDS"),
+    Scalar("sweep_interval", float, 300.0, "seconds between sweeps of partial uploads", "SECONDS"),
 )
 """The single-valued settings of ``[serve]``, in the order the example file shows them."""
 _BY_NAME = {s.name: s for s in SCALARS}
+_LIMITS = frozenset(f.name for f in dataclasses.fields(HostLimits))
 LISTS = ("accept_hosts",)
 TABLES = ("senders", "readers")
 KNOWN = frozenset({"enabled", *_BY_NAME, *LISTS, *TABLES})
@@ -115,6 +132,7 @@ def read_serve_table(
             hint=f"known settings: {', '.join(sorted(KNOWN))} (see systemd/transferd.toml.example)",
         )
     values = {s.name: _scalar(table, s, where) for s in SCALARS}
+    limits = HostLimits(**{n: values.pop(n) for n in _LIMITS})
     enabled = table.get("enabled", False)
     if not isinstance(enabled, bool):
         raise ConfigError(f"enabled in {where} must be true or false")
@@ -133,6 +151,7 @@ def read_serve_table(
         tls_key=key,
         s3_config=s3_config,
         enabled=enabled,
+        limits=limits,
         **values,
     )
     return _checked(settings, where)
@@ -160,9 +179,13 @@ def with_options(
         elif name in ("tls_cert", "tls_key"):
             changes[name] = Path(value)
         elif name in _BY_NAME and _BY_NAME[name].option:
-            changes[name] = _BY_NAME[name].kind(value)
+            number = changes[name] = _BY_NAME[name].kind(value)
+            if number <= 0:
+                raise ConfigError(f"{_BY_NAME[name].flag} must be above 0, not {value}")
         else:
             raise ValueError(f"no command-line option sets {name}")
+    limits = {n: changes.pop(n) for n in _LIMITS & set(changes)}
+    changes["limits"] = dataclasses.replace(settings.limits, **limits)
     changes["writers"] = settings.writers + tuple(parse_grant(g) for g in allow)
     changes["readers"] = settings.readers + tuple(parse_grant(g) for g in allow_reader)
     changes["accept_hosts"] = settings.accept_hosts + tuple(accept_hosts)
@@ -201,9 +224,6 @@ def _checked(settings: HostSettings, where: str) -> HostSettings:
             f"TLS needs both a certificate and its key (tls_cert and tls_key; --tls-cert and "
             f"--tls-key); {where} gives only one"
         )
-    for scalar in SCALARS:
-        if scalar.kind is not str and getattr(settings, scalar.name, 1) <= 0:
-            raise ConfigError(f"{scalar.name} ({where}) must be above 0")
     return settings
 
 
@@ -214,6 +234,8 @@ def _scalar(table: Mapping[str, Any], scalar: Scalar, where: str) -> Any:
     if not isinstance(value, scalar.kind) or isinstance(value, bool):
         kind = {str: "a string", float: "a number", int: "an integer"}[scalar.kind]
         raise ConfigError(f"{scalar.name} in {where} must be {kind}")
+    if isinstance(value, int | float) and value <= 0:
+        raise ConfigError(f"{scalar.name} in {where} must be above 0, not {value}")
     if isinstance(value, str) and _SECRET_TEXT.search(value):
         raise ConfigError(
             f"{scalar.name} in {where} holds a secret; secrets go in files",
