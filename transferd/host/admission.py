@@ -130,11 +130,12 @@ class RefusalLog:
         self._windows[code] = _Window(now)
         return True
 
-    def flush(self) -> None:
-        """Log the sums of the intervals that are over (the host's housekeeping calls this)."""
+    def flush(self, *, final: bool = False) -> None:
+        """Log the sums of the intervals that are over (the host's housekeeping calls this), or
+        of every interval when the host stops (``final``)."""
         now = self._clock()
         for code, window in list(self._windows.items()):
-            if now - window.started >= self.interval:
+            if final or now - window.started >= self.interval:
                 self._summarize(code, window, now)
                 del self._windows[code]
 

@@ -58,12 +58,15 @@ class Housekeeping:
         sweep_interval: float,
         counters: HostCounters,
         chores: list[Callable[[], None]],
+        closing: list[Callable[[], None]] | None = None,
         tick: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store if isinstance(store, Sweepable) else None
         self.partial_max_age, self.sweep_interval = partial_max_age, sweep_interval
         self.counters, self.chores, self.tick, self._clock = counters, chores, tick, clock
+        self.closing = closing or []
+        """Chores done once more when the host stops (the last sums of refusals)."""
         self._next_sweep = clock()
 
     async def run(self) -> None:
@@ -113,5 +116,7 @@ def housekeeping_context(
         yield
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+        for chore in app[key].closing:
+            chore()
 
     return context

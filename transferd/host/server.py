@@ -144,6 +144,7 @@ def make_app(
             lambda: app[NONCES].expire(clock()),
             app[RATES].forget_idle,
         ],
+        closing=[lambda: app[REFUSALS].flush(final=True)],
         tick=min(REFUSAL_LOG_INTERVAL, limits.sweep_interval),
     )
     app.cleanup_ctx.append(_close_store)
