@@ -25,9 +25,11 @@ from tests.host.hostile import (
 )
 from tests.host.test_serve import ALLOW, put_and_get, serve
 from tests.integration.harness import make_keys, send_args
-from tests.stores.backends import random_object
+from tests.stores.backends import SENDER, random_object
 from transferd.core.constants import PACK_MAX_SIZE
 from transferd.core.keys import SenderSecretKey
+from transferd.stores.http import HttpStore
+from transferd.stores.retry import RetryingStore
 
 FLOOD_PEAK_MIB = 120
 """The host's peak memory under the flood: its own ~45 MiB idle, the send's uploads (4 x 16 MiB
@@ -199,3 +201,35 @@ def test_slowloris_stalled_uploads_and_too_many_connections_are_closed(tmp_path:
         assert sum(1 for a in answers if a == b"") == 40  # idle: closed after 2 s, silently
 
     asyncio.run(main())
+
+
+CONCURRENCY_PEAK_MIB = 100
+"""The host's peak memory with 24 uploads of 8 MiB at once and 3 slots: its ~45 MiB idle, and per
+upload received a MiB or two of parts on their way to disk; the 21 waiting hold nothing but
+their sockets' buffers (their bodies are not read)."""
+
+
+@pytest.mark.slow
+def test_uploads_over_the_cap_wait_or_come_back_and_all_complete(tmp_path: Path) -> None:
+    objects = [random_object(8 * MIB) for _ in range(24)]
+
+    async def upload_all(url: str) -> list[bytes]:
+        store = RetryingStore(HttpStore(url, SENDER), attempts=8)
+        try:
+            await asyncio.gather(*(store.put_object("snds-dcir", n, d) for n, d in objects))
+            return [await store.get_object("snds-dcir", n) for n, _ in objects[:2]]
+        finally:
+            await store.close()
+
+    with serve(tmp_path, "--store", "st", "--listen", "127.0.0.1:0", "--allow", ALLOW,
+               "--max-uploads", "3", "--upload-wait", "0.2") as host:  # fmt: skip
+        read_back = asyncio.run(upload_all(host.url))
+        peak = peak_rss_mib(host.proc.pid)
+        assert host.stop() == 0
+        log = host.log()
+
+    stored = sorted(p.name for p in (tmp_path / "st" / "jobs" / "snds-dcir").rglob("objects/*/*"))
+    assert stored == sorted(n for n, _ in objects)
+    assert read_back == [d for _, d in objects[:2]]
+    assert peak < CONCURRENCY_PEAK_MIB, f"peak {peak:.0f} MiB"
+    print(f"concurrency: {log.count(' 503 ')} answered busy, host peak {peak:.1f} MiB")
