@@ -3,11 +3,13 @@ does, and so serves an S3 bucket too (it could not, before the two shared host/b
 
 from __future__ import annotations
 
+import os
+import tomllib
 from pathlib import Path
 
 import pytest
 
-from tests.stores.backends import SENDER, random_object
+from tests.stores.backends import SENDER, allow_all, random_object
 from tests.stores.s3server import shared_server
 from transferd.daemon.config import load_config
 from transferd.daemon.receiver import Receiver
@@ -70,3 +72,31 @@ def test_a_bad_table_names_the_setting(table: dict[str, object], message: str) -
     with pytest.raises(ConfigError) as caught:
         read_serve_table(table, base=Path("/"), where="[serve] of t.toml", env={})
     assert message in caught.value.message
+
+
+async def test_swept_bytes_reach_the_daemons_metrics(tmp_path: Path) -> None:
+    from transferd.daemon.metrics import HostCollector
+    from transferd.host.context import HOUSEKEEPING
+    from transferd.host.limits import HostLimits
+    from transferd.host.server import make_app
+    from transferd.stores.local import LocalStore
+
+    store = LocalStore(tmp_path / "st")
+    app = make_app(store, allow_all(), limits=HostLimits(partial_max_age=60))
+    leftover = tmp_path / "st" / "jobs" / "snds-dcir" / "tmp" / f"{'0' * 64}.{'ab' * 8}.tmp"
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"x" * 5000)
+    os.utime(leftover, (1, 1))
+    await app[HOUSEKEEPING].run_now()
+
+    metrics = {m.name: m for m in HostCollector(app).collect()}
+    reclaimed = metrics["transferd_host_partial_bytes_reclaimed"].samples[0]
+    assert reclaimed.value == 5000
+    assert not leftover.exists()
+
+
+def test_the_example_documents_every_setting_with_its_default() -> None:
+    example = Path(__file__).resolve().parents[2] / "systemd" / "transferd.toml.example"
+    table = tomllib.loads(example.read_text())["serve"]
+    for scalar in SCALARS:
+        assert table[scalar.name] == scalar.default, scalar.name
