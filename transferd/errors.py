@@ -1,12 +1,15 @@
-"""The one exception hierarchy of transferd.
+"""The one exception hierarchy of transferd, and every exit code and verify verdict it maps to.
 
 Every error raised on purpose is a :class:`TransferdError`; it carries the exit code the CLI
-returns and a message written for an operator (lower case, naming the job, path or key, no final
-period). Anything else that escapes is a bug: the CLI prints its traceback and exits 1.
+returns, a message written for an operator (lower case, naming the job, path or key, no final
+period), an optional hint, and the values it is about as ``fields`` (a path, a job, a key, a
+skew in seconds), which ``--json`` prints beside the message so that scripts and tests read
+values, not prose. Anything else that escapes is a bug: the CLI prints its traceback and exits 1.
 
 ::
 
-    TransferdError                      exit
+    class                               exit
+    TransferdError                      1   every error raised on purpose; its own code below
     ├── ConfigError                     2   bad arguments, config file or key file
     │   └── KeyFormatError              2   a key text that does not parse (mistyped, truncated, …)
     ├── FormatError                     13  bytes that do not parse (object, manifest, catalog)
@@ -22,39 +25,116 @@ period). Anything else that escapes is a bug: the CLI prints its traceback and e
     │   └── CopyDiffersError            24  verify --against: the copy does not match the source
     ├── ProtocolError                   1   (abstract) a peer or we broke the wire protocol
     │   ├── LocalProtocolError          1   we broke it: a bug on our side
-    │   └── RemoteProtocolError         1   the peer broke it
-    ├── SourceError                     3   could not read what is being copied
+    │   └── RemoteProtocolError         14  the peer broke it: an answer transferd cannot read
+    ├── SourceError                     8   could not read what is being copied; nothing published
+    │   ├── SourceChangedError          8   an item changed while it was read
+    │   ├── SnapshotGoneError           8   the PostgreSQL snapshot can no longer be adopted
+    │   └── TableGoneError              8   a table is not the one the snapshot lists any more
     ├── TargetError                     6   could not write a restore's target directory
+    ├── StateError                      9   the local state directory cannot be written or read
+    │   └── StateFullError              9   … because its file system is full
     ├── StoreError                      4   (abstract) where ciphertext lands
     │   ├── TransientStoreError         4   worth retrying: timeout, connection reset, 5xx
+    │   │   └── LeaseLostError          4   a copy job's lease passed to another agent
     │   ├── PermanentStoreError         4   not worth retrying: refused, unauthorized
+    │   │   ├── ManifestExistsError     4   a manifest of that sequence is stored already
+    │   │   └── ClockSkewError          4   the host refused our clock: skew beyond its window
+    │   ├── StoreUnopenedError          4   a local store that exists but cannot be opened
     │   ├── StoreFullError              5   the storage host is out of space
     │   └── StoreUnreadableError        23  verify: the store could not be read (unreachable)
     ├── DaemonUnavailableError          7   no daemon answers on the control socket
+    ├── DaemonAnswerError               *   an error the daemon answered with: the daemon's code
     ├── JobError                        10  (abstract)
     │   ├── JobNotFoundError            10
+    │   │   └── ObjectNotFoundError     10  the object, manifest or job is not in the store
     │   ├── JobLockedError              11  another process holds the job
     │   └── CheckpointCorruptError      10
     └── CancelledByUserError            130 a signal asked us to stop
 
-Exit codes are published in README.md; add codes, never renumber. ``transferd verify`` reports
-its verdict with 0 or 20-24 (protocol/REPORT.md); when several apply, the first of 22, 21, 20,
-24, 23 wins: a broken chain of trust makes every other finding moot, and a finding proven on the
-bytes outranks a difference from a source that may have changed since, and a read that failed.
+    ApiError                            -   the storage host refuses one request (HTTP status
+                                            and code); never leaves the host: it becomes the
+                                            JSON answer (protocol/HTTP.md §9)
+    ReadSkippedError                    -   a signal inside a PostgreSQL COPY whose rows are
+                                            no longer wanted; never leaves sources/pg_copy.py
+
+Exit codes are published in README.md (a test holds its table to ``EXIT_CODES``); add codes,
+never renumber. A SourceError that ends a run means nothing was published (8); a run that
+published its manifest without the items it could not read ends 3 (``EXIT_PARTIAL``) and lists
+them. ``transferd verify`` reports its verdict with 0 or 20-24 (protocol/REPORT.md); when several
+apply, the first of ``PRECEDENCE`` wins: a broken chain of trust makes every other finding moot,
+and a finding proven on the bytes outranks a difference from a source that may have changed
+since, and a read that failed.
 """
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
+FieldValue: TypeAlias = "str | int | float | bool | list[str] | None"
+"""What an error's field may hold: a value ``--json`` can print as it is."""
+
+RESERVED_FIELDS = frozenset({"error", "hint", "exit_code", "traceback"})
+"""Keys of the ``--json`` error object that fields must not shadow."""
+
+EXIT_OK = 0
+EXIT_BUG = 1
+EXIT_PARTIAL = 3
+EXIT_JOBS_GIVEN_UP = 15
+
+EXIT_CODES: dict[int, str] = {
+    EXIT_OK: "success",
+    EXIT_BUG: "unexpected failure (a bug: the traceback is printed)",
+    2: "usage or configuration error: bad arguments, config file, or key file (mistyped, "
+    "truncated, wrong kind)",
+    EXIT_PARTIAL: "`send`: done and published, but part of the source could not be read (the "
+    "items are listed)",
+    4: "store error: where ciphertext lands failed or refused",
+    5: "the store is full",
+    6: "`restore`: the target directory could not be written (out of space, permission denied, "
+    "a name in the way)",
+    7: "`jobs`: no daemon answers on the control socket (not running, another path, or no "
+    "permission)",
+    8: "the source could not be read (missing, unreachable, refused): nothing was published",
+    9: "the state directory could not be written or read (out of space, permission denied, "
+    "read-only, a name in the way): nothing acknowledged is lost",
+    10: "job or store not found (or a checkpoint that cannot be trusted)",
+    11: "job locked by another process",
+    12: "wrong key, or authentication failed (a tag did not verify)",
+    13: "verification failed: a signature, hash, rollback or format check",
+    14: "the storage host (or the daemon) sent an answer transferd cannot read: not JSON, or "
+    "not the shape the protocol gives",
+    EXIT_JOBS_GIVEN_UP: "`agent`: gave up on some of the copy's jobs after repeated failures "
+    "(each is named): the copy is not complete",
+    20: "`verify`: the copy is incomplete (stored objects missing or truncated)",
+    21: "`verify`: the copy was altered (an object's hash differs, or objects no manifest names)",
+    22: "`verify`: a manifest's signature is invalid or by another key, its chain is broken, or "
+    "the store was rolled back",
+    23: "`verify`: the store could not be read (unreachable, permission denied): nothing proven "
+    "either way",
+    24: "`verify --against`: the copy is intact but differs from the source (entries, kinds, "
+    "modes, links, sizes or content)",
+    130: "cancelled (Ctrl-C or a signal)",
+}
+"""Every exit code and what it means, as README.md's table shows it (a test compares them)."""
+
 
 class TransferdError(Exception):
-    """Every error transferd raises on purpose."""
+    """Every error transferd raises on purpose.
 
-    exit_code: int = 1
+    ``fields`` are the values the error is about, by name (``path``, ``job``, ``key``,
+    ``skew_seconds``...): set from the keyword arguments, printed in the ``--json`` error object.
+    """
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    exit_code: int = EXIT_BUG
+
+    def __init__(self, message: str, *, hint: str | None = None, **fields: FieldValue) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        clash = RESERVED_FIELDS.intersection(fields)
+        if clash:
+            raise ValueError(f"error fields may not be named {', '.join(sorted(clash))}")
+        self.fields: dict[str, FieldValue] = {k: v for k, v in fields.items() if v is not None}
 
 
 class ConfigError(TransferdError):
@@ -73,7 +153,7 @@ class FormatError(TransferdError):
 
 class UnsupportedVersionError(FormatError):
     def __init__(self, version: object, what: str = "object") -> None:
-        super().__init__(f"unsupported format version {version} in {what}")
+        super().__init__(f"unsupported format version {version} in {what}", what=what)
         self.version = version
 
 
@@ -88,7 +168,12 @@ class NotARecipientError(AuthenticationError):
         hint = "use the identity of one of the job's recipients"
         if recipients:
             hint += ": " + ", ".join(recipients)
-        super().__init__(f"this copy is not encrypted to key {recipient}", hint=hint)
+        super().__init__(
+            f"this copy is not encrypted to key {recipient}",
+            hint=hint,
+            key=recipient,
+            recipients=list(recipients or []),
+        )
         self.recipient = recipient
         self.recipients = recipients or []
 
@@ -133,7 +218,7 @@ class CopyDiffersError(IntegrityError):
 
 
 class ProtocolError(TransferdError):
-    exit_code = 1
+    exit_code = EXIT_BUG
 
 
 class LocalProtocolError(ProtocolError):
@@ -141,11 +226,61 @@ class LocalProtocolError(ProtocolError):
 
 
 class RemoteProtocolError(ProtocolError):
-    pass
+    """The peer (a storage host, or something answering in its place; the daemon) sent what the
+    protocol does not allow: not JSON, or JSON of another shape.
+
+    Permanent, never retried: a host that answers nonsense answers it again, and a retry loop
+    would hide for minutes what one line can say now. Its own code (14), apart from 1, because
+    it is not our bug, and apart from the store's 4, because the store may be fine and the
+    thing at that address not a transferd host at all.
+    """
+
+    exit_code = 14
+
+    def __init__(self, message: str, *, peer: str, problem: str, hint: str | None = None) -> None:
+        super().__init__(
+            message,
+            hint=hint
+            or "check that the address is a transferd storage host of a compatible version "
+            "(transferd serve), and not a proxy or another service",
+            peer=peer,
+            problem=problem,
+        )
+        self.peer = peer
+        self.problem = problem
 
 
 class SourceError(TransferdError):
-    exit_code = 3
+    """What is being copied could not be read.
+
+    Raised out of a run, it ends the run before anything was published (8). The pipeline
+    catches the ones raised for one item, goes on without it, and the run ends 3 once its
+    manifest is published, listing those items.
+    """
+
+    exit_code = 8
+
+
+class SourceChangedError(SourceError):
+    """The item changed while it was being read."""
+
+
+class SnapshotGoneError(SourceError):
+    """The snapshot can no longer be adopted: the transaction that exported it has ended."""
+
+    def __init__(self, snapshot_id: str, reason: str) -> None:
+        super().__init__(
+            f"snapshot {snapshot_id} is gone ({reason}): the transaction that exported it has "
+            "ended (connection closed or killed, server restarted)",
+            hint="run the same send again without --snapshot: it takes a new snapshot, and the "
+            "data already stored is not uploaded again",
+            snapshot=snapshot_id,
+        )
+        self.snapshot_id = snapshot_id
+
+
+class TableGoneError(SourceError):
+    """The table is not the one the snapshot lists any more."""
 
 
 class TargetError(TransferdError):
@@ -158,6 +293,38 @@ class TargetError(TransferdError):
     exit_code = 6
 
 
+class StateError(TransferdError):
+    """The state directory (a job's journal, key and lock; the daemon's job definitions; the
+    manifests a verifier has seen) could not be written or read.
+
+    ``path`` is the file or directory that failed and ``cause`` one word for why: ``no_space``,
+    ``permission``, ``read_only``, ``in_the_way`` (a directory where a file belongs, or the
+    reverse), ``busy``, ``io`` or ``other``. Its own code because the job is fine: nothing the
+    host acknowledged is lost, and the same command resumes once the cause is fixed.
+    """
+
+    exit_code = 9
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str,
+        cause: str,
+        hint: str | None = None,
+        errno: int | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint, path=path, cause=cause, errno=errno)
+        self.path = path
+        self.cause = cause
+        self.errno = errno
+
+
+class StateFullError(StateError):
+    """The state directory's file system is full (ENOSPC, EDQUOT, SQLITE_FULL): the daemon
+    retries such a run later, as for a full store."""
+
+
 class StoreError(TransferdError):
     exit_code = 4
 
@@ -166,8 +333,32 @@ class TransientStoreError(StoreError):
     pass
 
 
+class LeaseLostError(TransientStoreError):
+    """The job's lease passed to another agent, or could not be renewed: the job was stopped."""
+
+
 class PermanentStoreError(StoreError):
     pass
+
+
+class ManifestExistsError(PermanentStoreError):
+    """A manifest with this sequence is already stored; manifests are never overwritten."""
+
+
+class ClockSkewError(PermanentStoreError):
+    """The storage host refused a request for its timestamp: this host's clock is off by more
+    than the host's window. ``skew_seconds`` is positive when our clock is behind the host's."""
+
+    def __init__(
+        self, message: str, *, skew_seconds: int | None, limit_seconds: int, hint: str
+    ) -> None:
+        super().__init__(message, hint=hint, skew_seconds=skew_seconds, limit_seconds=limit_seconds)
+        self.skew_seconds = skew_seconds
+        self.limit_seconds = limit_seconds
+
+
+class StoreUnopenedError(StoreError):
+    """A local store that exists but could not be opened (permission denied, not a store)."""
 
 
 class StoreFullError(StoreError):
@@ -188,12 +379,26 @@ class DaemonUnavailableError(TransferdError):
     exit_code = 7
 
 
+class DaemonAnswerError(TransferdError):
+    """An error the daemon answered with; its exit code is the daemon's (one of the table)."""
+
+    def __init__(
+        self, message: str, hint: str | None, exit_code: int, fields: dict[str, FieldValue]
+    ) -> None:
+        super().__init__(message, hint=hint, **fields)
+        self.exit_code = exit_code
+
+
 class JobError(TransferdError):
     exit_code = 10
 
 
 class JobNotFoundError(JobError):
     pass
+
+
+class ObjectNotFoundError(JobNotFoundError):
+    """The object, manifest or job does not exist in the store."""
 
 
 class JobLockedError(JobError):
@@ -206,3 +411,59 @@ class CheckpointCorruptError(JobError):
 
 class CancelledByUserError(TransferdError):
     exit_code = 130
+
+
+class ApiError(Exception):
+    """A request the storage host refuses: its HTTP status, a stable code, a message for people,
+    and values the answer carries beside them (``skew_seconds`` of a ``clock_skew``);
+    ``retry_after``, seconds the client should wait before asking again (429, 503), becomes a
+    Retry-After header."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        **fields: int | str,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+        self.fields = fields
+
+
+class ReadSkippedError(Exception):
+    """Raised into a PostgreSQL COPY whose table the consumer no longer wants."""
+
+
+# --- verify's verdicts ----------------------------------------------------------------------
+
+VERDICT_OK = "pass"
+VERDICT_ERRORS: dict[str, type[TransferdError]] = {
+    "untrusted": CopyUntrustedError,
+    "altered": CopyAlteredError,
+    "incomplete": CopyIncompleteError,
+    "differs": CopyDiffersError,
+    "unreadable": StoreUnreadableError,
+}
+"""The error each failing verdict ends ``verify`` with, most serious first."""
+PRECEDENCE = tuple(VERDICT_ERRORS)
+"""Categories, most serious first: the first that has a failure is the verdict. A broken chain
+of trust makes every other finding moot; a finding proven on the bytes outranks a difference
+from the source (which may have changed since) and a read that failed."""
+VERDICT_EXIT_CODES: dict[str, int] = {
+    VERDICT_OK: EXIT_OK,
+    **{verdict: error.exit_code for verdict, error in VERDICT_ERRORS.items()},
+}
+VERDICT_TEXT = {
+    VERDICT_OK: "the copy is complete and untouched",
+    "untrusted": "the manifests cannot be trusted",
+    "altered": "the copy was altered",
+    "incomplete": "the copy is incomplete",
+    "differs": "the copy differs from the source",
+    "unreadable": "the copy could not be read",
+}

@@ -87,7 +87,9 @@ async def rekey(
     """Publish manifest N+1 of ``job`` with the recipients changed; returns both manifests."""
     previous = await newest_manifest(store, job, sender.public(), None)
     if previous is None:
-        raise JobNotFoundError(f"job {job} has no manifest at {store.description}")
+        raise JobNotFoundError(
+            f"job {job} has no manifest at {store.description}", job=job, store=store.description
+        )
     key = unwrap_key(previous, identity)
     stanzas = new_stanzas(
         list(previous.body.recipients), add, remove, lambda r: wrap(key, r, rng(32)), job

@@ -102,6 +102,7 @@ def test_keygen_error_in_json(run: Run, tmp_path: Path) -> None:
         "error": "taken.key already exists; refusing to overwrite it",
         "hint": "choose another file name; remove the old file only if nothing needs its key",
         "exit_code": 2,
+        "path": "taken.key",
     }
 
 

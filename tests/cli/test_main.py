@@ -114,6 +114,24 @@ def test_a_transferd_error_in_json(
     assert json.loads(capsys.readouterr().err) == {"error": "boom", "hint": None, "exit_code": 1}
 
 
+def test_an_errors_fields_are_in_its_json_object(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    error = JobLockedError("job nightly is locked", job="nightly", path="/s/lock", pids=["42"])
+    monkeypatch.setattr(keygen, "run", fail_with(error))
+
+    assert cli_main.main([*ARGS, "--json"]) == 11
+
+    assert json.loads(capsys.readouterr().err) == {
+        "error": "job nightly is locked",
+        "hint": None,
+        "exit_code": 11,
+        "job": "nightly",
+        "path": "/s/lock",
+        "pids": ["42"],
+    }
+
+
 @pytest.mark.parametrize("exc", [KeyboardInterrupt(), CancelledByUserError("interrupted")])
 def test_an_interrupt_exits_130(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], exc: BaseException

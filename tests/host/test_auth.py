@@ -9,9 +9,8 @@ import pytest
 from tests.stores.backends import SENDER
 from transferd.core.keys import SenderSecretKey
 from transferd.core.request_signing import authorization, content_sha256, signing_string
-from transferd.errors import ConfigError, KeyFormatError
+from transferd.errors import ApiError, ConfigError, KeyFormatError
 from transferd.host.auth import (
-    ApiError,
     Authorizer,
     NonceCache,
     parse_authorization,

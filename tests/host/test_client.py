@@ -17,6 +17,7 @@ from tests.host.signing import storage_host
 from tests.stores.backends import SENDER, SMALL_FS_SIZE, allow_all, random_object, serving
 from transferd.core.keys import SenderSecretKey
 from transferd.errors import (
+    ClockSkewError,
     ConfigError,
     PermanentStoreError,
     StoreFullError,
@@ -82,7 +83,7 @@ async def test_a_client_clock_off_by_400_s_is_told_to_fix_its_clock(tmp_path: Pa
     async with storage_host(tmp_path / "s") as host:
         client = HttpStore(host.url, SENDER, clock=lambda: time.time() - 400)
         try:
-            with pytest.raises(PermanentStoreError) as caught:
+            with pytest.raises(ClockSkewError) as caught:
                 await client.list_manifests(JOB)
         finally:
             await client.close()
@@ -90,6 +91,9 @@ async def test_a_client_clock_off_by_400_s_is_told_to_fix_its_clock(tmp_path: Pa
     assert "answered 401 clock_skew: clock skew of 400 s exceeds the allowed 300 s" in (
         caught.value.message
     )
+    assert isinstance(caught.value, PermanentStoreError)  # not retried
+    assert 400 <= (caught.value.skew_seconds or 0) <= 401  # our clock is behind the host's
+    assert caught.value.fields["limit_seconds"] == 300
     assert caught.value.hint is not None
     assert "NTP" in caught.value.hint
 

@@ -24,7 +24,7 @@ import pytest
 
 from tests.host.signing import signed_headers
 from tests.stores.backends import SENDER, SMALL_FS_SIZE, random_object
-from transferd.errors import PermanentStoreError, StoreFullError
+from transferd.errors import ClockSkewError, StoreFullError
 from transferd.stores.http import HttpStore
 from transferd.stores.local import LocalStore
 
@@ -267,13 +267,15 @@ def test_a_server_whose_clock_is_400_s_behind_refuses_with_clock_skew(tmp_path: 
     with serve(
         tmp_path, "--store", "st", "--listen", "127.0.0.1:0", "--allow", ALLOW, env_extra=fake_clock
     ) as served:
-        with pytest.raises(PermanentStoreError) as caught:
+        with pytest.raises(ClockSkewError) as caught:
             asyncio.run(put_and_get(served.url))
         assert served.stop() == 0
 
     assert "answered 401 clock_skew: clock skew of" in caught.value.message
-    seconds = int(caught.value.message.split("clock skew of ")[1].split()[0])
-    assert 398 <= seconds <= 401
+    # the server's clock is behind: the request is ahead of it, a negative skew
+    assert caught.value.skew_seconds is not None
+    assert -401 <= caught.value.skew_seconds <= -398
+    assert caught.value.limit_seconds == 300
     assert "(the request is ahead of the server's clock)" in caught.value.message
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -98,20 +99,30 @@ def test_sender_killed_at_random_points_resumes_and_resends_at_most_the_window(
 def test_receiver_killed_and_restarted_during_a_send(
     tmp_path: Path, keys: Keys, source: Path
 ) -> None:
-    server = Server(tmp_path / "store", keys.sender).start()
+    """The host is killed (SIGKILL) three times while the send is under way, at points set by
+    what it has stored, not by the clock: a send faster than a timer must not let the test pass
+    without a kill, so the test also checks that each kill happened."""
+    store = tmp_path / "store"
+    server = Server(store, keys.sender).start()
     try:
         args = send_args(source, server.url, "claims", keys, tmp_path / "state",
                          "--pack-size", str(PACK), "--uploads", str(UPLOADS))  # fmt: skip
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for delay in (0.8, 0.5, 0.5):
-            time.sleep(delay)
+        killed: list[int | None] = []
+        for mib in (2, 5, 8):  # of about 13 MiB stored in all: each kill is mid-send
+            while proc.poll() is None and stored_bytes(store, "claims") < mib * 2**20:
+                time.sleep(0.005)
             if proc.poll() is not None:
                 break
             server.kill()
+            assert server.proc is not None
+            killed.append(server.proc.returncode)
             time.sleep(0.3)
             server.start()
-        _out, err = proc.communicate(timeout=180)
+        out, err = proc.communicate(timeout=180)
+        assert killed == [-signal.SIGKILL] * 3, "the send ended before three kills of the host"
         assert proc.returncode == 0, err
+        assert json.loads(out)["complete"] is True
         restore_and_compare(tmp_path, source, server.url, "claims", keys)
     finally:
         server.kill()

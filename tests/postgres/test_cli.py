@@ -141,7 +141,7 @@ def test_wrong_password_is_a_clear_error(
     try:
         url = cluster.url(source_db, "guarded", "wrong")
         proc = transferd(*send_args(keys, url, tmp_path / "store", tmp_path / "state"))
-        assert proc.returncode == 3
+        assert proc.returncode == 8  # the source refused: nothing published
         assert "error: password authentication failed for user guarded at 127.0.0.1:" in (
             proc.stderr
         )
@@ -173,6 +173,6 @@ def test_unreachable_server_is_a_clear_error(keys: dict[str, str], tmp_path: Pat
 
     url = f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"
     proc = transferd(*send_args(keys, url, tmp_path / "store", tmp_path / "state"))
-    assert proc.returncode == 3
+    assert proc.returncode == 8  # not 3, which says a manifest was published
     assert "error: cannot connect to PostgreSQL at 127.0.0.1:" in proc.stderr
     assert "Traceback" not in proc.stderr

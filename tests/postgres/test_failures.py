@@ -22,10 +22,8 @@ from tests.postgres.cluster import Cluster
 from tests.postgres.dbstate import measure
 from tests.postgres.roundtrip import restore_db, send_db
 from transferd.core.keys import RecipientIdentity, SenderSecretKey
-from transferd.errors import IntegrityError, SourceError
+from transferd.errors import IntegrityError, SnapshotGoneError, SourceError, TableGoneError
 from transferd.sources.base import Item
-from transferd.sources.postgres.copy import TableGoneError
-from transferd.sources.postgres.snapshot import SnapshotGoneError
 from transferd.sources.postgres.source import PgOptions, PostgresSource, TableItem
 from transferd.stores.memory import MemoryStore
 

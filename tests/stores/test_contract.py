@@ -12,8 +12,13 @@ import asyncio
 import pytest
 
 from tests.stores.backends import StoreFactory, random_object, signed_manifest
-from transferd.errors import IntegrityError, PermanentStoreError
-from transferd.stores.base import HAVE_BATCH, ManifestExistsError, ObjectNotFoundError, Store
+from transferd.errors import (
+    IntegrityError,
+    ManifestExistsError,
+    ObjectNotFoundError,
+    PermanentStoreError,
+)
+from transferd.stores.base import HAVE_BATCH, Store
 
 JOB = "snds-2026.dcir"
 

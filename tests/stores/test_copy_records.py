@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from tests.stores.backends import StoreFactory, random_object
-from transferd.errors import PermanentStoreError
-from transferd.stores.base import CopyStore, ManifestExistsError, ObjectNotFoundError, Store
+from transferd.errors import ManifestExistsError, ObjectNotFoundError, PermanentStoreError
+from transferd.stores.base import CopyStore, Store
 
 COPY = "snds-2026"
 

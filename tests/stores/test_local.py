@@ -14,8 +14,13 @@ from typing import Any
 import pytest
 
 from tests.stores.backends import SMALL_FS_SIZE, random_object, signed_manifest
-from transferd.errors import IntegrityError, PermanentStoreError, StoreFullError
-from transferd.stores.base import ManifestExistsError, ObjectNotFoundError
+from transferd.errors import (
+    IntegrityError,
+    ManifestExistsError,
+    ObjectNotFoundError,
+    PermanentStoreError,
+    StoreFullError,
+)
 from transferd.stores.local import TEMP_MAX_AGE, LocalStore
 
 JOB = "dcir"

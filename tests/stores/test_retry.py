@@ -9,8 +9,12 @@ from typing import Any
 import pytest
 
 from tests.stores.backends import random_object, signed_manifest
-from transferd.errors import PermanentStoreError, StoreFullError, TransientStoreError
-from transferd.stores.base import ManifestExistsError
+from transferd.errors import (
+    ManifestExistsError,
+    PermanentStoreError,
+    StoreFullError,
+    TransientStoreError,
+)
 from transferd.stores.memory import MemoryStore
 from transferd.stores.retry import RetryingStore
 

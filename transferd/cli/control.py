@@ -14,7 +14,12 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from transferd.errors import DaemonUnavailableError, TransferdError
+from transferd.errors import (
+    RESERVED_FIELDS,
+    DaemonAnswerError,
+    DaemonUnavailableError,
+    RemoteProtocolError,
+)
 
 DEFAULT_SOCKET = Path("/run/transferd/control.sock")
 TIMEOUT = 120.0
@@ -26,12 +31,35 @@ def default_socket() -> Path:
     return Path(os.environ.get("TRANSFERD_SOCKET") or DEFAULT_SOCKET)
 
 
-class RemoteError(TransferdError):
-    """An error the daemon answered with; its exit code is the daemon's."""
+def _unreadable(peer: str, problem: str) -> RemoteProtocolError:
+    return RemoteProtocolError(
+        f"the daemon on {peer} sent an answer transferd cannot read: {problem}",
+        peer=peer,
+        problem=problem,
+        hint="check that the socket is a transferd daemon's, of the same version as this command",
+    )
 
-    def __init__(self, message: str, hint: str | None, exit_code: int) -> None:
-        super().__init__(message, hint=hint)
-        self.exit_code = exit_code
+
+def _answer(line: bytes, peer: str) -> dict[str, Any]:
+    try:
+        answer = json.loads(line)
+    except ValueError:
+        raise _unreadable(peer, "not JSON") from None
+    if not isinstance(answer, dict):
+        raise _unreadable(peer, f"a JSON {type(answer).__name__}, not an object")
+    return answer
+
+
+def _refusal(answer: dict[str, Any], peer: str) -> DaemonAnswerError:
+    """The daemon's refusal as the error it stands for, its exit code and fields kept."""
+    code, fields = answer.get("exit_code"), answer.get("fields") or {}
+    if not isinstance(code, int) or isinstance(code, bool) or not isinstance(fields, dict):
+        raise _unreadable(peer, "a refusal without an exit code")
+    hint = answer.get("hint")
+    kept = {k: v for k, v in fields.items() if isinstance(k, str) and k not in RESERVED_FIELDS}
+    return DaemonAnswerError(
+        str(answer.get("error")), hint if isinstance(hint, str) else None, code, kept
+    )
 
 
 class ControlClient:
@@ -73,11 +101,9 @@ class ControlClient:
         if not line:
             self.close()
             raise DaemonUnavailableError(f"the daemon on {self.path} closed the connection")
-        answer = json.loads(line)
+        answer = _answer(line, str(self.path))
         if not answer.get("ok"):
-            raise RemoteError(
-                str(answer.get("error")), answer.get("hint"), int(answer.get("exit_code", 1))
-            )
+            raise _refusal(answer, str(self.path))
         return answer.get("result")
 
     def close(self) -> None:

@@ -13,26 +13,11 @@ from typing import Any
 from transferd.cli.output import Output
 from transferd.copies.verify import CopyReport, verify_whole_copy
 from transferd.core.keys import SenderPublicKey, SenderSecretKey
-from transferd.errors import (
-    ConfigError,
-    CopyAlteredError,
-    CopyIncompleteError,
-    CopyUntrustedError,
-    StoreUnreadableError,
-    TransferdError,
-)
+from transferd.errors import VERDICT_ERRORS, VERDICT_TEXT, ConfigError
 from transferd.report import html, seal
-from transferd.report.model import VERDICT_TEXT
 from transferd.stores.base import CopyStore, Store
 from transferd.util.runtime import run as run_async
 from transferd.verify.run import VerifyOptions
-
-VERDICT_ERRORS: dict[str, type[TransferdError]] = {
-    "untrusted": CopyUntrustedError,
-    "altered": CopyAlteredError,
-    "incomplete": CopyIncompleteError,
-    "unreadable": StoreUnreadableError,
-}
 
 
 def run_copy_verify(

@@ -1,7 +1,8 @@
 """Parse the command line, dispatch to a subcommand, and turn its outcome into an exit code.
 
 This is the one place where exceptions become output. A :class:`~transferd.errors.TransferdError`
-was raised on purpose: its message (and hint) go to stderr and its ``exit_code`` is returned.
+was raised on purpose: its message (and hint) go to stderr, with ``--json`` beside its fields
+(``path``, ``job``, ``cause``...), and its ``exit_code`` is returned.
 ``KeyboardInterrupt`` is a cancellation (130). Anything else is a bug: the traceback is printed
 with a request to report it, and the exit code is 1. Scripts must read any code not in the
 table of README.md as a failure (restic's rule, doc/075_scripting.rst).
@@ -20,8 +21,8 @@ from typing import NoReturn
 
 from transferd import __version__
 from transferd.cli import commands
-from transferd.cli.output import PROG, Output
-from transferd.errors import CancelledByUserError, ConfigError, TransferdError
+from transferd.cli.output import PROG, JSONValue, Output
+from transferd.errors import EXIT_BUG, CancelledByUserError, ConfigError, TransferdError
 
 BUG_MESSAGE = f"this is a bug in {PROG}, please report it"
 
@@ -74,6 +75,15 @@ def _named_command(argv: Sequence[str]) -> str | None:
     return first if first in command_names() else None
 
 
+def _json_fields(exc: TransferdError) -> dict[str, JSONValue]:
+    """The error's fields for its ``--json`` object: scripts read ``path`` or ``cause`` there
+    instead of parsing the message."""
+    fields: dict[str, JSONValue] = {}
+    for name, value in exc.fields.items():
+        fields[name] = [str(v) for v in value] if isinstance(value, list) else value
+    return fields
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``transferd`` with ``argv`` (default: ``sys.argv[1:]``) and return its exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -84,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = Output(json_mode=getattr(args, "json", False))
         code: int = args.run(args, out)
     except TransferdError as exc:
-        out.error(exc.message, hint=exc.hint, exit_code=exc.exit_code)
+        out.error(exc.message, hint=exc.hint, exit_code=exc.exit_code, extra=_json_fields(exc))
         return exc.exit_code
     except KeyboardInterrupt:
         cancelled = CancelledByUserError("interrupted")
@@ -93,9 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 -- the one catch-all: anything else is a bug
         trace = "".join(traceback.format_exception(exc))
         if out.json_mode:
-            out.error(BUG_MESSAGE, hint=None, exit_code=1, extra={"traceback": trace})
+            out.error(BUG_MESSAGE, hint=None, exit_code=EXIT_BUG, extra={"traceback": trace})
         else:
             sys.stderr.write(trace)
-            out.error(BUG_MESSAGE, hint=None, exit_code=1)
-        return 1
+            out.error(BUG_MESSAGE, hint=None, exit_code=EXIT_BUG)
+        return EXIT_BUG
     return code

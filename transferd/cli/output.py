@@ -68,9 +68,12 @@ class Output:
         exit_code: int,
         extra: Mapping[str, JSONValue] | None = None,
     ) -> None:
-        """Report the error that ends the command (called by ``cli/main.py`` only)."""
+        """Report the error that ends the command (called by ``cli/main.py`` only). ``extra``
+        (the error's fields: ``path``, ``job``, ``cause``...) goes into the JSON object beside
+        ``error``, ``hint`` and ``exit_code``, which it cannot replace."""
         obj: dict[str, JSONValue] = {"error": message, "hint": hint, "exit_code": exit_code}
-        self._to_stderr("error", message, hint, {**obj, **(extra or {})})
+        fields = {k: v for k, v in (extra or {}).items() if k not in obj}
+        self._to_stderr("error", message, hint, {**obj, **fields})
 
     def _to_stderr(
         self, kind: str, message: str, hint: str | None, obj: Mapping[str, JSONValue]

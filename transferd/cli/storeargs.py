@@ -10,14 +10,10 @@ import argparse
 from pathlib import Path
 
 from transferd.core.keys import SenderSecretKey
-from transferd.errors import ConfigError, JobNotFoundError, StoreError
+from transferd.errors import ConfigError, JobNotFoundError, StoreError, StoreUnopenedError
 from transferd.stores.base import Store
 from transferd.stores.open import open_store
 from transferd.stores.retry import RetryingStore
-
-
-class StoreUnopenedError(StoreError):
-    """A local store that exists but could not be opened (permission denied, not a store)."""
 
 
 def add_read_location(p: argparse.ArgumentParser) -> None:

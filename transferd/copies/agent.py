@@ -33,7 +33,13 @@ from transferd.copies.plan import CopyPlan
 from transferd.core.copy import CopySecret, SignedCopyManifest
 from transferd.core.keys import RecipientKey, SenderSecretKey
 from transferd.core.manifest import SignedManifest
-from transferd.errors import SourceError, StoreError, TransferdError, TransientStoreError
+from transferd.errors import (
+    LeaseLostError,
+    SourceError,
+    StoreError,
+    TransferdError,
+    TransientStoreError,
+)
 from transferd.send.pipeline import PipelineConfig
 from transferd.send.run import SendResult, send, utc_now
 from transferd.send.state import provision_job_key
@@ -45,10 +51,6 @@ log = logging.getLogger(__name__)
 ATTEMPTS = 3
 """Runs of one job in one agent process before it gives up on it: a source that fails three
 times in a row needs an operator, not a fourth run."""
-
-
-class LeaseLostError(TransientStoreError):
-    """The job's lease passed to another agent, or could not be renewed: the job was stopped."""
 
 
 @dataclass

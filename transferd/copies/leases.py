@@ -44,8 +44,14 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from transferd.errors import FormatError, StoreError, TransferdError
-from transferd.stores.base import CopyStore, ManifestExistsError, ObjectNotFoundError
+from transferd.errors import (
+    FormatError,
+    ManifestExistsError,
+    ObjectNotFoundError,
+    StoreError,
+    TransferdError,
+)
+from transferd.stores.base import CopyStore
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from transferd.core import copy as core_copy
 from transferd.core.copy import CopyJobRef, CopyManifestBody, SignedCopyManifest
 from transferd.core.keys import SenderPublicKey, SenderSecretKey
 from transferd.core.manifest import SignedManifest
-from transferd.errors import IntegrityError, RollbackError, TransientStoreError
-from transferd.stores.base import CopyStore, ManifestExistsError
+from transferd.errors import IntegrityError, ManifestExistsError, RollbackError, TransientStoreError
+from transferd.stores.base import CopyStore
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ With the sender's public key only, in order:
    object present, whole and untouched, nothing extra), and the job manifest the copy manifest
    names is in that job's chain with the SHA-256 it names.
 
-The verdict is the most serious category found (report/model.py PRECEDENCE) over the copy's own
+The verdict is the most serious category found (errors.py PRECEDENCE) over the copy's own
 findings and every job's; the exit code follows from it as for one job.
 """
 
@@ -24,17 +24,19 @@ from transferd import __version__
 from transferd.core import copy as core_copy
 from transferd.core.copy import SignedCopyManifest
 from transferd.core.keys import SenderPublicKey
-from transferd.errors import FormatError, IntegrityError, JobNotFoundError, StoreError
-from transferd.report.model import (
-    COPY_REPORT_TYPE,
-    EXIT_CODES,
+from transferd.errors import (
     PRECEDENCE,
-    SCHEMA_VERSION,
+    VERDICT_EXIT_CODES,
     VERDICT_OK,
     VERDICT_TEXT,
-    Report,
+    FormatError,
+    IntegrityError,
+    JobNotFoundError,
+    ObjectNotFoundError,
+    StoreError,
 )
-from transferd.stores.base import CopyStore, ObjectNotFoundError
+from transferd.report.model import COPY_REPORT_TYPE, SCHEMA_VERSION, Report
+from transferd.stores.base import CopyStore
 from transferd.verify.manifests import utc
 from transferd.verify.run import VerifyOptions, verify_copy
 from transferd.verify.seen import Seen
@@ -65,7 +67,7 @@ class CopyReport:
 
     @property
     def exit_code(self) -> int:
-        return EXIT_CODES[self.verdict]
+        return VERDICT_EXIT_CODES[self.verdict]
 
     def summary(self) -> str:
         done = sum(1 for r in self.jobs.values() if r is not None)
@@ -139,6 +141,8 @@ async def _check_chain(
         raise JobNotFoundError(
             f"copy {copy} has no copy manifest at {store.description}",
             hint="check the copy name and the store; agents write it as jobs finish",
+            copy=copy,
+            store=store.description,
         )
     previous: SignedCopyManifest | None = None
     for expected, number in enumerate(numbers, 1):

@@ -5,7 +5,8 @@ The protocol is JSON lines, one request and one answer per line, several on one 
 
     → {"op": "pause", "name": "claims"}
     ← {"ok": true, "result": {"name": "claims", "phase": "paused", …}}
-    ← {"ok": false, "error": "no job nosuch in this daemon", "hint": "…", "exit_code": 10}
+    ← {"ok": false, "error": "no job nosuch in this daemon", "hint": "…", "exit_code": 10,
+       "fields": {"job": "nosuch"}}
 
 Who may talk is who may open the socket: its owner and group (mode 0660), which the unit's
 ``RuntimeDirectoryMode=`` and the service's group decide. The socket is created under a
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from transferd.daemon.manager import Manager
-from transferd.errors import ConfigError, TransferdError
+from transferd.errors import EXIT_BUG, ConfigError, TransferdError
 from transferd.util.units import parse_rate
 
 log = logging.getLogger("transferd.daemon.control")
@@ -155,8 +156,12 @@ class ControlServer:
             e = exc
         except Exception as exc:
             log.exception("control request failed: a bug, please report it")
-            return {"ok": False, "error": f"internal error: {exc!r}", "hint": None, "exit_code": 1}
-        return {"ok": False, "error": e.message, "hint": e.hint, "exit_code": e.exit_code}
+            error = f"internal error: {exc!r}"
+            return {"ok": False, "error": error, "hint": None, "exit_code": EXIT_BUG}
+        return {
+            "ok": False, "error": e.message, "hint": e.hint, "exit_code": e.exit_code,
+            "fields": e.fields,
+        }  # fmt: skip
 
     # --- requests -----------------------------------------------------------------------------
 

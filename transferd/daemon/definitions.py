@@ -10,20 +10,20 @@ in the journal, not here, so losing a definition loses no progress: ``transferd 
 with the same arguments continues.
 
 Each write goes to a temporary file, is fsynced and renamed over the old one, then the directory is
-fsynced (the write order of util/secretfiles.py): a crash leaves the old definition or the new one.
+fsynced (util/durable.py): a crash leaves the old definition or the new one. A directory or file
+that cannot be written is a StateError naming it (exit 9).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from transferd.errors import CheckpointCorruptError, ConfigError
-from transferd.util.secretfiles import fsync_directory
+from transferd.util import statedir
+from transferd.util.durable import fsync_directory, replace_file
 
 log = logging.getLogger("transferd.daemon")
 
@@ -66,11 +66,11 @@ class Definitions:
 
     def __init__(self, state_dir: Path) -> None:
         self.directory = state_dir / "daemon" / "jobs"
-        try:
-            for d in (state_dir, state_dir / "daemon", self.directory):
+        for d in (state_dir, state_dir / "daemon", self.directory):
+            try:
                 d.mkdir(mode=0o700, exist_ok=True, parents=True)
-        except OSError as e:
-            raise ConfigError(f"cannot create {self.directory}: {e.strerror}") from None
+            except OSError as e:
+                raise statedir.os_error("create the state directory", d, e) from None
 
     def load_all(self) -> list[JobDefinition]:
         out = []
@@ -84,22 +84,18 @@ class Definitions:
 
     def save(self, definition: JobDefinition) -> None:
         path = self.directory / f"{definition.name}.json"
-        tmp = path.with_suffix(".tmp")
         data = json.dumps(definition.to_json(), indent=2, sort_keys=True).encode() + b"\n"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-            try:
-                os.write(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-            fsync_directory(self.directory)
+            replace_file(path, data, mode=0o600)
         except OSError as e:
-            raise CheckpointCorruptError(
-                f"cannot save the definition of job {definition.name} in {path}: {e.strerror}"
+            raise statedir.os_error(
+                f"save the definition of job {definition.name}", path, e
             ) from None
 
     def remove(self, name: str) -> None:
-        (self.directory / f"{name}.json").unlink(missing_ok=True)
-        fsync_directory(self.directory)
+        path = self.directory / f"{name}.json"
+        try:
+            path.unlink(missing_ok=True)
+            fsync_directory(self.directory)
+        except OSError as e:
+            raise statedir.os_error(f"remove the definition of job {name}", path, e) from None

@@ -39,6 +39,7 @@ from transferd.daemon.logs import current_job
 from transferd.errors import (
     JobLockedError,
     SourceError,
+    StateFullError,
     StoreFullError,
     TransferdError,
     TransientStoreError,
@@ -54,8 +55,9 @@ from transferd.stores.throttle import FlowStats, ThrottledStore
 
 log = logging.getLogger("transferd.daemon.job")
 
-RETRYABLE = (TransientStoreError, StoreFullError, SourceError, JobLockedError)
-"""Failures worth another run after a while; any other TransferdError ends the job."""
+RETRYABLE = (TransientStoreError, StoreFullError, StateFullError, SourceError, JobLockedError)
+"""Failures worth another run after a while; any other TransferdError ends the job. A full
+store or state directory needs an operator to free space, and then the next run goes on."""
 RETRY_MAX = 900.0
 """The longest wait between runs: a host down for a day is tried every 15 minutes."""
 

@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from transferd.util.durable import write_all
+
 current_job: contextvars.ContextVar[str | None] = contextvars.ContextVar("job", default=None)
 
 LOG_FILE_MAX = 8 * 1024 * 1024
@@ -93,6 +95,8 @@ class JobLogFiles(logging.Handler):
         super().__init__()
         self.directory = directory
         self.setFormatter(StructuredFormatter("logfmt"))
+        self._failing: tuple[Path, int | None] | None = None
+        """The file and errno of the write that failed last, until one succeeds."""
 
     def path(self, job: str) -> Path:
         return self.directory / f"{job}.log"
@@ -111,11 +115,19 @@ class JobLogFiles(logging.Handler):
                 pass
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
             try:
-                os.write(fd, line)
+                write_all(fd, line)
             finally:
                 os.close(fd)
-        except OSError:
-            self.handleError(record)
+        except OSError as e:
+            # A full or read-only state directory: the line still reaches the journal (the
+            # stderr handler); say once why the job's file lacks it, not a logging traceback
+            # per line.
+            if self._failing != (path, e.errno):
+                self._failing = (path, e.errno)
+                reason = (e.strerror or str(e)).lower()
+                sys.stderr.write(f"transferd: warning: cannot write job log {path}: {reason}\n")
+        else:
+            self._failing = None
 
     def tail(self, job: str, lines: int, offset: int | None) -> tuple[list[str], int]:
         """The last ``lines`` lines (``offset`` None), or the lines after byte ``offset``, and the

@@ -24,10 +24,9 @@ from transferd.daemon.config import Config
 from transferd.daemon.definitions import CANCEL, RUN, Definitions, JobDefinition
 from transferd.daemon.job import JobEnv, ManagedJob, utc_now
 from transferd.daemon.logs import JobLogFiles
-from transferd.errors import ConfigError, FormatError, JobNotFoundError
+from transferd.errors import ConfigError, FormatError, JobNotFoundError, ObjectNotFoundError
 from transferd.send.pipeline import PipelineConfig
 from transferd.sources.open import is_postgres, open_source
-from transferd.stores.base import ObjectNotFoundError
 from transferd.stores.open import open_store
 from transferd.stores.ratelimit import TokenBucket
 from transferd.stores.retry import RetryingStore
@@ -127,7 +126,9 @@ class Manager:
         job = self.jobs.get(name)
         if job is None:
             raise JobNotFoundError(
-                f"no job {name} in this daemon", hint="list jobs with 'transferd jobs list'"
+                f"no job {name} in this daemon",
+                hint="list jobs with 'transferd jobs list'",
+                job=name,
             )
         return job
 

@@ -34,7 +34,7 @@ from transferd.core.keys import SenderSecretKey, parse_key_file
 from transferd.daemon.config import Config
 from transferd.daemon.logs import JobLogFiles
 from transferd.daemon.notify import Notifier
-from transferd.errors import ConfigError, KeyFormatError
+from transferd.errors import CancelledByUserError, ConfigError, KeyFormatError
 from transferd.util.units import human_bytes
 
 if TYPE_CHECKING:
@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("transferd.daemon")
 
 STATUS_INTERVAL = 5.0
-EXIT_ABORTED = 130
 
 
 def load_sender(config: Config) -> SenderSecretKey | None:
@@ -97,7 +96,7 @@ class Daemon:
         log.warning("%s received again: aborting without waiting for uploads", name)
         self.notifier.status("aborted")
         sys.stdout.flush()
-        os._exit(EXIT_ABORTED)
+        os._exit(CancelledByUserError.exit_code)
 
     async def main(self) -> int:
         loop = asyncio.get_running_loop()

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from transferd.host.auth import ApiError
+from transferd.errors import ApiError
 
 log = logging.getLogger("transferd.serve")
 

@@ -34,12 +34,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from transferd.core.keys import SenderPublicKey, describe, parse_key_text
-from transferd.core.request_signing import (
-    CONTENT_SHA256,
-    SCHEME,
-    signing_string,
-)
-from transferd.errors import ConfigError, KeyFormatError
+from transferd.core.request_signing import CONTENT_SHA256, SCHEME, signing_string
+from transferd.errors import ApiError, ConfigError, KeyFormatError
 
 CLOCK_SKEW_LIMIT = 300
 """Seconds a request's timestamp may differ from the server's clock, either way: long enough for
@@ -53,20 +49,6 @@ _TS = re.compile(r"[0-9]{1,12}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _PATTERN = re.compile(r"[a-z0-9._*?\[\]!-]{1,64}")
 _FIELDS = ("key", "ts", "nonce", "sig")
-
-
-class ApiError(Exception):
-    """A request the server refuses: its HTTP status, a stable code, and a message for people;
-    ``retry_after``, in seconds, when the client should wait before it asks again (429, 503)."""
-
-    def __init__(
-        self, status: int, code: str, message: str, *, retry_after: float | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.retry_after = retry_after
 
 
 def unauthorized(message: str) -> ApiError:
@@ -147,6 +129,8 @@ def verify(
             "clock_skew",
             f"clock skew of {int(abs(skew))} s exceeds the allowed {CLOCK_SKEW_LIMIT} s "
             f"(the request is {'behind' if skew > 0 else 'ahead of'} the server's clock)",
+            skew_seconds=int(skew),
+            limit_seconds=CLOCK_SKEW_LIMIT,
         )
     message = signing_string(
         method=method,

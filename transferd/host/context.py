@@ -19,9 +19,9 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from transferd.core.request_signing import CONTENT_SHA256
+from transferd.errors import ApiError
 from transferd.host.admission import KeyRates, RefusalLog, UploadSlots
 from transferd.host.auth import (
-    ApiError,
     Authorizer,
     Credentials,
     NonceCache,

@@ -19,8 +19,8 @@ from aiohttp import web
 from transferd.core import manifest as core_manifest
 from transferd.core.constants import MANIFEST_MAX_SIZE, PACK_MAX_SIZE
 from transferd.core.keys import SenderPublicKey, parse_key_text
-from transferd.errors import FormatError, IntegrityError
-from transferd.host.auth import ApiError, digests_equal
+from transferd.errors import ApiError, FormatError, IntegrityError, ObjectNotFoundError
+from transferd.host.auth import digests_equal
 from transferd.host.context import (
     AUTHORIZER,
     STORE,
@@ -30,7 +30,7 @@ from transferd.host.context import (
     read_body,
     request_info,
 )
-from transferd.stores.base import HAVE_BATCH, ObjectNotFoundError, Store
+from transferd.stores.base import HAVE_BATCH, Store
 
 LIST_LIMIT_DEFAULT = 1000
 LIST_LIMIT_MAX = 10_000

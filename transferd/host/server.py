@@ -46,8 +46,11 @@ from aiohttp import web
 
 from transferd.core.request_signing import CONTENT_SHA256
 from transferd.errors import (
+    ApiError,
     FormatError,
     IntegrityError,
+    ManifestExistsError,
+    ObjectNotFoundError,
     PermanentStoreError,
     StoreFullError,
     TransferdError,
@@ -55,7 +58,6 @@ from transferd.errors import (
 )
 from transferd.host.admission import REFUSAL_LOG_INTERVAL, KeyRates, RefusalLog, UploadSlots
 from transferd.host.auth import (
-    ApiError,
     Authorizer,
     Credentials,
     NonceCache,
@@ -87,7 +89,7 @@ from transferd.host.copyroutes import COPY_PATH, add_copy_routes, authorized_nam
 from transferd.host.housekeeping import HostCounters, Housekeeping, housekeeping_context
 from transferd.host.jobroutes import add_job_routes
 from transferd.host.limits import HostLimits
-from transferd.stores.base import ManifestExistsError, ObjectNotFoundError, Store
+from transferd.stores.base import Store
 
 __all__ = [
     "AUTHORIZER",
@@ -254,7 +256,9 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except ApiError as exc:
         if exc.status in _FLOOD_STATUSES:
             request_info.get().refusal = exc.code
-        response = _error_response(exc.status, exc.code, exc.message, exc.retry_after)
+        response = _error_response(
+            exc.status, exc.code, exc.message, exc.fields, retry_after=exc.retry_after
+        )
         if exc.code in _CLOSING_CODES:
             response.force_close()
         return response
@@ -285,12 +289,20 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 def _error_response(
-    status: int, code: str, message: str, retry_after: float | None = None
+    status: int,
+    code: str,
+    message: str,
+    fields: dict[str, int | str] | None = None,
+    *,
+    retry_after: float | None = None,
 ) -> web.Response:
+    """The JSON error answer of protocol/HTTP.md §9; ``fields`` go beside error and code, and
+    ``retry_after`` seconds (rounded up, at least 1) into a Retry-After header."""
     headers = {"WWW-Authenticate": "TD1"} if status == 401 else {}
     if retry_after is not None:
         headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
-    return web.json_response({"error": message, "code": code}, status=status, headers=headers)
+    body = {**(fields or {}), "error": message, "code": code}
+    return web.json_response(body, status=status, headers=headers)
 
 
 @web.middleware

@@ -107,12 +107,17 @@ async def load_manifest(
         raise JobNotFoundError(
             f"job {job} has no manifest at {store.description}",
             hint="check the job name; a send publishes the manifest when a run completes",
+            job=job,
+            store=store.description,
         )
     number = sequences[-1] if sequence is None else sequence
     if number not in sequences:
         raise JobNotFoundError(
             f"job {job} has no manifest {number} at {store.description}",
             hint=f"it has manifests {sequences[0]} to {sequences[-1]}",
+            job=job,
+            store=store.description,
+            sequence=number,
         )
     data = await store.get_manifest(job, number)
     signed = manifest.verify(data, sender) if sender is not None else manifest.parse(data)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from transferd.report.model import VERDICT_TEXT
+from transferd.errors import VERDICT_TEXT
 
 HTML_FAILURE_ROWS = 5000
 """Failures shown as rows; the JSON report lists them all (up to its own per-kind limit)."""

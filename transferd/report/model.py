@@ -3,7 +3,7 @@
 A verifier fills a :class:`Report`; ``to_json()`` gives the document of protocol/REPORT.md
 (``schema_version`` 1) that is hashed, signed, saved and rendered. Every failure has a *kind*
 (what was found) that belongs to one *category* (what it means for the copy); the categories
-decide the verdict and the exit code, in the order of ``PRECEDENCE``.
+decide the verdict and the exit code, in the order of ``PRECEDENCE`` (both in errors.py).
 """
 
 from __future__ import annotations
@@ -11,32 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from transferd.errors import PRECEDENCE, VERDICT_EXIT_CODES, VERDICT_OK, VERDICT_TEXT
+
 SCHEMA_VERSION = 1
 REPORT_TYPE = "transferd-verify-report"
 COPY_REPORT_TYPE = "transferd-copy-verify-report"
 """``verify --copy``: the copy's own findings and every job's report (protocol/REPORT.md 4.1)."""
-
-VERDICT_OK = "pass"
-PRECEDENCE = ("untrusted", "altered", "incomplete", "differs", "unreadable")
-"""Categories, most serious first: the first that has a failure is the verdict. A broken chain
-of trust makes every other finding moot; a finding proven on the bytes outranks a difference
-from the source (which may have changed since) and a read that failed."""
-EXIT_CODES = {
-    VERDICT_OK: 0,
-    "untrusted": 22,
-    "altered": 21,
-    "incomplete": 20,
-    "differs": 24,
-    "unreadable": 23,
-}
-VERDICT_TEXT = {
-    VERDICT_OK: "the copy is complete and untouched",
-    "untrusted": "the manifests cannot be trusted",
-    "altered": "the copy was altered",
-    "incomplete": "the copy is incomplete",
-    "differs": "the copy differs from the source",
-    "unreadable": "the copy could not be read",
-}
 
 # kind -> (category, check id)
 KINDS: dict[str, tuple[str, str]] = {
@@ -174,7 +154,7 @@ class Report:
 
     @property
     def exit_code(self) -> int:
-        return EXIT_CODES[self.verdict]
+        return VERDICT_EXIT_CODES[self.verdict]
 
     def check_ids(self) -> list[str]:
         ids = list(BASE_CHECKS)

@@ -12,20 +12,33 @@ cut. The write-order rule (protocol/SPEC.md, restic's design.rst "Read and Write
   from the journal whatever the host lost, before trusting anything else.
 
 The journal never holds a key: the job key lives in its own 0600 file beside it.
+
+Every SQLite failure the disk or the directory causes (full, read-only, permission denied, an
+I/O error, a damaged file) is raised as the StateError or CheckpointCorruptError that names the
+journal and what to do (util/statedir.py). A transaction SQLite could not write is rolled back
+whole, by SQLite itself when the error says so: ``ROLLBACK`` is sent only while a transaction is
+still open, so the error reported is the one that happened ("database or disk is full"), not
+"cannot rollback - no transaction is active".
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import itertools
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from transferd.core.catalog import ChunkRef
 from transferd.core.source_entry import SourceEntry
 from transferd.errors import CheckpointCorruptError
+from transferd.util import statedir
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 SCHEMA_VERSION = 1
 _IN_BATCH = 500
@@ -61,25 +74,92 @@ CREATE TABLE IF NOT EXISTS entry_chunks (
 """
 
 
+def _guarded(
+    action: str,
+) -> Callable[[Callable[Concatenate[Journal, P], R]], Callable[Concatenate[Journal, P], R]]:
+    """Raise the SQLite errors of a journal method as the StateError naming the journal."""
+
+    def wrap(method: Callable[Concatenate[Journal, P], R]) -> Callable[Concatenate[Journal, P], R]:
+        @functools.wraps(method)
+        def guarded(self: Journal, /, *args: P.args, **kwargs: P.kwargs) -> R:
+            with self.errors(action):
+                return method(self, *args, **kwargs)
+
+        return guarded
+
+    return wrap
+
+
+def _guarded_iter(
+    action: str,
+) -> Callable[
+    [Callable[Concatenate[Journal, P], Iterator[R]]], Callable[Concatenate[Journal, P], Iterator[R]]
+]:
+    """``_guarded`` for a method that returns an iterator: the errors come while it is read."""
+
+    def wrap(
+        method: Callable[Concatenate[Journal, P], Iterator[R]],
+    ) -> Callable[Concatenate[Journal, P], Iterator[R]]:
+        @functools.wraps(method)
+        def guarded(self: Journal, /, *args: P.args, **kwargs: P.kwargs) -> Iterator[R]:
+            with self.errors(action):
+                yield from method(self, *args, **kwargs)
+
+        return guarded
+
+    return wrap
+
+
 class Journal:
     """One job's journal. Writes go through one connection from one thread at a time (the
     caller's); worker threads read through ``reader()`` connections of their own."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
+        self._local = threading.local()
+        with self.errors("open"):
             self._db = self._connect()
-            self._db.executescript(_SCHEMA)
+        try:
+            with self.errors("open"):
+                self._db.executescript(_SCHEMA)
             version = self.get_meta("schema")
             if version is None:
                 self.set_meta("schema", str(SCHEMA_VERSION))
             elif version != str(SCHEMA_VERSION):
                 raise CheckpointCorruptError(
-                    f"journal {path} has schema {version}; this transferd reads {SCHEMA_VERSION}"
+                    f"journal {path} has schema {version}; this transferd reads {SCHEMA_VERSION}",
+                    path=str(path),
                 )
-        except sqlite3.DatabaseError as e:
-            raise CheckpointCorruptError(f"journal {path} is unreadable: {e}") from None
-        self._local = threading.local()
+        except BaseException:
+            self._db.close()
+            raise
+
+    @contextlib.contextmanager
+    def errors(self, action: str) -> Iterator[None]:
+        """SQLite's errors inside the block as the StateError or CheckpointCorruptError that
+        names this journal; our own misuse of SQLite stays a bug."""
+        try:
+            yield
+        except sqlite3.Error as e:
+            if statedir.is_a_bug(e):
+                raise
+            raise statedir.sqlite_error(action, self.path, e) from None
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT``; on any failure, ``ROLLBACK`` if the transaction is
+        still open. SQLite ends it by itself on some errors (a full disk, an I/O error): a
+        ROLLBACK then fails with "no transaction is active" and would hide the first error."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):  # the first error is the one to report
+                    db.execute("ROLLBACK")
+            raise
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=60)
@@ -91,46 +171,45 @@ class Journal:
         """A read connection private to the calling thread (WAL: readers run beside the writer)."""
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
-            db = self._connect()
-            db.execute("PRAGMA query_only=ON")
+            with self.errors("open"):
+                db = self._connect()
+                db.execute("PRAGMA query_only=ON")
             self._local.db = db
         return db
 
+    @_guarded("close")
     def close(self) -> None:
         self._db.close()
 
     # --- meta --------------------------------------------------------------------------------
 
+    @_guarded("read")
     def get_meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
+    @_guarded("write")
     def set_meta(self, key: str, value: str) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     # --- packs and chunks: only what the host acknowledged ----------------------------------
 
+    @_guarded("write")
     def record_pack(
         self, name: str, size: int, chunks: Iterable[tuple[bytes, int, int, int]]
     ) -> None:
         """One acknowledged pack and its (chunk_id, offset, blob_len, plain_len), atomically."""
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as db:
             cur = db.execute("INSERT OR IGNORE INTO packs(name, size) VALUES (?, ?)", (name, size))
             if cur.rowcount == 0:
-                db.execute("ROLLBACK")
-                return
+                return  # recorded already: the transaction commits nothing
             pack_id = cur.lastrowid
             db.executemany(
                 "INSERT OR IGNORE INTO chunks VALUES (?, ?, ?, ?, ?)",
                 ((cid, pack_id, off, blen, plen) for cid, off, blen, plen in chunks),
             )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
+    @_guarded_iter("read")
     def pack_names(self) -> Iterator[list[str]]:
         """Acknowledged pack names in batches of 1000, in acknowledgement order."""
         last = 0
@@ -143,12 +222,11 @@ class Journal:
             last = rows[-1][0]
             yield [r[1] for r in rows]
 
+    @_guarded("write")
     def forget_packs(self, names: Iterable[str]) -> int:
         """Drop packs the host no longer holds, with their chunks; returns how many were dropped."""
-        db = self._db
         dropped = 0
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as db:
             for name in names:
                 row = db.execute("SELECT id FROM packs WHERE name=?", (name,)).fetchone()
                 if row is None:
@@ -156,15 +234,13 @@ class Journal:
                 db.execute("DELETE FROM chunks WHERE pack_id=?", (row[0],))
                 db.execute("DELETE FROM packs WHERE id=?", (row[0],))
                 dropped += 1
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         return dropped
 
+    @_guarded("read")
     def has_pack(self, name: str) -> bool:
         return self._db.execute("SELECT 1 FROM packs WHERE name=?", (name,)).fetchone() is not None
 
+    @_guarded("read")
     def counts(self) -> tuple[int, int, int]:
         """(packs, stored bytes, chunks) acknowledged so far."""
         packs, size = self._db.execute(
@@ -173,10 +249,12 @@ class Journal:
         (chunks,) = self._db.execute("SELECT count(*) FROM chunks").fetchone()
         return int(packs), int(size), int(chunks)
 
-    @staticmethod
-    def known_chunks(db: sqlite3.Connection, chunk_ids: Sequence[bytes]) -> set[bytes]:
-        """Which of ``chunk_ids`` are acknowledged, via ``db``: one query per 500 ids, where a
-        query per chunk cost more than sealing the chunk when files are small."""
+    @_guarded("read")
+    def known_chunks(self, chunk_ids: Sequence[bytes]) -> set[bytes]:
+        """Which of ``chunk_ids`` are acknowledged, on the calling thread's reader: one query
+        per 500 ids, where a query per chunk cost more than sealing the chunk when files are
+        small."""
+        db = self.reader()
         known: set[bytes] = set()
         for start in range(0, len(chunk_ids), _IN_BATCH):
             batch = chunk_ids[start : start + _IN_BATCH]
@@ -186,16 +264,23 @@ class Journal:
             known.update(row[0] for row in rows)
         return known
 
-    @staticmethod
-    def chunk_location(db: sqlite3.Connection, chunk_id: bytes) -> tuple[int, int, int, int] | None:
-        """(pack_id, offset, blob_len, plain_len) of an acknowledged chunk, via ``db``."""
-        row = db.execute(
-            "SELECT pack_id, offset, blob_len, plain_len FROM chunks WHERE chunk_id=?", (chunk_id,)
-        ).fetchone()
+    @_guarded("read")
+    def chunk_location(self, chunk_id: bytes) -> tuple[int, int, int, int] | None:
+        """(pack_id, offset, blob_len, plain_len) of an acknowledged chunk, on the calling
+        thread's reader."""
+        row = (
+            self.reader()
+            .execute(
+                "SELECT pack_id, offset, blob_len, plain_len FROM chunks WHERE chunk_id=?",
+                (chunk_id,),
+            )
+            .fetchone()
+        )
         return None if row is None else (row[0], row[1], row[2], row[3])
 
     # --- entries ------------------------------------------------------------------------------
 
+    @_guarded("write")
     def put_entries(
         self, items: Iterable[tuple[SourceEntry, list[bytes] | None]], run: int
     ) -> None:
@@ -203,9 +288,7 @@ class Journal:
         items = list(items)
         # the last list given for a path wins, as it did when each entry was written in turn
         with_chunks = {e.path: ids for e, ids in items if ids is not None}
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as db:
             # Three statements per batch rather than three per entry: 20,000 small files
             # spent more time here than being compressed.
             db.executemany(
@@ -220,14 +303,12 @@ class Journal:
                 "INSERT INTO entry_chunks VALUES (?, ?, ?)",
                 ((path, n, cid) for path, ids in with_chunks.items() for n, cid in enumerate(ids)),
             )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
-    @staticmethod
-    def reusable_entry(db: sqlite3.Connection, path: bytes) -> SourceEntry | None:
-        """The recorded entry at ``path`` if every chunk it names is acknowledged, via ``db``."""
+    @_guarded("read")
+    def reusable_entry(self, path: bytes) -> SourceEntry | None:
+        """The recorded entry at ``path`` if every chunk it names is acknowledged, on the
+        calling thread's reader."""
+        db = self.reader()
         row = db.execute("SELECT * FROM entries WHERE path=?", (path,)).fetchone()
         if row is None or row[6] is None:  # no blake3: it was never read to its end
             return None
@@ -240,19 +321,16 @@ class Journal:
             return None
         return SourceEntry(*row[:9])
 
+    @_guarded("read")
     def has_entries(self) -> bool:
         return self._db.execute("SELECT 1 FROM entries LIMIT 1").fetchone() is not None
 
+    @_guarded("write")
     def touch_entries(self, paths: Iterable[bytes], run: int) -> None:
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as db:
             db.executemany("UPDATE entries SET run=? WHERE path=?", ((run, p) for p in paths))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
+    @_guarded_iter("read")
     def entries_of_run(self, run: int) -> Iterator[tuple[SourceEntry, Iterator[ChunkRef]]]:
         """Entries seen in ``run`` in bytewise path order, each with its chunk references; pack
         indexes are dense positions in acknowledgement order (the object lists' order).
@@ -277,11 +355,24 @@ class Journal:
         )
         for _, group in itertools.groupby(rows, key=_path_of):
             first = next(group)
-            yield SourceEntry(*first[:9]), _refs_of(first, group)  # noqa: B031 - used once
+            yield SourceEntry(*first[:9]), self._refs_of(first, group)  # noqa: B031 - used once
 
+    @_guarded_iter("read")
+    def _refs_of(
+        self, first: tuple[Any, ...], rest: Iterator[tuple[Any, ...]]
+    ) -> Iterator[ChunkRef]:
+        """The chunk references in an entry's rows (columns 10 to 14), in order: read from the
+        run's cursor as the caller takes them. A chunk that the ``chunks`` table lacks is left
+        out, as the inner join of the query per entry did."""
+        for row in itertools.chain((first,), rest):
+            if row[10] is not None and row[14] is not None:
+                yield ChunkRef(row[10], row[11], row[12], row[13], row[14])
+
+    @_guarded_iter("read")
     def packs_in_order(self) -> Iterator[tuple[str, int]]:
         yield from self.reader().execute("SELECT name, size FROM packs ORDER BY id")
 
+    @_guarded("read")
     def chunk_count_of(self, path: bytes) -> int:
         (n,) = self._db.execute(
             "SELECT count(*) FROM entry_chunks WHERE path=?", (path,)
@@ -292,11 +383,3 @@ class Journal:
 def _path_of(row: tuple[Any, ...]) -> bytes:
     path: bytes = row[0]
     return path
-
-
-def _refs_of(first: tuple[Any, ...], rest: Iterator[tuple[Any, ...]]) -> Iterator[ChunkRef]:
-    """The chunk references in an entry's rows (columns 10 to 14), in order. A chunk that the
-    ``chunks`` table lacks is left out, as the inner join of the query per entry did."""
-    for row in itertools.chain((first,), rest):
-        if row[10] is not None and row[14] is not None:
-            yield ChunkRef(row[10], row[11], row[12], row[13], row[14])

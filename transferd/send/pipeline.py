@@ -36,18 +36,10 @@ from transferd.core.constants import CHUNK_MIN, NONCE_SIZE, PACK_TARGET
 from transferd.core.jobkey import JobKey
 from transferd.core.packs import PackBuilder, PackEntry
 from transferd.core.source_entry import SourceEntry
-from transferd.errors import SourceError
+from transferd.errors import SourceChangedError, SourceError
 from transferd.send import tuning
 from transferd.send.journal import Journal
-from transferd.sources.base import (
-    FailedItem,
-    InlineItem,
-    Item,
-    MetaItem,
-    Source,
-    SourceChangedError,
-    StreamItem,
-)
+from transferd.sources.base import FailedItem, InlineItem, Item, MetaItem, Source, StreamItem
 from transferd.stores.base import Store
 
 log = logging.getLogger(__name__)
@@ -190,7 +182,7 @@ class Pipeline:
         id_key = self.key.chunk_id_key
         ids = [chunking.chunk_id(id_key, c) for c in chunks]
         acks = self._acks  # read before the query: a pack acknowledged after it counts
-        known = Journal.known_chunks(self.journal.reader(), ids)  # one query for the batch
+        known = self.journal.known_chunks(ids)  # one query for the batch
         comp, chunk_key, rng = self._compressor(), self.key.chunk_key, self._rng
         sealed: list[_Sealed] = []
         for chunk, cid in zip(chunks, ids, strict=True):
@@ -285,11 +277,7 @@ class Pipeline:
                         self._fail(item.path, item.message)
                         continue
                     entry = item.entry
-                    known = (
-                        Journal.reusable_entry(self.journal.reader(), entry.path)
-                        if may_reuse
-                        else None
-                    )
+                    known = self.journal.reusable_entry(entry.path) if may_reuse else None
                     if (
                         known is not None
                         and known.fingerprint == entry.fingerprint
@@ -423,7 +411,7 @@ class Pipeline:
             return set()
         placed = self._placed
         fresh = [s.chunk_id for s in sealed if s.blob is not None and s.chunk_id not in placed]
-        return Journal.known_chunks(self.journal.reader(), fresh) if fresh else set()
+        return self.journal.known_chunks(fresh) if fresh else set()
 
     def _place(self, sealed: _Sealed, known: set[bytes]) -> bool:
         """Put a sealed chunk into the pack being filled; True when that pack is to be shipped.
@@ -483,6 +471,10 @@ class Pipeline:
         self._flushing = asyncio.wrap_future(
             self._writer.submit(self._write_entries, entries, touched)
         )
+        # When the batch before fails (a full state directory), this one is never awaited and
+        # fails the same way: marked as seen, so that its error is not printed a second time as
+        # "Future exception was never retrieved" after the first one ended the run.
+        self._flushing.add_done_callback(_seen)
         if previous is not None:
             await previous
 
@@ -602,6 +594,11 @@ def _stray_cancel_is_a_source_error() -> Iterator[None]:
             "reading the source stopped: a library it uses cancelled its own work",
             hint="nothing sent so far is lost; run the same send again to go on",
         ) from None
+
+
+def _seen(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:

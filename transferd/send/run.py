@@ -105,6 +105,9 @@ def _check_same_job(recorded: str | None, given: str, what: str, job: str) -> No
         raise ConfigError(
             f"job {job} was started with {what} {recorded}, not {given}",
             hint="use another job name for another source or sender",
+            job=job,
+            recorded=recorded,
+            given=given,
         )
 
 

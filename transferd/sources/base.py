@@ -16,8 +16,9 @@ Contract for every driver (tests/sources/ runs the suite):
    ``SourceChangedError`` to read anew.
 3. A per-item read failure raises ``SourceError`` naming the item from ``blocks()``, or is
    yielded as a ``FailedItem`` when it happens while listing: either way the pipeline records it,
-   skips the item, and the run ends with exit code 3. A failure of the whole source (server
-   gone, wrong password) raises ``SourceError`` from ``items()``.
+   skips the item, and the run ends with exit code 3 once its manifest is published. A failure
+   of the whole source (server gone, wrong password) raises ``SourceError`` from ``items()``:
+   the run ends with exit code 8, before anything is published.
 4. ``identity()`` returns the catalog ``source`` record's fields: what was copied (kind, root or
    server, snapshot), never a password.
 """
@@ -29,11 +30,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from transferd.core.source_entry import SourceEntry
-from transferd.errors import SourceError
-
-
-class SourceChangedError(SourceError):
-    """The item changed while it was being read."""
 
 
 @dataclass(slots=True)

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from transferd.core.source_entry import SourceEntry
-from transferd.errors import SourceError
-from transferd.sources.base import FailedItem, InlineItem, Item, MetaItem, SourceChangedError
+from transferd.errors import SourceChangedError, SourceError
+from transferd.sources.base import FailedItem, InlineItem, Item, MetaItem
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +106,13 @@ class DirectorySource:
         try:
             st = os.stat(self.root)
         except OSError as e:
-            raise SourceError(f"cannot read source {self.description}: {e.strerror}") from None
+            raise SourceError(
+                f"cannot read source {self.description}: {e.strerror}", path=self.description
+            ) from None
         if not stat.S_ISDIR(st.st_mode):
-            raise SourceError(f"source {self.description} is not a directory")
+            raise SourceError(
+                f"source {self.description} is not a directory", path=self.description
+            )
         self._walk_failures: list[FailedItem] = []
         """Failures of the listing thread's walk, handed on with the next batch."""
 

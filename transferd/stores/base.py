@@ -44,21 +44,13 @@ from typing import Protocol, runtime_checkable
 
 from transferd.core.constants import JOB_NAME_PATTERN
 from transferd.core.manifest import check_job_name
-from transferd.errors import FormatError, IntegrityError, JobNotFoundError, PermanentStoreError
+from transferd.errors import FormatError, IntegrityError, PermanentStoreError
 
 _OBJECT_NAME = re.compile(r"[0-9a-f]{64}")
 _COPY_SERIES = re.compile(rf"manifests|leases/{JOB_NAME_PATTERN}")
 
 HAVE_BATCH = 1000
 """Names per inventory request: bounds one request's size (64 KiB of names) and answer."""
-
-
-class ObjectNotFoundError(JobNotFoundError):
-    """The object, manifest or job does not exist in the store."""
-
-
-class ManifestExistsError(PermanentStoreError):
-    """A manifest with this sequence is already stored; manifests are never overwritten."""
 
 
 def check_object_name(name: str) -> str:

@@ -15,7 +15,9 @@ status, code           error                           why
                        IntegrityError                  it does not: the caller's bytes are wrong
 401 replayed           TransientStoreError             something on the way repeated our request;
                                                        a retry is signed afresh and is safe
-401 clock_skew, other  PermanentStoreError             fix the clock or the key, then resume
+401 clock_skew         ClockSkewError (permanent)      fix the clock, then resume; skew_seconds
+                                                       says by how much, when the host says it
+401 other              PermanentStoreError             fix the key, then resume
   401/403/400/413
 429, 503 + Retry-After ThrottledError                  retried after at least that many seconds
 5xx, 408, 429          TransientStoreError
@@ -26,6 +28,10 @@ refused connection     PermanentStoreError             "nothing listens on HOST:
 TLS verification,      PermanentStoreError             a wrong certificate stays wrong; TLS to a
   TLS to a plain port,                                 plain port (or plain HTTP to TLS, seen as
   http:// to TLS                                       a silent close before any answer) too
+an answer not JSON,    RemoteProtocolError             what answers is not a transferd host (a
+  or of another shape                                  proxy's login page, another service), or
+                                                       not one of this version: asking again
+                                                       gets the same answer, so never retried
 =====================  ==============================  =========================================
 
 Messages are built from an error's parts (host, port, the OS's reason), never its text, which
@@ -62,17 +68,19 @@ from yarl import URL
 from transferd.core.keys import SenderSecretKey
 from transferd.core.request_signing import CONTENT_SHA256, authorization
 from transferd.errors import (
+    ClockSkewError,
     ConfigError,
     IntegrityError,
+    ManifestExistsError,
+    ObjectNotFoundError,
     PermanentStoreError,
+    RemoteProtocolError,
     StoreFullError,
     TransferdError,
     TransientStoreError,
 )
 from transferd.stores.base import (
     HAVE_BATCH,
-    ManifestExistsError,
-    ObjectNotFoundError,
     check_copy_name,
     check_copy_series,
     check_job,
@@ -168,7 +176,9 @@ class HttpStore:
                 body=json.dumps(batch).encode(),
                 content_type="application/json",
             )
-            held.update(n for n in _json(answer, list, self.description) if n in batch)
+            what = f"asking which objects job {job} holds"
+            names = self._json(answer, list, what)
+            held.update(self._check(n, str, what) for n in names if n in batch)
         return held
 
     async def get_object(
@@ -181,7 +191,9 @@ class HttpStore:
         what = f"reading object {name} of job {job}"
         if length == 0:  # no Range header can ask for zero bytes; only existence matters
             if name not in await self.has_objects(job, [name]):
-                raise ObjectNotFoundError(f"object {name} of job {job} is not in the store")
+                raise ObjectNotFoundError(
+                    f"object {name} of job {job} is not in the store", job=job, key=name
+                )
             return b""
         headers = {}
         if offset or length is not None:
@@ -207,10 +219,15 @@ class HttpStore:
                 )
             except ObjectNotFoundError:  # unknown job: holds nothing
                 return
-            page = _json(answer, dict, self.description)
-            for entry in page.get("objects", []):
-                yield str(entry["name"]), int(entry["size"])
-            after = page.get("next")
+            what = f"listing the objects of job {job}"
+            page = self._json(answer, dict, what)
+            for entry in self._check(page.get("objects", []), list, what):
+                entry = self._check(entry, dict, what)
+                yield (
+                    self._check(entry.get("name"), str, what),
+                    self._check(entry.get("size"), int, what),
+                )
+            after = self._check(page.get("next"), (str, type(None)), what)
             if not after:
                 return
 
@@ -251,11 +268,13 @@ class HttpStore:
             )
         except ObjectNotFoundError:
             return []
-        return sorted(int(s) for s in _json(answer, dict, self.description)["manifests"])
+        return self._numbers(answer, "manifests", f"listing the manifests of job {job}")
 
     async def list_jobs(self) -> list[str]:
         _, _, answer = await self._request("GET", "/v1/jobs", "listing jobs")
-        return sorted(str(j) for j in _json(answer, dict, self.description)["jobs"])
+        what = "listing jobs"
+        jobs = self._check(self._json(answer, dict, what).get("jobs"), list, what)
+        return sorted(self._check(j, str, what) for j in jobs)
 
     # --- copy records (host/copyroutes.py) --------------------------------------------
 
@@ -283,7 +302,7 @@ class HttpStore:
         _, _, answer = await self._request(
             "GET", self._series_path(copy, series), f"listing {series} of copy {copy}"
         )
-        return sorted(int(s) for s in _json(answer, dict, self.description)["records"])
+        return self._numbers(answer, "records", f"listing {series} of copy {copy}")
 
     async def delete_copy_record(self, copy: str, series: str, sequence: int) -> None:
         await self._request(
@@ -422,7 +441,8 @@ class HttpStore:
             answer = json.loads(data)
             code, message = str(answer["code"]), str(answer["error"])
         except (ValueError, KeyError, TypeError):
-            code, message = "", f"HTTP {status}"
+            # A refusal without the JSON body (a proxy's own 502 page): the status decides.
+            answer, code, message = {}, "", f"HTTP {status}"
         text = f"{what}: {self.description} answered {status} {code or 'error'}: {message}"
         if status == 507 or code == "out_of_space":
             return StoreFullError(text, hint="the storage host must free space; then resume")
@@ -436,10 +456,48 @@ class HttpStore:
         if code in ("corrupt_body", "replayed") or status >= 500 or status in (408, 429):
             return TransientStoreError(text)
         if code == "clock_skew":
-            return PermanentStoreError(
-                text, hint="set this host's clock (NTP): requests are valid within 300 s"
+            skew, limit = answer.get("skew_seconds"), answer.get("limit_seconds")
+            limit = limit if isinstance(limit, int) and not isinstance(limit, bool) else 300
+            return ClockSkewError(
+                text,
+                skew_seconds=skew if isinstance(skew, int) and not isinstance(skew, bool) else None,
+                limit_seconds=limit,
+                hint=f"set this host's clock (NTP): requests are valid within {limit} s",
             )
         return PermanentStoreError(text)
+
+    # --- answers: the shapes of protocol/HTTP.md, or a RemoteProtocolError ------------------
+
+    def _unreadable(self, what: str, problem: str) -> RemoteProtocolError:
+        return RemoteProtocolError(
+            f"{what}: the host at {self.description} sent an answer transferd cannot read: "
+            f"{problem}",
+            peer=self.description,
+            problem=problem,
+        )
+
+    def _json(self, data: bytes, kind: type, what: str) -> Any:
+        """The JSON answer ``data``, which must be of ``kind`` (an object, a list)."""
+        try:
+            value = json.loads(data)
+        except ValueError:
+            start = data[:40].decode("utf-8", "replace")
+            raise self._unreadable(what, f"not JSON ({len(data)} bytes: {start!r})") from None
+        return self._check(value, kind, what)
+
+    def _check(self, value: Any, kind: type | tuple[type, ...], what: str) -> Any:
+        """``value`` if it is of ``kind``; a bool is not an int here, as it is not in JSON."""
+        if isinstance(value, kind) and not (isinstance(value, bool) and kind is int):
+            return value
+        names = kind if isinstance(kind, tuple) else (kind,)
+        wanted = " or ".join(_JSON_NAMES.get(k, k.__name__) for k in names)
+        got = _JSON_NAMES.get(type(value), type(value).__name__)
+        raise self._unreadable(what, f"{got} where {wanted} was expected")
+
+    def _numbers(self, data: bytes, key: str, what: str) -> list[int]:
+        """The sorted sequence numbers under ``key`` of a listing: ``{"manifests": [1, 2]}``."""
+        numbers = self._check(self._json(data, dict, what).get(key), list, what)
+        return sorted(self._check(n, int, what) for n in numbers)
 
     def _open_session(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -565,11 +623,12 @@ def _sequence(sequence: int) -> str:
     return str(sequence)
 
 
-def _json(data: bytes, kind: type, where: str) -> Any:
-    try:
-        value = json.loads(data)
-    except ValueError:
-        value = None
-    if not isinstance(value, kind):
-        raise TransientStoreError(f"{where} sent an answer that is not the JSON expected")
-    return value
+_JSON_NAMES: dict[type, str] = {
+    dict: "an object",
+    list: "a list",
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    type(None): "null",
+}

@@ -1,5 +1,8 @@
 """A store in a POSIX directory: temp file, fsync, rename, fsync of the directory.
 
+The steps are util/durable.py's, except where a store needs its own: temp files in a per-job
+``tmp/`` (below), a hash taken as the bytes stream in, and manifests linked rather than renamed.
+
 Layout (protocol/DESIGN-BRIEF.md "Store layout"), under the store's root::
 
     jobs/<job>/objects/<sha256[0:2]>/<sha256>   packs, object lists, catalog segments
@@ -47,19 +50,15 @@ from transferd.core.constants import MANIFEST_SEQUENCE_DIGITS
 from transferd.core.manifest import manifest_name
 from transferd.errors import (
     IntegrityError,
+    ManifestExistsError,
+    ObjectNotFoundError,
     PermanentStoreError,
     StoreError,
     StoreFullError,
     TransientStoreError,
 )
-from transferd.stores.base import (
-    ManifestExistsError,
-    ObjectNotFoundError,
-    check_copy_name,
-    check_copy_series,
-    check_job,
-    check_object_name,
-)
+from transferd.stores.base import check_copy_name, check_copy_series, check_job, check_object_name
+from transferd.util.durable import fsync_directory, write_all
 
 FILE_MODE = 0o640
 DIR_MODE = 0o750
@@ -144,7 +143,7 @@ class LocalStore:
         try:
             self._make_dirs(path.parent)
             os.rename(temp, path)
-            _fsync_dir(path.parent)
+            fsync_directory(path.parent)
         except OSError as exc:
             temp.unlink(missing_ok=True)
             raise self._error(f"store object {name} of job {job}", path, exc) from exc
@@ -225,7 +224,7 @@ class LocalStore:
             self._make_dirs(path.parent)
             os.rename(writer.temp, path)
             writer.temp = None  # renamed: nothing to remove
-            _fsync_dir(path.parent)
+            fsync_directory(path.parent)
         except OSError as exc:
             raise self._error(f"store object {name} of job {job}", path, exc) from exc
 
@@ -250,7 +249,7 @@ class LocalStore:
         try:
             self._make_dirs(path.parent)
             os.link(temp, path)  # fails with EEXIST instead of replacing: never overwritten
-            _fsync_dir(path.parent)
+            fsync_directory(path.parent)
         except FileExistsError:
             raise ManifestExistsError(f"{what} already exists") from None
         except OSError as exc:
@@ -265,9 +264,7 @@ class LocalStore:
         fd, temp = self._create_temp(job, name, tmp_dir or self._job_dir(job) / "tmp")
         try:
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
+                write_all(fd, data)
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -303,7 +300,7 @@ class LocalStore:
                 directory.mkdir(mode=DIR_MODE)
             except FileExistsError:  # another thread created it; it made it durable too
                 continue
-            _fsync_dir(directory.parent)
+            fsync_directory(directory.parent)
         self._known_dirs.add(path)
 
     async def delete_object(self, job: str, name: str) -> None:
@@ -314,7 +311,7 @@ class LocalStore:
     def _delete(self, job: str, name: str, path: Path) -> None:
         try:
             path.unlink()
-            _fsync_dir(path.parent)
+            fsync_directory(path.parent)
         except FileNotFoundError:
             return
         except OSError as exc:
@@ -349,7 +346,7 @@ class LocalStore:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
-            raise ObjectNotFoundError(f"{what} is not in the store") from None
+            raise ObjectNotFoundError(f"{what} is not in the store", key=str(path)) from None
         except OSError as exc:
             raise self._error(f"read {what}", path, exc) from exc
         try:
@@ -501,10 +498,8 @@ class _StreamWriter:
                 if written >= n:
                     written -= n
                     continue
-                view = memoryview(part)[written:]
+                write_all(self.fd, memoryview(part)[written:])
                 written = 0
-                while view:
-                    view = view[os.write(self.fd, view) :]
         except OSError as exc:
             raise self._raise(exc) from exc
 
@@ -530,14 +525,6 @@ class _StreamWriter:
         if self._done is not None:
             self._done()
             self._done = None
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _list_dir(path: Path) -> list[str]:

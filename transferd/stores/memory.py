@@ -5,15 +5,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncIterator, Sequence
 
-from transferd.errors import IntegrityError
-from transferd.stores.base import (
-    ManifestExistsError,
-    ObjectNotFoundError,
-    check_copy_name,
-    check_copy_series,
-    check_job,
-    check_object_name,
-)
+from transferd.errors import IntegrityError, ManifestExistsError, ObjectNotFoundError
+from transferd.stores.base import check_copy_name, check_copy_series, check_job, check_object_name
 
 
 class MemoryStore:
@@ -40,7 +33,9 @@ class MemoryStore:
         try:
             data = self.objects[job][name]
         except KeyError:
-            raise ObjectNotFoundError(f"object {name} of job {job} is not in the store") from None
+            raise ObjectNotFoundError(
+                f"object {name} of job {job} is not in the store", job=job, key=name
+            ) from None
         end = len(data) if length is None else offset + length
         return data[offset:end]
 

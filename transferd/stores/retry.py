@@ -29,8 +29,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from transferd.errors import PermanentStoreError, TransientStoreError
-from transferd.stores.base import CopyStore, ManifestExistsError, Store
+from transferd.errors import ManifestExistsError, PermanentStoreError, TransientStoreError
+from transferd.stores.base import CopyStore, Store
 
 T = TypeVar("T")
 

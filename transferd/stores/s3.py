@@ -49,15 +49,15 @@ from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from transferd.core.constants import MANIFEST_SEQUENCE_DIGITS
-from transferd.errors import IntegrityError, PermanentStoreError, StoreError, TransientStoreError
-from transferd.stores.base import (
+from transferd.errors import (
+    IntegrityError,
     ManifestExistsError,
     ObjectNotFoundError,
-    check_copy_name,
-    check_copy_series,
-    check_job,
-    check_object_name,
+    PermanentStoreError,
+    StoreError,
+    TransientStoreError,
 )
+from transferd.stores.base import check_copy_name, check_copy_series, check_job, check_object_name
 from transferd.stores.s3config import S3Settings
 from transferd.stores.s3errors import map_error, status_and_code
 

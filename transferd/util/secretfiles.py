@@ -2,8 +2,9 @@
 
 A secret file is created with mode 0600 in one ``open`` (``O_CREAT | O_EXCL``), so it is
 never readable by others even for an instant, and an existing file - perhaps the only copy
-of a key that data was encrypted to - is never overwritten. File and directory are fsynced
-before the caller reports success: a key whose public half was printed must survive a crash.
+of a key that data was encrypted to - is never overwritten, which is why it is written in place
+rather than renamed over its name (durable.replace_file). File and directory are fsynced before
+the caller reports success: a key whose public half was printed must survive a crash.
 The parent directory is not created implicitly: a typo in a path must not invent a tree.
 
 Reading returns the text and the permission bits seen on the open file (``fstat``, not
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from transferd.errors import ConfigError, KeyFormatError
+from transferd.util.durable import fsync_directory, write_all
 
 SECRET_FILE_MODE = 0o600
 
@@ -45,20 +47,14 @@ def _os_error(action: str, path: Path, exc: OSError) -> ConfigError:
         return ConfigError(
             f"{path} already exists; refusing to overwrite it",
             hint="choose another file name; remove the old file only if nothing needs its key",
+            path=str(path),
         )
     if isinstance(exc, FileNotFoundError) and action == "create":
-        return ConfigError(f"cannot create {path}: directory {path.parent} does not exist")
+        return ConfigError(
+            f"cannot create {path}: directory {path.parent} does not exist", path=str(path)
+        )
     reason = (exc.strerror or str(exc)).lower()
-    return ConfigError(f"cannot {action} {path}: {reason}")
-
-
-def fsync_directory(path: Path) -> None:
-    """Make a new or renamed entry in directory ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    return ConfigError(f"cannot {action} {path}: {reason}", path=str(path))
 
 
 def write_secret_file(path: Path, data: bytes) -> None:
@@ -73,9 +69,7 @@ def write_secret_file(path: Path, data: bytes) -> None:
         raise _os_error("create", path, exc) from exc
     try:
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -33,10 +33,10 @@ from transferd.core.catalog import ChunkRef
 from transferd.core.catalog_walk import Chunks, End, Entry, show
 from transferd.core.jobkey import JobKey
 from transferd.core.manifest import SignedManifest
-from transferd.errors import StoreError, TransferdError
+from transferd.errors import ObjectNotFoundError, StoreError, TransferdError
 from transferd.read.reader import ChunkWindows, JobReader, parse_segment
 from transferd.report.model import Failure, Report
-from transferd.stores.base import ObjectNotFoundError, Store
+from transferd.stores.base import Store
 
 INLINE_HASH = 256 * 1024
 """Chunks up to this size are hashed on the event loop: a thread hop would cost more."""

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from transferd.core import manifest
 from transferd.core.keys import SenderPublicKey
 from transferd.core.manifest import SignedManifest
-from transferd.errors import FormatError, IntegrityError, StoreError
+from transferd.errors import FormatError, IntegrityError, ObjectNotFoundError, StoreError
 from transferd.report.model import Failure, Report
-from transferd.stores.base import ObjectNotFoundError, Store
+from transferd.stores.base import Store
 from transferd.verify.seen import Seen, SeenState
 
 

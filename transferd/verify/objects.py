@@ -23,9 +23,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from transferd.core.constants import PACK_MAX_SIZE
-from transferd.errors import StoreError
+from transferd.errors import ObjectNotFoundError, StoreError
 from transferd.report.model import Failure
-from transferd.stores.base import ObjectNotFoundError, Store
+from transferd.stores.base import Store
 from transferd.verify.inventory import Inventory, Ref
 
 READ_SIZE = 8 * 1024 * 1024

@@ -51,14 +51,13 @@ import blake3
 
 from transferd.core.catalog_walk import End, show
 from transferd.core.rowset import SALT_SIZE, RowMultiset
-from transferd.errors import StoreError, TransferdError
+from transferd.errors import ObjectNotFoundError, StoreError, TransferdError
 from transferd.read.reader import JobReader, Piece
 from transferd.report.model import Failure, Report
 from transferd.sources.postgres import conninfo, listing
 from transferd.sources.postgres.copy import CopyReader
 from transferd.sources.postgres.listing import Selection, SequenceRef, Table
 from transferd.sources.postgres.snapshot import SnapshotHolder, locks_released, quote_literal
-from transferd.stores.base import ObjectNotFoundError
 from transferd.verify.deep import CatalogEntry
 
 HASH_INLINE = 1024 * 1024

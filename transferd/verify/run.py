@@ -32,23 +32,17 @@ from transferd.core import objectlist
 from transferd.core.constants import OBJECT_LIST_ENTRY_SIZE, OBJECT_LIST_MAX_ENTRIES
 from transferd.core.jobkey import JobKey
 from transferd.core.keys import RecipientIdentity, SenderPublicKey
-from transferd.errors import FormatError, JobNotFoundError, StoreError
+from transferd.errors import FormatError, JobNotFoundError, ObjectNotFoundError, StoreError
 from transferd.read.reader import JobReader, unwrap_key
 from transferd.report.model import AGAINST_CHECKS, DEEP_CHECKS, OBJECT_CHECKS, Failure, Report
 from transferd.report.seal import fingerprint
 from transferd.sources.open import is_postgres
-from transferd.stores.base import ObjectNotFoundError, Store
+from transferd.stores.base import Store
 from transferd.verify.deep import DeepCheck
 from transferd.verify.directory import SourceComparison
 from transferd.verify.inventory import Inventory, Ref
 from transferd.verify.manifests import Trusted, check_manifests, check_seen, utc
-from transferd.verify.objects import (
-    Digest,
-    ObjectReader,
-    Throughput,
-    default_workers,
-    judge,
-)
+from transferd.verify.objects import Digest, ObjectReader, Throughput, default_workers, judge
 from transferd.verify.seen import SeenState
 
 if TYPE_CHECKING:
@@ -109,6 +103,8 @@ async def verify_copy(
                 raise JobNotFoundError(
                     f"job {job} has no manifest at {store.description}",
                     hint="check the job name and the store (transferd jobs list)",
+                    job=job,
+                    store=store.description,
                 )
         if trusted is None:
             for check in (*OBJECT_CHECKS, *DEEP_CHECKS, *AGAINST_CHECKS):

@@ -14,9 +14,10 @@ File: ``<state dir>/verify-seen.json`` (``--seen-state`` overrides), mode 0600::
                              "updated": "2026-11-22T21:00:00Z"}, ...]}
 
 Entries are keyed by store (its path or URL) and job_id. Updates hold an ``flock`` on a sibling
-lock file, re-read the file, keep the larger sequence, and replace the file atomically (temp file,
-fsync, rename, fsync of the directory), so two verifiers running at once never lose a record and
-a crash never leaves half a file.
+lock file, re-read the file, keep the larger sequence, and replace the file atomically
+(util/durable.py: temp file, fsync, rename, fsync of the directory), so two verifiers running at
+once never lose a record and a crash never leaves half a file. A file that cannot be read or written
+is a StateError naming it (exit 9).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from typing import Any
 
 from transferd.errors import ConfigError
 from transferd.send.state import default_state_dir
-from transferd.util.secretfiles import fsync_directory
+from transferd.util import statedir
+from transferd.util.durable import replace_file
 
 SEEN_FILE = "verify-seen.json"
 SEEN_VERSION = 1
@@ -82,14 +84,17 @@ class SeenState:
 
     def record(self, seen: Seen) -> None:
         """Remember ``seen`` unless a record of a newer manifest is already there."""
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         lock_path = self.path.with_name(self.path.name + ".lock")
         try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as e:
-            raise ConfigError(f"cannot write seen state {self.path}: {e.strerror}") from None
+            raise statedir.os_error("write the seen state", lock_path, e) from None
         try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            except OSError as e:
+                raise statedir.os_error("lock the seen state", lock_path, e) from None
             entries = _load(self.path)
             old = next(
                 (e for e in entries if (e.store, e.job_id) == (seen.store, seen.job_id)), None
@@ -111,7 +116,7 @@ def _load(path: Path) -> list[Seen]:
     except FileNotFoundError:
         return []
     except OSError as e:
-        raise ConfigError(f"cannot read seen state {path}: {e.strerror}") from None
+        raise statedir.os_error("read the seen state", path, e) from None
     try:
         data = json.loads(text)
         if not isinstance(data, dict) or data.get("version") != SEEN_VERSION:
@@ -144,18 +149,7 @@ def _write(path: Path, entries: list[Seen]) -> None:
     data = json.dumps(
         {"version": SEEN_VERSION, "seen": [e.to_json() for e in entries]}, indent=1, sort_keys=True
     ).encode()
-    temp = path.with_name(f"{path.name}.{os.urandom(6).hex()}.tmp")
     try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            view = memoryview(data + b"\n")
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temp, path)
-        fsync_directory(path.parent)
+        replace_file(path, data + b"\n", mode=0o600)
     except OSError as e:
-        temp.unlink(missing_ok=True)
-        raise ConfigError(f"cannot write seen state {path}: {e.strerror}") from None
+        raise statedir.os_error("write the seen state", path, e) from None

@@ -4,7 +4,7 @@ Every agent of a copy reads the same plan (copies/plan.py) and shares its sender
 secret; each has a state directory of its own. An agent runs the jobs the plan gives it, then
 takes over the jobs of agents that stopped renewing their leases (copies/leases.py), and exits
 once every job of the copy is recorded in the signed copy manifest. Exit 0 when the copy is
-complete; 3 when jobs were given up (each named); other codes as for ``send``.
+complete; 15 when jobs were given up (each named); other codes as for ``send``.
 """
 
 from __future__ import annotations
@@ -17,12 +17,10 @@ from transferd.cli.output import Output, add_json_flag
 from transferd.copies.agent import Agent, AgentResult
 from transferd.copies.plan import load_plan
 from transferd.copies.setup import load_material, open_copy_store, open_plan_source, pipeline_config
-from transferd.errors import ConfigError
+from transferd.errors import EXIT_JOBS_GIVEN_UP, EXIT_OK, ConfigError
 from transferd.send.state import default_state_dir
 from transferd.util.runtime import run as run_async
 from transferd.util.runtime import setup_logging
-
-EXIT_PARTIAL = 3
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -113,4 +111,4 @@ def run(args: argparse.Namespace, out: Output) -> int:
     for job, why in result.given_up.items():
         out.warning(f"gave up on job {job}: {why}")
     out.result(summary, lines)  # type: ignore[arg-type]
-    return EXIT_PARTIAL if result.given_up else 0
+    return EXIT_JOBS_GIVEN_UP if result.given_up else EXIT_OK

@@ -16,6 +16,7 @@ from transferd.cli.azureargs import add_azure_arguments, azure_options
 from transferd.cli.output import Output, add_json_flag
 from transferd.cli.pgargs import add_source_arguments, source_options
 from transferd.cli.progress import report_progress
+from transferd.errors import EXIT_OK, EXIT_PARTIAL
 from transferd.send.pipeline import Counters, PipelineConfig
 from transferd.send.run import SendResult, send
 from transferd.send.state import default_state_dir
@@ -26,8 +27,6 @@ from transferd.util.keyfiles import load_recipients, load_sender_key
 from transferd.util.runtime import run as run_async
 from transferd.util.runtime import setup_logging
 from transferd.util.units import human_bytes, parse_size
-
-EXIT_PARTIAL = 3
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -194,4 +193,4 @@ def run(args: argparse.Namespace, out: Output) -> int:
     for p, m in result.failures:
         out.warning(f"not copied: {p.decode('utf-8', 'backslashreplace')}: {m}")
     out.result(summary, lines)  # type: ignore[arg-type]
-    return EXIT_PARTIAL if result.failures else 0
+    return EXIT_PARTIAL if result.failures else EXIT_OK

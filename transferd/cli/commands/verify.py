@@ -19,21 +19,20 @@ from transferd.cli.copyverify import run_copy_verify
 from transferd.cli.output import Output, add_json_flag
 from transferd.cli.pgargs import add_password_file
 from transferd.cli.readprogress import show_progress
-from transferd.cli.storeargs import StoreUnopenedError, add_read_location, open_for_reading
+from transferd.cli.storeargs import add_read_location, open_for_reading
 from transferd.core.keys import SenderSecretKey
 from transferd.errors import (
+    VERDICT_ERRORS,
+    VERDICT_TEXT,
     ConfigError,
-    CopyAlteredError,
-    CopyDiffersError,
-    CopyIncompleteError,
-    CopyUntrustedError,
+    StoreUnopenedError,
     StoreUnreadableError,
-    TransferdError,
 )
 from transferd.report import html, seal
-from transferd.report.model import VERDICT_TEXT, Report
+from transferd.report.model import Report
 from transferd.sources.open import is_postgres
 from transferd.stores.base import Store
+from transferd.util.durable import replace_file
 from transferd.util.keyfiles import load_identity, load_sender_key, parse_sender_arg
 from transferd.util.runtime import run as run_async
 from transferd.verify.objects import Throughput, default_workers
@@ -42,14 +41,6 @@ from transferd.verify.seen import SeenState, default_seen_path
 
 HUMAN_FAILURES = 50
 """Failures printed on the terminal; the report lists them all."""
-
-VERDICT_ERRORS: dict[str, type[TransferdError]] = {
-    "untrusted": CopyUntrustedError,
-    "differs": CopyDiffersError,
-    "altered": CopyAlteredError,
-    "incomplete": CopyIncompleteError,
-    "unreadable": StoreUnreadableError,
-}
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -218,13 +209,13 @@ def run(args: argparse.Namespace, out: Output) -> int:
 
 
 def _write(path: Path, text: str) -> None:
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Write a report whole and durably (util/durable.py): a filed report is evidence, and a crash
+    must leave the old file or the new one, never half of one."""
     try:
-        temp.write_text(text, encoding="utf-8")
-        os.replace(temp, path)
+        replace_file(path, text.encode("utf-8"), mode=0o666)  # a user's file: the umask decides
     except OSError as e:
-        temp.unlink(missing_ok=True)
-        raise ConfigError(f"cannot write report {path}: {e.strerror}") from None
+        reason = (e.strerror or str(e)).lower()
+        raise ConfigError(f"cannot write report {path}: {reason}", path=str(path)) from None
 
 
 def _human(report: Report, document: dict[str, Any], args: argparse.Namespace) -> list[str]:

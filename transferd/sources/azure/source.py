@@ -52,10 +52,10 @@ from azure.storage.blob import BlobProperties
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 
 from transferd.core.source_entry import SourceEntry
-from transferd.errors import SourceError
+from transferd.errors import SourceChangedError, SourceError
 from transferd.sources.azure.auth import AzureLocation, AzureOptions, resolve
 from transferd.sources.azure.names import PathMapper
-from transferd.sources.base import InlineItem, Item, SourceChangedError
+from transferd.sources.base import InlineItem, Item
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)

@@ -108,16 +108,23 @@ class ConnInfo:
             raise error(
                 f"password authentication failed for user {self.user} at {self.server}",
                 hint="give the password with --password-file FILE, PGPASSWORD or ~/.pgpass",
+                server=self.server,
+                user=self.user,
             ) from None
         except asyncpg.InvalidCatalogNameError:
-            raise error(f"database {self.dbname} does not exist at {self.server}") from None
+            raise error(
+                f"database {self.dbname} does not exist at {self.server}",
+                server=self.server,
+                database=self.dbname,
+            ) from None
         except asyncpg.PostgresError as e:
-            raise error(f"{self.description}: {_server_message(e)}") from None
+            raise error(f"{self.description}: {_server_message(e)}", server=self.server) from None
         except (OSError, TimeoutError, asyncpg.InterfaceError) as e:
             reason = "timed out" if isinstance(e, TimeoutError) else str(e) or type(e).__name__
             raise error(
                 f"cannot connect to PostgreSQL at {self.server}: {reason}",
                 hint="check that the server runs and accepts connections from this host",
+                server=self.server,
             ) from None
         return conn
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import asyncpg
 import blake3
 
-from transferd.errors import SourceError
+from transferd.errors import ReadSkippedError, SourceError, TableGoneError
 from transferd.sources.postgres.conninfo import ConnInfo
 from transferd.sources.postgres.listing import Table
 from transferd.sources.postgres.snapshot import SESSION_SETTINGS, adopt, quote_ident
@@ -64,14 +64,6 @@ _LOST = (
     OSError,
 )
 """The connection is gone, not the table: reconnect and read again."""
-
-
-class TableGoneError(SourceError):
-    """The table is not the one the snapshot lists any more."""
-
-
-class _SkippedError(Exception):
-    """Raised into a COPY whose table the consumer no longer wants."""
 
 
 @dataclass(eq=False)
@@ -280,7 +272,7 @@ class CopyReader:
             try:
                 await self._copy(conn, rng)
                 return conn
-            except _SkippedError:
+            except ReadSkippedError:
                 conn.terminate()  # a cancelled COPY leaves the protocol mid-stream: start afresh
                 return None
             except _LOST as e:
@@ -336,7 +328,7 @@ class CopyReader:
         async def sink(data: bytes) -> None:
             nonlocal skip
             if rng.cancelled:
-                raise _SkippedError
+                raise ReadSkippedError
             if skip:
                 head = data[:skip]
                 seen.update(head)
@@ -353,7 +345,7 @@ class CopyReader:
                 rng.room.clear()
                 await rng.room.wait()
             if rng.cancelled:
-                raise _SkippedError
+                raise ReadSkippedError
             rng.pieces.append(data)
             rng.buffered += len(data)
             rng.changed.set()

@@ -24,7 +24,7 @@ from typing import Any
 
 import asyncpg
 
-from transferd.errors import SourceError
+from transferd.errors import SnapshotGoneError, SourceError
 from transferd.sources.postgres.conninfo import ConnInfo
 
 TEXT_SETTINGS = ("DateStyle", "IntervalStyle", "TimeZone", "extra_float_digits", "bytea_output")
@@ -153,19 +153,6 @@ async def adopt(conn: asyncpg.Connection, snapshot_id: str) -> None:
     except (asyncpg.InvalidParameterValueError, asyncpg.UndefinedObjectError,
             asyncpg.ObjectNotInPrerequisiteStateError) as e:  # fmt: skip
         raise SnapshotGoneError(snapshot_id, str(e)) from None
-
-
-class SnapshotGoneError(SourceError):
-    """The snapshot can no longer be adopted: the transaction that exported it has ended."""
-
-    def __init__(self, snapshot_id: str, reason: str) -> None:
-        super().__init__(
-            f"snapshot {snapshot_id} is gone ({reason}): the transaction that exported it has "
-            "ended (connection closed or killed, server restarted)",
-            hint="run the same send again without --snapshot: it takes a new snapshot, and the "
-            "data already stored is not uploaded again",
-        )
-        self.snapshot_id = snapshot_id
 
 
 async def _server_info(conn: asyncpg.Connection) -> ServerInfo:

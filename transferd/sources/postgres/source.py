@@ -40,17 +40,12 @@ from typing import Any
 import asyncpg
 
 from transferd.core.source_entry import SourceEntry
-from transferd.errors import ConfigError, SourceError
+from transferd.errors import ConfigError, SnapshotGoneError, SourceError
 from transferd.sources.base import InlineItem, Item
 from transferd.sources.postgres import conninfo, listing
 from transferd.sources.postgres.copy import BUFFER_BYTES, RANGE_PAGES, CopyReader
 from transferd.sources.postgres.listing import Selection, Table
-from transferd.sources.postgres.snapshot import (
-    SnapshotGoneError,
-    SnapshotHolder,
-    locks_released,
-    quote_literal,
-)
+from transferd.sources.postgres.snapshot import SnapshotHolder, locks_released, quote_literal
 from transferd.sources.postgres.tools import pg_dump
 
 log = logging.getLogger(__name__)
