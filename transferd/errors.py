@@ -35,6 +35,7 @@ values, not prose. Anything else that escapes is a bug: the CLI prints its trace
     │   └── StateFullError              9   … because its file system is full
     ├── StoreError                      4   (abstract) where ciphertext lands
     │   ├── TransientStoreError         4   worth retrying: timeout, connection reset, 5xx
+    │   │   ├── ThrottledError          4   the host said when to retry (429, 503 Retry-After)
     │   │   └── LeaseLostError          4   a copy job's lease passed to another agent
     │   ├── PermanentStoreError         4   not worth retrying: refused, unauthorized
     │   │   ├── ManifestExistsError     4   a manifest of that sequence is stored already
@@ -331,6 +332,15 @@ class StoreError(TransferdError):
 
 class TransientStoreError(StoreError):
     pass
+
+
+class ThrottledError(TransientStoreError):
+    """The storage host is busy or the key over its rate, and said how long to wait
+    (``Retry-After``): retried no sooner than that (stores/retry.py)."""
+
+    def __init__(self, message: str, *, retry_after: float, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.retry_after = retry_after
 
 
 class LeaseLostError(TransientStoreError):

@@ -14,6 +14,7 @@ import pytest
 from tests.host.signing import storage_host
 from tests.stores.backends import SENDER, allow_all, random_object, serving
 from transferd.core.keys import SenderSecretKey
+from transferd.errors import ThrottledError
 from transferd.host.admission import KeyRates, RefusalLog
 from transferd.host.auth import NonceCache
 from transferd.host.limits import HostLimits
@@ -21,7 +22,7 @@ from transferd.host.server import make_app
 from transferd.stores.http import HttpStore
 from transferd.stores.local import LocalStore
 from transferd.stores.memory import MemoryStore
-from transferd.stores.retry import RetryingStore, ThrottledError
+from transferd.stores.retry import RetryingStore
 
 JOB = "snds-dcir"
 

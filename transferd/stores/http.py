@@ -76,6 +76,7 @@ from transferd.errors import (
     PermanentStoreError,
     RemoteProtocolError,
     StoreFullError,
+    ThrottledError,
     TransferdError,
     TransientStoreError,
 )
@@ -86,7 +87,7 @@ from transferd.stores.base import (
     check_job,
     check_object_name,
 )
-from transferd.stores.retry import MAX_RETRY_AFTER, ThrottledError
+from transferd.stores.retry import MAX_RETRY_AFTER
 
 LIST_PAGE = 10_000
 BODY_SLICE = 1 << 20

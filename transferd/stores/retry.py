@@ -29,7 +29,12 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from transferd.errors import ManifestExistsError, PermanentStoreError, TransientStoreError
+from transferd.errors import (
+    ManifestExistsError,
+    PermanentStoreError,
+    ThrottledError,
+    TransientStoreError,
+)
 from transferd.stores.base import CopyStore, Store
 
 T = TypeVar("T")
@@ -37,14 +42,6 @@ T = TypeVar("T")
 MAX_RETRY_AFTER = 300.0
 """Seconds at most that a host's Retry-After holds a retry back: a host asking for more is
 taken as asking for this, so a wrong header cannot stall a job for hours."""
-
-
-class ThrottledError(TransientStoreError):
-    """The host is busy or the key over its rate, and said how long to wait (Retry-After)."""
-
-    def __init__(self, message: str, *, retry_after: float, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.retry_after = retry_after
 
 
 log = logging.getLogger("transferd.stores.retry")
