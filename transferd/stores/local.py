@@ -70,6 +70,11 @@ so opening a store removes only older ones; a write takes seconds, not an hour."
 
 STREAM_WRITE = 1 << 20
 """Bytes of an upload gathered before a thread writes and hashes them: 16 hops per pack."""
+STREAM_HELD = 4 << 20
+"""Bytes of an upload held in memory at most while the disk is busy: past this the body is not
+read until the write in progress is done (TCP holds the rest back). Without it a body arriving
+faster than the disk writes was held whole, so the storage host's memory grew with the uploads
+in flight times their size."""
 
 _OBJECT = re.compile(r"[0-9a-f]{64}")
 _SEQUENCE = re.compile(rf"[0-9]{{{MANIFEST_SEQUENCE_DIGITS}}}")
@@ -173,10 +178,13 @@ class LocalStore:
             async for part in parts:
                 pending.append(part)
                 pending_size += len(part)
+                if pending_size >= STREAM_HELD and not opening.done():
+                    await asyncio.shield(opening)
                 if pending_size >= STREAM_WRITE and opening.done():
                     if writing is not None:
-                        if not writing.done():
+                        if not writing.done() and pending_size < STREAM_HELD:
                             continue
+                        await asyncio.shield(writing)  # held enough: wait for the disk
                         writing.result()  # a failed write fails the upload now
                     writer = opening.result()
                     writing = asyncio.ensure_future(asyncio.to_thread(writer.write, pending))
