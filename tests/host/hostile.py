@@ -42,20 +42,28 @@ async def flood(
     connections: int = 8,
     limit: int = 20_000,
     seconds: float = 60.0,
+    at_least: float = 0.0,
 ) -> dict[int, int]:
     """Correctly signed ``GET /v1/jobs`` from ``keys`` in turn (default: a fresh key for every
     request, as a stranger's script would make them), on ``connections`` connections, until
-    ``until`` is set, ``limit`` requests are sent or ``seconds`` pass. Counts answers by status;
-    0 counts requests the host closed the connection on."""
+    ``until`` is set (but for ``at_least`` seconds), ``limit`` requests are sent or ``seconds``
+    pass. Counts answers by status; 0 counts requests the host closed the connection on, and -1
+    the seconds the flood lasted."""
     host = url.split("://", 1)[1]
     statuses: dict[int, int] = {}
     sent = 0
-    deadline = time.monotonic() + seconds
+    started = time.monotonic()
+    deadline = started + seconds
     connector = aiohttp.TCPConnector(limit=connections)
 
     async def worker(session: aiohttp.ClientSession) -> None:
         nonlocal sent
-        while not until.is_set() and sent < limit and time.monotonic() < deadline:
+
+        def going() -> bool:
+            now = time.monotonic()
+            return (not until.is_set() or now - started < at_least) and now < deadline
+
+        while going() and sent < limit:
             sent += 1
             key = keys[sent % len(keys)] if keys else SenderSecretKey(os.urandom(32))
             # timestamps at the edge of the window, as the attack that filled the memory used
@@ -72,6 +80,7 @@ async def flood(
 
     async with aiohttp.ClientSession(connector=connector) as session:
         await asyncio.gather(*(worker(session) for _ in range(connections)))
+    statuses[-1] = round(time.monotonic() - started)
     return statuses
 
 

@@ -52,7 +52,9 @@ def test_a_flood_of_ungranted_keys_and_a_reader_over_its_rate_leave_a_send_unhar
 
         async def attack() -> None:
             strangers = asyncio.create_task(flood(host.url, until=done, connections=6))
-            runaway = asyncio.create_task(flood(host.url, until=done, keys=[reader], connections=2))
+            runaway = asyncio.create_task(
+                flood(host.url, until=done, keys=[reader], connections=2, at_least=3)
+            )
             results["strangers"], results["reader"] = await strangers, await runaway
 
         loop = asyncio.new_event_loop()
@@ -74,9 +76,13 @@ def test_a_flood_of_ungranted_keys_and_a_reader_over_its_rate_leave_a_send_unhar
 
     assert sent.returncode == 0, sent.stderr + log
     strangers, runaway = results["strangers"], results["reader"]
+    strangers.pop(-1)
+    seconds = runaway.pop(-1)
     assert set(strangers) == {403}, strangers  # refused, all of them, before being remembered
-    assert strangers[403] > 500
-    assert runaway.get(429, 0) > 100, runaway  # the granted reader over its 20 requests/s
+    assert strangers[403] > 100
+    # the granted reader over its 20 requests a second (bursts of 20): held to them
+    assert runaway.get(429, 0) > 0, runaway
+    assert runaway.get(200, 0) <= 20 + 20 * (seconds + 1), runaway
     assert peak < FLOOD_PEAK_MIB, f"peak {peak:.0f} MiB"
     refusals = [line for line in log.splitlines() if " 403 " in line or " 429 " in line]
     assert len(refusals) < 40, f"{len(refusals)} refusal lines for {strangers[403]} refusals"
