@@ -27,7 +27,8 @@ def test_check_lists_every_problem_not_only_the_first(run: Run, tmp_path: Path) 
         "transferd: error: level in [send] must be a zstd level from 1 to 22, not 40",
         f"transferd: error: bandwidth in [send] of {path}: not a bandwidth: 'fast'",
         f"transferd: error: uploads in [send] of {path} must be above 0",
-        f"transferd: error: listen in [serve] of {path}: 'nowhere' is not HOST:PORT (or [IPv6]:PORT)",
+        f"transferd: error: listen in [serve] of {path}: 'nowhere' is not HOST:PORT "
+        "(or [IPv6]:PORT)",
         "transferd: hint: every setting, with its default and what it does: transferd daemon "
         "--print-config",
     ]
