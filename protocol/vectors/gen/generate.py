@@ -10,7 +10,7 @@ reader MUST accept any valid zstd frame.
 
 One module per vector group: gen_keys, gen_wrap, gen_chunks, gen_envelope, gen_pack,
 gen_objectlist, gen_catalog, gen_catalog_stream, gen_manifest, gen_copy, gen_rowset,
-gen_copy_manifest.
+gen_copy_manifest, gen_changes.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import gen_catalog
 import gen_catalog_stream
+import gen_changes
 import gen_chunks
 import gen_copy
 import gen_copy_manifest
@@ -46,6 +47,7 @@ FILES = {
     "rowset.json": gen_rowset.generate,
     "copy_secret.json": gen_copy_manifest.generate_secret,
     "copy_manifest.json": gen_copy_manifest.generate,
+    "changes.json": gen_changes.generate,
 }
 
 
