@@ -32,7 +32,7 @@ import json
 import logging
 import shlex
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -68,6 +68,11 @@ class PgOptions:
     password_file: Path | None = None
     range_pages: int = RANGE_PAGES
     buffer_bytes: int = BUFFER_BYTES
+    rewritten: Callable[[Table], Awaitable[bool]] | None = field(default=None, compare=False)
+    """Follow mode: asked about a table rewritten after the snapshot; True when its TRUNCATE is
+    in the changes, so that what the snapshot still reads of it is accepted (POSTGRESQL.md 7)."""
+    identity_extra: Mapping[str, str | int] = field(default_factory=dict, compare=False)
+    """Members the source record gains (follow mode: the slot, its consistent point)."""
 
     def settings(self) -> dict[str, Any]:
         """What a daemon job keeps (JSON): parallelism and the selection, never a password."""
@@ -153,6 +158,7 @@ class PostgresSource:
         reader = CopyReader(
             self.info, holder.snapshot.id, tables, workers=self.options.jobs,
             range_pages=self.options.range_pages, buffer_bytes=self.options.buffer_bytes,
+            rewritten=self.options.rewritten,
         )  # fmt: skip
         reader.start()
         snap = holder.snapshot
@@ -188,7 +194,13 @@ class PostgresSource:
             ident["large_objects"] = self.large_objects
         # shell-quoted, so that verify --against can read the same selection back
         ident["selection"] = shlex.join(self.options.selection.options())
+        ident.update(self.options.identity_extra)
         return ident
+
+    @property
+    def tables(self) -> list[Table]:
+        """The tables listed in the snapshot (empty before ``open``)."""
+        return [] if self._opened is None else list(self._opened.tables)
 
     async def size_hint(self) -> int | None:
         opened = await self.open()
