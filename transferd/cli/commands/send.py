@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from transferd.cli import follow
 from transferd.cli.azureargs import add_azure_arguments, azure_options
 from transferd.cli.output import Output, add_json_flag
 from transferd.cli.pgargs import add_source_arguments, source_options
@@ -118,6 +119,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     add_source_arguments(p)
+    follow.add_arguments(p)
     add_azure_arguments(p)
     add_json_flag(p)
     p.set_defaults(run=run)
@@ -125,6 +127,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace, out: Output) -> int:
     setup_logging(quiet=args.quiet)
+    if follow.wants_follow(args):
+        return follow.run(args, out)
     sender = load_sender_key(args.sender_key, out)
     recipients = load_recipients(args.recipient, args.recipients_file)
     defaults = PipelineConfig()
