@@ -89,16 +89,17 @@ async def _append(
     encode: Callable[[list[T]], bytes],
     decode: Callable[[bytes], list[T]],
 ) -> list[ObjectRef]:
+    """``lists`` with ``new`` appended as a binary counter. The merge is done before anything is
+    written: a segment stored is always one the new manifest names."""
     lists = list(lists)
     for start in range(0, len(new), most):
-        lists.append(await _put(store, job, encode(new[start : start + most])))
-        while len(lists) >= 2:
-            last, before = entries_in(lists[-1], entry_size), entries_in(lists[-2], entry_size)
-            if last < before or last + before > most:
+        tail = new[start : start + most]
+        while lists:
+            before = entries_in(lists[-1], entry_size)
+            if len(tail) < before or len(tail) + before > most:
                 break
-            merged = await _read(store, job, lists[-2], decode)
-            merged += await _read(store, job, lists[-1], decode)
-            lists[-2:] = [await _put(store, job, encode(merged))]
+            tail = await _read(store, job, lists.pop(), decode) + tail
+        lists.append(await _put(store, job, encode(tail)))
     return lists
 
 

@@ -120,7 +120,7 @@ async def check(
         pf.need(f"role {user} may not replicate", f"ALTER ROLE {user} REPLICATION")
     if with_large_objects and s["large_objects"]:
         pf.need(f"{s['large_objects']} large objects, whose changes logical decoding does not "
-                "carry", "send with --no-blobs, or move them into bytea columns")  # fmt: skip
+                "carry", "send with --no-large-objects, or keep them in bytea columns")  # fmt: skip
     rows = await conn.fetch(_TABLES, [t.oid for t in tables])
     for r in rows:
         name = r["name"]
