@@ -339,11 +339,13 @@ class _Run:
 
     async def _follow(self) -> tuple[SignedManifest, int]:
         self.status.phase = "follow"
-        if self.stream is None or self.stream.cur is None:
-            await self._reconnect()
+        connect = self.stream is None or self.stream.cur is None
         lost = 0
         while True:
             try:
+                if connect:
+                    await self._reconnect()
+                    connect = False
                 lsn = await self.consumer.run()
                 break
             except SourceError as e:
@@ -354,7 +356,7 @@ class _Run:
                             lsn_text(self.status.published_lsn))  # fmt: skip
                 await self._drop_partial()
                 await asyncio.sleep(min(30.0, 0.5 * 2**lost))
-                await self._reconnect()
+                connect = True
         assert self.newest is not None  # noqa: S101
         await self._finish(lsn)
         self.status.phase = "done"
@@ -363,20 +365,27 @@ class _Run:
         return self.newest, lsn
 
     async def _reconnect(self) -> None:
+        """A new replication connection (and a new session, if it was lost too), streaming
+        from the end of the last published segment."""
         if self.stream is not None:
             await self.stream.close()
         self.stream = None
+        if self.sql is None or self.sql.is_closed():
+            name = "transferd-follow-admin"
+            self.sql = await self.f.info.connect(SourceError, application_name=name)
         stream = self.stream_or_new()
         await stream.connect()
         start = self.status.published_lsn
         stream.start(start, start)
         self.tracker = ChangeTracker(self._tables(), self.status.published_lsn)
+        marker = self.consumer_marker()
         self.consumer = self._consumer(self.status.published_lsn)
+        self.consumer.marker = marker
 
     async def _drop_partial(self) -> None:
         """The segment being built when the stream failed: its packs deleted, never listed."""
         await self.writer.close()
-        names = self.fs.unlisted_packs()
+        names = [] if self.copying else self.fs.unlisted_packs()
         for name in names:
             try:
                 await self.f.store.delete_object(self.f.job, name)
@@ -388,6 +397,12 @@ class _Run:
 
     async def _tick(self) -> None:
         """Once a second: the cut-over asked for, the slot's state now and then."""
+        try:
+            await self._tick_once()
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:
+            raise SourceError(f"lost the session with {self.f.info.server}: {e}") from None
+
+    async def _tick_once(self) -> None:
         f, sql = self.f, self.sql
         assert sql is not None  # noqa: S101
         if self.consumer_marker() is None and self.status.phase == "follow":

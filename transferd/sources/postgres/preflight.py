@@ -70,8 +70,8 @@ SELECT current_setting('wal_level') AS wal_level,
 """
 
 _TABLES = """
-SELECT c.oid, format('%I.%I', n.nspname, c.relname) AS name, c.relpersistence AS persistence,
-       c.relreplident AS identity,
+SELECT c.oid, format('%I.%I', n.nspname, c.relname) AS name, c.relpersistence::text AS persistence,
+       c.relreplident::text AS identity,
        EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) AS pk,
        EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident) AS idx,
        pg_has_role(c.relowner, 'USAGE') AS owned
