@@ -47,7 +47,9 @@ def pgbench(cluster: Cluster, db: str, seconds: int, rate: int = 300) -> subproc
     )  # fmt: skip
 
 
-def digests(cluster: Cluster, db: str, tables: Iterator[str] | tuple[str, ...] = TABLES) -> dict[str, str]:
+def digests(
+    cluster: Cluster, db: str, tables: Iterator[str] | tuple[str, ...] = TABLES
+) -> dict[str, str]:
     """Each table's row count and an md5 of its rows in a fixed order."""
     out = {}
     for t in tables:

@@ -196,7 +196,9 @@ def test_transaction_larger_than_a_segment_is_carried_whole(
     assert len(big) == 1 and big[0][0] == 1  # one segment, one transaction, every row
     assert any(("public", "scratch", 1, 0, 0, 1) in s[1] for s in segments)
     restore(logical, target, tmp_path)
-    assert digests(logical, target, (*TABLES, "scratch")) == digests(logical, db, (*TABLES, "scratch"))
+    assert digests(logical, target, (*TABLES, "scratch")) == digests(
+        logical, db, (*TABLES, "scratch")
+    )
     assert logical.psql(target, "SELECT v FROM scratch").strip() == "new"
 
 
