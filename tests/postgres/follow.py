@@ -53,7 +53,8 @@ def digests(
     """Each table's row count and an md5 of its rows in a fixed order."""
     out = {}
     for t in tables:
-        q = f"SELECT count(*) || ' ' || coalesce(md5(string_agg(x::text, ',' ORDER BY x::text)), '') FROM {t} x"  # noqa: S608
+        rows = "coalesce(md5(string_agg(x::text, ',' ORDER BY x::text)), '')"
+        q = f"SELECT count(*) || ' ' || {rows} FROM {t} x"  # noqa: S608
         out[t] = cluster.psql(db, q).strip()
     return out
 

@@ -73,16 +73,16 @@ def follower(c: Cluster, db: str, tmp: Path, **options: object) -> Follow:
     )  # fmt: skip
 
 
-async def caught_up(f: Follow, c: Cluster, db: str, timeout: float = 60) -> None:
+async def caught_up(f: Follow, c: Cluster, db: str, seconds: float = 60) -> None:
     """Until the follow has published every change committed so far."""
     from transferd.core.pgoutput import parse_lsn
 
     now = parse_lsn(c.psql(db, "SELECT pg_current_wal_lsn()").strip())
-    for _ in range(int(timeout * 10)):
+    for _ in range(int(seconds * 10)):
         if f.status.published_lsn >= now and f.status.phase == "follow":
             return
         await asyncio.sleep(0.1)
-    raise AssertionError(f"not caught up with {now:X} after {timeout} s: {f.status}")
+    raise AssertionError(f"not caught up with {now:X} after {seconds} s: {f.status}")
 
 
 def restore(c: Cluster, db: str, tmp: Path, **kwargs: object) -> None:
@@ -97,12 +97,12 @@ def verify_against(c: Cluster, db: str, tmp: Path) -> list[str]:
     return [f"{f.kind}: {f.message}" for f in report.failures]
 
 
-async def until_manifest(f: Follow, sequence: int, timeout: float = 60) -> None:
-    for _ in range(int(timeout * 10)):
+async def until_manifest(f: Follow, sequence: int, seconds: float = 60) -> None:
+    for _ in range(int(seconds * 10)):
         if f.status.manifest >= sequence:
             return
         await asyncio.sleep(0.1)
-    raise AssertionError(f"no manifest {sequence} after {timeout} s: {f.status}")
+    raise AssertionError(f"no manifest {sequence} after {seconds} s: {f.status}")
 
 
 @pytest.mark.slow
@@ -193,7 +193,8 @@ def test_transaction_larger_than_a_segment_is_carried_whole(
 
     segments = await_(headers())
     big = [s for s in segments if ("public", "pgbench_history", 30000, 0, 0, 0) in s[1]]
-    assert len(big) == 1 and big[0][0] == 1  # one segment, one transaction, every row
+    assert len(big) == 1  # one segment, one transaction, every row
+    assert big[0][0] == 1
     assert any(("public", "scratch", 1, 0, 0, 1) in s[1] for s in segments)
     restore(logical, target, tmp_path)
     assert digests(logical, target, (*TABLES, "scratch")) == digests(

@@ -73,7 +73,8 @@ def test_migration_killed_resumed_cut_over_restored_verified(
         cut = transferd(*send[:-1], "--cutover")
         assert cut.returncode == 0, cut.stderr
         lines = cut.stdout.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("copy complete up to LSN "), cut.stdout
+        assert len(lines) == 1, cut.stdout
+        assert lines[0].startswith("copy complete up to LSN "), cut.stdout
         out, err = again.communicate(timeout=60)
         assert again.returncode == 0, err
         assert out.strip() == lines[0]
@@ -89,7 +90,8 @@ def test_migration_killed_resumed_cut_over_restored_verified(
     assert "change segments, up to LSN" in restored.stdout
     assert digests(logical, "snds_new") == digests(logical, "snds")
     check = transferd("verify", "--store", store, "--job", "snds-db", "--sender", sender,
-                      "--identity", tmp_path / "owner.key", "--against", logical.url("snds"))  # fmt: skip
+                      "--identity", tmp_path / "owner.key",
+                      "--against", logical.url("snds"))  # fmt: skip
     assert check.returncode == 0, check.stdout + check.stderr
     keyless = transferd("verify", "--store", store, "--job", "snds-db", "--sender", sender)
     assert keyless.returncode == 0, keyless.stdout + keyless.stderr
