@@ -32,8 +32,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from transferd.core.keys import SenderSecretKey, parse_recipient
+from transferd.core.keys import RecipientKey, SenderSecretKey, parse_recipient
+from transferd.core.pgoutput import lsn_text
 from transferd.daemon.definitions import DONE, FAILED, PAUSE, RUN, JobDefinition
 from transferd.daemon.logs import current_job
 from transferd.errors import (
@@ -45,6 +47,7 @@ from transferd.errors import (
     TransientStoreError,
 )
 from transferd.send.pipeline import Counters, Pipeline, PipelineConfig
+from transferd.send.resume import Reconciled
 from transferd.send.run import SendResult, send
 from transferd.sources.base import Source
 from transferd.sources.open import open_source
@@ -52,6 +55,9 @@ from transferd.stores.open import open_store
 from transferd.stores.ratelimit import TokenBucket
 from transferd.stores.retry import RetryingStore
 from transferd.stores.throttle import FlowStats, ThrottledStore
+
+if TYPE_CHECKING:
+    from transferd.send.follow import Follow
 
 log = logging.getLogger("transferd.daemon.job")
 
@@ -150,6 +156,9 @@ class ManagedJob:
         self.total: int | None = None
         self.runs = 0
         self.samples: collections.deque[tuple[float, int]] = collections.deque(maxlen=20)
+        self.follow: Follow | None = None
+        """A follow job's current run (send/follow.py): its status, and its cut-over."""
+        self.cutover_wanted = False
         self._activity = definition.outcome or ("cancelled" if self.cancelled else "stopped")
         self._shown = self.phase
         self._since = time.monotonic()
@@ -201,6 +210,45 @@ class ManagedJob:
             return 0.0
         (t0, b0), (t1, b1) = self.samples[0], self.samples[-1]
         return max(0.0, (b1 - b0) / (t1 - t0)) if t1 > t0 else 0.0
+
+    @property
+    def follows(self) -> bool:
+        return bool((self.definition.postgres or {}).get("follow") is not None)
+
+    def request_cutover(self) -> bool:
+        """Ask a follow job to cut over (now, or as soon as its next run follows); False for a
+        job that does not follow."""
+        if not self.follows:
+            return False
+        self.cutover_wanted = True
+        if self.follow is not None:
+            self.follow.request_cutover()
+        return True
+
+    def follow_status(self) -> dict[str, object] | None:
+        if not self.follows:
+            return None
+        from transferd.core.pgoutput import lsn_text
+
+        f = self.follow
+        if f is None:
+            return {"phase": "waiting", "cutover_requested": self.cutover_wanted}
+        s = f.status
+        return {
+            "phase": s.phase,
+            "consistent_lsn": lsn_text(s.consistent_lsn),
+            "published_lsn": lsn_text(s.published_lsn),
+            "received_lsn": lsn_text(s.received_lsn),
+            "lag_seconds": round(s.lag_seconds(), 3),
+            "slot_unconfirmed_bytes": s.unconfirmed_bytes,
+            "slot_retained_wal_bytes": s.retained_bytes,
+            "segments": s.segments,
+            "transactions": s.transactions,
+            "changes": s.changes,
+            "manifest": s.manifest,
+            "cutover_requested": self.cutover_wanted,
+            "cutover_lsn": None if s.cutover_lsn is None else lsn_text(s.cutover_lsn),
+        }
 
     # --- controls -------------------------------------------------------------------------
 
@@ -345,6 +393,9 @@ class ManagedJob:
             extra={"source": self.source.description, "store": raw.description},
         )
         try:
+            if self.follows:
+                return await self._follow_once(RetryingStore(store, attempts=self.env.retries),
+                                               recipients)  # fmt: skip
             return await send(
                 source=self.source,
                 store=RetryingStore(store, attempts=self.env.retries),
@@ -361,6 +412,35 @@ class ManagedJob:
             self.pipeline = None
             self.store = None
             await store.close()
+
+    async def _follow_once(
+        self, store: RetryingStore, recipients: list[RecipientKey]
+    ) -> SendResult:
+        """A follow job's run: until its cut-over (``jobs cutover``), as ``send --follow``."""
+        from transferd.send.follow import Follow, FollowOptions
+        from transferd.sources.postgres.source import PgOptions
+
+        d = self.definition
+        if self.source is not None:  # a follow takes its own snapshot, from its slot
+            await self.source.close()
+            self.source = None
+        pg = PgOptions.from_settings(d.postgres)
+        settings = dict(pg.follow or {})
+        if settings.get("max_retained_wal") is None:
+            settings.pop("max_retained_wal", None)
+        follow = self.follow = Follow(
+            spec=d.source, pg=pg, store=store, job=d.name, sender=self.env.sender,
+            recipients=recipients, state_dir=self.env.state_dir, config=self.env.pipeline,
+            options=FollowOptions(**settings), counters=self.counters,
+            on_pipeline=self._on_pipeline,
+        )  # fmt: skip
+        if self.cutover_wanted:
+            follow.request_cutover()
+        self._set("sending")
+        result = await follow.run()
+        log.info("copy complete up to LSN %s", lsn_text(result.cutover_lsn))
+        return SendResult(d.name, result.manifest, result.counters, Reconciled(), [],
+                          result.seconds)  # fmt: skip
 
     def _on_pipeline(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline

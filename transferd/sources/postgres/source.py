@@ -74,11 +74,18 @@ class PgOptions:
     identity_extra: Mapping[str, str | int] = field(default_factory=dict, compare=False)
     """Members the source record gains (follow mode: the slot, its consistent point)."""
 
+    follow: Mapping[str, Any] | None = field(default=None, compare=False)
+    """A daemon job's follow mode (send/follow.py ``FollowOptions``): ``publication``,
+    ``keep_slot``, ``cutover_at_end``, ``max_retained_wal``; None: a plain copy."""
+
     def settings(self) -> dict[str, Any]:
         """What a daemon job keeps (JSON): parallelism and the selection, never a password."""
         selection = {k: list(v) if isinstance(v, tuple) else v
                      for k, v in asdict(self.selection).items()}  # fmt: skip
-        return {"jobs": self.jobs, "selection": selection}
+        out: dict[str, Any] = {"jobs": self.jobs, "selection": selection}
+        if self.follow is not None:
+            out["follow"] = dict(self.follow)
+        return out
 
     @classmethod
     def from_settings(cls, value: Any, snapshot: str | None = None) -> PgOptions:
@@ -94,7 +101,9 @@ class PgOptions:
             or not isinstance(jobs, int)
             or isinstance(jobs, bool)
             or jobs < 1
-            or set(value) - {"jobs", "selection"}
+            or set(value) - {"jobs", "selection", "follow"}
+            or not isinstance(value.get("follow", {}), dict)
+            or set(value.get("follow") or {}) - FOLLOW_SETTINGS
         ):
             raise ConfigError(f"PostgreSQL options {value!r} are not jobs and a selection")
         items: dict[str, Any] = {}
@@ -107,7 +116,11 @@ class PgOptions:
                 items[k] = v
             else:
                 raise ConfigError(f"PostgreSQL option {k} = {v!r} is not valid")
-        return cls(snapshot=snapshot, jobs=jobs, selection=Selection(**items))
+        return cls(snapshot=snapshot, jobs=jobs, selection=Selection(**items),
+                   follow=value.get("follow"))  # fmt: skip
+
+
+FOLLOW_SETTINGS = frozenset({"publication", "keep_slot", "cutover_at_end", "max_retained_wal"})
 
 
 def path_part(name: str) -> str:
