@@ -10,7 +10,7 @@ restic, rclone crypt, tar | zstd -3 | age (-T2 and -T0) and borg; then the machi
 end-to-end run. Every method runs once to warm up, then ``--runs`` rounds in turn (method A,
 B, C, A, B, C ...) so that load from other users of the machine falls on all of them alike;
 the median wall time gives the rate. Results go to perf/results/ as JSON and PNG, profiles to
-perf/profiles/, and a table with the targets of issue 8 is printed at the end.
+perf/profiles/, and a table with the targets of issue 17 is printed at the end.
 
 ``--scaling`` times transferd end to end from 256 MiB to 10 GiB and from 1,000 to 100,000
 files instead (perf/scaling.py).

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from transferd.core.keys import RecipientIdentity, SenderSecretKey
 from transferd.restore.directory import restore
-from transferd.send.pipeline import PipelineConfig
+from transferd.send.config import PipelineConfig
 from transferd.send.run import send
 from transferd.sources.directory import DirectorySource
 from transferd.stores.local import LocalStore

@@ -21,8 +21,9 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from transferd.core.jobkey import JobKey
+from transferd.send.config import Counters, PipelineConfig
 from transferd.send.journal import Journal
-from transferd.send.pipeline import Counters, Pipeline, PipelineConfig
+from transferd.send.pipeline import Pipeline
 from transferd.sources.directory import DirectorySource
 
 

@@ -23,7 +23,7 @@ from measure import drop_tree, tree_bytes
 from methods import JOB, Context, run_send, send_command, start_server, transferd_keys
 
 from transferd.core.constants import PACK_TARGET
-from transferd.send.pipeline import PipelineConfig
+from transferd.send.config import PipelineConfig
 
 _PUT = re.compile(r"PUT /v1/jobs/[^/ ]+/objects/[0-9a-f]{64} (\d{3}) in=(\d+)")
 

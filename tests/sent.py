@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from transferd.core.keys import RecipientIdentity, SenderSecretKey
-from transferd.send.pipeline import PipelineConfig
+from transferd.send.config import PipelineConfig
 from transferd.send.run import SendResult, send
 from transferd.sources.directory import DirectorySource
 from transferd.stores.base import Store

@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from transferd.cli.progress import report_progress
-from transferd.send.pipeline import Counters
+from transferd.send.config import Counters
 
 
 def _run_for(seconds: float, interval: float, sized: list[int]) -> None:

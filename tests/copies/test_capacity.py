@@ -12,7 +12,7 @@ from tests.integration.harness import cli
 from transferd.copies.capacity import estimate, parse_quantity
 from transferd.copies.measure import measure
 from transferd.errors import ConfigError
-from transferd.send.pipeline import PipelineConfig
+from transferd.send.compose import SendOptions
 from transferd.sources.directory import DirectorySource
 
 
@@ -45,10 +45,10 @@ def test_agents_fill_the_link_and_no_more_helps() -> None:
 async def test_a_rate_is_measured_on_a_sample_of_the_source(tmp_path: Path) -> None:
     (tmp_path / "a.bin").write_bytes(os.urandom(6 * 1024 * 1024))
     (tmp_path / "b.csv").write_text("1;2;3\n" * 300_000)
-    measured = await measure(DirectorySource(tmp_path), PipelineConfig(workers=1), 4 * 1024 * 1024)
+    measured = await measure(DirectorySource(tmp_path), SendOptions(workers=1), 4 * 1024 * 1024)
     assert measured.rate > 0
     assert 0.9 < measured.ratio < 1.1  # the first 4 MiB are the random file
-    generated = await measure(None, PipelineConfig(workers=1), 8 * 1024 * 1024)
+    generated = await measure(None, SendOptions(workers=1), 8 * 1024 * 1024)
     assert generated.ratio < 0.8
 
 

@@ -10,7 +10,7 @@ from transferd.copies.verify import verify_whole_copy
 from transferd.core.copy import CopySecret
 from transferd.core.keys import RecipientIdentity, SenderSecretKey
 from transferd.core.manifest import SignedManifest
-from transferd.send.pipeline import PipelineConfig
+from transferd.send.config import PipelineConfig
 from transferd.send.run import send
 from transferd.send.state import provision_job_key
 from transferd.sources.directory import DirectorySource

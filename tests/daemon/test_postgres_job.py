@@ -19,10 +19,10 @@ from tests.daemon.harness import Daemon
 from tests.integration.harness import Keys, cli
 from tests.postgres.cluster import Cluster, remove, start_cluster
 from transferd.core.keys import SenderSecretKey, parse_key_file
-from transferd.daemon import job as job_module
 from transferd.daemon.config import load_config
 from transferd.daemon.manager import Manager
 from transferd.errors import TransientStoreError
+from transferd.send import compose as compose_module
 from transferd.sources.postgres.source import PostgresSource
 from transferd.stores.base import Store
 from transferd.stores.open import open_store
@@ -43,16 +43,17 @@ def cluster() -> Iterator[Cluster]:
 
 
 class DownOnce:
-    """A store that is unreachable for the first uploads of the job, then fine."""
+    """A store that is unreachable for the first uploads of the job, then fine: ``failures``
+    is shared by every store opened, whichever of them uploads first."""
 
-    def __init__(self, inner: Store, failures: int) -> None:
+    def __init__(self, inner: Store, failures: list[int]) -> None:
         self.inner = inner
         self.description = inner.description
         self.failures = failures
 
     async def put_object(self, job: str, name: str, data: bytes) -> None:
-        if self.failures > 0:
-            self.failures -= 1
+        if self.failures[0] > 0:
+            self.failures[0] -= 1
             raise TransientStoreError("connection refused")
         await self.inner.put_object(job, name, data)
 
@@ -70,14 +71,12 @@ def test_a_store_outage_keeps_the_snapshot(
         f'[send]\nstore = "{tmp_path / "store"}"\nrecipients = ["{keys.owner}"]\n'
         "retries = 1\nretry_delay = 0.2\nworkers = 1\n"
     )
-    flaky: list[DownOnce] = []
+    failures = [1]
 
     def opener(location: str, *args: object, **kwargs: object) -> Store:
-        store = DownOnce(open_store(location), failures=1 if not flaky else 0)
-        flaky.append(store)
-        return store  # type: ignore[return-value]
+        return DownOnce(open_store(location), failures)  # type: ignore[return-value]
 
-    monkeypatch.setattr(job_module, "open_store", opener)
+    monkeypatch.setattr(compose_module, "open_store", opener)
     sender = parse_key_file(keys.sender_key.read_text())
     assert isinstance(sender, SenderSecretKey)
 

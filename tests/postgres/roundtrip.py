@@ -9,7 +9,7 @@ from typing import Any
 
 from transferd.core.keys import RecipientIdentity, SenderSecretKey
 from transferd.restore.postgresql import PgRestoreResult, restore_pg
-from transferd.send.pipeline import PipelineConfig
+from transferd.send.config import PipelineConfig
 from transferd.send.run import SendResult, send
 from transferd.sources.postgres import conninfo
 from transferd.sources.postgres.source import PgOptions, PostgresSource

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from tests.postgres.dbstate import measure
 from tests.postgres.roundtrip import restore_db, send_db
 from transferd.core.keys import RecipientIdentity, SenderSecretKey
 from transferd.errors import IntegrityError, SnapshotGoneError, SourceError, TableGoneError
-from transferd.sources.base import Item
+from transferd.sources.base import Item, one_per_batch
 from transferd.sources.postgres.source import PgOptions, PostgresSource, TableItem
 from transferd.stores.memory import MemoryStore
 
@@ -167,6 +167,8 @@ class KillMidway:
     of a table, as a server restart or an operator's pg_terminate_backend would, once the host
     acknowledged a first pack of the run (so that something is there to be resumed)."""
 
+    independent_streams = False
+
     def __init__(
         self, inner: PostgresSource, cluster: Cluster, db: str, table: str, store: MemoryStore
     ) -> None:
@@ -189,6 +191,9 @@ class KillMidway:
                 yield _Killing(item, self)
             else:
                 yield item
+
+    def batches(self) -> AsyncGenerator[Sequence[Item], None]:
+        return one_per_batch(self.items())
 
 
 class _Killing:
@@ -225,7 +230,7 @@ def test_a_lost_snapshot_stops_the_run_and_the_next_run_resends_little(
     options = PgOptions(jobs=2, range_pages=16, buffer_bytes=256 * 1024)
 
     async def first_run() -> None:
-        from transferd.send.pipeline import PipelineConfig
+        from transferd.send.config import PipelineConfig
         from transferd.send.run import send
 
         source = KillMidway(PostgresSource(cluster.url(source_db), options), cluster, source_db,

@@ -16,7 +16,7 @@ from transferd.host.auth import Authorizer
 from transferd.host.server import make_app
 from transferd.rekey import rekey
 from transferd.restore.directory import restore
-from transferd.send.pipeline import PipelineConfig
+from transferd.send.config import PipelineConfig
 from transferd.send.run import send
 from transferd.sources.directory import DirectorySource
 from transferd.stores.http import HttpStore

@@ -16,7 +16,7 @@ import pytest
 
 from tests.sent import Keys
 from transferd.errors import SourceError
-from transferd.send.pipeline import PipelineConfig
+from transferd.send.config import PipelineConfig
 from transferd.send.run import SendResult, send
 from transferd.sources.base import Item
 from transferd.sources.directory import DirectorySource, FileItem

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from transferd.core import manifest
 from transferd.core.keys import RecipientIdentity, SenderPublicKey, SenderSecretKey
-from transferd.send.pipeline import PipelineConfig
+from transferd.send.config import PipelineConfig
 from transferd.send.run import send
 from transferd.sources.directory import DirectorySource
 from transferd.stores.local import LocalStore

@@ -67,8 +67,8 @@ def wants_follow(args: argparse.Namespace) -> bool:
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
+    from transferd.send.config import Counters, PipelineConfig
     from transferd.send.follow import Follow, FollowOptions
-    from transferd.send.pipeline import Counters, PipelineConfig
     from transferd.send.state import default_state_dir
     from transferd.stores.open import open_store
     from transferd.stores.retry import RetryingStore

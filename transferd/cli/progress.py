@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 
-from transferd.send.pipeline import Counters
+from transferd.send.config import Counters
 from transferd.util.units import human_bytes, human_duration
 
 log = logging.getLogger("transferd.progress")

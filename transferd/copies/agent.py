@@ -40,7 +40,7 @@ from transferd.errors import (
     TransferdError,
     TransientStoreError,
 )
-from transferd.send.pipeline import PipelineConfig
+from transferd.send.compose import SendOptions, compose_send
 from transferd.send.run import SendResult, send, utc_now
 from transferd.send.state import provision_job_key
 from transferd.sources.base import Source
@@ -89,7 +89,7 @@ class Agent:
     sender: SenderSecretKey
     secret: CopySecret
     recipients: list[RecipientKey]
-    config: PipelineConfig
+    options: SendOptions
     open_source: SourceOpener
     takeover: bool = True
     parallel: int = 1
@@ -244,16 +244,18 @@ class Agent:
                     log.info("could not release the lease of job %s: %s", job, e.message)
 
     async def _send(self, job: str, source: Source) -> SendResult:
+        composed = compose_send(self.options, source=source, to=self.plan.store, sender=self.sender)
         try:
             return await send(
-                source=source,
-                store=self.store,
+                source=composed.source,
+                store=composed.store,
                 job=job,
                 sender=self.sender,
                 recipients=self.recipients,
                 state_dir=self.state_dir,
-                config=self.config,
+                config=composed.config,
                 clock=self.clock,
+                require_pq=composed.options.require_pq,  # [pipeline] require_pq of the plan
             )
         finally:
-            await source.close()
+            await composed.close()

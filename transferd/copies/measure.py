@@ -9,20 +9,30 @@ keeps nothing, so the figure is this host's CPU rate; the network is the link's 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from transferd.copies.capacity import Measured
 from transferd.core.jobkey import JobKey
 from transferd.core.source_entry import SourceEntry
-from transferd.send.pipeline import Pipeline, PipelineConfig
+from transferd.send.compose import SendOptions, compose_send
+from transferd.send.pipeline import Pipeline
 from transferd.send.state import open_job_state
-from transferd.sources.base import FailedItem, InlineItem, Item, MetaItem, Source, StreamItem
+from transferd.sources.base import (
+    FailedItem,
+    InlineItem,
+    Item,
+    MetaItem,
+    Source,
+    StreamItem,
+    one_per_batch,
+)
 from transferd.stores.memory import MemoryStore
 
 SAMPLE_BYTES = 128 * 1024 * 1024
@@ -36,7 +46,11 @@ class _Discard(MemoryStore):
 
 
 class _Limited:
-    """At most ``limit`` bytes of ``inner``'s streams, the last one cut short."""
+    """At most ``limit`` bytes of ``inner``'s streams, the last one cut short (a batch of small
+    files may overshoot it by one batch)."""
+
+    independent_streams = False
+    """Streams are read in order, so that the bytes taken are counted before listing on."""
 
     def __init__(self, inner: Source, limit: int) -> None:
         self.inner, self.limit, self.taken = inner, limit, 0
@@ -49,16 +63,29 @@ class _Limited:
         return self.limit
 
     async def items(self) -> AsyncIterator[Item]:
-        async for item in self.inner.items():
-            if self.taken >= self.limit:
-                return
-            if isinstance(item, MetaItem | FailedItem):
-                yield item
-            elif isinstance(item, InlineItem):
-                self.taken += len(item.data)
-                yield item
-            else:
-                yield _Cut(item, self)
+        async with contextlib.aclosing(self.batches()) as batches:
+            async for batch in batches:
+                for item in batch:
+                    yield item
+
+    async def batches(self) -> AsyncGenerator[Sequence[Item], None]:
+        async with contextlib.aclosing(self.inner.batches()) as batches:
+            async for batch in batches:
+                taken: list[Item] = []
+                for item in batch:
+                    if self.taken >= self.limit:
+                        break
+                    if isinstance(item, MetaItem | FailedItem):
+                        taken.append(item)
+                    elif isinstance(item, InlineItem):
+                        self.taken += len(item.data)
+                        taken.append(item)
+                    else:
+                        taken.append(_Cut(item, self))
+                if taken:
+                    yield taken
+                if self.taken >= self.limit:
+                    return
 
     async def close(self) -> None:
         await self.inner.close()
@@ -87,9 +114,13 @@ class _Generated:
     """Claim-like CSV rows, generated: a sample for hosts that have no source at hand."""
 
     kind, description = "generated", "generated claim-like CSV"
+    independent_streams = True
 
     def __init__(self, size: int) -> None:
         self.size = size
+
+    def batches(self) -> AsyncGenerator[Sequence[Item], None]:
+        return one_per_batch(self.items())
 
     def identity(self) -> dict[str, Any]:
         return {"kind": self.kind}
@@ -133,18 +164,20 @@ class _Rows:
 
 
 async def measure(
-    source: Source | None, config: PipelineConfig, limit: int = SAMPLE_BYTES
+    source: Source | None, options: SendOptions, limit: int = SAMPLE_BYTES
 ) -> Measured:
     """Run the pipeline over the sample; the source bytes per second and stored/source ratio."""
     sample: Source = _Limited(source, limit) if source is not None else _Generated(limit)
+    composed = compose_send(options, source=sample, to=_Discard(), sender=None)
+    config = composed.config
     with tempfile.TemporaryDirectory(prefix="transferd-plan-") as tmp:
         state = open_job_state(Path(tmp), "sample")
         try:
             pipeline = Pipeline(
-                "sample", JobKey(os.urandom(32)), _Discard(), state.journal, 1, config
+                "sample", JobKey(os.urandom(32)), composed.store, state.journal, 1, config
             )
             started = time.monotonic()
-            await pipeline.run(sample)
+            await pipeline.run(composed.source)
             seconds = max(time.monotonic() - started, 1e-6)
         finally:
             state.close()

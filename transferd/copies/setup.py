@@ -9,7 +9,7 @@ from transferd.copies.plan import CopyPlan
 from transferd.core.copy import CopySecret, parse_copy_secret_file
 from transferd.core.keys import RecipientKey, SenderSecretKey
 from transferd.errors import ConfigError, KeyFormatError
-from transferd.send.pipeline import PipelineConfig
+from transferd.send.compose import SendOptions
 from transferd.sources.azure.auth import AzureOptions
 from transferd.sources.base import Source
 from transferd.sources.open import open_source
@@ -51,13 +51,11 @@ def open_copy_store(plan: CopyPlan, sender: SenderSecretKey, retries: int = 8) -
     return RetryingStore(open_store(plan.store, sender, s3_config=plan.path), attempts=retries)
 
 
-def pipeline_config(plan: CopyPlan) -> PipelineConfig:
-    defaults, p = PipelineConfig(), plan.pipeline
-    return PipelineConfig(
-        level=p.get("level", defaults.level),
-        workers=p.get("workers", defaults.workers),
-        uploads=p.get("uploads", defaults.uploads),
-        pack_target=p.get("pack_size", defaults.pack_target),
+def send_options(plan: CopyPlan, retries: int = 8) -> SendOptions:
+    """How the agents send each job: the plan's ``[pipeline]`` table (as ``transferd send``'s
+    options), its ``[s3]`` table for an s3:// store, its ``[azure]`` table for az:// sources."""
+    return SendOptions.from_table(
+        plan.pipeline, retries=retries, s3_config=plan.path, azure=plan_azure(plan)
     )
 
 
@@ -66,11 +64,15 @@ def open_plan_source(plan: CopyPlan, spec: str) -> Source:
     take the plan's [azure] settings."""
     if "://" not in spec and not Path(spec).is_absolute():
         spec = str(plan.path.parent / spec)
+    return open_source(spec, azure=plan_azure(plan))
+
+
+def plan_azure(plan: CopyPlan) -> AzureOptions:
+    """The plan's [azure] settings as an Azure Blob source takes them."""
     azure = plan.azure
     credential = azure.get("credential_file")
     endpoint = azure.get("endpoint")
-    options = AzureOptions(
+    return AzureOptions(
         credential_file=Path(credential) if isinstance(credential, str) else None,
         endpoint=endpoint if isinstance(endpoint, str) else None,
     )
-    return open_source(spec, azure=options)

@@ -29,6 +29,7 @@ from transferd.core.keys import SenderPublicKey, SenderSecretKey, parse_key_text
 from transferd.core.objectlist import ObjectRef
 from transferd.errors import (
     FormatError,
+    IntegrityError,
     KeyFormatError,
     RollbackError,
     UnsupportedVersionError,
@@ -244,6 +245,28 @@ def check_not_rolled_back(current: SignedManifest, newest_seen: int | None) -> N
         raise RollbackError(
             f"job {current.body.job} is at manifest {current.body.sequence} but manifest "
             f"{newest_seen} was seen before: the store was rolled back"
+        )
+
+
+def check_stored_as(current: SignedManifest, job: str, sequence: int) -> None:
+    """The manifest read from ``jobs/<job>/manifests/<sequence>`` must say it is that one
+    (SPEC 13.1 step 7): a valid manifest copied under another job or number is refused."""
+    body = current.body
+    if body.job != job:
+        raise IntegrityError(f"manifest {sequence} stored under job {job} is of job {body.job}")
+    if body.sequence != sequence:
+        raise IntegrityError(
+            f"manifest stored as {sequence} of job {job} says it is {body.sequence}"
+        )
+
+
+def check_totals(body: ManifestBody, packs: list[ObjectRef]) -> None:
+    """The packs the object lists name must number and sum to the body's totals (SPEC 14)."""
+    count, size = len(packs), sum(p.size for p in packs)
+    if (count, size) != (body.totals.objects, body.totals.stored_bytes):
+        raise IntegrityError(
+            f"manifest {body.sequence} totals say {body.totals.objects} packs of "
+            f"{body.totals.stored_bytes} bytes; its object lists name {count} of {size}"
         )
 
 

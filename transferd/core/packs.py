@@ -29,6 +29,7 @@ from transferd.core.constants import (
     PACK_MAX_CHUNKS,
     PACK_MAX_SIZE,
     PACK_TARGET,
+    PACK_TARGET_MAX,
     TAG_SIZE,
 )
 from transferd.errors import AuthenticationError, FormatError, UnsupportedVersionError
@@ -55,7 +56,11 @@ class PackEntry:
 class PackBuilder:
     """Accumulates sealed blobs until the pack is full, then emits its bytes."""
 
-    def __init__(self) -> None:
+    def __init__(self, target: int = PACK_TARGET) -> None:
+        if not 1 <= target <= PACK_TARGET_MAX:
+            raise ValueError(f"a pack target is 1 to {PACK_TARGET_MAX} bytes, not {target}")
+        self.target = target
+        """Bytes of blobs at which the pack is full: PACK_TARGET unless the sender chose another."""
         self._blobs: list[bytes | bytearray] = []
         self.entries: list[PackEntry] = []
         self.size = PACK_PREFIX_SIZE
@@ -69,7 +74,7 @@ class PackBuilder:
         return entry
 
     def is_full(self) -> bool:
-        return self.size - PACK_PREFIX_SIZE >= PACK_TARGET or len(self.entries) >= PACK_MAX_CHUNKS
+        return self.size - PACK_PREFIX_SIZE >= self.target or len(self.entries) >= PACK_MAX_CHUNKS
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -99,6 +104,18 @@ def check_prefix(data: bytes | memoryview) -> None:
         raise FormatError("object is not a transferd pack (bad magic)")
     if data[4] != FORMAT_VERSION:
         raise UnsupportedVersionError(data[4], "pack")
+
+
+def check_pack_size(size: int) -> None:
+    """Refuse a pack above PACK_MAX_SIZE from its listed size, before fetching it (SPEC 13.6)."""
+    if size > PACK_MAX_SIZE:
+        raise FormatError(f"pack of {size} bytes exceeds the {PACK_MAX_SIZE}-byte limit")
+
+
+def check_pack_index(index: int, count: int) -> None:
+    """Refuse a chunk reference naming a pack past the last one the object lists name."""
+    if not 0 <= index < count:
+        raise FormatError(f"catalog names pack {index}, but the job has {count} packs")
 
 
 def check_blob_location(offset: int, blob_len: int, pack_size: int) -> None:
@@ -155,8 +172,7 @@ def open_header(
 
 def parse_pack(pack_header_key: bytes, data: bytes | memoryview) -> list[PackEntry]:
     """Every entry of a whole pack held in memory (at most PACK_MAX_SIZE bytes)."""
-    if len(data) > PACK_MAX_SIZE:
-        raise FormatError(f"pack of {len(data)} bytes exceeds the {PACK_MAX_SIZE}-byte limit")
+    check_pack_size(len(data))
     check_prefix(data)
     length = header_length(data, len(data))
     header_blob = memoryview(data)[len(data) - 4 - length : len(data) - 4]

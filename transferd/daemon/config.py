@@ -85,6 +85,8 @@ class SendSettings:
     pack_size: int = 16 << 20
     retries: int = 8
     retry_delay: float = 30.0
+    require_pq: bool = False
+    """Refuse jobs with a classic-only (X25519) recipient, as ``send --require-pq`` does."""
 
 
 @dataclass(frozen=True)
@@ -261,7 +263,7 @@ class _Tables:
             name,
             {"enabled", "sender_key", "sender_key_credential", "store", "ca_file", "recipients",
              "bandwidth", "job_bandwidth", "level", "workers", "uploads", "pack_size", "retries",
-             "retry_delay"},
+             "retry_delay", "require_pq"},
         )  # fmt: skip
         d = SendSettings()
         store = self._get(t, "store", str, "", name)
@@ -287,6 +289,7 @@ class _Tables:
             pack_size=parse_rate(self._get(t, "pack_size", str, "16M", name)) or d.pack_size,
             retries=self._positive(t, "retries", d.retries, name),
             retry_delay=self._positive(t, "retry_delay", d.retry_delay, name),
+            require_pq=self._get(t, "require_pq", bool, d.require_pq, name),
         )
 
     def serve(self) -> ServeSettings:

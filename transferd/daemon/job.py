@@ -17,15 +17,17 @@ and when the source itself failed (the snapshot may be gone: the next run takes 
 
 Flow control goes through the job's ThrottledStore (stores/throttle.py) and the pipeline's own
 pause: *pause* starts no new read and no new upload and lets the uploads in flight finish; *stop*
-(daemon shutdown, cancel) pauses, waits for those uploads up to a deadline, records the entries
-read so far, then cancels the task. Nothing is acknowledged that was not stored: the journal
-records an upload only after the store returned (send/journal.py).
+(daemon shutdown, cancel) drains the pipeline in one call (no new read or pack, the uploads in
+flight finish up to a deadline, the entries read so far are recorded), then cancels the task.
+Nothing is acknowledged that was not stored: the journal records an upload only after the store
+returned (send/journal.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import datetime
 import logging
 import time
@@ -46,14 +48,15 @@ from transferd.errors import (
     TransferdError,
     TransientStoreError,
 )
-from transferd.send.pipeline import Counters, Pipeline, PipelineConfig
+from transferd.send.compose import SendOptions, compose_send
+from transferd.send.config import Counters, PipelineConfig
+from transferd.send.pipeline import Pipeline
 from transferd.send.resume import Reconciled
 from transferd.send.run import SendResult, send
 from transferd.sources.base import Source
 from transferd.sources.open import open_source
-from transferd.stores.open import open_store
+from transferd.stores.base import Store
 from transferd.stores.ratelimit import TokenBucket
-from transferd.stores.retry import RetryingStore
 from transferd.stores.throttle import FlowStats, ThrottledStore
 
 if TYPE_CHECKING:
@@ -77,9 +80,8 @@ class JobEnv:
 
     sender: SenderSecretKey
     state_dir: Path
-    pipeline: PipelineConfig
-    ca_file: Path | None
-    retries: int
+    options: SendOptions
+    """How every job's send runs (``[send]`` of the configuration)."""
     retry_delay: float
     default_limit: int
     bucket: TokenBucket
@@ -287,22 +289,15 @@ class ManagedJob:
                 self._set("cancelled")  # a paused or waiting job that had no task
             return
         self._set("stopping")
-        if self.pipeline is not None:
-            self.pipeline.pause()
-        store = self.store
-        if store is not None:
+        store, pipeline = self.store, self.pipeline
+        if pipeline is not None:
+            # Uploads held at a paused job's valve never started: none to wait for.
+            paused = store is not None and store.paused and not store.stats.in_flight
+            await pipeline.drain(0.0 if paused else deadline)
+        if store is not None:  # publishing: the manifest or segment in flight finishes
             store.pause()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(store.idle(), deadline)
-            except TimeoutError:
-                log.warning(
-                    "%d uploads still in flight after %.0f s: cancelled, they will be sent again",
-                    store.stats.in_flight,
-                    deadline,
-                    extra={"job": self.name},
-                )
-        if self.pipeline is not None and self.store is store:
-            self.pipeline.checkpoint()
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         self.task = None
@@ -374,10 +369,15 @@ class ManagedJob:
         if self.source is None:
             self.source = self._open_source()
         recipients = [parse_recipient(r) for r in d.recipients]
-        raw = open_store(d.store, self.env.sender, self.env.ca_file)
-        store = ThrottledStore(
-            raw, [self.bucket, self.env.bucket], on_manifest=lambda: self._set("publishing")
+        composed = compose_send(
+            self.env.options,
+            source=self.source,
+            to=d.store,
+            sender=self.env.sender,
+            buckets=[self.bucket, self.env.bucket],
+            on_manifest=lambda: self._set("publishing"),
         )
+        store = composed.flow
         if self.paused:
             store.pause()
         self.runs += 1
@@ -390,31 +390,31 @@ class ManagedJob:
         log.info(
             "run %d started",
             self.runs,
-            extra={"source": self.source.description, "store": raw.description},
+            extra={"source": self.source.description, "store": store.description},
         )
         try:
             if self.follows:
-                return await self._follow_once(RetryingStore(store, attempts=self.env.retries),
-                                               recipients)  # fmt: skip
+                return await self._follow_once(composed.store, composed.config, recipients)
             return await send(
-                source=self.source,
-                store=RetryingStore(store, attempts=self.env.retries),
+                source=composed.source,
+                store=composed.store,
                 job=d.name,
                 sender=self.env.sender,
                 recipients=recipients,
                 state_dir=self.env.state_dir,
-                config=self.env.pipeline,
+                config=composed.config,
                 counters=self.counters,
                 on_pipeline=self._on_pipeline,
+                require_pq=self.env.options.require_pq,
             )
         finally:
             sizer.cancel()
             self.pipeline = None
             self.store = None
-            await store.close()
+            await composed.store.close()  # the source outlives the run: see _release_run_source
 
     async def _follow_once(
-        self, store: RetryingStore, recipients: list[RecipientKey]
+        self, store: Store, config: PipelineConfig, recipients: list[RecipientKey]
     ) -> SendResult:
         """A follow job's run: until its cut-over (``jobs cutover``), as ``send --follow``."""
         from transferd.send.follow import Follow, FollowOptions
@@ -430,7 +430,7 @@ class ManagedJob:
             settings.pop("max_retained_wal", None)
         follow = self.follow = Follow(
             spec=d.source, pg=pg, store=store, job=d.name, sender=self.env.sender,
-            recipients=recipients, state_dir=self.env.state_dir, config=self.env.pipeline,
+            recipients=recipients, state_dir=self.env.state_dir, config=config,
             options=FollowOptions(**settings), counters=self.counters,
             on_pipeline=self._on_pipeline,
         )  # fmt: skip

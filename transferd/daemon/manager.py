@@ -18,6 +18,7 @@ import re
 import shutil
 from typing import TYPE_CHECKING, Any
 
+from transferd.core.jobkey import PQ_HINT
 from transferd.core.keys import SenderSecretKey, parse_recipient
 from transferd.core.manifest import check_job_name
 from transferd.daemon.config import Config
@@ -25,11 +26,10 @@ from transferd.daemon.definitions import CANCEL, RUN, Definitions, JobDefinition
 from transferd.daemon.job import JobEnv, ManagedJob, utc_now
 from transferd.daemon.logs import JobLogFiles
 from transferd.errors import ConfigError, FormatError, JobNotFoundError, ObjectNotFoundError
-from transferd.send.pipeline import PipelineConfig
+from transferd.send.compose import SendOptions, open_send_store
+from transferd.send.config import default_workers
 from transferd.sources.open import is_postgres, open_source
-from transferd.stores.open import open_store
 from transferd.stores.ratelimit import TokenBucket
-from transferd.stores.retry import RetryingStore
 from transferd.util.units import format_rate
 
 if TYPE_CHECKING:
@@ -74,18 +74,19 @@ class Manager:
         self.state_dir = d.state_dir
         self.definitions = Definitions(d.state_dir)
         self.logs = logs
-        pipeline = PipelineConfig(
+        options = SendOptions(
             level=s.level,
-            workers=s.workers or PipelineConfig().workers,
             uploads=s.uploads,
-            pack_target=s.pack_size,
+            pack_size=s.pack_size,
+            retries=s.retries,
+            ca_file=s.ca_file,
+            workers=s.workers or default_workers(),  # 0: one per core
+            require_pq=s.require_pq,
         )
         self.env = JobEnv(
             sender=sender,
             state_dir=d.state_dir,
-            pipeline=pipeline,
-            ca_file=s.ca_file,
-            retries=s.retries,
+            options=options,
             retry_delay=s.retry_delay,
             default_limit=s.job_bandwidth,
             bucket=TokenBucket(s.bandwidth),
@@ -160,16 +161,22 @@ class Manager:
                 hint="give --to URL, or set store = … in [send] of the daemon's configuration",
             )
         recipients = recipients or list(self.settings.recipients)
-        for r in recipients:
-            parse_recipient(r)
+        parsed = [parse_recipient(r) for r in recipients]
+        classic = [r.display() for r in parsed if not r.post_quantum]
+        if classic and self.env.options.require_pq:  # refused now, not at the job's first run
+            raise ConfigError(
+                f"job {name} has classic-only (X25519) recipients, refused by require_pq in "
+                f"[send]: {', '.join(classic)}",
+                hint=PQ_HINT,
+            )
         if not recipients and not (self.state_dir / "jobs" / name / "job.key").exists():
             raise ConfigError(
                 f"job {name} is new: give at least one recipient",
-                hint="--recipient tdr1…, or recipients = […] in [send]",
+                hint="--recipient tdrpq1…, or recipients = […] in [send]",
             )
         _refuse_password(source)
         opened = open_source(source, postgres=options)  # refuse a source unreadable now
-        open_store(store, self.env.sender, self.env.ca_file)  # likewise an unknown store URL
+        open_send_store(store, self.env.sender, self.env.options)  # likewise an unknown store
         settings = None if options is None else options.settings()
         definition = JobDefinition(
             name, source, store, recipients, limit, created=utc_now(), postgres=settings
@@ -275,9 +282,7 @@ class Manager:
     async def _purge(self, job: ManagedJob) -> dict[str, Any]:
         """Delete what the host holds for the job, then its local state and definition."""
         d = job.definition
-        store = RetryingStore(
-            open_store(d.store, self.env.sender, self.env.ca_file), attempts=self.env.retries
-        )
+        store, _ = open_send_store(d.store, self.env.sender, self.env.options)
         try:
             names = [n async for n, _ in store.list_objects(d.name)]
             for n in names:

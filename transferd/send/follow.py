@@ -54,12 +54,13 @@ from transferd.core.pgoutput import lsn_text, parse_lsn
 from transferd.errors import ConfigError, SourceError, TransferdError
 from transferd.send import followresume
 from transferd.send.changewriter import ChangeWriter, PlacedChunk, WrittenStream
+from transferd.send.config import Counters, PipelineConfig
 from transferd.send.followloop import Consumer, FollowStatus, FollowTuning, Sealed
 from transferd.send.followpublish import publish_follow
 from transferd.send.followsetup import Setup, open_slot, sequences_now
 from transferd.send.followstate import FollowState
 from transferd.send.journal import Journal
-from transferd.send.pipeline import Counters, Pipeline, PipelineConfig
+from transferd.send.pipeline import Pipeline
 from transferd.send.publish import newest_manifest, publish
 from transferd.send.resume import reconcile
 from transferd.send.run import utc_now

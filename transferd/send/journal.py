@@ -110,6 +110,16 @@ def _guarded_iter(
     return wrap
 
 
+_REUSABLE = (
+    "SELECT e.path, e.kind, e.mode, e.mtime_ns, e.size, e.target, e.blake3, e.extra, "
+    "e.fingerprint FROM entries e WHERE e.path IN (?) AND e.blake3 IS NOT NULL AND NOT EXISTS ("
+    "SELECT 1 FROM entry_chunks ec LEFT JOIN chunks c ON c.chunk_id = ec.chunk_id "
+    "WHERE ec.path = e.path AND c.chunk_id IS NULL)"
+)
+"""Entries at the given paths read to their end (a hash) with no chunk missing from ``chunks``;
+``(?)`` becomes one placeholder per path."""
+
+
 class Journal:
     """One job's journal. Writes go through one connection from one thread at a time (the
     caller's); worker threads read through ``reader()`` connections of their own."""
@@ -265,18 +275,8 @@ class Journal:
         return known
 
     @_guarded("read")
-    def chunk_location(self, chunk_id: bytes) -> tuple[int, int, int, int] | None:
-        """(pack_id, offset, blob_len, plain_len) of an acknowledged chunk, on the calling
-        thread's reader."""
-        row = (
-            self.reader()
-            .execute(
-                "SELECT pack_id, offset, blob_len, plain_len FROM chunks WHERE chunk_id=?",
-                (chunk_id,),
-            )
-            .fetchone()
-        )
-        return None if row is None else (row[0], row[1], row[2], row[3])
+    def has_chunks(self) -> bool:
+        return self._db.execute("SELECT 1 FROM chunks LIMIT 1").fetchone() is not None
 
     # --- entries ------------------------------------------------------------------------------
 
@@ -305,21 +305,18 @@ class Journal:
             )
 
     @_guarded("read")
-    def reusable_entry(self, path: bytes) -> SourceEntry | None:
-        """The recorded entry at ``path`` if every chunk it names is acknowledged, on the
-        calling thread's reader."""
+    def reusable_entries(self, paths: Sequence[bytes]) -> dict[bytes, SourceEntry]:
+        """The recorded entries at ``paths`` whose every chunk is acknowledged and that were
+        read to their end, on the calling thread's reader: one query per 500 paths, where a
+        query per file cost 20,000 queries for 20,000 small files on a resume."""
         db = self.reader()
-        row = db.execute("SELECT * FROM entries WHERE path=?", (path,)).fetchone()
-        if row is None or row[6] is None:  # no blake3: it was never read to its end
-            return None
-        (missing,) = db.execute(
-            "SELECT count(*) FROM entry_chunks ec LEFT JOIN chunks c ON c.chunk_id = ec.chunk_id "
-            "WHERE ec.path=? AND c.chunk_id IS NULL",
-            (path,),
-        ).fetchone()
-        if missing:
-            return None
-        return SourceEntry(*row[:9])
+        found: dict[bytes, SourceEntry] = {}
+        for start in range(0, len(paths), _IN_BATCH):
+            batch = paths[start : start + _IN_BATCH]
+            marks = ",".join("?" * len(batch))  # only placeholders go into the text
+            for row in db.execute(_REUSABLE.replace("(?)", f"({marks})"), batch):
+                found[row[0]] = SourceEntry(*row)
+        return found
 
     @_guarded("read")
     def has_entries(self) -> bool:

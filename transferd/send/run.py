@@ -14,12 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transferd.core.jobkey import JobKey, Stanza, wrap
+from transferd.core.jobkey import PQ_HINT, JobKey, Stanza, post_quantum_check, wrap
 from transferd.core.keys import RecipientKey, SenderSecretKey
 from transferd.core.manifest import SignedManifest
 from transferd.errors import ConfigError
 from transferd.send import tuning
-from transferd.send.pipeline import Counters, Pipeline, PipelineConfig
+from transferd.send.config import Counters, PipelineConfig
+from transferd.send.pipeline import Pipeline
 from transferd.send.publish import newest_manifest, publish
 from transferd.send.resume import Reconciled, reconcile
 from transferd.send.state import open_job_state
@@ -58,7 +59,11 @@ async def send(
     on_pipeline: Callable[[Pipeline], None] | None = None,
     rng: Callable[[int], bytes] = os.urandom,
     clock: Callable[[], float] = time.time,
+    require_pq: bool = False,
+    warn: Callable[[str, str], None] | None = None,
 ) -> SendResult:
+    """Run the job once. ``require_pq``: refuse a job with a classic-only (X25519) recipient
+    (ConfigError); otherwise such a job runs, and ``warn`` hears of it (message, hint)."""
     started = time.monotonic()
     tuning.tune_process()  # before this process starts the threads the pipeline will use
     state = open_job_state(state_dir, job, rng)
@@ -71,6 +76,11 @@ async def send(
 
         previous = await newest_manifest(store, job, sender.public(), state.job_id)
         stanzas = _stanzas(previous, recipients, state.key, rng, job)
+        classic = post_quantum_check(job, stanzas, required=require_pq)
+        if classic is not None and warn is not None:
+            warn(classic, PQ_HINT)
+        elif classic is not None:
+            log.warning("%s (%s)", classic, PQ_HINT)
 
         run = int(journal.get_meta("run") or 0) + 1
         journal.set_meta("run", str(run))

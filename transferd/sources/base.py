@@ -21,11 +21,20 @@ Contract for every driver (tests/sources/ runs the suite):
    the run ends with exit code 8, before anything is published.
 4. ``identity()`` returns the catalog ``source`` record's fields: what was copied (kind, root or
    server, snapshot), never a password.
+5. ``batches()`` yields the same items as ``items()``, in the same order, in lists: a source that
+   lists many small items at once (a directory) hands out a list per event-loop step instead of
+   an item; any other hands out lists of one (``one_per_batch``). The pipeline takes every item
+   of a list before it asks for the next list, so a source may look, after a list was taken, at
+   what the pipeline did with it (a table the pipeline reused is not read ahead).
+6. ``independent_streams`` says whether a stream item can be read while the listing goes on
+   (the pipeline then reads streams on a lane of their own, beside the small items): true when
+   each stream opens what it reads by itself (a file), false when streams are read through what
+   lists them (a database connection), where reading ahead of the listing would deadlock.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -81,13 +90,26 @@ class Source(Protocol):
     kind: str
     description: str
     """For messages: a path or a URL without any password."""
+    independent_streams: bool
+    """Whether a stream can be read while the listing goes on (contract, item 6)."""
 
     def identity(self) -> dict[str, Any]: ...
 
     def items(self) -> AsyncIterator[Item]: ...
+
+    def batches(self) -> AsyncGenerator[Sequence[Item], None]:
+        """The items in lists (contract, item 5)."""
+        ...
 
     async def size_hint(self) -> int | None:
         """Total bytes to read, for the ETA, or None when unknown."""
         ...
 
     async def close(self) -> None: ...
+
+
+async def one_per_batch(items: AsyncIterator[Item]) -> AsyncGenerator[Sequence[Item], None]:
+    """``batches()`` of a source that lists one item at a time: each item in a list of its own,
+    the next one asked for only once the pipeline took it."""
+    async for item in items:
+        yield (item,)

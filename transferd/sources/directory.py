@@ -22,7 +22,7 @@ import os
 import socket
 import stat
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +36,8 @@ INLINE_MAX = 256 * 1024
 """Files up to this size are read while listing (one read each, no separate stream)."""
 BLOCK_SIZE = 4 * 1024 * 1024
 """Read size of large files: big enough that a thread hop per block costs nothing (250 per GB),
-small enough that the blocks queued between reader and packer stay few MiB: with 8 MiB blocks
-the sender's peak RSS end to end was 290 to 310 MiB, with 4 MiB 230 to 236 (perf/README.md)."""
+small enough that the blocks queued between reader and packer stay few MiB (8 MiB blocks cost
+the sender about 70 MiB more peak RSS end to end: perf/README.md, item 8)."""
 BATCH_ITEMS = 512
 BATCH_BYTES = 8 * 1024 * 1024
 """A listing batch ends at this many items or inline bytes: bounds the memory of one batch."""
@@ -135,7 +135,7 @@ class DirectorySource:
                 for item in batch:
                     yield item
 
-    async def batches(self) -> AsyncGenerator[list[Item], None]:
+    async def batches(self) -> AsyncGenerator[Sequence[Item], None]:
         """The items in lists of up to BATCH_ITEMS: the pipeline takes a list per event-loop
         step rather than an item (20,000 small files: 40 steps, not 20,000)."""
         walker = self._batches()

@@ -160,11 +160,14 @@ CUTOVER_END = 0x2000010
 def _segment_vector(name: str, comment: str, records: bytes, expect: str = "success",
                     flags: tuple[str, ...] = (), *, start: int = START, end: int = END,
                     cutover: bool = False, open_as: tuple[int, int] | None = None,
-                    tamper: int | None = None, valid: bool = False) -> Vector:  # fmt: skip
+                    tamper: int | None = None, valid: bool = False,
+                    head: bytes | None = None) -> Vector:  # fmt: skip
     nonce = det(f"change segment nonce {name}", 24)
     data = seal_segment(JOB_KEY.catalog_key, start, end, records, nonce)
     if tamper is not None:
         data = flip_bit(data, tamper)
+    if head is not None:
+        data = head + data[len(head) :]
     entry_start, entry_end = open_as or (start, end)
     entry = ChangeRef(hashlib.sha256(data).digest(), len(data), entry_start, entry_end, cutover)
     return vector(
@@ -202,6 +205,10 @@ def _segments() -> list[Vector]:
         _segment_vector("segment_other_range", "sealed for (0/19A0160, 0/19A2030], listed as "
                         "ending at 0/19A2040: opened with another range", good, AUTH,
                         ("Tampered",), open_as=(START, END + 16)),
+        _segment_vector("segment_bad_magic", "magic TDCX", good, FMT, ("Malformed",),
+                        head=b"TDCX"),
+        _segment_vector("segment_version_2", "version byte 2", good, "unsupported version",
+                        ("UnknownVersion",), head=b"TDCG\x02"),
         _segment_vector("segment_tag_flipped", "one bit of the tag flipped", good, AUTH,
                         ("Tampered",), tamper=-1),
         _segment_vector("segment_head_range_differs", "sealed for the listed range, but the "

@@ -2,7 +2,10 @@
 
 The job holds a directory, an empty file, a file whose name is not UTF-8, and a symlink to it.
 Two manifests: sequence 1 encrypted to A, then a rekey (sequence 2) to B and A, so a reader must
-take the newest manifest, follow its chain and try every stanza.
+take the newest manifest, follow its chain and try every stanza. A second job, ``tiny-pq``,
+holds the same tree under its own job key, encrypted to A (classic X25519) and then rekeyed to
+the hybrid recipient HA alone: the move of an existing copy to post-quantum wraps, which only
+the hybrid identity then reads.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import blake3
+import hybrid_seal
 from common import (
+    HYBRID_A,
     IDENTITY_A,
     IDENTITY_B,
     SENDER,
@@ -28,15 +33,18 @@ from common import (
 from transferd.core import canonical
 from transferd.core.catalog import ChunkRef, chunk_records, name_fields, seal_segment
 from transferd.core.chunking import cut
+from transferd.core.constants import LABEL_MLKEM768X25519_WRAP
 from transferd.core.envelope import new_compressor, seal_chunk
-from transferd.core.jobkey import JobKey, wrap
-from transferd.core.keys import render_key_file
+from transferd.core.jobkey import JobKey, Stanza, wrap
+from transferd.core.keys import RecipientIdentity, render_key_file
 from transferd.core.manifest import ManifestBody, Totals, manifest_name, sign
 from transferd.core.objectlist import ObjectRef, encode_segment
 from transferd.core.packs import PackBuilder, object_name
 
 JOB = "tiny"
 JOB_KEY = JobKey(det("copy job key"))
+PQ_JOB = "tiny-pq"
+PQ_JOB_KEY = JobKey(det("copy pq job key"))
 MTIME = 1_795_000_000_000_000_000
 RESUME = b"docs/r\xe9sum\xe9.txt"  # Latin-1, not UTF-8
 CONTENT = b"Dossier de test: aucune donnee de sante reelle ici.\n" * 6
@@ -50,7 +58,7 @@ TREE: list[tuple[str, bytes, int, int, bytes]] = [
 ]
 
 
-def _records_and_pack() -> tuple[list[dict[str, Any]], bytes]:
+def _records_and_pack(job_key: JobKey = JOB_KEY) -> tuple[list[dict[str, Any]], bytes]:
     records: list[dict[str, Any]] = [{"t": "source", "kind": "directory", "root": "/srv/tiny"}]
     pack = PackBuilder()
     size = 0
@@ -69,7 +77,7 @@ def _records_and_pack() -> tuple[list[dict[str, Any]], bytes]:
             refs = []
             for n, chunk in enumerate(cut(data)):
                 nonce = det(f"copy chunk nonce {i} {n}", 24)
-                cid, blob = seal_chunk(JOB_KEY, chunk, nonce, new_compressor(3))
+                cid, blob = seal_chunk(job_key, chunk, nonce, new_compressor(3))
                 entry = pack.add(cid, blob, len(chunk))
                 refs.append(ChunkRef(0, entry.offset, entry.blob_len, len(chunk), cid))
             records += chunk_records(refs)
@@ -80,7 +88,7 @@ def _records_and_pack() -> tuple[list[dict[str, Any]], bytes]:
     counts = {kind + "s": sum(t[0] == kind for t in TREE) for kind in ("file", "dir", "symlink")}
     records.append({"t": "totals", **counts, "tables": 0, "rows": 0, "chunks": len(pack),
                     "bytes": size})  # fmt: skip
-    return records, pack.finish(JOB_KEY.pack_header_key, det("copy pack header nonce", 24))
+    return records, pack.finish(job_key.pack_header_key, det("copy pack header nonce", 24))
 
 
 def _tree_json() -> list[dict[str, Any]]:
@@ -98,29 +106,41 @@ def _tree_json() -> list[dict[str, Any]]:
     return out
 
 
-def _put(store: Path, data: bytes) -> ObjectRef:
+def _put(store: Path, data: bytes, job: str = JOB) -> ObjectRef:
     name = object_name(data)
-    path = store / "jobs" / JOB / "objects" / name[:2] / name
+    path = store / "jobs" / job / "objects" / name[:2] / name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return ObjectRef(hashlib.sha256(data).digest(), len(data))
 
 
-def _manifest(sequence: int, previous: bytes | None, recipients: tuple[Any, ...],
-              lists: ObjectRef, catalog: ObjectRef, pack: ObjectRef) -> bytes:  # fmt: skip
-    stanzas = tuple(
-        wrap(JOB_KEY, r.public(), det(f"copy ephemeral {sequence} {n}"))
-        for n, r in enumerate(recipients)
+def _stanza(job_key: JobKey, r: RecipientIdentity, label: str) -> Stanza:
+    if not r.post_quantum:
+        return wrap(job_key, r.public(), det(f"copy ephemeral {label}"))
+    out = hybrid_seal.seal(
+        job_key.key,
+        r.public().key,
+        LABEL_MLKEM768X25519_WRAP,
+        det(f"copy encapsulation seed {label}"),
+        det(f"copy ephemeral {label}"),
     )
+    return Stanza(r.public(), out[:1120], out[1120:])  # fmt: skip
+
+
+def _manifest(sequence: int, previous: bytes | None, recipients: tuple[Any, ...],
+              lists: ObjectRef, catalog: ObjectRef, pack: ObjectRef, job: str = JOB,
+              job_key: JobKey = JOB_KEY) -> bytes:  # fmt: skip
+    label = "" if job == JOB else f"{job} "
+    stanzas = tuple(_stanza(job_key, r, f"{label}{sequence} {n}") for n, r in enumerate(recipients))
     body = ManifestBody(
-        job=JOB,
-        job_id=det("copy job id", 16).hex(),
+        job=job,
+        job_id=det(f"copy {label}job id", 16).hex(),
         sequence=sequence,
         created=f"2026-11-2{1 + sequence}T08:00:00Z",
         previous=None if previous is None else hashlib.sha256(previous).hexdigest(),
         sender=SENDER.public().to_text(),
         recipients=stanzas,
-        key_check=JOB_KEY.key_check,
+        key_check=job_key.key_check,
         object_lists=(lists,),
         catalog=(catalog,),
         totals=Totals(objects=1, stored_bytes=pack.size),
@@ -146,6 +166,7 @@ def write(copy_dir: Path) -> dict[str, Any]:
     (manifests / manifest_name(1)).write_bytes(first)
     (manifests / manifest_name(2)).write_bytes(second)
     (copy_dir / "identity.txt").write_text(render_key_file(IDENTITY_A, "2026-11-22T20:00:00Z"))
+    (copy_dir / "identity-pq.txt").write_text(render_key_file(HYBRID_A, "2026-11-22T20:00:00Z"))
     v: Vector = vector(
         "tiny_job_rekeyed",
         "a directory, an empty file, a file with a Latin-1 name, a symlink; manifest 2 rekeys "
@@ -166,7 +187,40 @@ def write(copy_dir: Path) -> dict[str, Any]:
         "its signature by expected_sender and its chain, unwrap K_job with identity_file, read "
         "the object lists and catalog, open every chunk, and compare the restored tree with tree "
         "(sorted by raw path bytes).",
-        [v],
+        [v, _write_pq(store)],
+    )
+
+
+def _write_pq(store: Path) -> Vector:
+    """tiny-pq: manifest 1 to A (X25519), manifest 2 rekeyed to HA (hybrid) alone."""
+    records, pack_bytes = _records_and_pack(PQ_JOB_KEY)
+    pack = _put(store, pack_bytes, PQ_JOB)
+    lists = _put(store, encode_segment([pack]), PQ_JOB)
+    lines = b"".join(canonical.dumps(r) + b"\n" for r in records)
+    catalog = _put(
+        store,
+        seal_segment(PQ_JOB_KEY.catalog_key, 0, lines, det("copy pq catalog nonce", 24)),
+        PQ_JOB,
+    )
+    refs = (lists, catalog, pack)
+    first = _manifest(1, None, (IDENTITY_A,), *refs, job=PQ_JOB, job_key=PQ_JOB_KEY)
+    second = _manifest(2, first, (HYBRID_A,), *refs, job=PQ_JOB, job_key=PQ_JOB_KEY)
+    manifests = store / "jobs" / PQ_JOB / "manifests"
+    manifests.mkdir(parents=True)
+    (manifests / manifest_name(1)).write_bytes(first)
+    (manifests / manifest_name(2)).write_bytes(second)
+    return vector(
+        "tiny_job_rekeyed_to_hybrid",
+        "the same tree as job tiny-pq: manifest 1 encrypted to A (X25519), manifest 2 rekeyed "
+        "to the hybrid recipient HA alone (add HA, remove A); read with HA's identity",
+        flags=("Deterministic", "Unicode", "PostQuantum"),
+        store="store",
+        job=PQ_JOB,
+        identity_file="identity-pq.txt",
+        expected_sender=SENDER.public().to_text(),
+        newest_sequence=2,
+        job_key=PQ_JOB_KEY.key.hex(),
+        tree=_tree_json(),
     )
 
 

@@ -15,7 +15,7 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +33,12 @@ from transferd.core.keys import (
 from transferd.core.source_entry import SourceEntry
 from transferd.errors import SourceError
 from transferd.restore.directory import restore
-from transferd.send.pipeline import PipelineConfig
+from transferd.send.config import PipelineConfig
 from transferd.send.run import send
 from transferd.sources.azure.auth import AzureOptions
 from transferd.sources.azure.names import mapped_path
 from transferd.sources.azure.source import AzureBlobSource
-from transferd.sources.base import Item, StreamItem
+from transferd.sources.base import Item, StreamItem, one_per_batch
 from transferd.stores.local import LocalStore
 from transferd.util.secretfiles import write_secret_file
 
@@ -146,6 +146,8 @@ async def test_a_container_round_trips_byte_identical_with_md5s_matching(
 class RewriteWhileCopying:
     """A source that rewrites one blob in Azure once the pipeline has read its first range."""
 
+    independent_streams = False
+
     def __init__(self, inner: AzureBlobSource, path: bytes, rewrite: Any) -> None:
         self.inner, self.path, self.rewrite = inner, path, rewrite
         self.kind, self.description = inner.kind, inner.description
@@ -159,6 +161,9 @@ class RewriteWhileCopying:
     async def items(self) -> AsyncIterator[Item]:
         async for item in self.inner.items():
             yield _Hooked(item, self.rewrite) if item.entry.path == self.path else item  # type: ignore[arg-type]
+
+    def batches(self) -> AsyncGenerator[Sequence[Item], None]:
+        return one_per_batch(self.items())
 
     async def close(self) -> None:
         await self.inner.close()

@@ -16,7 +16,7 @@ from pathlib import Path
 from transferd.cli.output import Output, add_json_flag
 from transferd.copies.agent import Agent, AgentResult
 from transferd.copies.plan import load_plan
-from transferd.copies.setup import load_material, open_copy_store, open_plan_source, pipeline_config
+from transferd.copies.setup import load_material, open_copy_store, open_plan_source, send_options
 from transferd.errors import EXIT_JOBS_GIVEN_UP, EXIT_OK, ConfigError
 from transferd.send.state import default_state_dir
 from transferd.util.runtime import run as run_async
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
         sender=material.sender,
         secret=material.secret,
         recipients=material.recipients,
-        config=pipeline_config(plan),
+        options=send_options(plan, max(1, args.retries)),
         open_source=lambda spec: open_plan_source(plan, spec),
         takeover=args.takeover,
         parallel=max(1, args.parallel),

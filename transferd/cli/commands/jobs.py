@@ -57,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="append",
         default=[],
         metavar="KEY",
-        help="a recipient public key tdr1… (repeat; default: recipients in [send])",
+        help="a recipient public key tdrpq1… or tdr1… (repeat; default: recipients in [send])",
     )
     p.add_argument(
         "-R",

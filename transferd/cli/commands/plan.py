@@ -18,7 +18,7 @@ from transferd.cli.output import Output, add_json_flag
 from transferd.copies.capacity import Measured, estimate, from_perf_results, parse_quantity
 from transferd.copies.measure import SAMPLE_BYTES, measure
 from transferd.errors import ConfigError
-from transferd.send.pipeline import PipelineConfig
+from transferd.send.compose import SendOptions
 from transferd.sources.open import open_source
 from transferd.util.runtime import run as run_async
 
@@ -93,9 +93,9 @@ def run(args: argparse.Namespace, out: Output) -> int:
                 rate = Measured(parse_quantity(args.agent_rate, "b"), args.ratio or 1.0, "given")
             else:
                 found = None if args.measure else from_perf_results(args.perf_results)
-                config = PipelineConfig(workers=max(1, args.workers))
+                options = SendOptions(workers=args.workers)
                 limit = int(parse_quantity(args.sample, "b")) if args.sample else SAMPLE_BYTES
-                rate = found or await measure(source, config, limit)
+                rate = found or await measure(source, options, limit)
             return size, rate
         finally:
             if source is not None:

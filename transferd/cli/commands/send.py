@@ -17,13 +17,12 @@ from transferd.cli.azureargs import add_azure_arguments, azure_options
 from transferd.cli.output import Output, add_json_flag
 from transferd.cli.pgargs import add_source_arguments, source_options
 from transferd.cli.progress import report_progress
+from transferd.core.constants import PACK_TARGET
 from transferd.errors import EXIT_OK, EXIT_PARTIAL
-from transferd.send.pipeline import Counters, PipelineConfig
+from transferd.send.compose import SendOptions, compose_send
+from transferd.send.config import Counters
 from transferd.send.run import SendResult, send
 from transferd.send.state import default_state_dir
-from transferd.sources.open import open_source
-from transferd.stores.open import open_store
-from transferd.stores.retry import RetryingStore
 from transferd.util.keyfiles import load_recipients, load_sender_key
 from transferd.util.runtime import run as run_async
 from transferd.util.runtime import setup_logging
@@ -65,7 +64,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="append",
         default=[],
         metavar="KEY",
-        help="a recipient public key tdr1… (repeat for several); needed for a new job",
+        help="a recipient public key tdrpq1… (hybrid) or tdr1… (classic); repeat for several; "
+        "needed for a new job",
     )
     p.add_argument(
         "--recipients-file",
@@ -75,6 +75,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=Path,
         metavar="FILE",
         help="a file of recipient keys, one per line",
+    )
+    p.add_argument(
+        "--require-pq",
+        action="store_true",
+        help="refuse a job that has a classic-only (X25519, tdr1…) recipient, whose key wrap a "
+        "future quantum computer could open (without it: a warning)",
     )
     p.add_argument(
         "--state",
@@ -125,21 +131,29 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(run=run)
 
 
+def send_options(args: argparse.Namespace) -> SendOptions:
+    """The options of this command line, as every send takes them (send/compose.py)."""
+    return SendOptions(
+        level=args.level,
+        workers=args.workers,
+        uploads=args.uploads,
+        pack_size=args.pack_size or PACK_TARGET,
+        retries=args.retries,
+        ca_file=args.ca_file,
+        postgres=source_options(args),
+        azure=azure_options(args),
+        require_pq=args.require_pq,
+    )
+
+
 def run(args: argparse.Namespace, out: Output) -> int:
     setup_logging(quiet=args.quiet)
     if follow.wants_follow(args):
         return follow.run(args, out)
     sender = load_sender_key(args.sender_key, out)
     recipients = load_recipients(args.recipient, args.recipients_file)
-    defaults = PipelineConfig()
-    config = PipelineConfig(
-        level=args.level,
-        workers=max(1, args.workers),
-        uploads=max(1, args.uploads),
-        pack_target=args.pack_size or defaults.pack_target,
-    )
-    source = open_source(args.source, postgres=source_options(args), azure=azure_options(args))
-    store = RetryingStore(open_store(args.to, sender, args.ca_file), attempts=max(1, args.retries))
+    composed = compose_send(send_options(args), source=args.source, to=args.to, sender=sender)
+    source, store = composed.source, composed.store
     interactive = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
     counters = Counters()
 
@@ -155,14 +169,15 @@ def run(args: argparse.Namespace, out: Output) -> int:
                 sender=sender,
                 recipients=recipients,
                 state_dir=args.state or default_state_dir(),
-                config=config,
+                config=composed.config,
                 counters=counters,
+                require_pq=composed.options.require_pq,
+                warn=lambda message, hint: out.warning(message, hint=hint),
             )
         finally:
             progress.cancel()
             await asyncio.gather(progress, return_exceptions=True)
-            await source.close()
-            await store.close()
+            await composed.close()
 
     result = run_async(main())
     c = result.counters

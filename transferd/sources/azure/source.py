@@ -37,7 +37,7 @@ import hashlib
 import json
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from azure.core import MatchConditions
@@ -55,7 +55,7 @@ from transferd.core.source_entry import SourceEntry
 from transferd.errors import SourceChangedError, SourceError
 from transferd.sources.azure.auth import AzureLocation, AzureOptions, resolve
 from transferd.sources.azure.names import PathMapper
-from transferd.sources.base import InlineItem, Item
+from transferd.sources.base import InlineItem, Item, one_per_batch
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -75,6 +75,8 @@ _REREADS = 3
 
 class AzureBlobSource:
     kind = "azure-blob"
+    independent_streams = False
+    """Large blobs are read in the listing's order (their ranges in parallel, BlobItem)."""
 
     def __init__(
         self,
@@ -150,6 +152,9 @@ class AzureBlobSource:
         except (TimeoutError, AzureError, OSError):
             return None
         return total
+
+    def batches(self) -> AsyncGenerator[Sequence[Item], None]:
+        return one_per_batch(self.items())
 
     async def items(self) -> AsyncIterator[Item]:
         mapper = PathMapper()

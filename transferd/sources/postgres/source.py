@@ -32,7 +32,7 @@ import json
 import logging
 import shlex
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ import asyncpg
 
 from transferd.core.source_entry import SourceEntry
 from transferd.errors import ConfigError, SnapshotGoneError, SourceError
-from transferd.sources.base import InlineItem, Item
+from transferd.sources.base import InlineItem, Item, one_per_batch
 from transferd.sources.postgres import conninfo, listing
 from transferd.sources.postgres.copy import BUFFER_BYTES, RANGE_PAGES, CopyReader
 from transferd.sources.postgres.listing import Selection, Table
@@ -143,6 +143,8 @@ class _Opened:
 
 class PostgresSource:
     kind = "postgresql"
+    independent_streams = False
+    """Tables are read through the readers the listing drives, in the listing's order."""
 
     def __init__(self, spec: str, options: PgOptions | None = None) -> None:
         self.options = options or PgOptions()
@@ -228,6 +230,9 @@ class PostgresSource:
             await self._opened.holder.close()
 
     # --- items ----------------------------------------------------------------------------------
+
+    def batches(self) -> AsyncGenerator[Sequence[Item], None]:
+        return one_per_batch(self.items())
 
     async def items(self) -> AsyncIterator[Item]:
         """Everything to copy, once per source. When the items end, early or not, the table
