@@ -61,8 +61,8 @@ def test_migration_killed_resumed_cut_over_restored_verified(
             tmp_path / "sender.key", "-r", owner, "--state", state, "-j", "2", "--workers", "2",
             "--follow"]  # fmt: skip
     bench = pgbench(logical, "snds", seconds=8)
-    first = subprocess.Popen(transferd_argv(*send), env=env(), stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE)  # fmt: skip
+    first = subprocess.Popen(transferd_argv(*send), env=env(), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         wait_for("the snapshot's manifest and a follow manifest", lambda: manifests(store) >= 3)
         first.send_signal(signal.SIGKILL)  # mid-follow, pgbench still writing

@@ -275,14 +275,12 @@ class _Run:
         each tick), then manifests 1 and 2, and the same consumer goes on following."""
         consumer = self._consumer(start)
 
-        async def tick() -> None:
+        async def tick() -> bool:
             await self._tick()
-            if copy_done.is_set() and not consumer._in_transaction:
-                raise _CopyDone
+            return copy_done.is_set() and not consumer._in_transaction
 
         consumer.tick = tick
-        with contextlib.suppress(_CopyDone):
-            await consumer.run()
+        await consumer.run()
         consumer.tick = self._tick
         await consumer.seal()
         await self._publish_snapshot()
@@ -348,7 +346,8 @@ class _Run:
                     await self._reconnect()
                     connect = False
                 lsn = await self.consumer.run()
-                break
+                if lsn is not None:
+                    break
             except SourceError as e:
                 lost += 1
                 if lost > RECONNECTS:
@@ -396,12 +395,13 @@ class _Run:
             self.copy_journal.forget_packs(names)
         self.fs.forget_packs(names)
 
-    async def _tick(self) -> None:
+    async def _tick(self) -> bool:
         """Once a second: the cut-over asked for, the slot's state now and then."""
         try:
             await self._tick_once()
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:
             raise SourceError(f"lost the session with {self.f.info.server}: {e}") from None
+        return False
 
     async def _tick_once(self) -> None:
         f, sql = self.f, self.sql
@@ -558,10 +558,6 @@ class _Run:
         if self.fs.get("created_publication") == "1":
             name = quote_ident(self.fs.get("publication") or "")
             await sql.execute(f"DROP PUBLICATION IF EXISTS {name}")
-
-
-class _CopyDone(Exception):  # noqa: N818 - a signal between two methods, never raised further
-    pass
 
 
 def _ref(c: PlacedChunk, indexes: dict[str, int]) -> catalog.ChunkRef:

@@ -100,7 +100,7 @@ class Consumer:
         status: FollowStatus,
         *,
         start_lsn: int,
-        tick: Callable[[], Awaitable[None]],
+        tick: Callable[[], Awaitable[bool]],
     ) -> None:
         self.stream = stream
         self.tracker = tracker
@@ -118,8 +118,9 @@ class Consumer:
         self._first_at: float | None = None
         self._in_transaction = False
 
-    async def run(self) -> int:
-        """Until the cut-over marker arrives; its LSN. Raises the stream's error if it fails."""
+    async def run(self) -> int | None:
+        """Until the cut-over marker arrives: its LSN; or None when ``tick`` (called once a
+        second, between transactions or not) says to stop. Raises the stream's error."""
         queue = self.stream.queue
         next_tick = time.monotonic() + 1.0
         while True:
@@ -140,7 +141,8 @@ class Consumer:
                 await self.seal()  # idle: publish what waits
             if time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + 1.0
-                await self.tick()
+                if await self.tick():
+                    return None
 
     def _pending(self) -> bool:
         return self.covered > self.start_lsn and self.tracker.segment.transactions > 0
