@@ -643,6 +643,7 @@ class CatalogWalk:
         self.size = 0
         self.totals: dict[str, Any] | None = None
         self.last_path: bytes | None = None
+        self.leaves: list[bytes] = []  # symlinks, files, tables a later path may lie under
         self.counts = dict.fromkeys(_MEMBERS["totals"], 0)
 
     def feed(self, r: Any, what: str) -> dict[str, Any]:
@@ -681,6 +682,14 @@ class CatalogWalk:
             if self.last_path is not None and path <= self.last_path:
                 fail("format failure", f"{path!r} does not sort after {self.last_path!r}")
             self.last_path = path
+            # SPEC 10.3: nothing lies under a non-directory. Sorted, the paths under a leaf L
+            # come before L + "0"; the leaves still in range nest, the innermost last.
+            while self.leaves and path >= self.leaves[-1] + b"0":
+                self.leaves.pop()
+            if self.leaves and path.startswith(self.leaves[-1] + b"/"):
+                fail("format failure", f"{path!r} lies under {self.leaves[-1]!r}, not a dir")
+            if t != "dir":
+                self.leaves.append(path)
             self.counts[t + "s"] += 1
             if t in ("file", "table"):
                 self.stream, self.size = r, 0

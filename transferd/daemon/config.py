@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from transferd.errors import ConfigError
+from transferd.host.settings import HostSettings, read_serve_table
 from transferd.send.state import default_state_dir
 from transferd.util.secretfiles import read_secret_file
 from transferd.util.tomlfile import read_toml
@@ -89,18 +90,9 @@ class SendSettings:
     """Refuse jobs with a classic-only (X25519) recipient, as ``send --require-pq`` does."""
 
 
-@dataclass(frozen=True)
-class ServeSettings:
-    enabled: bool = False
-    store: Path | None = None
-    listen: tuple[str, int] = ("127.0.0.1", 8443)
-    tls_cert: Path | None = None
-    tls_key: SecretRef | None = None
-    accept_hosts: tuple[str, ...] = ()
-    senders: tuple[str, ...] = ()
-    """``JOBPATTERN=tds1…`` grants of write (and read) access."""
-    readers: tuple[str, ...] = ()
-    shutdown_timeout: float = 30.0
+ServeSettings = HostSettings
+"""The receiving role's settings are the storage host's own: ``[serve]`` is read by
+host/settings.py, the parser ``transferd serve`` uses, so one table runs the same host both ways."""
 
 
 @dataclass(frozen=True)
@@ -119,7 +111,7 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
     base = Path.cwd()
     if path is not None:
         doc, base = _read(path), path.parent
-    _known(doc, "", {"daemon", "metrics", "send", "serve"}, path)
+    _known(doc, "", {"daemon", "metrics", "send", "serve", "s3"}, path)
     t = _Tables(doc, base, path, env)
     return Config(path, t.daemon(), t.metrics(), t.send(), t.serve())
 
@@ -293,42 +285,13 @@ class _Tables:
         )
 
     def serve(self) -> ServeSettings:
-        name = "serve"
-        t = self._table(
-            name,
-            {"enabled", "store", "listen", "tls_cert", "tls_key", "tls_key_credential",
-             "accept_hosts", "senders", "readers", "shutdown_timeout"},
+        table = self.doc.get("serve", {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"[serve] in {self.path} must be a table")
+        settings = read_serve_table(
+            table, base=self.base, where=f"[serve] of {self.path}", env=self.env,
+            s3_config=self.path,
         )  # fmt: skip
-        enabled = self._get(t, "enabled", bool, False, name)
-        store = self._path(self._get(t, "store", str, "", name))
-        if enabled and store is None:
+        if settings.enabled and settings.store is None:
             raise ConfigError(f"[serve] of {self.path} is enabled but names no store directory")
-        cert = self._path(self._get(t, "tls_cert", str, "", name))
-        key = self._secret(t, "tls_key", "the TLS key", name, "")
-        if (cert is None) != (key is None):
-            raise ConfigError("TLS in [serve] needs both tls_cert and tls_key")
-        return ServeSettings(
-            enabled=enabled,
-            store=store,
-            listen=parse_listen(self._get(t, "listen", str, "127.0.0.1:8443", name)),
-            tls_cert=cert,
-            tls_key=key,
-            accept_hosts=self._strings(t, "accept_hosts", name),
-            senders=self._grants(t, "senders"),
-            readers=self._grants(t, "readers"),
-            shutdown_timeout=self._positive(t, "shutdown_timeout", 30.0, name),
-        )
-
-    def _grants(self, table: dict[str, Any], key: str) -> tuple[str, ...]:
-        grants = table.get(key, {})
-        if not isinstance(grants, dict):
-            raise ConfigError(f"[serve.{key}] in {self.path} must map job patterns to keys")
-        out: list[str] = []
-        for pattern, keys in grants.items():
-            keys = [keys] if isinstance(keys, str) else keys
-            if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
-                raise ConfigError(f"[serve.{key}] {pattern!r} must be a list of keys tds1…")
-            for k in keys:
-                self._get({key: k}, key, str, "", f"serve.{key}")
-            out.extend(f"{pattern}={k}" for k in keys)
-        return tuple(out)
+        return settings

@@ -266,6 +266,8 @@ RULES: dict[str, dict[str, str]] = {
         "path_twice": "R-PATH-ORDER",
         "paths_out_of_order": "R-PATH-ORDER",
         "paths_out_of_byte_order": "R-PATH-ORDER",
+        "path_inside_a_symlink": "R-PATH-UNDER-LEAF",
+        "path_inside_a_file": "R-PATH-UNDER-LEAF",
     },
     "stream": {
         "end_size_not_chunk_sum": "R-END-SIZE",
