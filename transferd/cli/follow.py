@@ -30,6 +30,7 @@ from transferd.errors import EXIT_OK, ConfigError, TransferdError
 from transferd.util.units import human_bytes, parse_size
 
 if TYPE_CHECKING:
+    from transferd.send.compose import SendOptions
     from transferd.send.follow import FollowResult
     from transferd.send.followloop import FollowStatus
 
@@ -66,12 +67,14 @@ def wants_follow(args: argparse.Namespace) -> bool:
     return bool(args.follow or args.cutover)
 
 
-def run(args: argparse.Namespace, out: Output) -> int:
-    from transferd.send.config import Counters, PipelineConfig
+def run(args: argparse.Namespace, out: Output, options: SendOptions) -> int:
+    """``options``: the send's own (send/compose.py), so a follow has every option a send has:
+    its retries, bandwidth limit, CA file, and the post-quantum rule."""
+    from transferd.core.jobkey import post_quantum_check_keys
+    from transferd.send.compose import open_send_store
+    from transferd.send.config import Counters
     from transferd.send.follow import Follow, FollowOptions
     from transferd.send.state import default_state_dir
-    from transferd.stores.open import open_store
-    from transferd.stores.retry import RetryingStore
     from transferd.util.keyfiles import load_recipients, load_sender_key
     from transferd.util.runtime import run as run_async
 
@@ -84,15 +87,18 @@ def run(args: argparse.Namespace, out: Output) -> int:
         return _ask(job_dir, args.job, out)
     sender = load_sender_key(args.sender_key, out)
     recipients = load_recipients(args.recipient, args.recipients_file)
-    config = PipelineConfig(level=args.level, workers=max(1, args.workers),
-                            uploads=max(1, args.uploads))  # fmt: skip
-    store = RetryingStore(open_store(args.to, sender, args.ca_file), attempts=max(1, args.retries))
-    options = FollowOptions(publication=args.publication, keep_slot=args.keep_slot,
-                            cutover_at_end=args.cutover_at_end,
-                            max_retained_wal=args.max_retained_wal)  # fmt: skip
+    if options.require_pq:  # refused before the store is opened (a directory store is made)
+        post_quantum_check_keys(args.job, recipients, required=True)
+    config = options.pipeline_config()
+    store, _ = open_send_store(args.to, sender, options)
+    follow_options = FollowOptions(publication=args.publication, keep_slot=args.keep_slot,
+                                   cutover_at_end=args.cutover_at_end,
+                                   max_retained_wal=args.max_retained_wal,
+                                   require_pq=options.require_pq)  # fmt: skip
     counters = Counters()
     follow = Follow(spec=args.source, pg=pg, store=store, job=args.job, sender=sender,
-                    recipients=recipients, state_dir=state_dir, config=config, options=options,
+                    recipients=recipients, state_dir=state_dir, config=config,
+                    options=follow_options,
                     counters=counters)  # fmt: skip
     if args.cutover:
         follow.request_cutover()

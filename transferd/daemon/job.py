@@ -431,7 +431,8 @@ class ManagedJob:
         follow = self.follow = Follow(
             spec=d.source, pg=pg, store=store, job=d.name, sender=self.env.sender,
             recipients=recipients, state_dir=self.env.state_dir, config=config,
-            options=FollowOptions(**settings), counters=self.counters,
+            options=FollowOptions(**settings, require_pq=self.env.options.require_pq),
+            counters=self.counters,
             on_pipeline=self._on_pipeline,
         )  # fmt: skip
         if self.cutover_wanted:

@@ -45,7 +45,7 @@ import asyncpg
 from transferd.core import catalog
 from transferd.core.changes import ChangeRef, header_record, records_bytes, seal_segment
 from transferd.core.constants import NONCE_SIZE
-from transferd.core.jobkey import JobKey, wrap
+from transferd.core.jobkey import JobKey, post_quantum_check_keys, wrap
 from transferd.core.keys import RecipientKey, SenderSecretKey
 from transferd.core.manifest import SignedManifest
 from transferd.core.objectlist import ObjectRef
@@ -89,6 +89,8 @@ class FollowOptions:
     """Cut over as soon as the copy has caught up with the source (its writes stopped)."""
     max_retained_wal: int = 16 * 1024**3
     """Warn when the source keeps more WAL than this for the slot (0: never)."""
+    require_pq: bool = False
+    """Refuse classic-only (X25519) recipients, as ``send --require-pq`` does (send/compose.py)."""
     tuning: FollowTuning = field(default_factory=FollowTuning)
 
 
@@ -139,6 +141,11 @@ class Follow:
 
     async def run(self) -> FollowResult:
         started = time.monotonic()
+        # before the state, the slot or a snapshot exists: a refused job leaves nothing behind
+        warning = post_quantum_check_keys(self.job, self.recipients,
+                                          required=self.options.require_pq)  # fmt: skip
+        if warning is not None:
+            log.warning("%s", warning)
         state = open_job_state(self.state_dir, self.job, self.rng)
         follow = FollowState(state.directory / "follow.sqlite")
         self._cutover_path = state.directory / CUTOVER_FILE

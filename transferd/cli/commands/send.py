@@ -149,7 +149,7 @@ def send_options(args: argparse.Namespace) -> SendOptions:
 def run(args: argparse.Namespace, out: Output) -> int:
     setup_logging(quiet=args.quiet)
     if follow.wants_follow(args):
-        return follow.run(args, out)
+        return follow.run(args, out, send_options(args))
     sender = load_sender_key(args.sender_key, out)
     recipients = load_recipients(args.recipient, args.recipients_file)
     composed = compose_send(send_options(args), source=args.source, to=args.to, sender=sender)
