@@ -393,7 +393,7 @@ def check_body(b: Any) -> dict[str, Any]:
         fail("format failure", "manifest body is not an object")
     if b.get("format") != 1:
         fail("unsupported version", f"unsupported format version {b.get('format')}")
-    if set(b) != _BODY:
+    if set(b) - {"changes"} != _BODY:  # changes: a follow manifest's (SPEC 11.5)
         fail("format failure", "manifest body members differ from SPEC 11.2")
     seq, prev = b["sequence"], b["previous"]
     checks = {
@@ -423,6 +423,8 @@ def check_body(b: Any) -> dict[str, Any]:
     if not _refs(b["catalog"], "manifest catalog is not a list of object refs"):
         fail("format failure", "manifest has no catalog segment")
     _refs(b["object_lists"], "manifest object_lists is not a list of object refs")
+    if "changes" in b and not _refs(b["changes"], "manifest changes is not a list of object refs"):
+        fail("format failure", "manifest changes is empty")
     return b
 
 

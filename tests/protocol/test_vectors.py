@@ -34,6 +34,7 @@ from tests.protocol.vectorfiles import (
 from transferd.core import (
     catalog,
     catalog_stream,
+    changes,
     chunking,
     constants,
     copy,
@@ -43,6 +44,7 @@ from transferd.core import (
     manifest,
     objectlist,
     packs,
+    pgoutput,
     rowset,
 )
 from transferd.errors import IntegrityError
@@ -399,6 +401,40 @@ def apply_copy_manifest(v: dict[str, Any]) -> None:
     _apply_signed_root(v, copy, copy.CopyManifestBody)
 
 
+def apply_changes(v: dict[str, Any]) -> None:
+    """A change list, change segment or pgoutput-1 stream (SPEC 11.5, POSTGRESQL.md 8)."""
+    if v["object"] == "change_list":
+        data = bytes.fromhex(v["list"])
+        _check_name(data, v["sha256"])
+        refs = changes.decode_list(data)
+        assert [r.to_json() for r in refs] == v["entries"]
+        assert changes.encode_list(refs) == data
+    elif v["object"] == "change_segment":
+        job_key = jobkey.JobKey(bytes.fromhex(v["job_key"]))
+        data = bytes.fromhex(v["segment"])
+        _check_name(data, v["sha256"])
+        e = v["entry"]
+        ref = changes.ChangeRef(
+            bytes.fromhex(e["sha256"]), e["size"], pgoutput.parse_lsn(e["start_lsn"]),
+            pgoutput.parse_lsn(e["end_lsn"]), e["cutover"],
+        )  # fmt: skip
+        assert ref.size == len(data)
+        segment = changes.open_segment(job_key.catalog_key, ref, data)
+        if "records" in v:
+            records = changes.records_bytes(v["records"])
+            nonce = bytes.fromhex(v["nonce"])
+            assert changes.seal_segment(job_key.catalog_key, ref.start_lsn, ref.end_lsn,
+                                        records, nonce) == data  # fmt: skip
+            assert segment.transactions == v["records"][0]["transactions"]
+            assert (segment.cutover is not None) == ref.cutover
+    else:
+        start, end = pgoutput.parse_lsn(v["start_lsn"]), pgoutput.parse_lsn(v["end_lsn"])
+        checker = pgoutput.StreamChecker(start, end)
+        for message in pgoutput.frames(bytes.fromhex(v["stream"])):
+            checker.feed(message)
+        changes.check_counts(checker.finish(), v["transactions"], v["tables"])
+
+
 APPLY: dict[str, Callable[[dict[str, Any]], None]] = {
     "keys": apply_keys,
     "wrap": apply_wrap,
@@ -415,6 +451,7 @@ APPLY: dict[str, Callable[[dict[str, Any]], None]] = {
     "rowset": apply_rowset,
     "copy_secret": apply_copy_secret,
     "copy_manifest": apply_copy_manifest,
+    "changes": apply_changes,
 }
 
 

@@ -75,6 +75,24 @@ AREAS: dict[str, tuple[set[str], set[str]]] = {
         {"manifest", "sha256", "expected_sender"},
         {"body", "sender_secret", "history"},
     ),
+    "changes": (
+        {"object"},
+        {
+            "list",
+            "sha256",
+            "entries",
+            "job_key",
+            "entry",
+            "segment",
+            "nonce",
+            "records",
+            "stream",
+            "start_lsn",
+            "end_lsn",
+            "transactions",
+            "tables",
+        },
+    ),
 }
 
 VALID_NEEDS: dict[str, set[str]] = {

@@ -52,6 +52,14 @@ def status_lines(s: Mapping[str, Any]) -> list[str]:
     ]
     if s.get("sequence") is not None:
         lines.append(f"  manifest {s['sequence']} (published {s.get('finished') or '-'})")
+    f = s.get("follow")
+    if f and "published_lsn" in f:  # a follow job (send --follow): its slot's lag
+        lines.append(
+            f"  follow   {f['phase']}, published up to {f['published_lsn']}, lag "
+            f"{f['lag_seconds']:.1f} s; slot {human_bytes(f['slot_unconfirmed_bytes'])} "
+            f"unconfirmed, {human_bytes(f['slot_retained_wal_bytes'])} of WAL kept; "
+            f"{f['segments']:,} segments, {f['transactions']:,} transactions"
+        )
     if s.get("last_error"):
         lines.append(f"  error    {s['last_error']}")
     return lines

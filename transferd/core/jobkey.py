@@ -261,7 +261,15 @@ def classic_recipients(stanzas: Iterable[Stanza]) -> list[RecipientKey]:
 def post_quantum_check(job: str, stanzas: Iterable[Stanza], *, required: bool) -> str | None:
     """The policy of ``send`` and ``rekey`` about classic (X25519) recipients: None when every
     recipient is hybrid; else a warning, or with ``required`` a ConfigError refusing the job."""
-    classic = classic_recipients(stanzas)
+    return post_quantum_check_keys(job, [s.recipient for s in stanzas], required=required)
+
+
+def post_quantum_check_keys(
+    job: str, recipients: Iterable[RecipientKey], *, required: bool
+) -> str | None:
+    """``post_quantum_check`` on recipient keys, before any stanza is made (a follow checks
+    them before it creates a replication slot)."""
+    classic = [r for r in recipients if not r.post_quantum]
     if not classic:
         return None
     names = ", ".join(r.display() for r in classic)

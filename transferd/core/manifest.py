@@ -72,9 +72,11 @@ class ManifestBody:
     object_lists: tuple[ObjectRef, ...]
     catalog: tuple[ObjectRef, ...]
     totals: Totals
+    changes: tuple[ObjectRef, ...] | None = None
+    """The change lists of a follow job (SPEC 11.5), in order; None in any other manifest."""
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        body = {
             "format": FORMAT_VERSION,
             "job": self.job,
             "job_id": self.job_id,
@@ -88,6 +90,9 @@ class ManifestBody:
             "catalog": [r.to_json() for r in self.catalog],
             "totals": {"objects": self.totals.objects, "stored_bytes": self.totals.stored_bytes},
         }
+        if self.changes is not None:
+            body["changes"] = [r.to_json() for r in self.changes]
+        return body
 
     @classmethod
     def from_json(cls, value: Any) -> ManifestBody:
@@ -95,8 +100,8 @@ class ManifestBody:
             raise FormatError("manifest body is not a JSON object")
         if value.get("format") != FORMAT_VERSION:
             raise UnsupportedVersionError(value.get("format"), "manifest")
-        if set(value) != _BODY_FIELDS:
-            missing, extra = _BODY_FIELDS - set(value), set(value) - _BODY_FIELDS
+        if set(value) - {"changes"} != _BODY_FIELDS:
+            missing, extra = _BODY_FIELDS - set(value), set(value) - _BODY_FIELDS - {"changes"}
             raise FormatError(
                 f"manifest body fields wrong: missing {sorted(missing)}, extra {sorted(extra)}"
             )
@@ -127,6 +132,9 @@ class ManifestBody:
             raise FormatError("manifest has no recipients")
         if not value["catalog"]:
             raise FormatError("manifest names no catalog segment")
+        changes = value.get("changes")
+        if changes is not None and (not isinstance(changes, list) or not changes):
+            raise FormatError("manifest changes must be a non-empty list of change lists")
         totals = value["totals"]
         if (
             not isinstance(totals, dict)
@@ -162,6 +170,9 @@ class ManifestBody:
             ),
             catalog=tuple(ObjectRef.from_json(r, "catalog segment") for r in value["catalog"]),
             totals=Totals(totals["objects"], totals["stored_bytes"]),
+            changes=None
+            if changes is None
+            else tuple(ObjectRef.from_json(r, "change list") for r in changes),
         )
 
 

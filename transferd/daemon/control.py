@@ -87,6 +87,7 @@ class ControlServer:
             "cancel": self._cancel,
             "limit": self._limit,
             "logs": self._logs,
+            "cutover": self._cutover,
         }
 
     async def start(self) -> None:
@@ -211,6 +212,9 @@ class ControlServer:
             _rate(args),
             _postgres(args),
         )
+
+    async def _cutover(self, args: dict[str, Any]) -> Any:
+        return self.manager.cutover(str(_str(args, "name")))
 
     async def _pause(self, args: dict[str, Any]) -> Any:
         return self.manager.pause(str(_str(args, "name")))

@@ -238,6 +238,15 @@ class Manager:
         log.info("job paused", extra={"job": name})
         return self.describe(job)
 
+    def cutover(self, name: str) -> dict[str, Any]:
+        """A follow job: stop at the current LSN (send/follow.py); it then ends ``done``."""
+        job = self.get(name)
+        if not job.request_cutover():
+            raise ConfigError(f"job {name} is not following a database: nothing to cut over",
+                              hint="only a job started with --follow has a cut-over")  # fmt: skip
+        log.info("cut-over asked", extra={"job": name})
+        return self.describe(job)
+
     def resume(self, name: str) -> dict[str, Any]:
         job = self.get(name)
         if job.definition.desired == CANCEL:
@@ -348,4 +357,5 @@ class Manager:
             "last_error": d.last_error,
             "created": d.created,
             "finished": d.finished,
+            "follow": job.follow_status(),
         }

@@ -84,6 +84,12 @@ class JobCollector(Collector):
             labels=["job"],
         )
         limit.add_metric([""], self.manager.env.bucket.rate)
+        follow = GaugeMetricFamily(
+            "transferd_follow", "A follow job: lag_seconds (oldest change not yet published), "
+            "slot_unconfirmed_bytes, slot_retained_wal_bytes (WAL the source keeps for the "
+            "slot: a stalled follow fills the source's disk), segments, transactions, changes.",
+            labels=["job", "measure"],
+        )  # fmt: skip
         for job in list(self.manager.jobs.values()):
             n, t = job.name, job.totals()
             for stage, value in (
@@ -117,7 +123,13 @@ class JobCollector(Collector):
             seconds.add_metric([n, "upload"], t.upload_seconds)
             seconds.add_metric([n, "throttled"], job.bucket.waited)
             limit.add_metric([n], job.bucket.rate)
-        yield from (info, nbytes, objects, retries, errors, phase, queues, seconds, limit)
+            status = job.follow_status() or {}
+            for measure in ("lag_seconds", "slot_unconfirmed_bytes", "slot_retained_wal_bytes",
+                            "segments", "transactions", "changes"):  # fmt: skip
+                measured = status.get(measure)
+                if isinstance(measured, int | float):
+                    follow.add_metric([n, measure], measured)
+        yield from (info, nbytes, objects, retries, errors, phase, queues, seconds, limit, follow)
 
 
 class HostCollector(Collector):

@@ -1,6 +1,7 @@
 """The optional parts of transferd, each an extra of the package, and the one error for a missing
-one: ``pip install 'transferd[postgres]'`` (asyncpg), ``[azure]`` (azure-storage-blob) and
-``[s3]`` (aiobotocore). A directory sent to a storage host needs none of them.
+one: ``pip install 'transferd[postgres]'`` (asyncpg; psycopg2 and pypgoutput for ``--follow``),
+``[azure]`` (azure-storage-blob) and ``[s3]`` (aiobotocore). A directory sent to a storage host
+needs none of them.
 
 Every import of an optional library happens inside ``needs(extra)``, where the code path that
 needs it starts: a missing library then ends the command with an error naming the extra to
@@ -15,7 +16,10 @@ from collections.abc import Iterator
 from transferd.errors import ConfigError
 
 EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "postgres": ("PostgreSQL sources, restores and comparisons", ("asyncpg",)),
+    "postgres": (
+        "PostgreSQL sources, restores and comparisons",
+        ("asyncpg", "psycopg2", "pypgoutput"),
+    ),
     "azure": ("Azure Blob sources", ("azure",)),
     "s3": ("S3 stores", ("aiobotocore", "botocore")),
 }

@@ -10,7 +10,8 @@ reader MUST accept any valid zstd frame.
 
 One module per vector group: gen_keys, gen_wrap, gen_chunks, gen_envelope, gen_pack,
 gen_objectlist, gen_catalog, gen_catalog_stream, gen_stream, gen_manifest, gen_copy,
-gen_rowset, gen_copy_manifest; hybrid_seal seals hybrid stanzas from injected randomness and
+gen_rowset, gen_copy_manifest, gen_changes; hybrid_seal seals hybrid stanzas from injected
+randomness and
 rules.py names the rule of SPEC Appendix D each invalid vector breaks.
 """
 
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import gen_catalog
 import gen_catalog_stream
+import gen_changes
 import gen_chunks
 import gen_copy
 import gen_copy_manifest
@@ -49,6 +51,7 @@ FILES = {
     "rowset.json": gen_rowset.generate,
     "copy_secret.json": gen_copy_manifest.generate_secret,
     "copy_manifest.json": gen_copy_manifest.generate,
+    "changes.json": gen_changes.generate,
 }
 
 

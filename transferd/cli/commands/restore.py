@@ -129,15 +129,15 @@ def _open(args: argparse.Namespace, key: SenderSecretKey | None) -> Store:
 def run(args: argparse.Namespace, out: Output) -> int:
     if args.sequence is not None and args.sequence < 1:
         raise ConfigError("--sequence must be 1 or more")
-    if args.to is None and (args.split_tables_larger_than or args.password_file is not None):
-        flag = "--password-file" if args.password_file else "--split-tables-larger-than"
-        raise ConfigError(f"{flag} applies to a restore into a database (--to postgresql://…)")
-    if args.resume and args.to is not None:
-        raise ConfigError(
-            "--resume applies to a restore into a directory (--out)",
-            hint="a database restore is one transaction per section: run it again into an "
-            "empty database",
+    if args.to is None and (args.split_tables_larger_than or args.password_file is not None
+                            or args.until_lsn is not None):  # fmt: skip
+        flag = (
+            "--password-file"
+            if args.password_file
+            else ("--split-tables-larger-than" if args.split_tables_larger_than else "--until-lsn")
         )
+        raise ConfigError(f"{flag} applies to a restore into a database (--to postgresql://…)")
+    # into a database, --resume goes on applying a follow copy's changes (cli/pgrestore.py)
     select = path_filter(args)
     if select.active and args.to is not None:
         raise ConfigError(

@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+from transferd.cli import follow
 from transferd.cli.azureargs import add_azure_arguments, azure_options
 from transferd.cli.filterargs import add_filter_arguments, path_filter
 from transferd.cli.output import JSONValue, Output, add_json_flag
@@ -144,6 +145,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     add_filter_arguments(p, "a directory source copies")
     add_source_arguments(p)
+    follow.add_arguments(p)
     add_azure_arguments(p)
     add_json_flag(p)
     p.set_defaults(
@@ -171,6 +173,8 @@ def send_options(args: argparse.Namespace) -> SendOptions:
 
 def run(args: argparse.Namespace, out: Output) -> int:
     setup_logging(quiet=args.quiet, json_mode=out.json_mode)
+    if follow.wants_follow(args):
+        return follow.run(args, out, send_options(args))
     sender = load_sender_key(args.sender_key, out)
     recipients = load_recipients(args.recipient, args.recipients_file)
     select = path_filter(args)
