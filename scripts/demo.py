@@ -126,9 +126,7 @@ def main() -> int:
             (keys / f"{name}.pub").write_text(
                 run("keygen", "--kind", kind, "-o", keys / f"{name}.key", capture=True) + "\n"
             )
-    owner, escrow, sender, auditor = (
-        (keys / f"{n}.pub").read_text().strip() for n in ("owner", "escrow", "sender", "auditor")
-    )
+    sender, auditor = ((keys / f"{n}.pub").read_text().strip() for n in ("sender", "auditor"))
 
     say("3. a storage host on 127.0.0.1: job 'claims' written by the sender, read by the auditor")
     server, url = start_server(store, sender, auditor, work / "serve.log")
@@ -136,7 +134,7 @@ def main() -> int:
         say("4. send: chunk, compress, encrypt to owner and escrow, upload, sign")
         started = time.monotonic()
         run("send", export, "--to", url, "--job", "claims", "--sender-key", keys / "sender.key",
-            "-r", owner, "-r", escrow, "--state", state)  # fmt: skip
+            "-R", keys / "owner.pub", "-R", keys / "escrow.pub", "--state", state)  # fmt: skip
         took = time.monotonic() - started
 
         say("5. verify without any decryption key: what an auditor runs")

@@ -1,7 +1,9 @@
 """``transferd.core`` stays free of I/O: importing it loads no event loop, socket or RNG module.
 
-STYLE.md's one rule: the core imports pure standard modules, nacl, zstandard, blake3 and
-pyfastcdc, and is passed keys, nonces and timestamps rather than drawing them. A module that
+STYLE.md's one rule: the core imports pure standard modules, nacl, zstandard, blake3, pyfastcdc
+and (for hybrid recipients) cryptography, and is passed keys, nonces and timestamps rather than
+drawing them; the one exception, a hybrid stanza's HPKE randomness, is drawn inside OpenSSL
+(core/jobkey.py says why). A module that
 pulls in asyncio or socket has started doing I/O; one that pulls in random or secrets has
 started drawing randomness, which would make its output impossible to pin with test vectors.
 

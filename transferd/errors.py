@@ -36,6 +36,7 @@ values, not prose. Anything else that escapes is a bug: the CLI prints its trace
     │   └── StateFullError              9   … because its file system is full
     ├── StoreError                      4   (abstract) where ciphertext lands
     │   ├── TransientStoreError         4   worth retrying: timeout, connection reset, 5xx
+    │   │   ├── ThrottledError          4   the host said when to retry (429, 503 Retry-After)
     │   │   └── LeaseLostError          26  a copy job's lease passed to another agent
     │   ├── PermanentStoreError         4   not worth retrying: refused, unauthorized
     │   │   ├── ManifestExistsError     4   a manifest of that sequence is stored already
@@ -348,6 +349,15 @@ class TransientStoreError(StoreError):
     pass
 
 
+class ThrottledError(TransientStoreError):
+    """The storage host is busy or the key over its rate, and said how long to wait
+    (``Retry-After``): retried no sooner than that (stores/retry.py)."""
+
+    def __init__(self, message: str, *, retry_after: float, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.retry_after = retry_after
+
+
 class LeaseLostError(TransientStoreError):
     """The job's lease passed to another agent (at a higher epoch: copies/leases.py), or could not
     be renewed: the job was stopped. Its own code: the agent that ends with it was paused or cut
@@ -434,13 +444,24 @@ class CancelledByUserError(TransferdError):
 
 class ApiError(Exception):
     """A request the storage host refuses: its HTTP status, a stable code, a message for people,
-    and values the answer carries beside them (``skew_seconds`` of a ``clock_skew``)."""
+    and values the answer carries beside them (``skew_seconds`` of a ``clock_skew``);
+    ``retry_after``, seconds the client should wait before asking again (429, 503), becomes a
+    Retry-After header."""
 
-    def __init__(self, status: int, code: str, message: str, **fields: int | str) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        **fields: int | str,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.retry_after = retry_after
         self.fields = fields
 
 

@@ -10,6 +10,12 @@ so the host receives one small manifest.
 A removed recipient who kept the job key (or the plaintext) can still read what was stored under
 it: rekey controls who can open the copy from now on, not what someone already opened
 (protocol/THREATS.md). Re-encrypting under a new job key is a new send.
+
+Moving a job to post-quantum recipients (add a hybrid ``tdrpq1…`` key, remove the classic
+``tdr1…`` one) is such a rekey, with the same limit: the older manifests keep their X25519 stanzas
+of the same job key, so the move protects the copy only if none of them was ever recorded; the
+host always holds them (protocol/THREATS.md section 4). ``RekeyResult.classic_removed`` says when
+that applies, so the command can say it.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from transferd.core.jobkey import Stanza, wrap
+from transferd.core.jobkey import Stanza, post_quantum_check, wrap
 from transferd.core.keys import RecipientIdentity, RecipientKey, SenderSecretKey
 from transferd.core.manifest import SignedManifest
 from transferd.errors import ConfigError, JobNotFoundError
@@ -33,6 +39,10 @@ class RekeyResult:
     manifest: SignedManifest
     added: list[str]
     removed: list[str]
+    classic_removed: list[RecipientKey]
+    """Classic (X25519) recipients removed: their stanzas remain in the older manifests."""
+    classic_kept: str | None
+    """The warning about classic recipients the new manifest still has, if any."""
 
 
 def new_stanzas(
@@ -46,22 +56,23 @@ def new_stanzas(
     held = [s.recipient.to_text() for s in current]
     adding = [r.to_text() for r in add]
     removing = [r.to_text() for r in remove]
+    shown = {r.to_text(): r.display() for r in [*add, *remove, *(s.recipient for s in current)]}
     if not adding and not removing:
         raise ConfigError("nothing to change: give --add-recipient or --remove-recipient")
     for text in {t for t in adding if adding.count(t) > 1} | {
         t for t in removing if removing.count(t) > 1
     }:
-        raise ConfigError(f"{text} is given twice")
+        raise ConfigError(f"{shown[text]} is given twice")
     for text in adding:
         if text in removing:
-            raise ConfigError(f"{text} is both added and removed")
+            raise ConfigError(f"{shown[text]} is both added and removed")
         if text in held:
-            raise ConfigError(f"{text} is already a recipient of job {job}")
+            raise ConfigError(f"{shown[text]} is already a recipient of job {job}")
     for text in removing:
         if text not in held:
             raise ConfigError(
-                f"{text} is not a recipient of job {job}",
-                hint="its recipients are " + ", ".join(held),
+                f"{shown[text]} is not a recipient of job {job}",
+                hint="its recipients are " + ", ".join(shown[t] for t in held),
             )
     kept = [s for s in current if s.recipient.to_text() not in removing]
     if not kept and not adding:
@@ -83,8 +94,10 @@ async def rekey(
     remove: list[RecipientKey],
     created: str,
     rng: Callable[[int], bytes] = os.urandom,
+    require_pq: bool = False,
 ) -> RekeyResult:
-    """Publish manifest N+1 of ``job`` with the recipients changed; returns both manifests."""
+    """Publish manifest N+1 of ``job`` with the recipients changed; returns both manifests.
+    ``require_pq``: refuse a new recipient set that keeps a classic-only (X25519) recipient."""
     previous = await newest_manifest(store, job, sender.public(), None)
     if previous is None:
         raise JobNotFoundError(
@@ -94,6 +107,7 @@ async def rekey(
     stanzas = new_stanzas(
         list(previous.body.recipients), add, remove, lambda r: wrap(key, r, rng(32)), job
     )
+    classic_kept = post_quantum_check(job, stanzas, required=require_pq)
     body = replace(
         previous.body,
         sequence=previous.body.sequence + 1,
@@ -102,4 +116,11 @@ async def rekey(
         recipients=tuple(stanzas),
     )
     signed = await put_manifest(store, body, sender)
-    return RekeyResult(previous, signed, [r.to_text() for r in add], [r.to_text() for r in remove])
+    return RekeyResult(
+        previous,
+        signed,
+        [r.to_text() for r in add],
+        [r.to_text() for r in remove],
+        classic_removed=[r for r in remove if not r.post_quantum],
+        classic_kept=classic_kept,
+    )

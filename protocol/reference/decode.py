@@ -10,7 +10,9 @@ empty. Table streams are written to OUTPUT_DIR/_tables/<schema>.<name> (names pe
 SPEC leaves their encoding open (section 22).
 
 Nothing here comes from transferd: only the Python standard library, PyNaCl (X25519, Ed25519,
-XChaCha20-Poly1305) and zstandard. BLAKE3 and bech32 are implemented below, BLAKE3 in pure Python
+XChaCha20-Poly1305), zstandard, and pyca cryptography >= 48 for hybrid recipients (ML-KEM-768,
+X25519 and HPKE with the MLKEM768-X25519 KEM, SPEC 5.2; ML-KEM is not written by hand here).
+BLAKE3 and bech32 are implemented below, BLAKE3 in pure Python
 (about 1 MB/s: enough for the small copies it checks). Every failure raises DecodeError whose
 ``outcome`` is one of SPEC section 17 ("format failure", "authentication failure", ...), so the
 test vectors can be applied to this decoder as they are to transferd.
@@ -36,6 +38,9 @@ import nacl.bindings
 import nacl.exceptions
 import nacl.signing
 import zstandard
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hpke
+from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
 
 CHUNK_MAX = 4194304
 CATALOG_SEGMENT_MAX = 4194304
@@ -118,8 +123,11 @@ def blake3(data: bytes, key: bytes | None = None) -> bytes:
 
 _CHARSET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
 _KINDS = {"tdr": "recipient", "td-secret-recipient-": "recipient-identity",
+          "tdrpq": "recipient-pq", "td-secret-recipient-pq-": "recipient-pq-identity",
           "tds": "sender", "td-secret-sender-": "sender-secret"}  # fmt: skip
-_SECRET = {"recipient-identity", "sender-secret"}
+_SECRET = {"recipient-identity", "recipient-pq-identity", "sender-secret"}
+_SIZE = {"recipient-pq": 1216}  # every other key is 32 bytes (SPEC 3.2 rule 7)
+_HPKE = hpke.Suite(hpke.KEM.MLKEM768_X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305)
 
 
 def _polymod(values: list[int]) -> int:
@@ -170,10 +178,14 @@ def decode_key(text: str, want: str | None = None) -> tuple[str, bytes]:
     kind = _KINDS.get(hrp) or fail("key failure", f"not a transferd key (prefix {hrp!r})")
     if text != (text.upper() if kind in _SECRET else text.lower()):
         fail("key failure", f"{kind} key in the wrong case")
-    if len(data) != 32:
-        fail("key failure", f"key has {len(data)} bytes, expected 32")
+    if len(data) != _SIZE.get(kind, 32):
+        fail("key failure", f"key has {len(data)} bytes, expected {_SIZE.get(kind, 32)}")
+    if kind == "recipient-pq":
+        _hybrid_public(data)  # rule 7a: the ML-KEM modulus check
     if want == "recipient" and kind == "recipient-identity":
         return "recipient", nacl.bindings.crypto_scalarmult_base(data)
+    if want == "recipient" and kind in ("recipient-pq", "recipient-pq-identity"):
+        return "recipient-pq", data if kind == "recipient-pq" else hybrid_public_bytes(data)
     if want == "sender" and kind == "sender-secret":
         return "sender", bytes(nacl.signing.SigningKey(data).verify_key)
     if want is not None and kind != want:
@@ -195,7 +207,30 @@ def read_key_file(text: str) -> tuple[str, bytes]:
 def public_text(kind: str, secret: bytes) -> str:
     if kind == "recipient-identity":
         return bech32_encode("tdr", nacl.bindings.crypto_scalarmult_base(secret))
+    if kind == "recipient-pq-identity":
+        return bech32_encode("tdrpq", hybrid_public_bytes(secret))
     return bech32_encode("tds", bytes(nacl.signing.SigningKey(secret).verify_key))
+
+
+def _hybrid_parts(seed: bytes) -> tuple[mlkem.MLKEM768PrivateKey, x25519.X25519PrivateKey]:
+    """SPEC 3.1: SHAKE256(seed, 96) = d || z (the ML-KEM-768 seed) || the X25519 secret."""
+    expanded = hashlib.shake_256(seed).digest(96)
+    return (
+        mlkem.MLKEM768PrivateKey.from_seed_bytes(expanded[:64]),
+        x25519.X25519PrivateKey.from_private_bytes(expanded[64:]),
+    )
+
+
+def hybrid_public_bytes(seed: bytes) -> bytes:
+    m, x = _hybrid_parts(seed)
+    return m.public_key().public_bytes_raw() + x.public_key().public_bytes_raw()
+
+
+def _hybrid_public(key: bytes) -> None:
+    try:
+        mlkem.MLKEM768PublicKey.from_public_bytes(key[:1184])
+    except ValueError:
+        fail("key failure", "hybrid key fails the ML-KEM-768 modulus check")
 
 
 # --- canonical JSON, base64, hex (SPEC 1) -----------------------------------------------------
@@ -278,41 +313,61 @@ def subkeys(k_job: bytes) -> dict[str, bytes]:
     return {name: kdf(k_job, f"transferd v1 {label}") for name, label in labels.items()}
 
 
-def parse_stanza(s: Any) -> tuple[bytes, bytes, bytes]:
-    """(recipient, epk, wrapped) of a stanza, every member checked before any decryption."""
-    if not isinstance(s, dict) or set(s) != {"type", "recipient", "epk", "wrapped"}:
-        fail("format failure", "a stanza must have exactly type, recipient, epk and wrapped")
-    if s["type"] != "X25519":
-        fail("format failure", f"unknown stanza type {s['type']!r}")
+_STANZA = {"X25519": ("epk", 32, "recipient"), "mlkem768x25519": ("enc", 1120, "recipient-pq")}
+
+
+def parse_stanza(s: Any) -> tuple[str, bytes, bytes, bytes]:
+    """(type, recipient, epk or enc, wrapped) of a stanza, checked in the order of SPEC 5.3 (S1
+    to S5), every member before any decryption."""
+    if not isinstance(s, dict) or s.get("type") not in _STANZA:
+        fail("format failure", "unknown stanza type")
+    member, size, kind_wanted = _STANZA[s["type"]]
+    if set(s) != {"type", "recipient", member, "wrapped"}:
+        fail(
+            "format failure", f"a {s['type']} stanza has exactly type, recipient, {member}, wrapped"
+        )
     try:
         kind, recipient = decode_key(s["recipient"])
     except (DecodeError, AttributeError) as e:
         fail("format failure", f"stanza recipient: {e}")
-    if kind != "recipient":
-        fail("format failure", "stanza recipient is not a recipient public key")
-    return recipient, b64(s["epk"], 32, "epk"), b64(s["wrapped"], 48, "wrapped")
+    if kind != kind_wanted:
+        fail("format failure", f"a {s['type']} stanza's recipient is not a {kind_wanted} key")
+    return s["type"], recipient, b64(s[member], size, member), b64(s["wrapped"], 48, "wrapped")
 
 
-def unwrap(stanzas: list[Any], identity: bytes, key_check: bytes) -> bytes:
+def unwrap(stanzas: list[Any], kind: str, identity: bytes, key_check: bytes) -> bytes:
+    """K_job for a ``recipient-identity`` or ``recipient-pq-identity`` (SPEC 13.2)."""
     parsed = [parse_stanza(s) for s in stanzas]
-    me = nacl.bindings.crypto_scalarmult_base(identity)
-    mine = [(epk, wrapped) for recipient, epk, wrapped in parsed if recipient == me]
+    hybrid = kind == "recipient-pq-identity"
+    me = hybrid_public_bytes(identity) if hybrid else nacl.bindings.crypto_scalarmult_base(identity)
+    want = "mlkem768x25519" if hybrid else "X25519"
+    mine = [(enc, wrapped) for t, recipient, enc, wrapped in parsed if (t, recipient) == (want, me)]
     if not mine:
-        fail("not a recipient", f"this copy is not encrypted to key {bech32_encode('tdr', me)}")
-    for epk, wrapped in mine:
-        try:
-            shared = nacl.bindings.crypto_scalarmult(identity, epk)
-        except nacl.exceptions.RuntimeError:  # libsodium refuses an all-zero result
-            continue
-        if not any(shared):
-            continue
-        w = hashlib.blake2b(b"transferd v1 x25519 wrap" + epk + me, key=shared, digest_size=32)
-        try:
-            k_job = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
-                wrapped, b"transferd v1 x25519 wrap", bytes(24), w.digest()
-            )
-        except nacl.exceptions.CryptoError:
-            continue
+        fail("not a recipient", "this copy is not encrypted to this identity's key")
+    for enc, wrapped in mine:
+        if hybrid:
+            try:  # implicit rejection: a wrong key or an altered enc fails only here
+                k_job = _HPKE.decrypt(
+                    enc + wrapped,
+                    hpke.MLKEM768X25519PrivateKey(*_hybrid_parts(identity)),
+                    info=b"transferd v1 mlkem768x25519 wrap",
+                )
+            except InvalidTag:
+                continue
+        else:
+            try:
+                shared = nacl.bindings.crypto_scalarmult(identity, enc)
+            except nacl.exceptions.RuntimeError:  # libsodium refuses an all-zero result
+                continue
+            if not any(shared):
+                continue
+            w = hashlib.blake2b(b"transferd v1 x25519 wrap" + enc + me, key=shared, digest_size=32)
+            try:
+                k_job = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
+                    wrapped, b"transferd v1 x25519 wrap", bytes(24), w.digest()
+                )
+            except nacl.exceptions.CryptoError:
+                continue
         if not hmac.compare_digest(kdf(k_job, "transferd v1 key check")[:16], key_check):
             fail("authentication failure", "the unwrapped job key fails key_check")
         return k_job
@@ -338,7 +393,8 @@ def check_body(b: Any) -> dict[str, Any]:
         fail("format failure", "manifest body is not an object")
     if b.get("format") != 1:
         fail("unsupported version", f"unsupported format version {b.get('format')}")
-    if not _BODY <= set(b) <= _BODY | {"epoch"}:
+    # changes: a follow manifest's (SPEC 11.5); epoch: one written under a lease (SPEC 12.2)
+    if set(b) - {"changes", "epoch"} != _BODY:
         fail("format failure", "manifest body members differ from SPEC 11.2")
     if "epoch" in b and not is_int(b["epoch"], 1):
         fail("format failure", "manifest epoch is not an integer of at least 1")
@@ -364,12 +420,14 @@ def check_body(b: Any) -> dict[str, Any]:
     if kind != "sender":
         fail("format failure", "manifest sender is not a sender public key")
     b64(b["key_check"], 16, "key_check")
-    recipients = [parse_stanza(s)[0] for s in b["recipients"]]
+    recipients = [parse_stanza(s)[:2] for s in b["recipients"]]
     if len(set(recipients)) != len(recipients):
         fail("format failure", "two stanzas name one recipient")
     if not _refs(b["catalog"], "manifest catalog is not a list of object refs"):
         fail("format failure", "manifest has no catalog segment")
     _refs(b["object_lists"], "manifest object_lists is not a list of object refs")
+    if "changes" in b and not _refs(b["changes"], "manifest changes is not a list of object refs"):
+        fail("format failure", "manifest changes is empty")
     return b
 
 
@@ -604,6 +662,7 @@ class CatalogWalk:
         self.size = 0
         self.totals: dict[str, Any] | None = None
         self.last_path: bytes | None = None
+        self.leaves: list[bytes] = []  # symlinks, files, tables a later path may lie under
         self.counts = dict.fromkeys(_MEMBERS["totals"], 0)
 
     def feed(self, r: Any, what: str) -> dict[str, Any]:
@@ -642,6 +701,14 @@ class CatalogWalk:
             if self.last_path is not None and path <= self.last_path:
                 fail("format failure", f"{path!r} does not sort after {self.last_path!r}")
             self.last_path = path
+            # SPEC 10.3: nothing lies under a non-directory. Sorted, the paths under a leaf L
+            # come before L + "0"; the leaves still in range nest, the innermost last.
+            while self.leaves and path >= self.leaves[-1] + b"0":
+                self.leaves.pop()
+            if self.leaves and path.startswith(self.leaves[-1] + b"/"):
+                fail("format failure", f"{path!r} lies under {self.leaves[-1]!r}, not a dir")
+            if t != "dir":
+                self.leaves.append(path)
             self.counts[t + "s"] += 1
             if t in ("file", "table"):
                 self.stream, self.size = r, 0
@@ -677,6 +744,22 @@ def open_catalog(k_catalog: bytes, index: int, data: bytes) -> list[dict[str, An
 # --- restore (SPEC 10.4, 13.5) -----------------------------------------------------------------
 
 
+def check_stored_as(body: dict[str, Any], job: str, sequence: int, epoch: int = 0) -> None:
+    """SPEC 13.1 step 7: the manifest read from jobs/<job>/manifests/<sequence>[-<epoch>] is that
+    one (SPEC 12.2: an epoch absent from the body is 0)."""
+    if body["job"] != job or (body["sequence"], body.get("epoch", 0)) != (sequence, epoch):
+        fail("integrity failure", "the manifest names another job or sequence than its path")
+
+
+def check_totals(body: dict[str, Any], packs: list[tuple[str, int]]) -> None:
+    """SPEC 14 step 5: the packs the object lists name number and sum to the totals."""
+    if (len(packs), sum(size for _, size in packs)) != (
+        body["totals"]["objects"],
+        body["totals"]["stored_bytes"],
+    ):
+        fail("integrity failure", "the object lists do not match the manifest's totals")
+
+
 def check_location(p: int, off: int, blob_len: int, packs: list[tuple[str, int]]) -> None:
     """SPEC 13.4 step 1, before fetching: pack p exists and the blob lies among its blobs, after
     the 5-byte prefix and before the smallest header blob (84 bytes) and the trailer."""
@@ -707,17 +790,17 @@ def restore(root: Path, job: str, identity_text: str, out: Path, sender: str | N
     }
     manifests = {k: (store.dir / "manifests" / n).read_bytes() for k, n in keyed.items()}
     body = check_chain(head_chain(manifests), sender)
-    newest = max(keyed, key=lambda k: (k[1], k[0]))
-    if body["job"] != job or newest != (body["sequence"], body.get("epoch", 0)):
-        fail("integrity failure", "the manifest names another job or sequence than its path")
+    check_stored_as(body, job, *max(keyed, key=lambda k: (k[1], k[0])))
     kind, identity = read_key_file(identity_text)
-    if kind != "recipient-identity":
+    if kind not in ("recipient-identity", "recipient-pq-identity"):
         fail("key failure", "the identity file holds a sender key")
-    keys = subkeys(unwrap(body["recipients"], identity, b64(body["key_check"], 16, "key_check")))
+    key_check = b64(body["key_check"], 16, "key_check")
+    keys = subkeys(unwrap(body["recipients"], kind, identity, key_check))
     lists, segments = _refs(body["object_lists"], ""), _refs(body["catalog"], "")
     packs = [p for ref in lists for p in parse_object_list(store.get(*ref))]
     if len(packs) != len(set(packs)):
         fail("format failure", "a pack is listed twice")
+    check_totals(body, packs)
     out.mkdir(parents=True, exist_ok=True)
     if any(out.iterdir()):
         raise SystemExit(f"decode: {out} is not empty")

@@ -12,7 +12,11 @@ import pytest
 from tests.cli.conftest import Run
 from transferd.core.keys import RecipientIdentity, SenderSecretKey, parse_key_file
 
-PUBLIC = {"recipient": re.compile(r"tdr1[a-z0-9]{58}"), "sender": re.compile(r"tds1[a-z0-9]{58}")}
+PUBLIC = {
+    "recipient": re.compile(r"tdrpq1[a-z0-9]{1952}"),
+    "classic": re.compile(r"tdr1[a-z0-9]{58}"),
+    "sender": re.compile(r"tds1[a-z0-9]{58}"),
+}
 SECRET_TYPE = {"recipient": RecipientIdentity, "sender": SenderSecretKey}
 
 
@@ -32,9 +36,36 @@ def test_keygen_writes_a_0600_key_file_and_prints_its_public_key(
     secret = parse_key_file(text)
     assert isinstance(secret, SECRET_TYPE[kind])
     assert secret.public().to_text() == public
-    created, public_comment, _key = text.splitlines()
+    created, public_comment, *fingerprint, _key = text.splitlines()
     assert re.fullmatch(r"# created: \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", created)
     assert public_comment == f"# public key: {public}"
+    if kind == "recipient":  # hybrid: 1958 characters no one compares by eye
+        assert isinstance(secret, RecipientIdentity)
+        assert secret.post_quantum
+        assert fingerprint == [f"# fingerprint: {secret.public().fingerprint()}"]
+    else:
+        assert fingerprint == []
+
+
+def test_keygen_classic_makes_an_x25519_identity(run: Run, tmp_path: Path) -> None:
+    result = run("keygen", "--kind", "recipient", "--classic", "-o", "old.key", "--json")
+
+    assert result.code == 0
+    report = json.loads(result.stdout)
+    assert PUBLIC["classic"].fullmatch(report["public_key"])
+    assert report["type"] == "X25519"
+    secret = parse_key_file((tmp_path / "old.key").read_text())
+    assert isinstance(secret, RecipientIdentity)
+    assert not secret.post_quantum
+    assert report["fingerprint"] == secret.public().fingerprint()
+
+
+def test_keygen_classic_is_for_recipients_only(run: Run, tmp_path: Path) -> None:
+    result = run("keygen", "--kind", "sender", "--classic", "-o", "s.key")
+
+    assert (result.code, result.stdout) == (2, "")
+    assert result.stderr == "transferd: error: --classic applies to recipient keys only\n"
+    assert not (tmp_path / "s.key").exists()
 
 
 def test_keygen_json_reports_kind_public_key_and_file(run: Run) -> None:

@@ -11,7 +11,9 @@ from tests.cli.conftest import Run
 from transferd.core import bech32
 from transferd.core.keys import (
     RecipientIdentity,
+    RecipientKey,
     SenderSecretKey,
+    parse_key_text,
     render_key_file,
 )
 
@@ -56,7 +58,7 @@ def test_show_prints_the_public_key_of_a_key_file(
         "public_key": public,
         "file": "k.key",
         "secret": True,
-    }
+    } | _recipient_fields(secret.public())
 
 
 def test_show_reads_a_key_file_written_by_keygen(run: Run) -> None:
@@ -85,7 +87,32 @@ def test_show_echoes_a_public_key_normalized(
         "public_key": public,
         "file": "pub.txt",
         "secret": False,
+    } | _recipient_fields(parse_key_text(public))
+
+
+def _recipient_fields(key: object) -> dict[str, str]:
+    """A recipient key's type and fingerprint, which ``keys show --json`` adds."""
+    if not isinstance(key, RecipientKey):
+        return {}
+    return {"type": key.type.value, "fingerprint": key.fingerprint()}
+
+
+def test_show_gives_a_hybrid_key_and_its_fingerprint(run: Run, tmp_path: Path) -> None:
+    identity = RecipientIdentity.hybrid(bytes(range(32)))
+    write_secret(tmp_path / "pq.key", render_key_file(identity, CREATED))
+
+    result = run("keys", "show", "pq.key", "--json")
+
+    public = identity.public()
+    assert json.loads(result.stdout) == {
+        "kind": "recipient",
+        "public_key": public.to_text(),
+        "file": "pq.key",
+        "secret": True,
+        "type": "mlkem768x25519",
+        "fingerprint": public.fingerprint(),
     }
+    assert f"# fingerprint: {public.fingerprint()}" in (tmp_path / "pq.key").read_text()
 
 
 def test_show_reads_stdin(run: Run) -> None:

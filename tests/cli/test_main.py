@@ -51,16 +51,14 @@ def test_no_command_is_a_usage_error(run: Run) -> None:
     ]
 
 
-def test_an_unknown_command_is_a_usage_error(run: Run) -> None:
-    result = run("sendd")
+def test_an_unknown_command_is_named_with_what_was_meant(run: Run) -> None:
+    result = run("sned")
 
-    assert result.code == 2
-    first = result.stderr.splitlines()[0]
-    assert first.startswith(
-        "transferd: error: argument COMMAND: invalid choice: 'sendd' (choose from "
-    )
-    assert "'keygen', 'keys'" in first
-    assert "'send'" in first
+    assert (result.code, result.stdout) == (2, "")
+    assert result.stderr.splitlines() == [
+        "transferd: error: unknown command sned; did you mean send?",
+        "transferd: hint: run 'transferd --help' for usage",
+    ]
 
 
 def test_a_usage_error_in_json(run: Run) -> None:

@@ -80,7 +80,7 @@ def test_unwrap_skips_a_zero_shared_secret(monkeypatch: pytest.MonkeyPatch) -> N
 def test_an_altered_stanza_fails_authentication() -> None:
     stanza = wrap(JOB_KEY, IDENTITY.public(), fixed("e"))
     altered = Stanza(
-        stanza.recipient, stanza.epk, bytes([stanza.wrapped[0] ^ 1]) + stanza.wrapped[1:]
+        stanza.recipient, stanza.enc, bytes([stanza.wrapped[0] ^ 1]) + stanza.wrapped[1:]
     )
     with pytest.raises(
         AuthenticationError, match="failed authentication: the manifest was altered"
@@ -103,11 +103,14 @@ def _stanza_json() -> dict[str, str]:
     [
         ({"type": "scrypt"}, "unknown recipient stanza type 'scrypt'"),
         ({"extra": "x"}, "must have exactly type, recipient, epk and wrapped"),
-        ({"recipient": 7}, "recipient stanza: a recipient must be a tdr1… key"),
+        (
+            {"recipient": 7},
+            "recipient stanza: the recipient of an X25519 stanza must be a tdr1… key",
+        ),
         ({"recipient": SENDER.public().to_text()}, "must be a public recipient key"),
         ({"recipient": "tdr1qqqqqqqqqqqq"}, "recipient stanza: key tdr1qqqqqqqq… is mistyped"),
-        ({"epk": base64.b64encode(bytes(31)).decode()}, "has a field of the wrong length"),
-        ({"wrapped": base64.b64encode(bytes(47)).decode()}, "has a field of the wrong length"),
+        ({"epk": base64.b64encode(bytes(31)).decode()}, "epk has 31 bytes, expected 32"),
+        ({"wrapped": base64.b64encode(bytes(47)).decode()}, "has 47 bytes, expected 48"),
         ({"epk": 5}, "stanza epk must be a base64 string"),
         ({"epk": "not base64!"}, "stanza epk is not valid base64"),
         ({"wrapped": "AB=="}, "stanza wrapped key is not canonical base64"),
@@ -119,7 +122,7 @@ def test_malformed_stanzas_are_named(change: dict[str, object], message: str) ->
 
 
 def test_a_stanza_is_an_object() -> None:
-    with pytest.raises(FormatError, match="must have exactly"):
+    with pytest.raises(FormatError, match="unknown recipient stanza type"):
         Stanza.from_json(["X25519"])
 
 

@@ -121,7 +121,7 @@ J = _body().to_json()
         (J | {"sender": 5}, "sender must be a sender public key"),
         (J | {"sender": "tds1qqqqqqqqqqqq"}, "manifest sender: key tds1qqqqqqqq… is mistyped"),
         (J | {"job": "Snds"}, "job name 'Snds' is not valid"),
-        (J | {"recipients": [{"type": "x"}]}, "recipient stanza must have exactly"),
+        (J | {"recipients": [{"type": "x"}]}, "unknown recipient stanza type"),
         (J | {"object_lists": [{"sha256": "x"}]}, "object list must have exactly sha256"),
     ],
 )

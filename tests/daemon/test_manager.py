@@ -10,7 +10,7 @@ import pytest
 
 from tests.daemon.harness import make_source
 from tests.integration.harness import Keys
-from transferd.core.keys import SenderSecretKey, parse_key_file
+from transferd.core.keys import RecipientIdentity, SenderSecretKey, parse_key_file
 from transferd.daemon.config import load_config
 from transferd.daemon.manager import Manager
 from transferd.errors import ConfigError, JobNotFoundError
@@ -76,7 +76,9 @@ def test_a_definition_survives_the_manager_and_a_paused_job_stays_paused(
     asyncio.run(first())
     saved = json.loads((tmp_path / "state/daemon/jobs/forms.json").read_text())
     assert saved["desired"] == "pause"
-    assert "key" not in json.dumps(saved).lower()
+    # no secret key's text in the definition (it used to look for the letters "key", which
+    # 6% of random hybrid public keys hold by chance)
+    assert "td-secret" not in json.dumps(saved).lower()
     asyncio.run(second())
     asyncio.run(third())
 
@@ -92,3 +94,35 @@ def test_start_refuses_what_cannot_run(tmp_path: Path, keys: Keys) -> None:
             await m.start_job("pg", "postgresql://u:pw@db/x", None, [], None)
 
     asyncio.run(main())
+
+
+CLASSIC = RecipientIdentity(bytes(range(32))).public().to_text()
+"""An X25519 recipient (keygen's owner key, keys.owner, is hybrid)."""
+
+
+def test_require_pq_refuses_a_job_with_a_classic_recipient_before_it_starts(
+    tmp_path: Path, keys: Keys
+) -> None:
+    """[send] require_pq = true: the daemon's form of ``send --require-pq``."""
+    source = make_source(tmp_path / "src", mib=1)
+    (tmp_path / "store").mkdir()
+    path = tmp_path / "t.toml"
+    path.write_text(
+        f'[daemon]\nstate_dir = "{tmp_path / "state"}"\n'
+        f'[send]\nstore = "{tmp_path / "store"}"\nrequire_pq = true\n'
+    )
+    sender = parse_key_file(keys.sender_key.read_text())
+    assert isinstance(sender, SenderSecretKey)
+    config = load_config(path, {})
+    assert config.send.require_pq
+
+    async def run() -> None:
+        m = Manager(config, sender)
+        await m.start()
+        with pytest.raises(ConfigError, match="refused by require_pq in \\[send\\]") as caught:
+            await m.start_job("forms", str(source), None, [keys.owner, CLASSIC], None)
+        assert "rekey" in (caught.value.hint or "")
+        assert m.jobs == {}
+        await m.stop()
+
+    asyncio.run(run())

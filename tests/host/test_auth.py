@@ -160,8 +160,10 @@ def test_a_nonce_is_accepted_once_within_the_window() -> None:
     assert (caught.value.status, caught.value.code) == (401, "replayed")
 
     cache.remember(SenderSecretKey(bytes([3] * 32)).public(), NONCE, 1000, now=1299.0)  # per key
-    cache.remember(SENDER.public(), NONCE, 1000, now=1301.0)  # expired: the clock check refuses
-    assert len(cache) == 1
+    cache.remember(SENDER.public(), NONCE, 1301, now=1301.0)  # expired: the clock check refuses
+    assert len(cache) == 2  # the other key's entry goes when the host's clock passes it:
+    cache.expire(1301.0)
+    assert (len(cache), cache.keys) == (1, 1)
 
 
 def test_a_full_nonce_cache_refuses_rather_than_forgets() -> None:
@@ -173,8 +175,12 @@ def test_a_full_nonce_cache_refuses_rather_than_forgets() -> None:
         cache.remember(SENDER.public(), "c" * 22, 1000, now=1000.0)
     assert (caught.value.status, caught.value.code) == (503, "busy")
 
+    assert caught.value.retry_after == 300  # when its oldest entry expires
+    other = SenderSecretKey(bytes([3] * 32)).public()
+    cache.remember(other, "c" * 22, 1000, now=1000.0)  # a full key crowds out no other
+
     cache.remember(SENDER.public(), "c" * 22, 1301, now=1301.0)  # the first one expired
-    assert len(cache) == 2
+    assert len(cache) == 3
 
 
 def test_writers_read_readers_only_read_and_patterns_are_fnmatch() -> None:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import re
 import socket
 import time
 from pathlib import Path
@@ -73,7 +74,7 @@ async def test_a_refused_key_is_permanent_and_says_why(tmp_path: Path) -> None:
         finally:
             await client.close()
 
-    assert f"answered 403 forbidden: key {other.public().to_text()} may not write job {JOB}" in (
+    assert f"answered 403 forbidden: key {other.public().to_text()} has no grant on this host" in (
         caught.value.message
     )
 
@@ -97,14 +98,27 @@ async def test_a_client_clock_off_by_400_s_is_told_to_fix_its_clock(tmp_path: Pa
     assert "NTP" in caught.value.hint
 
 
-async def test_a_host_that_is_not_listening_is_transient() -> None:
+async def test_a_host_that_is_not_listening_is_permanent_until_it_answered_once(
+    tmp_path: Path,
+) -> None:
+    """Nothing listening is a wrong URL or a host not started: no retry. Once the host has
+    answered, a refused connection is the host restarting: retried."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     client = HttpStore(f"http://127.0.0.1:{port}", SENDER)
     try:
-        with pytest.raises(TransientStoreError, match="did not answer"):
+        refused = re.escape(f"nothing listens on 127.0.0.1:{port}")
+        with pytest.raises(PermanentStoreError, match=refused):
             await client.list_jobs()
+    finally:
+        await client.close()
+    async with storage_host(tmp_path / "s") as host:
+        client = HttpStore(host.url, SENDER)
+        assert await client.list_jobs() == []
+    try:
+        with pytest.raises(TransientStoreError, match=r"nothing listens on 127\.0\.0\.1:"):
+            await client.list_jobs()  # the same host, gone
     finally:
         await client.close()
 

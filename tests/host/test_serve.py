@@ -196,7 +196,7 @@ def test_serve_reads_a_config_file_with_paths_relative_to_it(tmp_path: Path) -> 
         (["--store", "st", "--allow", ALLOW, "--tls-cert", "c.pem"], None, "both a certificate"),
         (["--config", "c.toml"], "[serve]\nstores = 'x'\n", "unknown setting 'stores'"),
         (["--config", "c.toml"], "[serve\n", "is not valid TOML"),
-        (["--allow", ALLOW], None, "no store directory"),
+        (["--allow", ALLOW], None, "no store directory or bucket"),
     ],
     ids=["no-grant", "secret-key", "listen", "half-tls", "unknown-setting", "toml", "no-store"],
 )

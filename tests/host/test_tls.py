@@ -12,7 +12,9 @@ import pytest
 
 from tests.stores.backends import SENDER, allow_all, random_object, serving
 from transferd.errors import PermanentStoreError
-from transferd.host.server import make_app, tls_context
+from transferd.host.build import tls_context
+from transferd.host.server import make_app
+from transferd.host.settings import HostSettings
 from transferd.stores.http import HttpStore
 from transferd.stores.memory import MemoryStore
 
@@ -36,7 +38,12 @@ def certificate(tmp_path: Path) -> tuple[Path, Path]:
         check=True,
         capture_output=True,
     )  # fmt: skip
+    key.chmod(0o600)
     return cert, key
+
+
+def server_tls(cert: Path, key: Path) -> ssl.SSLContext:
+    return tls_context(HostSettings(tls_cert=cert, tls_key=key))
 
 
 def fingerprint(cert: Path) -> str:
@@ -60,7 +67,7 @@ async def test_a_client_given_the_certificate_as_ca_talks_tls(
 ) -> None:
     cert, key = certificate
     app = make_app(MemoryStore(), allow_all())
-    async with serving(app, ssl_context=tls_context(str(cert), str(key))) as url:
+    async with serving(app, ssl_context=server_tls(cert, key)) as url:
         assert url.startswith("https://")
         assert await round_trip(url, ca_file=cert)
 
@@ -68,7 +75,7 @@ async def test_a_client_given_the_certificate_as_ca_talks_tls(
 async def test_a_client_pinning_the_certificate_talks_tls(certificate: tuple[Path, Path]) -> None:
     cert, key = certificate
     app = make_app(MemoryStore(), allow_all())
-    async with serving(app, ssl_context=tls_context(str(cert), str(key))) as url:
+    async with serving(app, ssl_context=server_tls(cert, key)) as url:
         assert await round_trip(url, pin_sha256=fingerprint(cert))
         assert await round_trip(url, pin_sha256=fingerprint(cert).replace(":", "").lower())
 
@@ -80,6 +87,6 @@ async def test_an_untrusted_certificate_is_a_permanent_error(
     cert, key = certificate
     options = {} if trust == "system" else {"pin_sha256": "ab" * 32}
     app = make_app(MemoryStore(), allow_all())
-    async with serving(app, ssl_context=tls_context(str(cert), str(key))) as url:
+    async with serving(app, ssl_context=server_tls(cert, key)) as url:
         with pytest.raises(PermanentStoreError, match="is not trusted"):
             await round_trip(url, **options)

@@ -217,7 +217,7 @@ def test_unreadable_source_files_are_named_and_the_rest_is_copied(
     args = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", *send]
     proc = subprocess.run(args, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 3, proc.stderr
-    summary = json.loads(proc.stdout)
+    summary = json.loads(proc.stdout.splitlines()[-1])
     assert sorted(f["path"] for f in summary["failures"]) == [
         "forms/locked.txt",
         "tables/locked.csv",

@@ -39,3 +39,17 @@ def test_the_bench_runs_every_stage_on_16_mib(tmp_path: Path) -> None:
     assert report["resume"]["stored_object_bytes"] > 0
     assert "targets (issue 17):" in proc.stdout
     assert {p.suffix for p in (tmp_path / "profiles").iterdir()} == {".folded", ".txt"}
+
+
+def test_the_key_bench_gives_every_figure_for_both_types() -> None:
+    bench = Path(__file__).resolve().parents[2] / "perf" / "bench_keys.py"
+    proc = subprocess.run(
+        [sys.executable, str(bench), "--calls", "2", "--rounds", "1", "--json"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    types = json.loads(proc.stdout)["types"]
+    assert set(types) == {"x25519", "mlkem768x25519"}
+    assert types["mlkem768x25519"]["stanza_json_bytes"] == 3580
+    assert types["x25519"]["stanza_json_bytes"] == 224
+    assert all(v > 0 for t in types.values() for v in t.values())

@@ -90,6 +90,10 @@ class Cluster:
     def stop(self) -> None:
         self.pg_ctl("stop", "-m", "immediate", "-w")
 
+    def restart(self) -> None:
+        """A clean restart (``-m fast``), keeping the options the server was started with."""
+        self.pg_ctl("restart", "-m", "fast", "-w", "-l", str(self.root / "log"))
+
 
 def _as(account: str | None, argv: list[str]) -> subprocess.CompletedProcess[str]:
     if account is not None:
@@ -109,7 +113,15 @@ def _account() -> str | None:
     raise RuntimeError("running as root and there is no postgres or nobody account to run as")
 
 
-def start_cluster() -> Cluster:
+LOGICAL = (
+    " -c wal_level=logical -c max_replication_slots=8 -c max_wal_senders=8"
+    " -c wal_sender_timeout=10s"
+)
+"""Follow mode: logical decoding, and a short wal_sender_timeout so that a lost consumer is
+noticed (and a stopping server never waits long for one)."""
+
+
+def start_cluster(*, logical: bool = False) -> Cluster:
     account = _account()
     root = Path(tempfile.mkdtemp(prefix="transferd-pg-"))
     if account is not None:
@@ -124,7 +136,7 @@ def start_cluster() -> Cluster:
             f"-k {root} -c listen_addresses=127.0.0.1 -p {cluster.port} -c fsync=off "
             "-c full_page_writes=off -c synchronous_commit=off -c shared_buffers=32MB "
             "-c max_connections=60 -c max_wal_size=1GB"
-        )
+        ) + (LOGICAL if logical else "")
         try:
             cluster.pg_ctl("-l", str(root / "log"), "-w", "-o", options, "start")
             return cluster

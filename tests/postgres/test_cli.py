@@ -95,7 +95,7 @@ def test_copy_while_pgbench_writes_then_restore_and_verify(
         )  # fmt: skip
         assert sent.returncode == 0, sent.stderr
         assert f"snapshot {snapshot}" in sent.stderr
-        summary = json.loads(sent.stdout)
+        summary = json.loads(sent.stdout.splitlines()[-1])
         assert summary["complete"]
         assert history_rows(cluster, source_db) > before  # pgbench went on writing meanwhile
         await holder.close()
@@ -105,7 +105,7 @@ def test_copy_while_pgbench_writes_then_restore_and_verify(
             keys["owner_key"], "--to", cluster.url(empty_db), "--json",
         )  # fmt: skip
         assert restored.returncode == 0, restored.stderr
-        assert json.loads(restored.stdout)["snapshot"] == snapshot
+        assert json.loads(restored.stdout.splitlines()[-1])["snapshot"] == snapshot
 
         got = await measure(cluster, empty_db)
         assert got.schema == expected.schema
@@ -120,13 +120,13 @@ def test_copy_while_pgbench_writes_then_restore_and_verify(
                   str(tmp_path / "seen"), "--json", "--against"]  # fmt: skip
         same = await asyncio.to_thread(transferd, *verify, cluster.url(empty_db))
         assert same.returncode == 0, same.stdout + same.stderr
-        report = json.loads(same.stdout)
+        report = json.loads(same.stdout.splitlines()[-1])
         assert report["counts"]["source_tables"] == len(expected.tables)
         assert report["source"]["snapshot"] == snapshot
 
         moved_on = await asyncio.to_thread(transferd, *verify, cluster.url(source_db))
         assert moved_on.returncode == 24, moved_on.stderr  # pgbench wrote after the snapshot
-        failures = json.loads(moved_on.stdout)["failures"]
+        failures = json.loads(moved_on.stdout.splitlines()[-1])["failures"]
         differing = {f["message"].split(" ")[1] for f in failures if f["kind"] == "differs"}
         assert "public.pgbench_history" in differing
         assert not any("awkward" in f["message"] for f in failures)
@@ -163,7 +163,7 @@ def test_wrong_password_is_a_clear_error(
                        str(tmp_path / "pw"), "-t", "pgbench_branches", "--json"),
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr
-        assert json.loads(proc.stdout)["complete"]
+        assert json.loads(proc.stdout.splitlines()[-1])["complete"]
     finally:
         cluster.psql(source_db, "DROP OWNED BY guarded; DROP ROLE guarded")
 

@@ -184,7 +184,7 @@ def test_the_command_reports_moved_and_changed_rows(
     cluster.psql(source_db, "UPDATE pgbench_tellers SET tbalance = tbalance WHERE tid < 4")
     same = transferd(*verify)
     assert same.returncode == 0, same.stdout + same.stderr
-    report = json.loads(same.stdout)
+    report = json.loads(same.stdout.splitlines()[-1])
     assert report["counts"]["source_tables_reordered"] == 1
     assert "public.pgbench_tellers" in report["checks"][-1]["detail"]
 
@@ -192,7 +192,7 @@ def test_the_command_reports_moved_and_changed_rows(
     moved_on = transferd(*verify)
     assert moved_on.returncode == 24, moved_on.stderr
     assert "Traceback" not in moved_on.stderr
-    (failure,) = json.loads(moved_on.stdout)["failures"]
+    (failure,) = json.loads(moved_on.stdout.splitlines()[-1])["failures"]
     assert failure["message"] == (
         "table public.pgbench_accounts has the copy's 100,000 rows and size but not the same "
         "rows (their multiset digests differ)"

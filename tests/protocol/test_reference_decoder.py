@@ -44,7 +44,7 @@ def _load() -> ModuleType:
 ref = _load()
 
 
-def test_imports_only_the_standard_library_pynacl_and_zstandard() -> None:
+def test_imports_only_the_standard_library_pynacl_zstandard_and_cryptography() -> None:
     tree = ast.parse(DECODER.read_text())
     imported = {
         alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
@@ -53,7 +53,7 @@ def test_imports_only_the_standard_library_pynacl_and_zstandard() -> None:
         node.module.split(".")[0] for node in ast.walk(tree)
         if isinstance(node, ast.ImportFrom) and node.module
     }  # fmt: skip
-    assert imported - set(sys.stdlib_module_names) == {"nacl", "zstandard"}
+    assert imported - set(sys.stdlib_module_names) == {"nacl", "zstandard", "cryptography"}
     probe = (
         "import runpy, sys; runpy.run_path(sys.argv[1]); "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('transferd', 'blake3')))"
@@ -83,15 +83,17 @@ def keys_vector(v: dict[str, Any]) -> None:
         assert ref.public_text(kind, key) == v["public"]
     if v["parse_as"] == "any":
         hrp = {"recipient": "tdr", "sender": "tds", "recipient-identity": "td-secret-recipient-",
-               "sender-secret": "td-secret-sender-"}[kind]  # fmt: skip
+               "sender-secret": "td-secret-sender-", "recipient-pq": "tdrpq",
+               "recipient-pq-identity": "td-secret-recipient-pq-"}[kind]  # fmt: skip
         text = ref.bech32_encode(hrp, key)
-        assert (text.upper() if "-" in kind else text) == v["text"]
+        assert (text.upper() if kind in ref._SECRET else text) == v["text"]
 
 
 def wrap_vector(v: dict[str, Any]) -> None:
-    _, identity = ref.decode_key(v["identity"], "recipient-identity")
+    kind, identity = ref.decode_key(v["identity"])
+    assert kind in ("recipient-identity", "recipient-pq-identity")
     key_check = ref.b64(v["key_check"], 16, "key_check")
-    assert ref.unwrap(v["stanzas"], identity, key_check).hex() == v["job_key"]
+    assert ref.unwrap(v["stanzas"], kind, identity, key_check).hex() == v["job_key"]
 
 
 def chunk_ids_vector(v: dict[str, Any]) -> None:
@@ -107,7 +109,8 @@ def envelope_vector(v: dict[str, Any]) -> None:
     keys = ref.subkeys(bytes.fromhex(v["job_key"]))
     cid, blob = bytes.fromhex(v["chunk_id"]), bytes.fromhex(v["blob"])
     if "pack_size" in v:
-        ref.check_location(0, v["offset"], len(blob), [("", v["pack_size"])])
+        packs = [("", v["pack_size"])] * v.get("pack_count", 1)
+        ref.check_location(v.get("pack_index", 0), v["offset"], len(blob), packs)
     assert ref.open_chunk(keys, cid, blob, v["plain_len"]) == data(v["plaintext"])
 
 
@@ -143,11 +146,47 @@ def catalog_stream_vector(v: dict[str, Any]) -> None:
     assert paths == v["paths"]
 
 
+def stream_vector(v: dict[str, Any]) -> None:
+    keys = ref.subkeys(bytes.fromhex(v["job_key"]))
+    if sum(c["plain_len"] for c in v["chunks"]) != v["end"]["size"]:
+        ref.fail("integrity failure", "end size is not the sum of the plain lengths")
+    content = b"".join(
+        ref.open_chunk(keys, bytes.fromhex(c["chunk_id"]), bytes.fromhex(c["blob"]), c["plain_len"])
+        for c in v["chunks"]
+    )
+    if ref.blake3(content).hex() != v["end"]["blake3"]:
+        ref.fail("integrity failure", "the stream does not match its end record's BLAKE3")
+    assert content == data(v["plaintext"])
+
+
 def manifest_vector(v: dict[str, Any]) -> None:
-    raw = v["manifest"].encode("utf-8")
+    raw = data(v["manifest"]) if isinstance(v["manifest"], dict) else v["manifest"].encode()
     body = ref.verify_manifest(raw, v["expected_sender"])
+    if "stored_as" in v:
+        ref.check_stored_as(body, v["stored_as"]["job"], v["stored_as"]["sequence"])
+    if "object_list_segments" in v:
+        listed = []
+        for (sha, _size), hexed in zip(
+            ref._refs(body["object_lists"], ""), v["object_list_segments"], strict=True
+        ):
+            segment = bytes.fromhex(hexed)
+            _name_check(segment, sha)
+            listed += ref.parse_object_list(segment)
+        ref.check_totals(body, listed)
     if body["sequence"] < v.get("newest_seen", 0):
         ref.fail("rollback", "a manifest older than the newest seen")
+    if "history" in v:
+        chain = [text.encode("utf-8") for text in v["history"]] + [raw]
+        assert ref.check_chain(chain, v["expected_sender"]) == body
+    assert body == v["body"]
+
+
+def lease_epoch_vector(v: dict[str, Any]) -> None:
+    """A manifest written under a lease (SPEC 12.2): read where stored_as says, chained."""
+    raw = v["manifest"].encode()
+    body = ref.verify_manifest(raw, v["expected_sender"])
+    at = v["stored_as"]
+    ref.check_stored_as(body, at["job"], at["sequence"], at["epoch"])
     if "history" in v:
         chain = [text.encode("utf-8") for text in v["history"]] + [raw]
         assert ref.check_chain(chain, v["expected_sender"]) == body
@@ -162,7 +201,9 @@ APPLY = {
     "object_list": object_list_vector,
     "catalog": catalog_vector,
     "catalog_stream": catalog_stream_vector,
+    "stream": stream_vector,
     "manifest": manifest_vector,
+    "lease_epoch": lease_epoch_vector,
 }
 
 
@@ -234,9 +275,12 @@ def _run_decoder(*args: str | Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.parametrize("index", [0, 1], ids=["tiny", "leased"])
-def test_restores_the_copy_vector(tmp_path: Path, index: int) -> None:
-    v = json.loads((VECTORS / "copy" / "copy.json").read_text())["vectors"][index]
+COPIES = json.loads((VECTORS / "copy" / "copy.json").read_text())["vectors"]
+
+
+@pytest.mark.parametrize("v", COPIES, ids=[v["name"] for v in COPIES])
+def test_restores_the_copy_vector(tmp_path: Path, v: dict[str, Any]) -> None:
+    """Both stored jobs: one rekeyed from A to B and A, one from A to a hybrid recipient alone."""
     copy = VECTORS / "copy"
     result = _run_decoder(copy / v["store"], v["job"], copy / v["identity_file"], tmp_path / "out",
                           "--sender", v["expected_sender"])  # fmt: skip

@@ -43,6 +43,8 @@ EXPECT: dict[str, type[Exception] | None] = {
 
 FILE_FIELDS = {"area", "format_version", "description", "notes", "number_of_vectors", "vectors"}
 COMMON = {"name", "comment", "result", "expect", "flags"}
+RULE = "rule"
+"""The rule of SPEC Appendix D an invalid vector breaks; only invalid vectors have one."""
 
 # area -> (fields every vector has, fields some vectors have)
 AREAS: dict[str, tuple[set[str], set[str]]] = {
@@ -52,15 +54,16 @@ AREAS: dict[str, tuple[set[str], set[str]]] = {
     "chunking": ({"input", "chunk_lengths"}, {"feed"}),
     "envelope": (
         {"job_key", "chunk_id", "plain_len", "blob"},
-        {"nonce", "payload", "plaintext", "pack_size", "offset"},
+        {"nonce", "payload", "plaintext", "pack_size", "offset", "pack_index", "pack_count"},
     ),
     "pack": ({"job_key", "pack", "sha256"}, {"header_nonce", "entries", "plaintexts"}),
     "object_list": ({"segment", "sha256"}, {"entries"}),
     "catalog": ({"job_key", "index", "segment", "sha256"}, {"nonce", "records", "paths"}),
     "catalog_stream": ({"segments"}, {"paths"}),
+    "stream": ({"job_key", "chunks", "end"}, {"plaintext"}),
     "manifest": (
         {"manifest", "sha256", "expected_sender"},
-        {"body", "sender_secret", "history", "newest_seen"},
+        {"body", "sender_secret", "history", "newest_seen", "stored_as", "object_list_segments"},
     ),
     "copy": (
         {"store", "job", "identity_file", "expected_sender", "newest_sequence", "job_key", "tree"},
@@ -71,6 +74,24 @@ AREAS: dict[str, tuple[set[str], set[str]]] = {
     "copy_manifest": (
         {"manifest", "sha256", "expected_sender"},
         {"body", "sender_secret", "history"},
+    ),
+    "changes": (
+        {"object"},
+        {
+            "list",
+            "sha256",
+            "entries",
+            "job_key",
+            "entry",
+            "segment",
+            "nonce",
+            "records",
+            "stream",
+            "start_lsn",
+            "end_lsn",
+            "transactions",
+            "tables",
+        },
     ),
     "lease_epoch": (
         {"manifest", "sha256", "expected_sender", "stored_as"},
@@ -86,6 +107,7 @@ VALID_NEEDS: dict[str, set[str]] = {
     "object_list": {"entries"},
     "catalog": {"records", "paths"},
     "catalog_stream": {"paths"},
+    "stream": {"plaintext"},
     "manifest": {"body", "sender_secret"},
     "rowset": {"rows", "sum", "digest"},
     "copy_secret": {"copy", "copy_id", "jobs"},
@@ -130,7 +152,7 @@ def check_vector(area: str, vector: dict[str, Any]) -> type[Exception] | None:
     """Refuse unknown or missing fields and unknown outcomes; return the expected error class."""
     required, optional = AREAS[area]
     fields = set(vector)
-    unknown = fields - COMMON - required - optional
+    unknown = fields - COMMON - {RULE} - required - optional
     assert not unknown, f"unknown field(s) {sorted(unknown)}: the loader must learn them first"
     missing = (COMMON | required) - fields
     assert not missing, f"missing field(s) {sorted(missing)}"
@@ -138,6 +160,9 @@ def check_vector(area: str, vector: dict[str, Any]) -> type[Exception] | None:
     assert vector["result"] in ("valid", "invalid"), f"unknown result {vector['result']!r}"
     assert (vector["result"] == "valid") == (vector["expect"] == "success"), (
         f"result {vector['result']} contradicts outcome {vector['expect']}"
+    )
+    assert (RULE in fields) == (vector["result"] == "invalid"), (
+        "an invalid vector names the rule it breaks, a valid one none"
     )
     if vector["result"] == "valid":
         lacking = VALID_NEEDS.get(area, set()) - fields

@@ -36,7 +36,7 @@ def test_plan_never_reaches_into_a_range_already_held() -> None:
 def test_a_pack_read_from_its_middle_first_is_still_fetched_once() -> None:
     """Packs need not follow the reading order (large files are packed beside the small files
     listed before them): the first chunk asked may lie mid-pack."""
-    data = bytes(range(256)) * 64
+    data = bytes(range(256)) * 64 + FAR_TAIL
 
     async def run() -> tuple[list[bytes], int, int]:
         store, index = await _store_with_pack(data)
@@ -53,6 +53,11 @@ def test_a_pack_read_from_its_middle_first_is_still_fetched_once() -> None:
     assert blobs[-1] == data[6005:7005]
 
 
+FAR_TAIL = bytes(2 * GAP)
+"""Bytes after the chunks a test reads, so that they do not reach the pack's end: such a pack is
+fetched by ranges, not whole (test_whole_pack.py)."""
+
+
 async def _store_with_pack(data: bytes) -> tuple[MemoryStore, PackIndex]:
     store = MemoryStore()
     name = hashlib.sha256(data).hexdigest()
@@ -64,7 +69,7 @@ async def _store_with_pack(data: bytes) -> tuple[MemoryStore, PackIndex]:
 
 
 def test_consecutive_chunks_share_one_request() -> None:
-    data = bytes(range(256)) * 64
+    data = bytes(range(256)) * 64 + FAR_TAIL
 
     async def run() -> tuple[list[bytes], int]:
         store, index = await _store_with_pack(data)
@@ -84,7 +89,7 @@ def test_a_chunk_outside_the_blobs_of_its_pack_or_a_pack_beyond_the_list_is_refu
     and trailer (88 bytes), checked before anything is fetched."""
 
     async def run(ref: ChunkRef) -> bytes:
-        store, index = await _store_with_pack(b"x" * 200)
+        store, index = await _store_with_pack(b"TDPK\x01" + b"x" * 191 + (84).to_bytes(4, "big"))
         return bytes(await PackReader(store, JOB, index).blob(ref))
 
     assert len(asyncio.run(run(ChunkRef(0, 5, 107, 66, bytes(32))))) == 107  # ends at 200 - 88

@@ -1,4 +1,5 @@
-"""The keys and stores of tests/sent.py, as fixtures of this folder's tests."""
+"""The keys and stores of tests/sent.py, and the CLI runner of tests/cli, as fixtures here."""
 
+from tests.cli.conftest import run as run
 from tests.sent import keys as keys
 from tests.sent import store as store

@@ -283,7 +283,8 @@ def test_file_through_a_symlink_the_catalog_made_is_refused(keys: Keys, tmp_path
         run_restore(store, keys, tmp_path / "out")
 
     assert list(outside.iterdir()) == []
-    assert os.readlink(tmp_path / "out" / "a") == str(outside)
+    # the catalog itself breaks SPEC 10.3 (core/catalog_stream.py): refused before the link is made
+    assert not os.path.lexists(tmp_path / "out" / "a")
 
 
 def test_directory_through_a_symlink_is_refused(keys: Keys, tmp_path: Path) -> None:

@@ -88,7 +88,7 @@ def test_send_to_s3_names_each_failure_and_resumes_after_it(tmp_path: Path) -> N
         server = start_s3_server(tmp_path / "s3" / "buckets", port)
         resumed = run(env, *send)
         assert resumed.returncode == 0, resumed.stderr
-        summary = json.loads(resumed.stdout)
+        summary = json.loads(resumed.stdout.splitlines()[-1])
         assert summary["bytes_sent"] < summary["stored_bytes"]  # what was stored is not resent
         assert stored >= 6
 

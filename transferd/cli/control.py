@@ -8,6 +8,7 @@ code, so ``transferd jobs status nosuch`` exits 10 like any other missing job.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -96,7 +97,7 @@ class ControlClient:
         except OSError as e:
             self.close()
             raise DaemonUnavailableError(
-                f"the daemon on {self.path} stopped answering: {e}"
+                f"the daemon on {self.path} stopped answering: {(e.strerror or str(e)).lower()}"
             ) from None
         if not line:
             self.close()
@@ -107,10 +108,13 @@ class ControlClient:
         return answer.get("result")
 
     def close(self) -> None:
+        """Drop the connection. Never raises: closing the buffered file flushes it, and to a
+        daemon that is gone that is a BrokenPipeError (which made a traceback of a restart)."""
         if self._sock is not None:
-            self._file.close()
-            self._sock.close()
-            self._sock = None
+            sock, file, self._sock, self._file = self._sock, self._file, None, None
+            with contextlib.suppress(OSError):
+                file.close()
+            sock.close()
 
     def __enter__(self) -> ControlClient:
         return self

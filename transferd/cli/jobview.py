@@ -21,7 +21,8 @@ from transferd.util.units import format_rate, human_bytes, human_duration
 
 
 def _rate(s: Mapping[str, Any]) -> str:
-    return f"{human_bytes(s['rate'])}/s" if s.get("rate") else "-"
+    """Bytes sent per second over the daemon's window; "-" when the job is not sending."""
+    return f"{human_bytes(s['rate'])}/s" if s.get("rate") is not None else "-"
 
 
 def _eta(s: Mapping[str, Any]) -> str:
@@ -29,7 +30,8 @@ def _eta(s: Mapping[str, Any]) -> str:
 
 
 def _done(s: Mapping[str, Any]) -> str:
-    done = human_bytes(s["bytes_read"] + s["bytes_reused"])
+    """What the store holds of the source, not what was read: the reader runs ahead."""
+    done = human_bytes(s.get("bytes_settled", s["bytes_read"] + s["bytes_reused"]))
     if s.get("bytes_total"):
         return f"{done} of {human_bytes(s['bytes_total'])}"
     return done
@@ -50,6 +52,14 @@ def status_lines(s: Mapping[str, Any]) -> list[str]:
     ]
     if s.get("sequence") is not None:
         lines.append(f"  manifest {s['sequence']} (published {s.get('finished') or '-'})")
+    f = s.get("follow")
+    if f and "published_lsn" in f:  # a follow job (send --follow): its slot's lag
+        lines.append(
+            f"  follow   {f['phase']}, published up to {f['published_lsn']}, lag "
+            f"{f['lag_seconds']:.1f} s; slot {human_bytes(f['slot_unconfirmed_bytes'])} "
+            f"unconfirmed, {human_bytes(f['slot_retained_wal_bytes'])} of WAL kept; "
+            f"{f['segments']:,} segments, {f['transactions']:,} transactions"
+        )
     if s.get("last_error"):
         lines.append(f"  error    {s['last_error']}")
     return lines
@@ -72,12 +82,12 @@ def list_lines(result: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def _table(result: Mapping[str, Any]) -> Table:
-    table = Table(
-        title=f"transferd jobs (global limit {format_rate(result.get('bandwidth', 0))})",
-        title_justify="left",
-    )
-    for column in ("job", "phase", "read", "compressed", "sent", "objects", "rate", "ETA"):
+def _table(result: Mapping[str, Any], gone: bool = False) -> Table:
+    title = f"transferd jobs (global limit {format_rate(result.get('bandwidth', 0))})"
+    if gone:
+        title = "transferd jobs: daemon gone, reconnecting… (the figures below are the last seen)"
+    table = Table(title=title, title_justify="left")
+    for column in ("job", "phase", "done", "compressed", "sent", "objects", "rate", "ETA"):
         table.add_column(column, justify="left" if column in ("job", "phase") else "right")
     table.add_column("last error", overflow="fold", max_width=50)
     for s in result["jobs"]:
@@ -90,24 +100,32 @@ def _table(result: Mapping[str, Any]) -> Table:
 
 
 def watch(
-    fetch: Callable[[], Mapping[str, Any]],
+    fetch: Callable[[], Mapping[str, Any] | None],
     *,
     interval: float,
     json_mode: bool,
     count: int | None = None,
 ) -> None:
-    """Show ``fetch()`` every ``interval`` seconds until interrupted (or ``count`` times)."""
+    """Show ``fetch()`` every ``interval`` seconds until interrupted (or ``count`` times).
+    ``fetch`` returns None while the daemon is gone (restarting): the last table stays, titled
+    so, and the watch goes on asking."""
     shown = 0
     if sys.stdout.isatty() and not json_mode:
-        with Live(_table(fetch()), console=Console(), auto_refresh=False) as live:
+        first = fetch()
+        with Live(_table(first or {"jobs": []}), console=Console(), auto_refresh=False) as live:
+            last = first
             while count is None or shown < count:
                 time.sleep(interval)
-                live.update(_table(fetch()), refresh=True)
+                result = fetch()
+                last = result or last
+                live.update(_table(last or {"jobs": []}, gone=result is None), refresh=True)
                 shown += 1
         return
     while count is None or shown < count:
         result = fetch()
-        if json_mode:
+        if result is None:
+            pass  # fetch said so on stderr, once
+        elif json_mode:
             print(json.dumps({"time": time.time(), **result}), flush=True)
         else:
             print("\n".join(list_lines(result)), flush=True)

@@ -13,15 +13,17 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import shlex
 import sys
 import traceback
 import types
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from transferd import __version__
 from transferd.cli import commands
 from transferd.cli.output import PROG, JSONValue, Output
+from transferd.cli.suggest import check_words
 from transferd.errors import EXIT_BUG, CancelledByUserError, ConfigError, TransferdError
 
 BUG_MESSAGE = f"this is a bug in {PROG}, please report it"
@@ -34,6 +36,12 @@ class _Parser(argparse.ArgumentParser):
     usage error the same ``transferd: error:`` line, the same hint and the same ``--json``
     object as every other error.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # No abbreviations: "--exclude" was "ambiguous" beside --exclude-table, and a prefix
+        # that works today breaks the day an option sharing it is added.
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         raise ConfigError(message, hint=f"run '{self.prog} --help' for usage")
@@ -89,8 +97,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     # Until parsing succeeds, a usage error is reported in JSON if the user asked for JSON.
     out = Output(json_mode="--json" in argv)
+    args: argparse.Namespace | None = None
     try:
-        args = build_parser(argv).parse_args(argv)
+        parser = build_parser(argv)
+        check_words(parser, argv)
+        args = parser.parse_args(argv)
         out = Output(json_mode=getattr(args, "json", False))
         code: int = args.run(args, out)
     except TransferdError as exc:
@@ -98,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         cancelled = CancelledByUserError("interrupted")
-        out.error(cancelled.message, hint=None, exit_code=cancelled.exit_code)
+        out.error(cancelled.message, hint=_resume_hint(args, argv), exit_code=cancelled.exit_code)
         return cancelled.exit_code
     except Exception as exc:  # noqa: BLE001 -- the one catch-all: anything else is a bug
         trace = "".join(traceback.format_exception(exc))
@@ -109,3 +120,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             out.error(BUG_MESSAGE, hint=None, exit_code=EXIT_BUG)
         return EXIT_BUG
     return code
+
+
+def _resume_hint(args: argparse.Namespace | None, argv: Sequence[str]) -> str | None:
+    """What to run to go on after an interrupt: a command that resumes sets ``resume_hint``,
+    a sentence in which ``{command}`` stands for the command line that was interrupted."""
+    hint = getattr(args, "resume_hint", None)
+    if not isinstance(hint, str):
+        return None
+    return hint.format(command=shlex.join([PROG, *argv]))

@@ -56,6 +56,15 @@ class Output:
                 print(line, file=sys.stdout)
         sys.stdout.flush()
 
+    def progress(self, data: Mapping[str, JSONValue], human: str) -> None:
+        """Report how far a running command is: with ``--json`` an ``{"event": "progress"}``
+        object on stdout (before the result, which is the last line), else a
+        ``transferd: progress: …`` line on stderr."""
+        if self.json_mode:
+            print(_dumps({"event": "progress", **data}), file=sys.stdout, flush=True)
+        else:
+            print(f"{PROG}: progress: {human}", file=sys.stderr, flush=True)
+
     def warning(self, message: str, *, hint: str | None = None) -> None:
         """Warn on stderr; the command goes on."""
         self._to_stderr("warning", message, hint, {"warning": message, "hint": hint})

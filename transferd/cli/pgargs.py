@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from transferd.errors import ConfigError
 from transferd.sources.open import is_postgres
+from transferd.util.extras import needs
 
 if TYPE_CHECKING:
     from transferd.sources.postgres.source import PgOptions
@@ -90,10 +91,6 @@ def add_source_arguments(p: argparse.ArgumentParser, *, daemon: bool = False) ->
 
 def source_options(args: argparse.Namespace) -> PgOptions | None:
     """The PostgreSQL options given; ConfigError when they are given for another source."""
-    # imported here: asyncpg takes 85 ms to import, which every other command would pay
-    from transferd.sources.postgres.listing import Selection
-    from transferd.sources.postgres.source import PgOptions
-
     given = [
         name
         for name, value in (
@@ -111,6 +108,11 @@ def source_options(args: argparse.Namespace) -> PgOptions | None:
         if given:
             raise ConfigError(f"{given[0]} applies to PostgreSQL sources (postgresql://…) only")
         return None
+    # imported here, for a database only: asyncpg takes 85 ms to import, and is an extra
+    with needs("postgres"):
+        from transferd.sources.postgres.listing import Selection
+        from transferd.sources.postgres.source import PgOptions
+
     jobs = DEFAULT_JOBS if args.jobs is None else args.jobs
     if jobs < 1:
         raise ConfigError("--jobs must be 1 or more")

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -18,6 +16,7 @@ from transferd.cli.pgargs import DEFAULT_JOBS, add_password_file
 from transferd.core.keys import RecipientIdentity, SenderPublicKey
 from transferd.errors import ConfigError
 from transferd.stores.base import Store
+from transferd.util.extras import needs
 from transferd.util.runtime import run as run_async
 from transferd.util.units import human_bytes, parse_size
 
@@ -46,6 +45,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "stored in another order (verify --against still proves them). Default: one COPY per "
         "table",
     )
+    g.add_argument(
+        "--until-lsn",
+        metavar="LSN",
+        help="of a follow copy, apply the changes only up to LSN (e.g. 0/23CBE120): the "
+        "database as it was then; default: up to the newest (the cut-over)",
+    )
     add_password_file(g, "the target database")
 
 
@@ -57,8 +62,9 @@ def run(
     sender: SenderPublicKey | None,
 ) -> int:
     # imported here: asyncpg takes 85 ms to import, which every other command would pay
-    from transferd.restore.postgresql import PgRestoreProgress, PgRestoreResult, restore_pg
-    from transferd.sources.postgres import conninfo
+    with needs("postgres"):
+        from transferd.restore.postgresql import PgRestoreProgress, PgRestoreResult, restore_pg
+        from transferd.sources.postgres import conninfo
 
     if args.jobs < 1:
         raise ConfigError("--jobs must be 1 or more")
@@ -66,6 +72,15 @@ def run(
         raise ConfigError("--split-tables-larger-than must be at least 1M")
     target = conninfo.parse(args.to, args.password_file)
     progress = PgRestoreProgress()
+    until = None
+    if args.until_lsn is not None:
+        from transferd.core.pgoutput import parse_lsn
+        from transferd.errors import FormatError
+
+        try:
+            until = parse_lsn(args.until_lsn.upper(), "--until-lsn")
+        except FormatError as e:
+            raise ConfigError(e.message, hint="an LSN is written like 0/23CBE120") from None
 
     def warn(message: str, hint: str | None) -> None:
         out.warning(message, hint=hint)
@@ -73,11 +88,7 @@ def run(
     async def report() -> None:
         while True:
             await asyncio.sleep(PROGRESS_INTERVAL)
-            if out.json_mode:
-                line = json.dumps({"progress": {"bytes": progress.bytes, "rows": progress.rows}})
-            else:
-                line = f"transferd: progress: {_describe(progress)}"
-            print(line, file=sys.stderr, flush=True)
+            out.progress({"bytes": progress.bytes, "rows": progress.rows}, _describe(progress))
 
     async def main() -> PgRestoreResult:
         ticker = None if args.quiet else asyncio.create_task(report())
@@ -87,6 +98,7 @@ def run(
                 sequence=args.sequence, force=args.force, jobs=args.jobs,
                 split_after=args.split_tables_larger_than,
                 workers=max(0, args.workers), progress=progress, warn=warn,
+                until_lsn=until, resume=args.resume,
             )  # fmt: skip
         finally:
             if ticker is not None:
@@ -112,11 +124,22 @@ def run(
         "bytes": progress.bytes,
         "seconds": round(result.seconds, 3),
     }
+    c = progress.changes
+    if body.changes is not None:
+        from transferd.core.pgoutput import lsn_text
+
+        summary.update(change_segments=c.segments, change_transactions=c.transactions,
+                       changes=c.changes, applied_lsn=lsn_text(c.applied_lsn))  # fmt: skip
     lines = [
         f"job {result.job}: manifest {body.sequence} (snapshot {summary['snapshot']} of "
         f"{summary['snapshot_time']}) restored into {target.description}",
         f"  {_describe(progress)}, {result.seconds:.1f} s",
     ]
+    if body.changes is not None:
+        lines.append(
+            f"  then {c.transactions:,} transactions ({c.changes:,} changes) of "
+            f"{c.segments:,} change segments, up to LSN {summary['applied_lsn']}"
+        )
     out.result(summary, lines)
     return 0
 

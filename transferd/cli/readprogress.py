@@ -11,6 +11,8 @@ import logging
 import sys
 import time
 
+from transferd.cli.output import Output
+from transferd.cli.progress import JSON_INTERVAL
 from transferd.util.units import human_bytes, human_duration
 from transferd.verify.objects import Throughput
 
@@ -30,8 +32,18 @@ def describe(tp: Throughput, now: float) -> str:
     return line
 
 
-async def show_progress(tp: Throughput, *, interactive: bool, interval: float = 30.0) -> None:
-    """Until cancelled: redraw a line every 0.5 s on a terminal, else log every ``interval``."""
+async def show_progress(
+    tp: Throughput, *, interactive: bool, interval: float = 30.0, out: Output | None = None
+) -> None:
+    """Until cancelled: redraw a line every 0.5 s on a terminal, else log every ``interval``;
+    with ``--json`` (``out``), a progress event on stdout every JSON_INTERVAL."""
+    if out is not None and out.json_mode:
+        while True:
+            await asyncio.sleep(JSON_INTERVAL)
+            out.progress(
+                {"bytes": tp.bytes, "bytes_total": tp.total_bytes, "objects": tp.objects},
+                describe(tp, time.monotonic()),
+            )
     if interactive:
         try:
             while True:

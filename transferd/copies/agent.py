@@ -268,6 +268,7 @@ class Agent:
                 state_dir=self.state_dir,
                 config=composed.config,
                 clock=self.clock,
+                require_pq=composed.options.require_pq,  # [pipeline] require_pq of the plan
                 epoch=lease.epoch,
             )
         except (asyncio.CancelledError, LeaseLostError):

@@ -1,7 +1,10 @@
 """Bech32 (BIP 173) with no length limit, as age uses it for key text.
 
 The checksum catches any single mistyped character and any truncation with certainty, and most
-longer errors; it is what lets ``transferd`` say "mistyped" rather than "wrong key".
+longer errors; it is what lets ``transferd`` say "mistyped" rather than "wrong key". Its BCH code
+has length 1023: in a longer text (a 1958-character hybrid key) two equal substitutions 1023
+characters apart cancel out and pass, so for such keys people compare the fingerprint instead
+(SPEC 3.2, keys.fingerprint).
 """
 
 from __future__ import annotations

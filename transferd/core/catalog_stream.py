@@ -16,9 +16,16 @@ the sum of its chunks, a catalog that stops before its totals, and totals that d
 records. Entries come in strictly increasing bytewise order of their paths (SPEC 10.4), so a
 path named twice, or out of order, is a format failure seen by comparing with the previous path.
 
-The checker holds the open stream, seven counters and the previous path: a catalog of any
-length is checked in one pass, in constant memory (a set of every path seen would cost ~80
-bytes per entry, 800 MB for a job of ten million files).
+An entry may not lie *inside* an entry that is not a directory (SPEC 10.3): after a symlink
+``a`` → ``/etc`` or a file ``a``, a path ``a/…`` would have a restore write through the link (or
+fail on the file). This is the rule restore's target (restore/tree.py) enforces on disk, made a
+rule of the catalog, so that ``verify --deep`` reports such a copy as altered before anyone
+restores it, and restore refuses it before it writes there.
+
+The checker holds the open stream, seven counters, the previous path and the non-directory
+entries that a later path may still lie under: a catalog of any length is checked in one pass,
+in memory bounded by the depth of its paths (a set of every path seen would cost ~80 bytes per
+entry, 800 MB for a job of ten million files).
 """
 
 from __future__ import annotations
@@ -196,6 +203,8 @@ class CatalogChecker:
         self.stream_size = 0
         """Bytes of the open stream's chunks so far: the offset of its next chunk."""
         self._last_path: bytes | None = None
+        self._leaves: list[bytes] = []
+        """Non-directory entries a later path may lie under, innermost last (see ``_head``)."""
         self._records = 0
 
     def feed(
@@ -248,9 +257,29 @@ class CatalogChecker:
             fault = "two records name" if head.path == last else "entries out of path order at"
             raise FormatError(f"catalog: {fault} {show(head.path)}")
         self._last_path = head.path
+        self._check_not_inside_a_leaf(head)
         self.counts[head.kind + "s"] += 1
         if head.is_stream:
             self.stream, self.stream_size = head, 0
+
+    def _check_not_inside_a_leaf(self, head: Head) -> None:
+        """Refuse a path under an earlier symlink, file or table (SPEC 10.3).
+
+        In byte order, everything under a leaf ``L`` (paths ``L/…``) sorts before ``L0`` (``0``
+        is the byte after ``/``), and a later leaf ``M`` still in that range extends ``L`` by a
+        byte below ``/`` (``L-x``), so its own range ends first: the leaves still in range form
+        a stack, and only the innermost can hold the new path.
+        """
+        path, leaves = head.path, self._leaves
+        while leaves and path >= leaves[-1] + b"0":
+            leaves.pop()
+        if leaves and path.startswith(leaves[-1] + b"/"):
+            raise FormatError(
+                f"catalog path {show(leaves[-1])} is not a directory (a symlink or a file), yet "
+                f"the catalog places {show(path)} inside it; refusing to write through it"
+            )
+        if head.kind != "dir":
+            leaves.append(path)
 
     def _chunks(self, refs: list[ChunkRef]) -> None:
         if self.stream is None:

@@ -32,6 +32,19 @@ to survive a crash (a resumed sender cannot reuse a nonce by restarting a counte
 TAG_SIZE: Final = 16
 CHUNK_ID_SIZE: Final = 32
 KEY_CHECK_SIZE: Final = 16
+WRAPPED_SIZE: Final = KEY_SIZE + TAG_SIZE
+"""K_job sealed in a stanza, of either type: 32 bytes and a 16-byte tag (SPEC 5)."""
+
+# --- hybrid post-quantum recipients (SPEC 3.1, 5.2) ----------------------------------------
+MLKEM768_PUBLIC_SIZE: Final = 1184
+"""An ML-KEM-768 encapsulation key (FIPS 203, k = 3)."""
+MLKEM768_CIPHERTEXT_SIZE: Final = 1088
+HYBRID_PUBLIC_SIZE: Final = MLKEM768_PUBLIC_SIZE + KEY_SIZE
+"""A hybrid recipient key: the ML-KEM-768 key, then the X25519 key (X-Wing's order)."""
+HYBRID_ENC_SIZE: Final = MLKEM768_CIPHERTEXT_SIZE + KEY_SIZE
+"""A hybrid stanza's HPKE encapsulation: the ML-KEM ciphertext, then the X25519 share."""
+HYBRID_SEED_EXPANSION: Final = 96
+"""SHAKE256(seed) bytes a hybrid identity expands to: d || z (64) for ML-KEM, 32 for X25519."""
 
 BLOB_OVERHEAD: Final = NONCE_SIZE + 1 + TAG_SIZE
 """Bytes a sealed blob adds to its payload's body: nonce, encoding byte, tag (SPEC 7.3)."""
@@ -48,6 +61,9 @@ LABEL_CATALOG_SEAL: Final = b"transferd v1 catalog seal"
 LABEL_PACK_HEADER_SEAL: Final = b"transferd v1 pack header"
 LABEL_KEY_CHECK: Final = b"transferd v1 key check"
 LABEL_X25519_WRAP: Final = b"transferd v1 x25519 wrap"
+LABEL_MLKEM768X25519_WRAP: Final = b"transferd v1 mlkem768x25519 wrap"
+"""The HPKE ``info`` of a hybrid stanza (SPEC 5.2). It differs from age's
+("age-encryption.org/mlkem768x25519") so that a stanza of one tool can never open as the other's."""
 AD_CHUNK: Final = b"transferd v1 chunk"
 AD_PACK_HEADER: Final = b"transferd v1 pack header"
 AD_CATALOG: Final = b"transferd v1 catalog"

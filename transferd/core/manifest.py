@@ -37,6 +37,7 @@ from transferd.core.keys import SenderPublicKey, SenderSecretKey, parse_key_text
 from transferd.core.objectlist import ObjectRef
 from transferd.errors import (
     FormatError,
+    IntegrityError,
     KeyFormatError,
     RollbackError,
     UnsupportedVersionError,
@@ -49,7 +50,7 @@ _BODY_FIELDS = frozenset(
         "recipients", "key_check", "object_lists", "catalog", "totals",
     }
 )  # fmt: skip
-_OPTIONAL_FIELDS = frozenset({"epoch"})
+_OPTIONAL_FIELDS = frozenset({"changes", "epoch"})
 _MAX_NUMBER = 10**MANIFEST_SEQUENCE_DIGITS - 1
 _NAME = re.compile(
     rf"([0-9]{{{MANIFEST_SEQUENCE_DIGITS}}})(?:-([0-9]{{{MANIFEST_SEQUENCE_DIGITS}}}))?"
@@ -121,11 +122,13 @@ class ManifestBody:
     object_lists: tuple[ObjectRef, ...]
     catalog: tuple[ObjectRef, ...]
     totals: Totals
+    changes: tuple[ObjectRef, ...] | None = None
+    """The change lists of a follow job (SPEC 11.5), in order; None in any other manifest."""
     epoch: int = 0
     """The lease epoch of the agent that wrote it (SPEC 12.2); 0 for a send without a lease."""
 
     def to_json(self) -> dict[str, Any]:
-        doc = {
+        body = {
             "format": FORMAT_VERSION,
             "job": self.job,
             "job_id": self.job_id,
@@ -139,9 +142,11 @@ class ManifestBody:
             "catalog": [r.to_json() for r in self.catalog],
             "totals": {"objects": self.totals.objects, "stored_bytes": self.totals.stored_bytes},
         }
+        if self.changes is not None:
+            body["changes"] = [r.to_json() for r in self.changes]
         if self.epoch:
-            doc["epoch"] = self.epoch
-        return doc
+            body["epoch"] = self.epoch
+        return body
 
     @property
     def key(self) -> ManifestKey:
@@ -153,7 +158,7 @@ class ManifestBody:
             raise FormatError("manifest body is not a JSON object")
         if value.get("format") != FORMAT_VERSION:
             raise UnsupportedVersionError(value.get("format"), "manifest")
-        if not _BODY_FIELDS <= set(value) <= _BODY_FIELDS | _OPTIONAL_FIELDS:
+        if set(value) - _OPTIONAL_FIELDS != _BODY_FIELDS:
             missing = _BODY_FIELDS - set(value)
             extra = set(value) - _BODY_FIELDS - _OPTIONAL_FIELDS
             raise FormatError(
@@ -191,6 +196,9 @@ class ManifestBody:
             raise FormatError("manifest has no recipients")
         if not value["catalog"]:
             raise FormatError("manifest names no catalog segment")
+        changes = value.get("changes")
+        if changes is not None and (not isinstance(changes, list) or not changes):
+            raise FormatError("manifest changes must be a non-empty list of change lists")
         totals = value["totals"]
         if (
             not isinstance(totals, dict)
@@ -226,6 +234,9 @@ class ManifestBody:
             ),
             catalog=tuple(ObjectRef.from_json(r, "catalog segment") for r in value["catalog"]),
             totals=Totals(totals["objects"], totals["stored_bytes"]),
+            changes=None
+            if changes is None
+            else tuple(ObjectRef.from_json(r, "change list") for r in changes),
             epoch=epoch,
         )
 
@@ -312,6 +323,28 @@ def check_not_rolled_back(
         raise RollbackError(
             f"job {current.body.job} is at manifest {current.key} but manifest {seen} was seen "
             "before: the store was rolled back"
+        )
+
+
+def check_stored_as(current: SignedManifest, job: str, sequence: int, epoch: int = 0) -> None:
+    """The manifest read from ``jobs/<job>/manifests/<sequence>`` (``…-<epoch>`` under a lease,
+    SPEC 12.2) must say it is that one (SPEC 13.1 step 7): a valid manifest copied under
+    another job, number or epoch is refused."""
+    body = current.body
+    stored = ManifestKey(sequence, epoch)
+    if body.job != job:
+        raise IntegrityError(f"manifest {stored} stored under job {job} is of job {body.job}")
+    if body.key != stored:
+        raise IntegrityError(f"manifest stored as {stored} of job {job} says it is {body.key}")
+
+
+def check_totals(body: ManifestBody, packs: list[ObjectRef]) -> None:
+    """The packs the object lists name must number and sum to the body's totals (SPEC 14)."""
+    count, size = len(packs), sum(p.size for p in packs)
+    if (count, size) != (body.totals.objects, body.totals.stored_bytes):
+        raise IntegrityError(
+            f"manifest {body.sequence} totals say {body.totals.objects} packs of "
+            f"{body.totals.stored_bytes} bytes; its object lists name {count} of {size}"
         )
 
 

@@ -106,6 +106,18 @@ def check_prefix(data: bytes | memoryview) -> None:
         raise UnsupportedVersionError(data[4], "pack")
 
 
+def check_pack_size(size: int) -> None:
+    """Refuse a pack above PACK_MAX_SIZE from its listed size, before fetching it (SPEC 13.6)."""
+    if size > PACK_MAX_SIZE:
+        raise FormatError(f"pack of {size} bytes exceeds the {PACK_MAX_SIZE}-byte limit")
+
+
+def check_pack_index(index: int, count: int) -> None:
+    """Refuse a chunk reference naming a pack past the last one the object lists name."""
+    if not 0 <= index < count:
+        raise FormatError(f"catalog names pack {index}, but the job has {count} packs")
+
+
 def check_blob_location(offset: int, blob_len: int, pack_size: int) -> None:
     """Refuse, before fetching anything, a blob that cannot lie among a pack's blobs: it starts
     after the prefix and ends before the smallest header blob and its trailer (SPEC 13.4)."""
@@ -160,8 +172,7 @@ def open_header(
 
 def parse_pack(pack_header_key: bytes, data: bytes | memoryview) -> list[PackEntry]:
     """Every entry of a whole pack held in memory (at most PACK_MAX_SIZE bytes)."""
-    if len(data) > PACK_MAX_SIZE:
-        raise FormatError(f"pack of {len(data)} bytes exceeds the {PACK_MAX_SIZE}-byte limit")
+    check_pack_size(len(data))
     check_prefix(data)
     length = header_length(data, len(data))
     header_blob = memoryview(data)[len(data) - 4 - length : len(data) - 4]

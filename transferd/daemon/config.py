@@ -1,6 +1,7 @@
 """Read and check the daemon's TOML configuration into frozen dataclasses.
 
-systemd/transferd.toml.example shows every setting with its default and what it does; this
+systemd/transferd.toml.example (shipped in the package, as a link to it, and printed by
+``transferd daemon --print-config``) shows every setting with its default and what it does; this
 module is the one place those defaults live. Unknown tables and settings are refused (a typo must
 not silently leave a default in force), relative paths are relative to the file.
 
@@ -14,6 +15,7 @@ original can stay root-only. A value that looks like a key itself is refused out
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 import re
 from collections.abc import Mapping
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from transferd.errors import ConfigError
+from transferd.host.settings import HostSettings, read_serve_table
 from transferd.send.state import default_state_dir
 from transferd.util.secretfiles import read_secret_file
 from transferd.util.tomlfile import read_toml
@@ -85,20 +88,13 @@ class SendSettings:
     pack_size: int = 16 << 20
     retries: int = 8
     retry_delay: float = 30.0
+    require_pq: bool = False
+    """Refuse jobs with a classic-only (X25519) recipient, as ``send --require-pq`` does."""
 
 
-@dataclass(frozen=True)
-class ServeSettings:
-    enabled: bool = False
-    store: Path | None = None
-    listen: tuple[str, int] = ("127.0.0.1", 8443)
-    tls_cert: Path | None = None
-    tls_key: SecretRef | None = None
-    accept_hosts: tuple[str, ...] = ()
-    senders: tuple[str, ...] = ()
-    """``JOBPATTERN=tds1…`` grants of write (and read) access."""
-    readers: tuple[str, ...] = ()
-    shutdown_timeout: float = 30.0
+ServeSettings = HostSettings
+"""The receiving role's settings are the storage host's own: ``[serve]`` is read by
+host/settings.py, the parser ``transferd serve`` uses, so one table runs the same host both ways."""
 
 
 @dataclass(frozen=True)
@@ -117,9 +113,24 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
     base = Path.cwd()
     if path is not None:
         doc, base = _read(path), path.parent
-    _known(doc, "", {"daemon", "metrics", "send", "serve"}, path)
     t = _Tables(doc, base, path, env)
-    return Config(path, t.daemon(), t.metrics(), t.send(), t.serve())
+    t.known(doc, "", {"daemon", "metrics", "send", "serve", "s3"})
+    config = Config(path, t.daemon(), t.metrics(), t.send(), t.serve())
+    t.raise_problems()
+    return config
+
+
+EXAMPLE = "transferd.toml.example"
+
+
+def example_config() -> str:
+    """The example configuration shipped in the package: every setting, its default, what it
+    does (``transferd daemon --print-config``)."""
+    return (
+        importlib.resources.files(__package__ or "transferd.daemon")
+        .joinpath(EXAMPLE)
+        .read_text(encoding="utf-8")
+    )
 
 
 def parse_listen(text: str, where: str = "listen") -> tuple[str, int]:
@@ -133,30 +144,70 @@ def _read(path: Path) -> dict[str, Any]:
     return read_toml(path)
 
 
-def _known(table: Mapping[str, Any], name: str, allowed: set[str], path: Path | None) -> None:
-    unknown = sorted(set(table) - allowed)
-    if unknown:
-        where = f"[{name}] of {path}" if name else str(path)
-        raise ConfigError(
-            f"unknown setting {unknown[0]!r} in {where}",
-            hint=f"known: {', '.join(sorted(allowed))} (see systemd/transferd.toml.example)",
-        )
+PRINT_CONFIG_HINT = (
+    "every setting, with its default and what it does: transferd daemon --print-config"
+)
 
 
 class _Tables:
-    """Typed getters over one document: each names the table and setting it complains about."""
+    """Typed getters over one document: each names the table and setting it complains about.
+
+    A problem is recorded and the setting's default used, so that every problem of the file is
+    found in one reading: ``daemon --check`` lists them all, instead of one per edit."""
 
     def __init__(
         self, doc: dict[str, Any], base: Path, path: Path | None, env: Mapping[str, str]
     ) -> None:
         self.doc, self.base, self.path, self.env = doc, base, path, env
+        self.problems: list[ConfigError] = []
+
+    def problem(self, error: ConfigError) -> None:
+        self.problems.append(error)
+
+    def raise_problems(self) -> None:
+        """One problem as it is; several as one error listing each, one a line."""
+        if len(self.problems) == 1:
+            raise self.problems[0]
+        if self.problems:
+            messages = [p.message for p in self.problems]
+            raise ConfigError(
+                f"{len(messages)} problems in {self.path}:\n" + "\n".join(messages),
+                hint=PRINT_CONFIG_HINT,
+                problems=messages,
+            )
+
+    def known(self, table: Mapping[str, Any], name: str, allowed: set[str]) -> None:
+        where = f"[{name}] of {self.path}" if name else str(self.path)
+        for key in sorted(set(table) - allowed):
+            self.problem(
+                ConfigError(
+                    f"unknown setting {key!r} in {where}",
+                    hint=f"known: {', '.join(sorted(allowed))} ({PRINT_CONFIG_HINT})",
+                )
+            )
 
     def _table(self, name: str, allowed: set[str]) -> dict[str, Any]:
         table = self.doc.get(name, {})
         if not isinstance(table, dict):
-            raise ConfigError(f"[{name}] in {self.path} must be a table")
-        _known(table, name, allowed, self.path)
+            self.problem(ConfigError(f"[{name}] in {self.path} must be a table"))
+            return {}
+        self.known(table, name, allowed)
         return table
+
+    def _listen(self, text: str, where: str, default: tuple[str, int]) -> tuple[str, int]:
+        try:
+            return parse_listen(text, where)
+        except ConfigError as e:
+            self.problem(e)
+            return default
+
+    def _rate(self, table: dict[str, Any], key: str, default: str, name: str) -> int:
+        text = self._get(table, key, str, default, name)
+        try:
+            return parse_rate(text)
+        except ConfigError as e:
+            self.problem(ConfigError(f"{key} in [{name}] of {self.path}: {e.message}", hint=e.hint))
+            return parse_rate(default)
 
     def _get(self, table: dict[str, Any], key: str, kind: type, default: Any, name: str) -> Any:
         value = table.get(key, default)
@@ -164,18 +215,23 @@ class _Tables:
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value, ok = float(value), True
         if not ok:
-            raise ConfigError(f"{key} in [{name}] of {self.path} must be a {kind.__name__}")
+            self.problem(ConfigError(f"{key} in [{name}] of {self.path} must be a {kind.__name__}"))
+            return default
         if isinstance(value, str) and _SECRET_TEXT.search(value):
-            raise ConfigError(
-                f"{key} in [{name}] of {self.path} holds a secret; secrets go in files",
-                hint="name a key file (mode 0600) or a systemd credential instead",
+            self.problem(
+                ConfigError(
+                    f"{key} in [{name}] of {self.path} holds a secret; secrets go in files",
+                    hint="name a key file (mode 0600) or a systemd credential instead",
+                )
             )
+            return default
         return value
 
     def _positive(self, table: dict[str, Any], key: str, default: Any, name: str) -> Any:
         value = self._get(table, key, type(default), default, name)
         if value <= 0:
-            raise ConfigError(f"{key} in [{name}] of {self.path} must be above 0")
+            self.problem(ConfigError(f"{key} in [{name}] of {self.path} must be above 0"))
+            return default
         return value
 
     def _path(self, value: str) -> Path | None:
@@ -184,7 +240,8 @@ class _Tables:
     def _strings(self, table: dict[str, Any], key: str, name: str) -> tuple[str, ...]:
         value = table.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{key} in [{name}] of {self.path} must be a list of strings")
+            self.problem(ConfigError(f"{key} in [{name}] of {self.path} must be a list of strings"))
+            return ()
         for v in value:
             self._get({key: v}, key, str, "", name)
         return tuple(value)
@@ -200,7 +257,10 @@ class _Tables:
         if not cred or not directory:
             return None
         if "/" in cred or cred in (".", ".."):
-            raise ConfigError(f"{key}_credential in [{name}] must be a credential name, not a path")
+            self.problem(
+                ConfigError(f"{key}_credential in [{name}] must be a credential name, not a path")
+            )
+            return None
         return SecretRef(Path(directory) / cred, what)
 
     def daemon(self) -> DaemonSettings:
@@ -229,9 +289,15 @@ class _Tables:
         fmt = self._get(t, "log_format", str, "logfmt", name)
         level = self._get(t, "log_level", str, "info", name)
         if fmt not in _LOG_FORMATS:
-            raise ConfigError(f"log_format in [daemon] must be one of {', '.join(_LOG_FORMATS)}")
+            self.problem(
+                ConfigError(f"log_format in [daemon] must be one of {', '.join(_LOG_FORMATS)}")
+            )
+            fmt = _LOG_FORMATS[0]
         if level not in _LOG_LEVELS:
-            raise ConfigError(f"log_level in [daemon] must be one of {', '.join(_LOG_LEVELS)}")
+            self.problem(
+                ConfigError(f"log_level in [daemon] must be one of {', '.join(_LOG_LEVELS)}")
+            )
+            level = "info"
         return DaemonSettings(
             state_dir=state,
             control_socket=socket,
@@ -247,12 +313,17 @@ class _Tables:
         text = self._get(t, "listen", str, "127.0.0.1:9464", "metrics")
         if not text:
             return MetricsSettings(None)
-        listen = parse_listen(text, "listen in [metrics]")
+        default = MetricsSettings().listen
+        assert default is not None  # noqa: S101 - the class default is an address
+        listen = self._listen(text, "listen in [metrics]", default)
         if listen[0] not in ("127.0.0.1", "::1", "localhost") and not listen[0].startswith("127."):
-            raise ConfigError(
-                f"listen in [metrics] is {text}: the metrics endpoint listens on loopback only",
-                hint="use 127.0.0.1:PORT and let a local Prometheus agent or proxy forward it",
+            self.problem(
+                ConfigError(
+                    f"listen in [metrics] is {text}: the metrics endpoint listens on loopback only",
+                    hint="use 127.0.0.1:PORT and let a local Prometheus agent or proxy forward it",
+                )
             )
+            listen = default
         return MetricsSettings(listen)
 
     def send(self) -> SendSettings:
@@ -261,7 +332,7 @@ class _Tables:
             name,
             {"enabled", "sender_key", "sender_key_credential", "store", "ca_file", "recipients",
              "bandwidth", "job_bandwidth", "level", "workers", "uploads", "pack_size", "retries",
-             "retry_delay"},
+             "retry_delay", "require_pq"},
         )  # fmt: skip
         d = SendSettings()
         store = self._get(t, "store", str, "", name)
@@ -269,63 +340,46 @@ class _Tables:
             store = str(self.base / store)
         level = self._get(t, "level", int, d.level, name)
         if not 1 <= level <= 22:
-            raise ConfigError(f"level in [send] must be a zstd level from 1 to 22, not {level}")
+            self.problem(
+                ConfigError(f"level in [send] must be a zstd level from 1 to 22, not {level}")
+            )
+            level = d.level
         workers = self._get(t, "workers", int, d.workers, name)
         if workers < 0:
-            raise ConfigError("workers in [send] must be 0 (one per core) or more")
+            self.problem(ConfigError("workers in [send] must be 0 (one per core) or more"))
+            workers = d.workers
         return SendSettings(
             enabled=self._get(t, "enabled", bool, True, name),
             sender_key=self._secret(t, "sender_key", "the sender key", name, "sender.key"),
             store=store or None,
             ca_file=self._path(self._get(t, "ca_file", str, "", name)),
             recipients=self._strings(t, "recipients", name),
-            bandwidth=parse_rate(self._get(t, "bandwidth", str, "0", name)),
-            job_bandwidth=parse_rate(self._get(t, "job_bandwidth", str, "0", name)),
+            bandwidth=self._rate(t, "bandwidth", "0", name),
+            job_bandwidth=self._rate(t, "job_bandwidth", "0", name),
             level=level,
             workers=workers,
             uploads=self._positive(t, "uploads", d.uploads, name),
-            pack_size=parse_rate(self._get(t, "pack_size", str, "16M", name)) or d.pack_size,
+            pack_size=self._rate(t, "pack_size", "16M", name) or d.pack_size,
             retries=self._positive(t, "retries", d.retries, name),
             retry_delay=self._positive(t, "retry_delay", d.retry_delay, name),
+            require_pq=self._get(t, "require_pq", bool, d.require_pq, name),
         )
 
     def serve(self) -> ServeSettings:
-        name = "serve"
-        t = self._table(
-            name,
-            {"enabled", "store", "listen", "tls_cert", "tls_key", "tls_key_credential",
-             "accept_hosts", "senders", "readers", "shutdown_timeout"},
-        )  # fmt: skip
-        enabled = self._get(t, "enabled", bool, False, name)
-        store = self._path(self._get(t, "store", str, "", name))
-        if enabled and store is None:
-            raise ConfigError(f"[serve] of {self.path} is enabled but names no store directory")
-        cert = self._path(self._get(t, "tls_cert", str, "", name))
-        key = self._secret(t, "tls_key", "the TLS key", name, "")
-        if (cert is None) != (key is None):
-            raise ConfigError("TLS in [serve] needs both tls_cert and tls_key")
-        return ServeSettings(
-            enabled=enabled,
-            store=store,
-            listen=parse_listen(self._get(t, "listen", str, "127.0.0.1:8443", name)),
-            tls_cert=cert,
-            tls_key=key,
-            accept_hosts=self._strings(t, "accept_hosts", name),
-            senders=self._grants(t, "senders"),
-            readers=self._grants(t, "readers"),
-            shutdown_timeout=self._positive(t, "shutdown_timeout", 30.0, name),
-        )
-
-    def _grants(self, table: dict[str, Any], key: str) -> tuple[str, ...]:
-        grants = table.get(key, {})
-        if not isinstance(grants, dict):
-            raise ConfigError(f"[serve.{key}] in {self.path} must map job patterns to keys")
-        out: list[str] = []
-        for pattern, keys in grants.items():
-            keys = [keys] if isinstance(keys, str) else keys
-            if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
-                raise ConfigError(f"[serve.{key}] {pattern!r} must be a list of keys tds1…")
-            for k in keys:
-                self._get({key: k}, key, str, "", f"serve.{key}")
-            out.extend(f"{pattern}={k}" for k in keys)
-        return tuple(out)
+        table = self.doc.get("serve", {})
+        if not isinstance(table, dict):
+            self.problem(ConfigError(f"[serve] in {self.path} must be a table"))
+            table = {}
+        where = f"[serve] of {self.path}"
+        try:
+            settings = read_serve_table(
+                table, base=self.base, where=where, env=self.env, s3_config=self.path
+            )
+        except ConfigError as e:  # recorded; the other tables are still read for their problems
+            self.problem(e)
+            return read_serve_table({}, base=self.base, where=where, env=self.env)
+        if settings.enabled and settings.store is None:
+            self.problem(
+                ConfigError(f"[serve] of {self.path} is enabled but names no store directory")
+            )
+        return settings

@@ -37,6 +37,8 @@ log = logging.getLogger("transferd.daemon.control")
 
 MAX_REQUEST = 64 * 1024
 SOCKET_MODE = 0o660
+CLOSE_TIMEOUT = 5.0
+"""Seconds a request being answered gets to finish when the daemon stops, before it is cut."""
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
@@ -73,6 +75,8 @@ class ControlServer:
         self.path = path
         self.manager = manager
         self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[Any]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
         self._ops: dict[str, Handler] = {
             "ping": self._ping,
             "list": self._list,
@@ -83,6 +87,7 @@ class ControlServer:
             "cancel": self._cancel,
             "limit": self._limit,
             "logs": self._logs,
+            "cutover": self._cutover,
         }
 
     async def start(self) -> None:
@@ -123,14 +128,28 @@ class ControlServer:
         )
 
     async def close(self) -> None:
+        """Stop listening, then end every connection (``jobs watch`` keeps one open): each
+        handler sees its connection closed and returns, so none is left for the loop's
+        shutdown to cancel (asyncio logged that as a CancelledError traceback, at error)."""
         if self._server is None:
             return
         self._server.close()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
         self._server = None
+        for writer in self._writers:
+            writer.close()
+        if self._handlers:
+            _, late = await asyncio.wait(self._handlers, timeout=CLOSE_TIMEOUT)
+            for task in late:  # a request still being answered (a cancel waiting on uploads)
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
+        self._writers.add(writer)
         try:
             while line := await reader.readline():
                 answer = await self._answer(line)
@@ -138,8 +157,15 @@ class ControlServer:
                 await writer.drain()
         except (ConnectionError, ValueError):  # reset, or a line over MAX_REQUEST
             pass
+        except asyncio.CancelledError:
+            # Cancelled only by close(), at the daemon's stop: this task is a connection's
+            # leaf, and ending it cancelled made asyncio's stream callback log a traceback.
+            pass
         finally:
             writer.close()
+            self._writers.discard(writer)
+            if task is not None:
+                self._handlers.discard(task)
 
     async def _answer(self, line: bytes) -> dict[str, Any]:
         try:
@@ -186,6 +212,9 @@ class ControlServer:
             _rate(args),
             _postgres(args),
         )
+
+    async def _cutover(self, args: dict[str, Any]) -> Any:
+        return self.manager.cutover(str(_str(args, "name")))
 
     async def _pause(self, args: dict[str, Any]) -> Any:
         return self.manager.pause(str(_str(args, "name")))

@@ -34,8 +34,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from transferd.core.keys import SenderSecretKey, parse_recipient
+from transferd.core.keys import RecipientKey, SenderSecretKey, parse_recipient
+from transferd.core.pgoutput import lsn_text
 from transferd.daemon.definitions import DONE, FAILED, PAUSE, RUN, JobDefinition
 from transferd.daemon.logs import current_job
 from transferd.errors import (
@@ -47,13 +49,20 @@ from transferd.errors import (
     TransientStoreError,
 )
 from transferd.send.compose import SendOptions, compose_send
-from transferd.send.config import Counters
+from transferd.send.config import Counters, PipelineConfig
 from transferd.send.pipeline import Pipeline
+from transferd.send.resume import Reconciled
 from transferd.send.run import SendResult, send
 from transferd.sources.base import Source
 from transferd.sources.open import open_source
+from transferd.stores.base import Store
 from transferd.stores.ratelimit import TokenBucket
 from transferd.stores.throttle import FlowStats, ThrottledStore
+from transferd.util.extras import needs
+from transferd.util.rates import Estimate, RateWindow, settled
+
+if TYPE_CHECKING:
+    from transferd.send.follow import Follow
 
 log = logging.getLogger("transferd.daemon.job")
 
@@ -64,6 +73,8 @@ RETRY_MAX = 900.0
 """The longest wait between runs: a host down for a day is tried every 15 minutes."""
 
 ACTIVE = ("queued", "reconciling", "sending", "publishing")
+SENDING = ("sending", "publishing")
+"""The phases in which a job has a rate and an ETA."""
 PHASES = (*ACTIVE, "paused", "waiting", "stopping", "stopped", "done", "failed", "cancelled")
 
 
@@ -150,7 +161,11 @@ class ManagedJob:
         self.task: asyncio.Task[None] | None = None
         self.total: int | None = None
         self.runs = 0
-        self.samples: collections.deque[tuple[float, int]] = collections.deque(maxlen=20)
+        self.window = RateWindow()
+        """Samples of bytes sent and settled, once a second: the rate and ETA (util/rates.py)."""
+        self.follow: Follow | None = None
+        """A follow job's current run (send/follow.py): its status, and its cut-over."""
+        self.cutover_wanted = False
         self._activity = definition.outcome or ("cancelled" if self.cancelled else "stopped")
         self._shown = self.phase
         self._since = time.monotonic()
@@ -194,14 +209,64 @@ class ManagedJob:
     def tick(self) -> None:
         """Account time to the phase shown, and sample progress for the rate (once a second)."""
         self._set(self._activity)
-        c = self.counters
-        self.samples.append((time.monotonic(), c.bytes_read + c.bytes_reused))
+        self.window.add(time.monotonic(), self.counters.bytes_sent, self.settled())
 
-    def rate(self) -> float:
-        if len(self.samples) < 2:
-            return 0.0
-        (t0, b0), (t1, b1) = self.samples[0], self.samples[-1]
-        return max(0.0, (b1 - b0) / (t1 - t0)) if t1 > t0 else 0.0
+    def settled(self) -> int:
+        """Source bytes of this run the store holds (util/rates.py ``settled``)."""
+        c = self.counters
+        return settled(
+            reused=c.bytes_reused,
+            deduplicated=c.bytes_deduplicated,
+            new=c.bytes_new,
+            sealed=c.bytes_sealed,
+            sent=c.bytes_sent,
+        )
+
+    def estimate(self) -> Estimate:
+        """Rate and ETA from what the store acknowledged; none while the job does not send
+        (paused, waiting, stopped, ended): a paused job has no rate, whatever it had before."""
+        if self.phase not in SENDING:
+            return Estimate(None, None)
+        return self.window.estimate(self.total)
+
+    @property
+    def follows(self) -> bool:
+        return bool((self.definition.postgres or {}).get("follow") is not None)
+
+    def request_cutover(self) -> bool:
+        """Ask a follow job to cut over (now, or as soon as its next run follows); False for a
+        job that does not follow."""
+        if not self.follows:
+            return False
+        self.cutover_wanted = True
+        if self.follow is not None:
+            self.follow.request_cutover()
+        return True
+
+    def follow_status(self) -> dict[str, object] | None:
+        if not self.follows:
+            return None
+        from transferd.core.pgoutput import lsn_text
+
+        f = self.follow
+        if f is None:
+            return {"phase": "waiting", "cutover_requested": self.cutover_wanted}
+        s = f.status
+        return {
+            "phase": s.phase,
+            "consistent_lsn": lsn_text(s.consistent_lsn),
+            "published_lsn": lsn_text(s.published_lsn),
+            "received_lsn": lsn_text(s.received_lsn),
+            "lag_seconds": round(s.lag_seconds(), 3),
+            "slot_unconfirmed_bytes": s.unconfirmed_bytes,
+            "slot_retained_wal_bytes": s.retained_bytes,
+            "segments": s.segments,
+            "transactions": s.transactions,
+            "changes": s.changes,
+            "manifest": s.manifest,
+            "cutover_requested": self.cutover_wanted,
+            "cutover_lsn": None if s.cutover_lsn is None else lsn_text(s.cutover_lsn),
+        }
 
     # --- controls -------------------------------------------------------------------------
 
@@ -212,6 +277,7 @@ class ManagedJob:
             self.task = asyncio.create_task(self._main(), name=f"job {self.name}")
 
     def pause(self) -> None:
+        self.window.clear()  # after a resume, the rate is of the sending, not of the pause
         self.definition.desired = PAUSE
         if self.pipeline is not None:
             self.pipeline.pause()
@@ -220,6 +286,7 @@ class ManagedJob:
         self._set(self._activity)
 
     def resume(self) -> None:
+        self.window.clear()
         self.definition.desired = RUN
         if self.pipeline is not None:
             self.pipeline.resume()
@@ -279,7 +346,8 @@ class ManagedJob:
     def _open_source(self) -> Source:
         snapshot = getattr(self.keeper, "snapshot_id", None)
         if snapshot or self.definition.postgres is not None:
-            from transferd.sources.postgres.source import PgOptions  # only for a PostgreSQL source
+            with needs("postgres"):  # only for a PostgreSQL source
+                from transferd.sources.postgres.source import PgOptions
 
             options = PgOptions.from_settings(self.definition.postgres, snapshot)
             return open_source(self.definition.source, postgres=options)
@@ -334,7 +402,7 @@ class ManagedJob:
         self.runs += 1
         self.earlier = self.totals()
         self.counters, self.stats = Counters(), store.stats
-        self.samples.clear()
+        self.window.clear()
         self.store = store
         self._set("reconciling")
         sizer = asyncio.create_task(self._measure(self.source))
@@ -344,6 +412,8 @@ class ManagedJob:
             extra={"source": self.source.description, "store": store.description},
         )
         try:
+            if self.follows:
+                return await self._follow_once(composed.store, composed.config, recipients)
             return await send(
                 source=composed.source,
                 store=composed.store,
@@ -354,12 +424,44 @@ class ManagedJob:
                 config=composed.config,
                 counters=self.counters,
                 on_pipeline=self._on_pipeline,
+                require_pq=self.env.options.require_pq,
             )
         finally:
             sizer.cancel()
             self.pipeline = None
             self.store = None
             await composed.store.close()  # the source outlives the run: see _release_run_source
+
+    async def _follow_once(
+        self, store: Store, config: PipelineConfig, recipients: list[RecipientKey]
+    ) -> SendResult:
+        """A follow job's run: until its cut-over (``jobs cutover``), as ``send --follow``."""
+        with needs("postgres"):  # psycopg2 and pypgoutput: the [postgres] extra
+            from transferd.send.follow import Follow, FollowOptions
+        from transferd.sources.postgres.source import PgOptions
+
+        d = self.definition
+        if self.source is not None:  # a follow takes its own snapshot, from its slot
+            await self.source.close()
+            self.source = None
+        pg = PgOptions.from_settings(d.postgres)
+        settings = dict(pg.follow or {})
+        if settings.get("max_retained_wal") is None:
+            settings.pop("max_retained_wal", None)
+        follow = self.follow = Follow(
+            spec=d.source, pg=pg, store=store, job=d.name, sender=self.env.sender,
+            recipients=recipients, state_dir=self.env.state_dir, config=config,
+            options=FollowOptions(**settings, require_pq=self.env.options.require_pq),
+            counters=self.counters,
+            on_pipeline=self._on_pipeline,
+        )  # fmt: skip
+        if self.cutover_wanted:
+            follow.request_cutover()
+        self._set("sending")
+        result = await follow.run()
+        log.info("copy complete up to LSN %s", lsn_text(result.cutover_lsn))
+        return SendResult(d.name, result.manifest, result.counters, Reconciled(), [],
+                          result.seconds)  # fmt: skip
 
     def _on_pipeline(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline

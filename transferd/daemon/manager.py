@@ -18,6 +18,7 @@ import re
 import shutil
 from typing import TYPE_CHECKING, Any
 
+from transferd.core.jobkey import PQ_HINT
 from transferd.core.keys import SenderSecretKey, parse_recipient
 from transferd.core.manifest import check_job_name
 from transferd.daemon.config import Config
@@ -29,6 +30,7 @@ from transferd.send.compose import SendOptions, open_send_store
 from transferd.send.config import default_workers
 from transferd.sources.open import is_postgres, open_source
 from transferd.stores.ratelimit import TokenBucket
+from transferd.util.extras import needs
 from transferd.util.units import format_rate
 
 if TYPE_CHECKING:
@@ -45,7 +47,8 @@ def _pg_options(source: str, postgres: dict[str, Any] | None) -> PgOptions | Non
         return None
     if not is_postgres(source):
         raise ConfigError("PostgreSQL options apply to PostgreSQL sources (postgresql://…) only")
-    from transferd.sources.postgres.source import PgOptions  # asyncpg: only for a database
+    with needs("postgres"):  # asyncpg: only for a database
+        from transferd.sources.postgres.source import PgOptions
 
     return PgOptions.from_settings(postgres)
 
@@ -80,6 +83,7 @@ class Manager:
             retries=s.retries,
             ca_file=s.ca_file,
             workers=s.workers or default_workers(),  # 0: one per core
+            require_pq=s.require_pq,
         )
         self.env = JobEnv(
             sender=sender,
@@ -159,12 +163,18 @@ class Manager:
                 hint="give --to URL, or set store = … in [send] of the daemon's configuration",
             )
         recipients = recipients or list(self.settings.recipients)
-        for r in recipients:
-            parse_recipient(r)
+        parsed = [parse_recipient(r) for r in recipients]
+        classic = [r.display() for r in parsed if not r.post_quantum]
+        if classic and self.env.options.require_pq:  # refused now, not at the job's first run
+            raise ConfigError(
+                f"job {name} has classic-only (X25519) recipients, refused by require_pq in "
+                f"[send]: {', '.join(classic)}",
+                hint=PQ_HINT,
+            )
         if not recipients and not (self.state_dir / "jobs" / name / "job.key").exists():
             raise ConfigError(
                 f"job {name} is new: give at least one recipient",
-                hint="--recipient tdr1…, or recipients = […] in [send]",
+                hint="--recipient tdrpq1…, or recipients = […] in [send]",
             )
         _refuse_password(source)
         opened = open_source(source, postgres=options)  # refuse a source unreadable now
@@ -226,6 +236,15 @@ class Manager:
         job.pause()
         self.definitions.save(job.definition)
         log.info("job paused", extra={"job": name})
+        return self.describe(job)
+
+    def cutover(self, name: str) -> dict[str, Any]:
+        """A follow job: stop at the current LSN (send/follow.py); it then ends ``done``."""
+        job = self.get(name)
+        if not job.request_cutover():
+            raise ConfigError(f"job {name} is not following a database: nothing to cut over",
+                              hint="only a job started with --follow has a cut-over")  # fmt: skip
+        log.info("cut-over asked", extra={"job": name})
         return self.describe(job)
 
     def resume(self, name: str) -> dict[str, Any]:
@@ -306,11 +325,7 @@ class Manager:
         """A job's status as the CLI shows it (and prints with --json)."""
         d, c = job.definition, job.counters
         store = job.store
-        done = c.bytes_read + c.bytes_reused
-        rate = job.rate()
-        eta = None
-        if job.total and rate > 0 and done < job.total:
-            eta = round((job.total - done) / rate, 1)
+        estimate = job.estimate()
         t = job.totals()
         return {
             "name": d.name,
@@ -331,8 +346,9 @@ class Manager:
             "chunks": c.chunks_new,
             "packs_sent": c.packs_sent,
             "unreadable": c.failures,
-            "rate": round(rate, 1),
-            "eta_seconds": eta,
+            "bytes_settled": job.settled(),
+            "rate": None if estimate.rate is None else round(estimate.rate, 1),
+            "eta_seconds": None if estimate.eta_seconds is None else round(estimate.eta_seconds, 1),
             "uploads_in_flight": store.stats.in_flight if store else 0,
             "uploads_waiting": store.stats.waiting if store else 0,
             "queue_depth": job.pipeline.queue_depth() if job.pipeline else 0,
@@ -341,4 +357,5 @@ class Manager:
             "last_error": d.last_error,
             "created": d.created,
             "finished": d.finished,
+            "follow": job.follow_status(),
         }

@@ -22,6 +22,15 @@ Series, all labelled with ``job``:
   parallel uploads), time held by the bandwidth limit;
 - ``transferd_bandwidth_limit_bytes_per_second``: the job's limit (0: none; ``job=""``: global).
 
+With the receiving role, the storage host's own counters (host/housekeeping.py,
+host/admission.py, host/connections.py), unlabelled:
+
+- ``transferd_host_partial_bytes_reclaimed_total``, ``transferd_host_partials_removed_total``:
+  partial uploads swept while the host runs;
+- ``transferd_host_refused_total{code}``: requests refused that a flood repeats (no grant,
+  rate, replay memory, timeouts), by error code;
+- ``transferd_host_connections``, ``transferd_host_uploads``: open now.
+
 The endpoint listens on loopback only (daemon/config.py refuses anything else): job names and sizes
 are for the host's own agent, which forwards them where they belong.
 """
@@ -75,6 +84,12 @@ class JobCollector(Collector):
             labels=["job"],
         )
         limit.add_metric([""], self.manager.env.bucket.rate)
+        follow = GaugeMetricFamily(
+            "transferd_follow", "A follow job: lag_seconds (oldest change not yet published), "
+            "slot_unconfirmed_bytes, slot_retained_wal_bytes (WAL the source keeps for the "
+            "slot: a stalled follow fills the source's disk), segments, transactions, changes.",
+            labels=["job", "measure"],
+        )  # fmt: skip
         for job in list(self.manager.jobs.values()):
             n, t = job.name, job.totals()
             for stage, value in (
@@ -108,7 +123,44 @@ class JobCollector(Collector):
             seconds.add_metric([n, "upload"], t.upload_seconds)
             seconds.add_metric([n, "throttled"], job.bucket.waited)
             limit.add_metric([n], job.bucket.rate)
-        yield from (info, nbytes, objects, retries, errors, phase, queues, seconds, limit)
+            status = job.follow_status() or {}
+            for measure in ("lag_seconds", "slot_unconfirmed_bytes", "slot_retained_wal_bytes",
+                            "segments", "transactions", "changes"):  # fmt: skip
+                measured = status.get(measure)
+                if isinstance(measured, int | float):
+                    follow.add_metric([n, measure], measured)
+        yield from (info, nbytes, objects, retries, errors, phase, queues, seconds, limit, follow)
+
+
+class HostCollector(Collector):
+    """The receiving role's counters, read from its application at scrape time."""
+
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+
+    def collect(self) -> Iterable[Metric]:
+        from transferd.host.context import CONNECTIONS, COUNTERS, REFUSALS, UPLOADS
+
+        counters = self.app[COUNTERS]
+        reclaimed = CounterMetricFamily(
+            "transferd_host_partial_bytes_reclaimed", "Bytes of partial uploads swept."
+        )
+        reclaimed.add_metric([], counters.partial_bytes_reclaimed)
+        removed = CounterMetricFamily("transferd_host_partials_removed", "Partial uploads swept.")
+        removed.add_metric([], counters.partials_removed)
+        refused = CounterMetricFamily(
+            "transferd_host_refused", "Requests refused, by code.", labels=["code"]
+        )
+        guard = self.app[CONNECTIONS]
+        by_code = {**self.app[REFUSALS].refused, "too_many_connections": guard.refused,
+                   "header_timeout": guard.timed_out["header"]}  # fmt: skip
+        for code, n in sorted(by_code.items()):
+            refused.add_metric([code], n)
+        connections = GaugeMetricFamily("transferd_host_connections", "Connections open.")
+        connections.add_metric([], guard.total)
+        uploads = GaugeMetricFamily("transferd_host_uploads", "Uploads being received.")
+        uploads.add_metric([], self.app[UPLOADS].busy)
+        yield from (reclaimed, removed, refused, connections, uploads)
 
 
 class MetricsServer:
@@ -119,6 +171,10 @@ class MetricsServer:
             self.registry.register(JobCollector(manager))
         self._runner: web.AppRunner | None = None
         self.url = ""
+
+    def add_host(self, app: web.Application) -> None:
+        """Export the receiving role's counters too."""
+        self.registry.register(HostCollector(app))
 
     async def _metrics(self, request: web.Request) -> web.Response:
         body = generate_latest(self.registry)

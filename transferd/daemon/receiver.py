@@ -1,9 +1,9 @@
-"""The daemon's receiving role: the storage host of host/server.py, inside the daemon.
+"""The daemon's receiving role: the storage host of ``transferd serve``, inside the daemon.
 
-The same application factory and the same graceful shutdown as ``transferd serve``
-(``make_app``, ``serve``): stop listening, finish requests in flight up to ``shutdown_timeout``,
-close the store. ``start`` returns once the socket listens, or raises what kept it from listening.
-The TLS key is a secret: its file is refused if group or others can read it (config.SecretRef).
+Built by the same builder from the same settings (host/build.py, host/settings.py), so the two
+cannot disagree: a directory or an S3 store, the same grants, TLS, timeouts and caps, the same
+graceful shutdown (stop listening, finish requests in flight up to ``shutdown_timeout``, close the
+store). ``start`` returns once the socket listens, or raises what kept it from listening.
 """
 
 from __future__ import annotations
@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import TYPE_CHECKING
 
 from transferd.daemon.config import ServeSettings
 from transferd.errors import ConfigError
-from transferd.host.auth import Authorizer, parse_grant
-from transferd.stores.local import LocalStore
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 log = logging.getLogger("transferd.daemon.serve")
 
@@ -24,29 +26,17 @@ class Receiver:
     def __init__(self, settings: ServeSettings) -> None:
         self.settings = settings
         self.url = ""
+        self.app: web.Application | None = None
+        """The host's application once started: its counters are the metrics endpoint's."""
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        from transferd.host.server import make_app, serve, tls_context
+        from transferd.host.build import open_host, serve  # aiohttp only for this role
 
         s = self.settings
-        assert s.store is not None  # noqa: S101 -- daemon/config.py refuses [serve] without a store
-        authorizer = Authorizer(
-            [parse_grant(g) for g in s.senders],
-            [parse_grant(g) for g in s.readers],
-            hosts=s.accept_hosts,
-        )
-        if not authorizer:
-            raise ConfigError(
-                "[serve] allows no key: nobody could use this host",
-                hint='add [serve.senders] "JOBPATTERN" = ["tds1…"]',
-            )
-        ssl_context = None
-        if s.tls_cert is not None and s.tls_key is not None:
-            s.tls_key.read()  # refuses a key file others can read
-            ssl_context = tls_context(str(s.tls_cert), str(s.tls_key.path))
-        app = make_app(LocalStore(s.store), authorizer)
+        host = open_host(s)
+        self.app = host.app
         listening = asyncio.Event()
 
         def on_listening(url: str) -> None:
@@ -55,21 +45,20 @@ class Receiver:
 
         self._task = asyncio.create_task(
             serve(
-                app,
-                *s.listen,
-                ssl_context=ssl_context,
+                host,
+                s.listen,
                 on_listening=on_listening,
                 stop=self._stop,
                 shutdown_timeout=s.shutdown_timeout,
             )
         )
-        waiter = asyncio.create_task(_until(listening))
+        waiter = asyncio.create_task(listening.wait())
         await asyncio.wait([waiter, self._task], return_when=asyncio.FIRST_COMPLETED)
         if not listening.is_set():
             waiter.cancel()
             await self._task  # raises what kept it from listening
             raise ConfigError("the receiving role stopped before it listened")
-        log.info("receiving role listening", extra={"url": self.url, "store": str(s.store)})
+        log.info("receiving role listening", extra={"url": self.url, "store": s.store})
 
     async def close(self) -> None:
         if self._task is None:
@@ -78,7 +67,3 @@ class Receiver:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
-
-
-async def _until(event: asyncio.Event) -> None:
-    await event.wait()

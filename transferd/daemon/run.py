@@ -126,6 +126,7 @@ class Daemon:
         c = self.config
         roles: list[str] = []
         manager = Manager(c, self.sender, self.logs) if self.sender is not None else None
+        metrics = None
         if c.metrics.listen is not None:
             metrics = MetricsServer(c.metrics.listen, manager)
             await metrics.start()
@@ -135,6 +136,8 @@ class Daemon:
             await receiver.start()
             parts.push_async_callback(_closing, "receiving role", receiver.close)
             roles.append(f"receiving on {receiver.url}")
+            if metrics is not None and receiver.app is not None:
+                metrics.add_host(receiver.app)
         if manager is not None:
             self.manager = manager
             await manager.start()

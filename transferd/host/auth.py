@@ -40,11 +40,9 @@ from transferd.errors import ApiError, ConfigError, KeyFormatError
 CLOCK_SKEW_LIMIT = 300
 """Seconds a request's timestamp may differ from the server's clock, either way: long enough for
 hosts whose NTP drifted a little and for a 64 MiB upload on a slow link to start, short enough
-that the nonces of the whole window fit in memory (see NONCE_CACHE_CAPACITY)."""
-NONCE_CACHE_CAPACITY = 262_144
-"""Nonces remembered at once, about 60 MiB: 870 requests a second sustained over the 600-second
-life of an entry, an order of magnitude above what 16 MiB packs at 10 Gbit/s need. When full the
-server answers 503 rather than forget a live nonce, which would let a replay through."""
+that the nonces of the whole window fit in memory (see NONCES_PER_KEY)."""
+NONCES_PER_KEY = 65_536
+"""(key, nonce) pairs remembered per key at once (host/limits.py, ``nonces_per_key``)."""
 
 _NONCE = re.compile(r"[A-Za-z0-9_-]{22,64}")
 _TS = re.compile(r"[0-9]{1,12}")
@@ -154,39 +152,71 @@ def digests_equal(a: str, b: str) -> bool:
 
 
 class NonceCache:
-    """The (key, nonce) pairs seen within the replay window, bounded in size.
+    """The (key, nonce) pairs seen within the replay window, a bounded number per key.
 
-    An entry lives until its request's timestamp leaves the window (``ts + window``); after
-    that a replay fails the clock check instead. Expired entries are dropped from a heap on every
-    insertion, so the cache costs O(log n) per request and never needs a background task.
+    An entry lives until its request's timestamp leaves the window (``ts + window``, judged by
+    the host's clock); after that a replay fails the clock check instead. Only a request whose
+    signature verified, by a key holding a grant, is remembered (server.py), and each key has
+    its own ``capacity``: a key that fills its memory is answered 503 ``busy`` until its oldest
+    entries expire, and no other key notices. Forgetting a live pair instead would let a replay
+    through. Expired entries are dropped on every insertion for that key and by ``expire``, which
+    the host's housekeeping calls, so the memory of a key that went quiet is given back.
     """
 
-    def __init__(
-        self, window: int = CLOCK_SKEW_LIMIT, capacity: int = NONCE_CACHE_CAPACITY
-    ) -> None:
+    def __init__(self, window: int = CLOCK_SKEW_LIMIT, capacity: int = NONCES_PER_KEY) -> None:
         self.window = window
         self.capacity = capacity
-        self._seen: dict[tuple[bytes, str], float] = {}
-        self._expiries: list[tuple[float, bytes, str]] = []
+        self._keys: dict[bytes, _KeyNonces] = {}
 
     def __len__(self) -> int:
-        return len(self._seen)
+        return sum(len(k.seen) for k in self._keys.values())
+
+    @property
+    def keys(self) -> int:
+        """Keys with at least one live entry."""
+        return len(self._keys)
 
     def remember(self, key: SenderPublicKey, nonce: str, ts: int, now: float) -> None:
-        """Record a verified request's nonce; ApiError if it was seen, or if the cache is full."""
-        while self._expiries and self._expiries[0][0] < now:
-            _, k, n = heapq.heappop(self._expiries)
-            del self._seen[(k, n)]
-        entry = (key.key, nonce)
-        if entry in self._seen:
+        """Record a verified request's nonce; ApiError if it was seen, or if this key's memory is
+        full."""
+        memory = self._keys.get(key.key)
+        if memory is None:
+            memory = self._keys[key.key] = _KeyNonces()
+        memory.expire(now)
+        if nonce in memory.seen:
             raise ApiError(
                 401, "replayed", f"replayed request: nonce {nonce} of {key.to_text()} was used"
             )
-        if len(self._seen) >= self.capacity:
-            raise ApiError(503, "busy", "too many requests in the replay window; retry later")
+        if len(memory.seen) >= self.capacity:
+            wait = max(1.0, memory.expiries[0][0] - now)
+            raise ApiError(
+                503,
+                "busy",
+                f"key {key.to_text()} made {self.capacity} requests within the replay window; "
+                "retry later",
+                retry_after=wait,
+            )
         expiry = ts + self.window
-        self._seen[entry] = expiry
-        heapq.heappush(self._expiries, (expiry, key.key, nonce))
+        memory.seen[nonce] = expiry
+        heapq.heappush(memory.expiries, (expiry, nonce))
+
+    def expire(self, now: float) -> None:
+        """Drop every expired entry, and the keys left with none."""
+        for key, memory in list(self._keys.items()):
+            memory.expire(now)
+            if not memory.seen:
+                del self._keys[key]
+
+
+@dataclass
+class _KeyNonces:
+    seen: dict[str, float] = field(default_factory=dict)
+    expiries: list[tuple[float, str]] = field(default_factory=list)
+
+    def expire(self, now: float) -> None:
+        while self.expiries and self.expiries[0][0] < now:
+            _, nonce = heapq.heappop(self.expiries)
+            del self.seen[nonce]
 
 
 class Authorizer:
@@ -206,9 +236,15 @@ class Authorizer:
         self.readers = tuple(readers)
         self.hosts = frozenset(h.lower() for h in hosts)
         """Host header values accepted; empty accepts any (see protocol/HTTP.md, "Host")."""
+        self._granted = frozenset(k.key for _, k in (*self.writers, *self.readers))
 
     def __bool__(self) -> bool:
         return bool(self.writers or self.readers)
+
+    def has_grant(self, key: SenderPublicKey) -> bool:
+        """Whether ``key`` may use this host at all: a set lookup, made before any signature is
+        checked or anything is remembered, so that a key nobody granted costs almost nothing."""
+        return key.key in self._granted
 
     def may_write(self, key: SenderPublicKey, job: str) -> bool:
         return _granted(self.writers, key, job)

@@ -20,18 +20,29 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from transferd.core.request_signing import CONTENT_SHA256
 from transferd.errors import ApiError
+from transferd.host.admission import KeyRates, RefusalLog, UploadSlots
 from transferd.host.auth import (
     Authorizer,
     Credentials,
     NonceCache,
     digests_equal,
 )
+from transferd.host.connections import ConnectionGuard
+from transferd.host.housekeeping import HostCounters, Housekeeping
+from transferd.host.limits import HostLimits
 from transferd.stores.base import Store
 
 STORE: web.AppKey[Store] = web.AppKey("store")
 AUTHORIZER: web.AppKey[Authorizer] = web.AppKey("authorizer", Authorizer)
 NONCES: web.AppKey[NonceCache] = web.AppKey("nonces", NonceCache)
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
+LIMITS: web.AppKey[HostLimits] = web.AppKey("limits", HostLimits)
+RATES: web.AppKey[KeyRates] = web.AppKey("rates", KeyRates)
+UPLOADS: web.AppKey[UploadSlots] = web.AppKey("uploads", UploadSlots)
+REFUSALS: web.AppKey[RefusalLog] = web.AppKey("refusals", RefusalLog)
+CONNECTIONS: web.AppKey[ConnectionGuard] = web.AppKey("connections", ConnectionGuard)
+COUNTERS: web.AppKey[HostCounters] = web.AppKey("counters", HostCounters)
+HOUSEKEEPING: web.AppKey[Housekeeping] = web.AppKey("housekeeping", Housekeeping)
 
 
 class InFlight:
@@ -67,6 +78,9 @@ class RequestInfo:
     creds: Credentials | None = None
     digest: str = ""
     received: int = 0
+    refusal: str = ""
+    """The code of a refusal that a flood repeats (401, 403, 408, 429, 503 busy): logged once
+    per interval and code rather than once per request (admission.RefusalLog)."""
 
 
 request_info: contextvars.ContextVar[RequestInfo] = contextvars.ContextVar("request_info")
@@ -79,14 +93,31 @@ def check_length(request: web.Request, cap: int) -> None:
         raise ApiError(413, "too_large", f"body of {declared} bytes exceeds the {cap}-byte limit")
 
 
+async def _parts(request: web.Request) -> AsyncGenerator[bytes, None]:
+    """The body's parts as they arrive, each awaited at most ``body_timeout`` seconds."""
+    idle = request.app[LIMITS].body_timeout
+    parts = request.content.iter_any().__aiter__()
+    while True:
+        try:
+            async with asyncio.timeout(idle):
+                part = await anext(parts)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise ApiError(
+                408, "body_timeout", f"no byte of the body arrived for {idle:g} s"
+            ) from None
+        yield part
+
+
 async def body_parts(request: web.Request, cap: int) -> AsyncGenerator[bytes, None]:
     """The body in the parts it arrives in, at most ``cap`` bytes, for a store that writes as
     it goes (``LocalStore.put_object_stream``, which checks the hash); refused as by
-    ``read_body`` when too large or cut short."""
+    ``read_body`` when too large, cut short or stalled."""
     info = request_info.get()
     check_length(request, cap)
     try:
-        async for part in request.content.iter_any():
+        async for part in _parts(request):
             info.received += len(part)
             if info.received > cap:
                 raise ApiError(413, "too_large", f"body exceeds the {cap}-byte limit")
@@ -102,7 +133,7 @@ async def read_body(request: web.Request, cap: int, *, check_digest: bool = True
     check_length(request, cap)
     hasher, parts = hashlib.sha256(), []
     try:
-        async for part in request.content.iter_any():
+        async for part in _parts(request):
             info.received += len(part)
             if info.received > cap:
                 raise ApiError(413, "too_large", f"body exceeds the {cap}-byte limit")

@@ -25,6 +25,7 @@ from transferd.host.auth import digests_equal
 from transferd.host.context import (
     AUTHORIZER,
     STORE,
+    UPLOADS,
     body_parts,
     check_length,
     read_body,
@@ -79,13 +80,16 @@ async def _put_object(request: web.Request) -> web.Response:
     # body here as well was a second SHA-256 pass over every pack the host receives.
     store = request.app[STORE]
     stream = getattr(store, "put_object_stream", None)
-    if stream is not None:  # a local directory: written as it arrives, then fsynced
-        check_length(request, PACK_MAX_SIZE)
-        size: int = await stream(job, name, body_parts(request, PACK_MAX_SIZE))
-    else:
-        data = await read_body(request, PACK_MAX_SIZE, check_digest=False)
-        await store.put_object(job, name, data)
-        size = len(data)
+    check_length(request, PACK_MAX_SIZE)
+    # A slot before the first byte of the body is read: uploads over the cap wait (their bytes
+    # held back by TCP), then are answered 503 busy with Retry-After (admission.UploadSlots).
+    async with request.app[UPLOADS].hold():
+        if stream is not None:  # a local directory: written as it arrives, then fsynced
+            size: int = await stream(job, name, body_parts(request, PACK_MAX_SIZE))
+        else:
+            data = await read_body(request, PACK_MAX_SIZE, check_digest=False)
+            await store.put_object(job, name, data)
+            size = len(data)
     # either way, answered only once the object is durable
     return web.json_response({"name": name, "size": size}, status=201)
 

@@ -1,26 +1,32 @@
 """The storage host: an aiohttp application that puts a Store behind the API of protocol/HTTP.md.
 
 ``make_app`` is the app factory: tests build the same application the command runs. State lives
-under typed ``web.AppKey``s (context.py); the store is closed by a cleanup context, so it is torn
-down only if the application started. The routes are in jobroutes.py and copyroutes.py. Four
-middlewares wrap every handler, outermost first:
+under typed ``web.AppKey``s (context.py); the store is closed, and the housekeeping task
+(housekeeping.py: sweeping partial uploads, forgetting expired nonces) runs, by cleanup contexts,
+so they are torn down only if the application started. The routes are in jobroutes.py and
+copyroutes.py. Five middlewares wrap every handler, outermost first:
 
 1. ``_log_requests`` writes one line per request (method, path, status, bytes in and out,
-   milliseconds, the signing key's short form) and never a body or a header value;
+   milliseconds, the signing key's short form) and never a body or a header value; refusals
+   that a flood repeats are logged once per interval and code instead (admission.RefusalLog);
 2. ``_track`` counts requests in flight, and once the server is stopping answers new ones 503
-   and closes each connection after its answer;
-3. ``_errors`` turns every refusal into ``{"error": …, "code": …}`` with its status, including
-   aiohttp's own (unknown route, wrong method), so a client always reads one shape;
-4. ``_authenticate`` checks the signature, clock and nonce of every request under ``/v1/jobs/``
-   before a byte of its body is read, then whether the key may read or write that job.
+   and closes each connection after its answer; it tells the connection guard
+   (connections.py) that a request runs, which stops its header and idle timers;
+3. ``_deadline`` gives the request ``request_timeout`` seconds, its answer's sending included;
+4. ``_errors`` turns every refusal into ``{"error": …, "code": …}`` with its status (and
+   ``Retry-After`` when the client should wait), including aiohttp's own (unknown route, wrong
+   method), so a client always reads one shape;
+5. ``_authenticate`` checks, before a byte of the body is read, that the key holds a grant at
+   all (before any signature check, and before anything is remembered), the clock and the
+   signature, the key's request rate, its nonce, then whether it may read or write that job.
 
 The acknowledgement rule: ``PUT …/objects/{sha256}`` answers 201 only after the store's
 ``put_object`` returned, which for a local store means after fsync of the file and its directory.
-A body that ends early, exceeds its cap or does not hash to its signed digest never reaches the
-store, so nothing partial is ever stored under a name.
+A body that ends early, stalls, exceeds its cap or does not hash to its signed digest never
+reaches the store, so nothing partial is ever stored under a name.
 
-``run_server`` serves an application on uvloop, with TLS when given a certificate, until SIGTERM
-or SIGINT. It then stops listening and waits (up to ``shutdown_timeout``) until no request is in
+How it is run (host/build.py's ``serve``): until asked to stop (SIGTERM or SIGINT for ``transferd
+serve``); it then stops listening and waits (up to ``shutdown_timeout``) until no request is in
 flight, *before* handing over to aiohttp's own shutdown (close connections, cancel what is left,
 run the cleanup contexts). The extra step is needed because aiohttp, once shutting down, drops
 bytes arriving on open connections (aio-libs/aiohttp#2298): an upload whose body was still
@@ -32,9 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
-import ssl
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -43,7 +47,6 @@ from aiohttp import web
 from transferd.core.request_signing import CONTENT_SHA256
 from transferd.errors import (
     ApiError,
-    ConfigError,
     FormatError,
     IntegrityError,
     ManifestExistsError,
@@ -53,6 +56,7 @@ from transferd.errors import (
     TransferdError,
     TransientStoreError,
 )
+from transferd.host.admission import REFUSAL_LOG_INTERVAL, KeyRates, RefusalLog, UploadSlots
 from transferd.host.auth import (
     Authorizer,
     Credentials,
@@ -62,36 +66,49 @@ from transferd.host.auth import (
     unauthorized,
     verify,
 )
+from transferd.host.connections import ConnectionGuard
 from transferd.host.context import (
     AUTHORIZER,
     CLOCK,
+    CONNECTIONS,
+    COUNTERS,
+    HOUSEKEEPING,
     IN_FLIGHT,
+    LIMITS,
     NONCES,
+    RATES,
+    REFUSALS,
     STORE,
+    UPLOADS,
     InFlight,
     RequestInfo,
     read_body,
     request_info,
 )
 from transferd.host.copyroutes import COPY_PATH, add_copy_routes, authorized_name
+from transferd.host.housekeeping import HostCounters, Housekeeping, housekeeping_context
 from transferd.host.jobroutes import add_job_routes
+from transferd.host.limits import HostLimits
 from transferd.stores.base import Store
 
 __all__ = [
     "AUTHORIZER",
     "CLOCK",
+    "CONNECTIONS",
+    "COUNTERS",
     "IN_FLIGHT",
     "NONCES",
     "STORE",
     "make_app",
-    "run_server",
-    "serve",
-    "tls_context",
 ]
 
 log = logging.getLogger("transferd.serve")
 
 _WRITE_METHODS = frozenset({"PUT", "DELETE"})
+_FLOOD_STATUSES = frozenset({401, 403, 408, 429, 503})
+"""Refusals a stranger or a runaway client can repeat at will: logged once per interval."""
+_CLOSING_CODES = frozenset({"body_timeout", "request_timeout"})
+"""Refusals after which the rest of the request cannot be trusted to arrive: close."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -100,17 +117,40 @@ def make_app(
     store: Store,
     authorizer: Authorizer,
     *,
+    limits: HostLimits | None = None,
     clock: Callable[[], float] = time.time,
     nonces: NonceCache | None = None,
 ) -> web.Application:
-    """The storage host's application, serving ``store`` to the keys ``authorizer`` allows."""
-    app = web.Application(middlewares=[_log_requests, _track, _errors, _authenticate])
+    """The storage host's application, serving ``store`` to the keys ``authorizer`` allows,
+    within ``limits`` (host/limits.py's defaults when None)."""
+    limits = limits or HostLimits()
+    app = web.Application(middlewares=[_log_requests, _track, _deadline, _errors, _authenticate])
     app[STORE] = store
     app[IN_FLIGHT] = InFlight()
     app[AUTHORIZER] = authorizer
-    app[NONCES] = nonces if nonces is not None else NonceCache()
+    app[LIMITS] = limits
+    app[NONCES] = nonces if nonces is not None else NonceCache(capacity=limits.nonces_per_key)
     app[CLOCK] = clock
+    app[RATES] = KeyRates(limits.key_rate, limits.key_burst)
+    app[UPLOADS] = UploadSlots(limits.max_uploads, limits.upload_wait)
+    app[REFUSALS] = RefusalLog()
+    app[CONNECTIONS] = ConnectionGuard(limits)
+    app[COUNTERS] = HostCounters()
+    app[HOUSEKEEPING] = Housekeeping(
+        store=store,
+        partial_max_age=limits.partial_max_age,
+        sweep_interval=limits.sweep_interval,
+        counters=app[COUNTERS],
+        chores=[
+            app[REFUSALS].flush,
+            lambda: app[NONCES].expire(clock()),
+            app[RATES].forget_idle,
+        ],
+        closing=[lambda: app[REFUSALS].flush(final=True)],
+        tick=min(REFUSAL_LOG_INTERVAL, limits.sweep_interval),
+    )
     app.cleanup_ctx.append(_close_store)
+    app.cleanup_ctx.append(housekeeping_context(HOUSEKEEPING))
     app.router.add_get("/v1/health", _health)
     add_job_routes(app)
     add_copy_routes(app, STORE, read_body)
@@ -138,41 +178,74 @@ async def _log_requests(request: web.Request, handler: Handler) -> web.StreamRes
     try:
         response = await handler(request)
         status = response.status
-        sent = response.body_length if response.prepared else _body_size(response)
+        sent = _body_size(response)
         return response
     finally:
-        log.info(
-            "%s %s %d in=%d out=%d %dms key=%s",
-            request.method,
-            request.raw_path,
-            status,
-            info.received,
-            sent,
-            round((time.monotonic() - started) * 1000),
-            info.key,
+        line = (
+            f"{request.method} {request.raw_path} {status} in={info.received} out={sent} "
+            f"{round((time.monotonic() - started) * 1000)}ms key={info.key}"
         )
+        if not info.refusal or request.app[REFUSALS].note(info.refusal, line):
+            log.info("%s", line)
 
 
 def _body_size(response: web.StreamResponse) -> int:
+    """Bytes of the answer's body (``body_length`` of a sent answer counts its headers too)."""
     body = response.body if isinstance(response, web.Response) else None
-    return len(body) if isinstance(body, bytes | bytearray) else 0
+    if isinstance(body, bytes | bytearray):
+        return len(body)
+    return response.body_length if response.prepared else 0
 
 
 @web.middleware
 async def _track(request: web.Request, handler: Handler) -> web.StreamResponse:
-    in_flight = request.app[IN_FLIGHT]
+    app = request.app
+    in_flight, guard = app[IN_FLIGHT], app[CONNECTIONS]
     if in_flight.stopping:
         response: web.StreamResponse = _error_response(
-            503, "stopping", "the server is stopping; retry shortly"
+            503, "stopping", "the server is stopping; retry shortly", retry_after=1
         )
     else:
         in_flight.enter()
+        guard.request_started(request.transport)
         try:
             response = await handler(request)
         finally:
             in_flight.leave()
+            guard.request_finished(request.transport)
     if in_flight.stopping:  # no further request on this connection
         response.force_close()
+    return response
+
+
+@web.middleware
+async def _deadline(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The whole request within ``request_timeout``: the handler, then sending its answer
+    (prepared and finished here rather than by aiohttp, so that a client that does not read its
+    answer is cut off too)."""
+    limit = request.app[LIMITS].request_timeout
+    response: web.StreamResponse | None = None
+    try:
+        async with asyncio.timeout(limit):
+            response = await handler(request)
+            if not response.prepared:
+                try:
+                    await response.prepare(request)
+                    await response.write_eof()
+                except ConnectionError:  # the client is gone: nobody to answer
+                    pass
+    except TimeoutError:
+        info = request_info.get()
+        info.refusal = "request_timeout"
+        if response is not None and response.prepared:  # half sent: only closing is left
+            if request.transport is not None:
+                request.transport.close()
+            return response
+        late = _error_response(
+            408, "request_timeout", f"the request took over {limit:g} s, its answer included"
+        )
+        late.force_close()
+        return late
     return response
 
 
@@ -181,7 +254,14 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ApiError as exc:
-        return _error_response(exc.status, exc.code, exc.message, exc.fields)
+        if exc.status in _FLOOD_STATUSES:
+            request_info.get().refusal = exc.code
+        response = _error_response(
+            exc.status, exc.code, exc.message, exc.fields, retry_after=exc.retry_after
+        )
+        if exc.code in _CLOSING_CODES:
+            response.force_close()
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -199,7 +279,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _error_response(400, "bad_request", exc.message)
     except TransientStoreError as exc:
         log.warning("store unavailable: %s", exc.message)
-        return _error_response(503, "store_unavailable", exc.message)
+        return _error_response(503, "store_unavailable", exc.message, retry_after=1)
     except (PermanentStoreError, TransferdError) as exc:
         log.error("store failure: %s", exc.message)
         return _error_response(500, "store_error", exc.message)
@@ -209,10 +289,18 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 def _error_response(
-    status: int, code: str, message: str, fields: dict[str, int | str] | None = None
+    status: int,
+    code: str,
+    message: str,
+    fields: dict[str, int | str] | None = None,
+    *,
+    retry_after: float | None = None,
 ) -> web.Response:
-    """The JSON error answer of protocol/HTTP.md §9; ``fields`` go beside error and code."""
-    headers = {"WWW-Authenticate": "TD1"} if status == 401 else None
+    """The JSON error answer of protocol/HTTP.md §9; ``fields`` go beside error and code, and
+    ``retry_after`` seconds (rounded up, at least 1) into a Retry-After header."""
+    headers = {"WWW-Authenticate": "TD1"} if status == 401 else {}
+    if retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
     body = {**(fields or {}), "error": message, "code": code}
     return web.json_response(body, status=status, headers=headers)
 
@@ -225,8 +313,11 @@ async def _authenticate(request: web.Request, handler: Handler) -> web.StreamRes
     creds = parse_authorization(request.headers.get("Authorization"))
     digest = check_content_sha256(request.headers.get(CONTENT_SHA256))
     host = request.headers.get("Host", "")
-    if not app[AUTHORIZER].accepts_host(host):
+    authorizer = app[AUTHORIZER]
+    if not authorizer.accepts_host(host):
         raise unauthorized(f"this server does not answer for host {host[:64]!r}")
+    if not authorizer.has_grant(creds.key):  # before any work or memory is spent on the key
+        raise ApiError(403, "forbidden", f"key {creds.key_text} has no grant on this host")
     now = app[CLOCK]()
     verify(
         creds,
@@ -236,12 +327,13 @@ async def _authenticate(request: web.Request, handler: Handler) -> web.StreamRes
         host=host,
         now=now,
     )
-    app[NONCES].remember(creds.key, creds.nonce, creds.ts, now)
     info = request_info.get()
     info.key, info.creds, info.digest = creds.key_text[:16] + "…", creds, digest
+    app[RATES].take(creds.key.key, creds.key_text)
+    app[NONCES].remember(creds.key, creds.nonce, creds.ts, now)
     job = authorized_name(request)  # a job, or for copy records the job or copy named
     if job is not None:  # GET /v1/jobs filters by key instead
-        _authorize(app[AUTHORIZER], creds, job, write=request.method in _WRITE_METHODS)
+        _authorize(authorizer, creds, job, write=request.method in _WRITE_METHODS)
     return await handler(request)
 
 
@@ -253,85 +345,3 @@ def _authorize(authorizer: Authorizer, creds: Credentials, job: str, *, write: b
             "forbidden",
             f"key {creds.key_text} may not {'write' if write else 'read'} job {job}",
         )
-
-
-# --- running ----------------------------------------------------------------------------------
-
-
-def tls_context(cert: str, key: str) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        context.load_cert_chain(cert, key)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"cannot load the TLS certificate {cert} and key {key}: {exc}") from None
-    return context
-
-
-async def serve(
-    app: web.Application,
-    host: str,
-    port: int,
-    *,
-    ssl_context: ssl.SSLContext | None,
-    on_listening: Callable[[str], None],
-    stop: asyncio.Event,
-    shutdown_timeout: float = 60.0,
-) -> None:
-    """Serve ``app`` until ``stop`` is set, then shut down gracefully."""
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
-        try:
-            await site.start()
-        except OSError as exc:
-            reason = os.strerror(exc.errno) if exc.errno else str(exc)
-            raise ConfigError(f"cannot listen on {host}:{port}: {reason.lower()}") from None
-        bound_port = runner.addresses[0][1]
-        shown = f"[{host}]" if ":" in host else host
-        on_listening(f"{'https' if ssl_context else 'http'}://{shown}:{bound_port}")
-        await stop.wait()
-        in_flight = app[IN_FLIGHT]
-        in_flight.stopping = True
-        await site.stop()
-        log.info("stopping: no new connections, finishing %d requests", in_flight.count)
-        try:
-            await asyncio.wait_for(in_flight.wait_idle(), shutdown_timeout)
-        except TimeoutError:
-            log.warning("%d requests still running after %g s", in_flight.count, shutdown_timeout)
-    finally:
-        await runner.cleanup()
-
-
-def run_server(
-    store: Store,
-    listen: tuple[str, int],
-    authorizer: Authorizer,
-    *,
-    tls_cert: str | None = None,
-    tls_key: str | None = None,
-    on_listening: Callable[[str], None] = print,
-    shutdown_timeout: float = 60.0,
-) -> None:
-    """Serve ``store`` on uvloop until SIGTERM or SIGINT; returns after a graceful shutdown."""
-    from transferd.util.runtime import run  # installs uvloop: only for a process that serves
-
-    ssl_context = tls_context(tls_cert, tls_key) if tls_cert and tls_key else None
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        app = make_app(store, authorizer)
-        await serve(
-            app,
-            *listen,
-            ssl_context=ssl_context,
-            on_listening=on_listening,
-            stop=stop,
-            shutdown_timeout=shutdown_timeout,
-        )
-
-    run(main())

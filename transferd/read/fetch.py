@@ -14,6 +14,14 @@ pack's worth of consecutive chunks; for a job whose later runs reuse chunks scat
 packs, a range never drags in more than ``GAP`` bytes of chunks nobody asked for. Consecutive
 small files share packs, so fetched ranges are kept in an LRU cache
 bounded by bytes; a fetch in flight is shared by every chunk it covers.
+
+When the chunks to be read from a pack reach from its first blob to its last (each end within
+``GAP``), the whole pack is fetched in one request instead, and checked as a verifier checks it
+(SPEC 13.6, 13.7): its size and SHA-256 against the object list, its magic, version and trailer.
+A pack that fails is recorded in ``damaged``, and its blobs are still served: each is
+authenticated, so a damaged blob fails as that chunk (naming its file), and the reader fails at
+the end when the damage was elsewhere (a cut trailer, a flipped header byte), which no blob's tag
+can show. Either way the read does not end in success.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from transferd.core import objectlist, packs
 from transferd.core.catalog import ChunkRef
 from transferd.core.constants import OBJECT_LIST_ENTRY_SIZE, PACK_TARGET
 from transferd.core.objectlist import ObjectRef
+from transferd.core.packs import PACK_PREFIX_SIZE
 from transferd.errors import FormatError, IntegrityError
 from transferd.stores.base import Store
 
@@ -42,6 +51,9 @@ MAX_RANGE = PACK_TARGET
 """Largest range fetched at once: a whole pack of the usual size."""
 CACHE_BYTES = 64 * 1024 * 1024
 """Fetched ranges kept for chunks still to come: four packs."""
+WHOLE_PACK_MAX = 22 * 1024 * 1024
+"""Largest pack fetched whole (SPEC 13.7): every pack a sender writes with the default target
+(at most 5 + 16 MiB + 4 MiB + 41 + 655404 + 4 bytes, SPEC 8) fits."""
 LISTS_KEPT = 2
 """Object-list segments kept decoded (6.5 MiB each): the current one and its neighbour."""
 
@@ -79,8 +91,7 @@ class PackIndex:
         self._loaded: OrderedDict[int, asyncio.Future[list[ObjectRef]]] = OrderedDict()
 
     async def pack(self, index: int) -> ObjectRef:
-        if not 0 <= index < self.count:
-            raise FormatError(f"catalog names pack {index}, but the job has {self.count} packs")
+        packs.check_pack_index(index, self.count)
         segment = bisect.bisect_right(self._starts, index) - 1
         refs = await self._segment(segment)
         return refs[index - self._starts[segment]]
@@ -132,6 +143,10 @@ class PackReader:
         self._held = 0
         self.bytes_fetched = 0
         self.requests = 0
+        self.damaged: dict[str, str] = {}
+        """Packs read whole that failed the checks of SPEC 13.6: name -> what is wrong."""
+        self._hashing: list[asyncio.Task[None]] = []
+        """SHA-256 of packs read whole, running beside the blobs served from them."""
 
     async def blob(self, ref: ChunkRef, soon: Sequence[tuple[int, int]] = ()) -> memoryview:
         """The sealed blob ``ref`` names. ``soon``: (offset, end) of chunks of the same pack
@@ -148,15 +163,21 @@ class PackReader:
         self._add(rng)
         try:
             pack = await self._index.pack(ref.pack_index)
-            try:  # the range holds this chunk and those it joins: all lie among the blobs
+            try:  # this chunk and those it joins: all lie among the blobs
+                packs.check_blob_location(ref.offset, ref.blob_len, pack.size)
                 packs.check_blob_location(rng.start, rng.end - rng.start, pack.size)
             except FormatError as e:
                 raise FormatError(
                     f"chunk {ref.chunk_id.hex()[:16]} in pack {pack.name}: {e.message}"
                 ) from None
-            data = await self._store.get_object(
-                self._job, pack.name, rng.start, rng.end - rng.start
-            )
+            if not held and reaches_whole_pack(pack.size, [*soon, (ref.offset, end)]):
+                self._regrow(rng, 0, pack.size)
+                data = await self._whole_pack(pack)
+                self._regrow(rng, 0, len(data))
+            else:
+                data = await self._store.get_object(
+                    self._job, pack.name, rng.start, rng.end - rng.start
+                )
             if len(data) != rng.end - rng.start:
                 raise IntegrityError(
                     f"pack {pack.name} is shorter than the object list says ({pack.size} bytes)"
@@ -174,6 +195,58 @@ class PackReader:
         self.requests += 1
         rng.data.set_result(data)
         return memoryview(data)[ref.offset - rng.start : end - rng.start]
+
+    async def _whole_pack(self, pack: ObjectRef) -> bytes:
+        """The whole pack, checked as a verifier checks it (SPEC 13.6); a failure is recorded in
+        ``damaged`` (its blobs, each authenticated, are still served)."""
+        packs.check_pack_size(pack.size)
+        data = await self._store.get_object(self._job, pack.name)
+        if len(data) != pack.size:
+            self.damaged[pack.name] = (
+                f"has {len(data)} bytes, its object list says {pack.size}: it was cut short or "
+                "extended"
+            )
+            return data[: pack.size]  # the blobs lie before the listed end
+        try:  # a sender's own fault, under a valid name: the checks of a verifier all the same
+            packs.check_prefix(data)
+            packs.header_length(data, len(data))
+        except FormatError as e:
+            self.damaged[pack.name] = e.message
+        # hashed beside the work on its blobs, not before it: off the restore's critical path
+        self._hashing.append(asyncio.create_task(self._hash(pack, data)))
+        return data
+
+    async def _hash(self, pack: ObjectRef, data: bytes) -> None:
+        digest = await asyncio.to_thread(lambda: hashlib.sha256(data).digest())
+        if digest != pack.sha256:
+            # reported before a bad magic or trailer found first: SPEC 13.6 checks the name first
+            self.damaged[pack.name] = "does not hash to its name in the object list"
+
+    async def check_damage(self) -> None:
+        """IntegrityError naming the packs read whole that failed their checks, if any; waits
+        for the hashes still running."""
+        hashing, self._hashing = self._hashing, []
+        await asyncio.gather(*hashing)
+        if self.damaged:
+            name, what = next(iter(self.damaged.items()))
+            more = f" (and {len(self.damaged) - 1} other packs)" if len(self.damaged) > 1 else ""
+            raise IntegrityError(
+                f"pack {name} {what}{more}: the copy is damaged outside the chunks read, which "
+                "all opened and were checked",
+                hint="transferd verify reports every damaged object of the job",
+            )
+
+    async def close(self) -> None:
+        """Stop the hashes still running (a read that ends early does not wait for them)."""
+        for task in self._hashing:
+            task.cancel()
+        await asyncio.gather(*self._hashing, return_exceptions=True)
+        self._hashing = []
+
+    def _regrow(self, rng: _Range, start: int, end: int) -> None:
+        """Widen a range just added (still the newest in the cache) to [start, end)."""
+        self._held += (end - start) - (rng.end - rng.start)
+        rng.start, rng.end = start, end
 
     def _add(self, rng: _Range) -> None:
         self._ranges.setdefault(rng.pack, []).append(rng)
@@ -218,6 +291,23 @@ def plan_range(
             break
         start = min(start, offset)
     return start, end
+
+
+def reaches_whole_pack(pack_size: int, spans: Sequence[tuple[int, int]]) -> bool:
+    """True when the (offset, end) spans of the chunks to be read from a pack reach from its
+    first blob to its last, each end and every gap between them within GAP: then the whole pack
+    costs at most 2 GAP more than its chunks, and is fetched and checked whole (SPEC 13.7)."""
+    if not spans or pack_size > WHOLE_PACK_MAX:
+        return False
+    ordered = sorted(spans)
+    if ordered[0][0] - PACK_PREFIX_SIZE > GAP:
+        return False
+    end = ordered[0][1]
+    for offset, stop in ordered[1:]:
+        if offset - end > GAP:
+            return False
+        end = max(end, stop)
+    return pack_size - end <= GAP
 
 
 def _new_future() -> asyncio.Future[bytes]:

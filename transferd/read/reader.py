@@ -46,7 +46,6 @@ from transferd.errors import (
     FormatError,
     IntegrityError,
     JobNotFoundError,
-    RollbackError,
     TransferdError,
 )
 from transferd.read.fetch import PackIndex, PackReader, fetch_checked
@@ -126,10 +125,7 @@ async def load_manifest(
     data = await store.get_manifest(job, *chosen)
     signed = manifest.verify(data, sender) if sender is not None else manifest.parse(data)
     body = signed.body
-    if body.key != chosen:
-        raise RollbackError(f"manifest stored as {chosen} of job {job} says it is {body.key}")
-    if body.job != job:
-        raise IntegrityError(f"manifest {number} stored under job {job} is of job {body.job}")
+    manifest.check_stored_as(signed, job, *chosen)
     if sender is None:
         warn(
             f"manifest {number} of job {job} is signed by {body.sender}; "
@@ -188,6 +184,7 @@ class JobReader:
         await self.close()
 
     async def close(self) -> None:
+        await self.packs.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._hash_pool.shutdown(wait=False, cancel_futures=True)
 
@@ -261,6 +258,7 @@ class JobReader:
             while True:
                 item = await queue.get()
                 if item is None:
+                    await self.packs.check_damage()  # packs read whole: damage outside blobs
                     break
                 if isinstance(item, BaseException):
                     raise item

@@ -2,9 +2,11 @@
 
 Rendered from the sealed JSON document (so a saved report can be rendered again), with nothing
 outside the file: inline CSS, no script, no font, no image, and a Content-Security-Policy that
-forbids fetching anything, so opening the page never tells anyone it was opened. The verdict comes
-first in large type on its colour; then the copy, the sender key, times and volumes, every check,
-and every failure. Every value from the store or the source is escaped.
+forbids fetching anything, so opening the page never tells anyone it was opened. The top says, once
+each: the verdict in large type on its colour and what was found, who verified (the key that signed
+the report, or that nobody did), when, and what this mode of verify does not prove, so that a pass
+is not read as more than it is. Then the copy, the sender key, times and volumes, every check, and
+every failure. Every value from the store or the source is escaped.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ main{max-width:1100px;margin:0 auto;padding:0 24px 48px}
 .verdict .word{font-size:64px;font-weight:800;letter-spacing:.04em;line-height:1}
 .verdict .text{font-size:24px;margin-top:8px;font-weight:600}
 .verdict .summary{font-size:15px;margin-top:6px;opacity:.92}
+.verdict .who{font-size:15px;margin-top:10px}
+.verdict .limits{font-size:14px;margin-top:8px;opacity:.92;max-width:900px}
 h1{font-size:14px;font-weight:600;margin:0 0 6px;opacity:.9;text-transform:uppercase;
  letter-spacing:.08em}
 h2{font-size:19px;margin:28px 0 10px;border-bottom:2px solid #eaecf0;padding-bottom:4px}
@@ -127,9 +131,14 @@ def render_copy(doc: dict[str, Any]) -> str:
 
 
 def _head(title: str, doc: dict[str, Any]) -> list[str]:
-    """The page up to ``<main>``: the document head and the verdict in large type on its colour."""
+    """The page up to ``<main>``: the document head, then the verdict on its colour, stated once
+    (its word and sentence; what was found, counted; the exit code), who verified and when, and
+    what this mode of verify leaves unproven."""
     verdict = str(doc.get("verdict", "unreadable"))
     colour = COLOURS.get(verdict, COLOURS["unreadable"])
+    found = _found(doc)
+    summary = f"{found} &middot; " if found else ""
+    limits = not_proven(doc)
     return [
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -141,10 +150,85 @@ def _head(title: str, doc: dict[str, Any]) -> list[str]:
         "<h1>transferd verify report</h1>",
         f'<div class="word">{_e(verdict.upper())}</div>',
         f'<div class="text">{_e(VERDICT_TEXT.get(verdict, verdict))}</div>',
-        f'<div class="summary">{_e(doc.get("summary", ""))} &middot; exit code '
-        f"{_e(doc.get('exit_code'))}</div>",
+        f'<div class="summary">{summary}exit code {_e(doc.get("exit_code"))}</div>',
+        f'<div class="who" id="verified-by">{_verified_by(doc)}</div>',
+        f'<div class="limits" id="not-proven">{_e(limits)}</div>' if limits else "",
         "</header><main>",
     ]
+
+
+def _found(doc: dict[str, Any]) -> str:
+    """What was found, counted by kind ("2 missing, 1 altered"); empty for a pass."""
+    counts = doc.get("failure_counts") or {}
+    findings = doc.get("findings") or []
+    absent = _named(doc) - int((doc.get("counts") or {}).get("objects_listed", 0))
+    parts = []
+    for kind, n in counts.items():
+        if kind == "missing" and absent > n:  # a missing object list hides which packs it named
+            parts.append(f"at least {absent:,} missing")
+        elif n:
+            parts.append(f"{n:,} {kind}")
+    if findings:
+        parts.append(f"{len(findings):,} finding{'s' if len(findings) != 1 else ''} on the copy")
+    jobs = doc.get("jobs") or {}
+    if jobs:
+        recorded = sum(1 for j in jobs.values() if j)
+        passed = sum(1 for j in jobs.values() if j and j.get("verdict") == "pass")
+        parts.append(f"{recorded:,} of {len(jobs):,} jobs recorded, {passed:,} passed")
+    return _e(", ".join(parts))
+
+
+def _verified_by(doc: dict[str, Any]) -> str:
+    """Who verified: the key that signed this report (its hash and signature cover the JSON
+    report), or that it is not signed, and when the verify ran."""
+    signature = doc.get("signature")
+    when = doc.get("finished") or doc.get("started")
+    at = f" on {_e(when)}" if when else ""
+    if isinstance(signature, dict) and signature.get("key"):
+        return (
+            f"Verified by <code>{_e(signature.get('key'))}</code>{at}: the key that signed this "
+            "report (check it with <code>transferd report check</code>)"
+        )
+    return (
+        f"Verified{at} by a key nobody can name: this report is not signed "
+        "(<code>transferd verify … --sign-report KEY</code> signs it)"
+    )
+
+
+def not_proven(doc: dict[str, Any]) -> str:
+    """What this mode of verify does not prove, in one sentence (protocol/REPORT.md)."""
+    mode = doc.get("mode")
+    if not isinstance(mode, dict):
+        if doc.get("type") == "transferd-copy-verify-report":
+            return (
+                "Without the decryption key, this verify does not prove that any chunk decrypts "
+                "or that any file matches its hash, nor that the copy matches its source now."
+            )
+        return ""
+    deep, against = bool(mode.get("deep")), mode.get("against")
+    if deep and against:
+        return (
+            "This verify opened every chunk and compared the copy with its source as it was "
+            "read during the verify; it does not prove that the copy stays intact after it "
+            "(verify again), nor that what the source held was itself correct."
+        )
+    if deep:
+        return (
+            "This verify opened every chunk and checked every file against the catalog; it "
+            "does not prove that the copy matches the source as it is now (--against SOURCE)."
+        )
+    if against:
+        return (
+            "This verify compared the catalog and the source, hashing the source; it did not "
+            "open the stored chunks, so it does not prove that they decrypt to what the catalog "
+            "says (--deep)."
+        )
+    return (
+        "This verify did not decrypt anything: it proves that the stored objects are those the "
+        "signed manifests name, byte for byte; it does not prove that the chunks decrypt or "
+        "that the files match their hashes (--deep --identity), nor that the copy matches the "
+        "source now (--against)."
+    )
 
 
 def _job_table(jobs: dict[str, Any]) -> str:
@@ -224,9 +308,13 @@ def _volume(doc: dict[str, Any]) -> str:
         ("Started", _e(doc.get("started"))),
         ("Finished", _e(doc.get("finished"))),
         ("Duration", _e(f"{doc.get('duration_ms', 0) / 1000:.1f} s")),
-        ("Objects named", _e(f"{counts.get('objects_referenced', 0):,}")),
+        ("Objects named", _e(f"{_named(doc):,} (by the signed manifests)")),
         ("Objects in store", _e(f"{counts.get('objects_listed', 0):,}")),
-        ("Bytes named", _e(_bytes(counts.get("bytes_referenced", 0)))),
+        ("Objects missing", _e(_missing(doc))),
+        (
+            "Bytes named",
+            _e(_bytes(max(counts.get("bytes_signed", 0), counts.get("bytes_referenced", 0)))),
+        ),
         ("Bytes read", _e(_bytes(counts.get("bytes_read", 0)))),
         (
             "Read rate",
@@ -238,6 +326,28 @@ def _volume(doc: dict[str, Any]) -> str:
             value = counts[name]
             rows.append((label, _e(_bytes(value) if name.endswith("bytes") else f"{value:,}")))
     return _dl(rows)
+
+
+def _named(doc: dict[str, Any]) -> int:
+    """Objects the manifests name: from their signed text (segments, and the packs the newest
+    one's totals count), which holds when an object list is missing; the packs the lists name
+    (``objects_referenced``) count only those lists that could be read."""
+    counts = doc.get("counts") or {}
+    return max(int(counts.get("objects_signed", 0)), int(counts.get("objects_referenced", 0)))
+
+
+def _missing(doc: dict[str, Any]) -> str:
+    """Objects missing: those reported one by one, or, when an object list is itself missing
+    (its packs cannot be named), at least as many as the signed totals say are not there."""
+    counts = doc.get("counts") or {}
+    reported = int((doc.get("failure_counts") or {}).get("missing", 0))
+    absent = _named(doc) - int(counts.get("objects_listed", 0))
+    if absent > reported:
+        return (
+            f"at least {absent:,} ({reported:,} named one by one; the others counted from the "
+            "signed totals, as a missing object list hides which packs it named)"
+        )
+    return f"{reported:,}"
 
 
 def _bytes(n: int) -> str:

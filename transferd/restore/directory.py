@@ -16,6 +16,11 @@ target holds already (``Target.holds``: name, mode and mtime as in the catalog, 
 finished file has), fetches none of their chunks, and each is proven against its ``End`` (size and
 BLAKE3, ``Target.check_held``) in the batches; a file that fails its proof is restored again on a
 second walk of the catalog that wants only those files.
+
+``select`` restores part of a copy (``restore --include``): only the files and links it takes
+are read, so only the packs holding their chunks are fetched (the catalog is still read whole:
+it says where everything is). A directory is written when the rules take it or when something
+restored lies below it; the others, held back as the catalog names them, are never created.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from transferd.read.reader import (
 )
 from transferd.restore.tree import OpenFile, Target, TargetCounters, check_target
 from transferd.stores.base import Store
+from transferd.util.pathfilter import PathFilter
 
 FLUSH_BYTES = 8 * 1024 * 1024
 """Plaintext kept before it is written: one thread hop per 8 MiB, or per batch of small files."""
@@ -108,13 +114,15 @@ async def restore(
     fsync: bool = True,
     progress: RestoreProgress | None = None,
     warn: Warn | None = None,
+    select: PathFilter | None = None,
 ) -> RestoreResult:
     """Rebuild the job's tree (its newest manifest, or ``sequence``) under ``out``.
 
     ``resume``: go on from an interrupted restore into ``out``: the files it finished are kept
     once proven by size and BLAKE3 (their chunks are not fetched), everything else is written
-    as with ``force``."""
+    as with ``force``. ``select``: restore only what these filter rules take."""
     progress = progress or RestoreProgress()
+    chosen = _Chosen(select) if select is not None and select.active else None
     started = time.monotonic()
     check_target(out, force or resume)
     signed = await load_manifest(
@@ -128,7 +136,7 @@ async def restore(
     try:
         if resume:
             await asyncio.to_thread(target.remove_leftovers)
-            redo = await _write_all(reader, target, held=target.holds)
+            redo = await _write_all(reader, target, held=target.holds, chosen=chosen)
             if redo:  # kept files that failed their proof: restored again, on a second walk
                 fetched = reader.packs.bytes_fetched
                 await reader.close()
@@ -136,7 +144,7 @@ async def restore(
                 progress.reading = reader.counters
                 await _write_all(reader, target, wanted=lambda e: e.path in redo)
         else:
-            await _write_all(reader, target)
+            await _write_all(reader, target, chosen=chosen)
         await asyncio.to_thread(target.finish)
     except BaseException:
         await asyncio.to_thread(target.close)
@@ -161,10 +169,13 @@ async def _write_all(
     *,
     wanted: Callable[[Entry], bool] | None = None,
     held: Callable[[Entry], bool] | None = None,
+    chosen: _Chosen | None = None,
 ) -> set[bytes]:
     """Turn the reader's items into Target calls, run in order, in batches on a thread.
 
     Returns the paths of the ``held`` files that failed their proof (to restore again)."""
+    if chosen is not None:
+        wanted = chosen.wanted
     batch = _Batch()
     stream: _Stream | None = None
     kept: Entry | None = None
@@ -174,6 +185,9 @@ async def _write_all(
         async for item in items:
             if isinstance(item, Held):
                 kept = item.entry
+                if chosen is not None:
+                    for parent in chosen.parents_of(item.entry):
+                        batch.add(functools.partial(target.directory, parent), 0)
             elif isinstance(item, End) and kept is not None:
                 batch.add(functools.partial(_prove, target, kept, item, redo), item.size)
                 kept = None
@@ -185,6 +199,12 @@ async def _write_all(
                     nbytes = stream.buffered
                     batch.add(functools.partial(_write, target, stream, stream.take()), nbytes)
             elif isinstance(item, Entry):
+                if chosen is not None:
+                    if item.kind == "dir" and not chosen.takes(item):
+                        chosen.hold(item)
+                        continue
+                    for parent in chosen.parents_of(item):
+                        batch.add(functools.partial(target.directory, parent), 0)
                 if item.is_stream:
                     stream = _Stream(item)
                 elif item.kind == "dir":
@@ -201,6 +221,49 @@ async def _write_all(
                 await batch.run()
     await batch.run()
     return redo
+
+
+class _Chosen:
+    """The part of a copy ``restore --include`` restores, and the directories held back until
+    something restored lies below them (the catalog is sorted by path bytes, not depth first:
+    ``a``, ``a-b``, ``a/c``; so they are held by path, not on a stack)."""
+
+    def __init__(self, select: PathFilter) -> None:
+        self.select = select
+        self._held: dict[bytes, Entry] = {}
+        self._last: tuple[Entry | None, bool] = (None, False)
+
+    def takes(self, entry: Entry) -> bool:
+        """A file or link the rules take; a directory they take as a path too (``claims/**``
+        takes ``claims/2020``), unless a directory rule leaves it out (``- claims/``)."""
+        if entry.kind == "dir" and not self.select.includes(entry.path, is_dir=True):
+            return False
+        return self.select.includes(entry.path)
+
+    def wanted(self, entry: Entry) -> bool:
+        """For the reader: every directory (decided here), and the entries the rules take.
+        Asked for every chunks record of a stream: the last answer is kept."""
+        if entry.kind == "dir":
+            return True
+        last, answer = self._last
+        if last is not entry:
+            answer = self.takes(entry)
+            self._last = (entry, answer)
+        return answer
+
+    def hold(self, entry: Entry) -> None:
+        self._held[entry.path] = entry
+
+    def parents_of(self, entry: Entry) -> list[Entry]:
+        """The held directories above ``entry``, outermost first, now released."""
+        parents: list[Entry] = []
+        path = entry.path
+        while b"/" in path:
+            path = path.rpartition(b"/")[0]
+            parent = self._held.pop(path, None)
+            if parent is not None:
+                parents.append(parent)
+        return parents[::-1]
 
 
 class _Batch:

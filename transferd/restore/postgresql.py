@@ -43,9 +43,11 @@ from typing import IO, Any
 import asyncpg
 
 from transferd.core.catalog_walk import End, Entry
+from transferd.core.jobkey import JobKey
 from transferd.core.keys import RecipientIdentity, SenderPublicKey
 from transferd.core.manifest import SignedManifest
 from transferd.errors import ConfigError, IntegrityError, TargetError
+from transferd.read.changes import ChangeReader, change_refs
 from transferd.read.reader import (
     JobReader,
     Piece,
@@ -54,6 +56,7 @@ from transferd.read.reader import (
     log_warning,
     unwrap_key,
 )
+from transferd.restore.pgchanges import Applier, ChangeProgress, finish
 from transferd.sources.postgres.conninfo import ConnInfo
 from transferd.sources.postgres.snapshot import TEXT_SETTINGS
 from transferd.sources.postgres.tools import psql
@@ -74,6 +77,8 @@ class PgRestoreProgress:
     bytes: int = 0
     large_objects: int = 0
     started: float = field(default_factory=time.monotonic)
+    changes: ChangeProgress = field(default_factory=ChangeProgress)
+    """A follow copy's changes applied after the snapshot (restore/pgchanges.py)."""
 
 
 @dataclass
@@ -100,8 +105,12 @@ async def restore_pg(
     workers: int = 0,
     progress: PgRestoreProgress | None = None,
     warn: Warn | None = None,
+    until_lsn: int | None = None,
+    resume: bool = False,
 ) -> PgRestoreResult:
-    """Restore the job's newest manifest (or ``sequence``) into the database ``target``."""
+    """Restore the job's newest manifest (or ``sequence``) into the database ``target``; for a
+    follow copy, then its changes (up to ``until_lsn``). ``resume``: the snapshot is in already
+    (a restore killed while applying the changes): apply the rest of the changes only."""
     progress = progress or PgRestoreProgress()
     started = time.monotonic()
     signed = await load_manifest(
@@ -111,16 +120,69 @@ async def restore_pg(
     conn = await target.connect(TargetError, application_name="transferd-restore")
     reader = JobReader(store, signed, key, workers=workers)
     try:
-        if not force:
-            await check_empty(conn, target)
-        restorer = _Restorer(target, conn, reader, max(1, jobs), progress, split_after)
-        await restorer.run()
+        if resume:
+            source = await _source_record(reader)
+        else:
+            if not force:
+                await check_empty(conn, target)
+            restorer = _Restorer(target, conn, reader, max(1, jobs), progress, split_after)
+            await restorer.run()
+            source = reader.source or {}
+        if signed.body.changes is not None:
+            await _apply_changes(store, signed, key, target, source, progress, until_lsn, resume)
+        elif resume or until_lsn is not None:
+            raise ConfigError(f"job {job} is not a follow copy: it has no changes to apply",
+                              hint="restore it without --resume and --until-lsn")  # fmt: skip
     finally:
         await reader.close()
         await conn.close()
     return PgRestoreResult(
-        job, signed, sender is not None, progress, time.monotonic() - started, reader.source
-    )
+        job, signed, sender is not None, progress, time.monotonic() - started,
+        reader.source if not resume else source,
+    )  # fmt: skip
+
+
+async def _source_record(reader: JobReader) -> dict[str, Any]:
+    async with contextlib.aclosing(reader.segments()) as segments:
+        async for records in segments:
+            return dict(records[0])
+    return {}
+
+
+async def _apply_changes(
+    store: Store,
+    signed: SignedManifest,
+    key: JobKey,
+    target: ConnInfo,
+    source: dict[str, Any],
+    progress: PgRestoreProgress,
+    until_lsn: int | None,
+    resume: bool,
+) -> None:
+    settings = {**copy_settings(source), "standard_conforming_strings": "on"}
+    conn = await target.connect(TargetError, application_name="transferd-restore-changes",
+                                settings=settings)  # fmt: skip
+    try:
+        if resume and not await conn.fetchval("SELECT to_regclass('transferd.applied')"):
+            raise ConfigError(
+                f"database {target.dbname} at {target.server} holds no changes of job "
+                f"{signed.body.job} being applied: there is nothing to resume",
+                hint="restore into an empty database without --resume",
+            )
+        applier = Applier(conn, ChangeReader(store, signed, key), signed.body.job,
+                          progress.changes, until_lsn)  # fmt: skip
+        sequences: list[bytes] = []
+        await applier.run(await change_refs(store, signed), sequences.append)
+        if sequences:
+            await psql(target, _once(sequences[0]), TargetError, what="the cut-over's sequences")
+        if not applier.stopped and until_lsn is None:
+            await finish(conn)
+    finally:
+        await conn.close()
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
 
 
 async def check_empty(conn: asyncpg.Connection, target: ConnInfo) -> None:
@@ -208,12 +270,7 @@ class _Restorer:
                 "not of a PostgreSQL database",
                 hint="restore it into a directory with --out DIR",
             )
-        settings: dict[str, str] = {}
-        for item in str(source.get("copy_settings", "")).split(";"):
-            name, _, value = item.partition("=")
-            if name in TEXT_SETTINGS:  # only the settings that shape COPY text, nothing else
-                settings[name] = value
-        return settings
+        return copy_settings(source)
 
     async def _begin(self, entry: Entry) -> _Stream:
         path = entry.path
@@ -238,6 +295,16 @@ class _Restorer:
             return await _LargeObject.open(self.conn, int(path[14:]))
         log.warning("ignoring %s: not part of a PostgreSQL copy", path.decode("utf-8", "replace"))
         return _Stream()
+
+
+def copy_settings(source: dict[str, Any]) -> dict[str, str]:
+    """The session settings the copy's text was written under (only those that shape it)."""
+    settings: dict[str, str] = {}
+    for item in str(source.get("copy_settings", "")).split(";"):
+        name, _, value = item.partition("=")
+        if name in TEXT_SETTINGS:
+            settings[name] = value
+    return settings
 
 
 class _Stream:

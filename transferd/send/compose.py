@@ -37,6 +37,7 @@ from transferd.stores.ratelimit import TokenBucket
 from transferd.stores.retry import RetryingStore
 from transferd.stores.s3lock import LockPolicy
 from transferd.stores.throttle import ThrottledStore
+from transferd.util.pathfilter import PathFilter
 from transferd.util.units import human_bytes
 
 if TYPE_CHECKING:
@@ -77,6 +78,13 @@ class SendOptions:
     """An Azure Blob source's options: credential file, endpoint, read sizes."""
     object_lock: LockPolicy | None = None
     """Retention for what an ``s3://`` store keeps (stores/s3lock.py); refused elsewhere."""
+    require_pq: bool = False
+    """Refuse a job with a classic-only (X25519) recipient, whose key wrap a future quantum
+    computer could open (``send --require-pq``, ``require_pq`` of the daemon's ``[send]``);
+    without it such a job runs, with a warning."""
+    select: PathFilter | None = None
+    """A directory source's filter rules (``send --exclude/--include/--filter``): what they
+    leave out is neither listed nor read, and the catalog records them (util/pathfilter.py)."""
 
     def __post_init__(self) -> None:
         if self.level not in LEVELS:
@@ -171,7 +179,7 @@ def compose_send(
     directory is refused here, a host that is down when the send starts."""
     store, flow = open_send_store(to, sender, options, buckets=buckets, on_manifest=on_manifest)
     opened = (
-        open_source(source, postgres=options.postgres, azure=options.azure)
+        open_source(source, postgres=options.postgres, azure=options.azure, select=options.select)
         if isinstance(source, str)
         else source
     )

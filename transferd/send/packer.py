@@ -155,7 +155,16 @@ class Packer:
             raise
         if self._group is None:  # pragma: no cover - the pipeline starts every packer
             raise RuntimeError("Packer.start was not called")
-        task = self._group.create_task(self._upload(name, data, builder.entries))
+        upload = self._upload(name, data, builder.entries)
+        try:
+            task = self._group.create_task(upload)
+        except RuntimeError:
+            upload.close()
+            # The uploads' group is shutting down: an upload failed and every task of the run
+            # is being cancelled, this one too once it yields. Ending as cancelled leaves the
+            # failed upload's error as the run's; a RuntimeError here would hide it as a bug.
+            self._slots.release()
+            raise asyncio.CancelledError from None
         self._uploads.add(task)
         task.add_done_callback(self._uploads.discard)
 

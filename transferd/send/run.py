@@ -14,12 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transferd.core.jobkey import JobKey, Stanza, wrap
-from transferd.core.keys import RecipientKey, SenderSecretKey
+from transferd.core.jobkey import PQ_HINT, JobKey, Stanza, post_quantum_check, wrap
+from transferd.core.keys import RecipientKey, SenderSecretKey, parse_recipient
 from transferd.core.manifest import SignedManifest
 from transferd.errors import ConfigError
 from transferd.send import tuning
 from transferd.send.config import Counters, PipelineConfig
+from transferd.send.journal import Journal
 from transferd.send.pipeline import Pipeline
 from transferd.send.publish import newest_manifest, publish
 from transferd.send.resume import Reconciled, reconcile
@@ -59,10 +60,14 @@ async def send(
     on_pipeline: Callable[[Pipeline], None] | None = None,
     rng: Callable[[int], bytes] = os.urandom,
     clock: Callable[[], float] = time.time,
+    require_pq: bool = False,
+    warn: Callable[[str, str], None] | None = None,
     epoch: int = 0,
 ) -> SendResult:
-    """Send ``source`` as the next version of ``job``. ``epoch``: the lease epoch of a copy's
-    agent, carried by the manifest it publishes (protocol/SPEC.md 12.2); 0 without a lease."""
+    """Run the job once. ``require_pq``: refuse a job with a classic-only (X25519) recipient
+    (ConfigError); otherwise such a job runs, and ``warn`` hears of it (message, hint).
+    ``epoch``: the lease epoch of a copy's agent, carried by the manifest it publishes
+    (protocol/SPEC.md 12.2); 0 without a lease."""
     started = time.monotonic()
     tuning.tune_process()  # before this process starts the threads the pipeline will use
     state = open_job_state(state_dir, job, rng)
@@ -74,7 +79,14 @@ async def send(
         journal.set_meta("sender", sender.public().to_text())
 
         previous = await newest_manifest(store, job, sender.public(), state.job_id)
+        if previous is None:  # kept from the first run, so that a resume needs no -r again
+            recipients = _first_run_recipients(journal, recipients)
         stanzas = _stanzas(previous, recipients, state.key, rng, job)
+        classic = post_quantum_check(job, stanzas, required=require_pq)
+        if classic is not None and warn is not None:
+            warn(classic, PQ_HINT)
+        elif classic is not None:
+            log.warning("%s (%s)", classic, PQ_HINT)
 
         run = int(journal.get_meta("run") or 0) + 1
         journal.set_meta("run", str(run))
@@ -102,6 +114,17 @@ async def send(
         )
     finally:
         state.close()
+
+
+def _first_run_recipients(journal: Journal, given: list[RecipientKey]) -> list[RecipientKey]:
+    """The recipients of a job not yet published: those given (recorded for the next run), or
+    those an interrupted first run recorded. Until a manifest wraps the job key to them they
+    can still change: nothing has been encrypted to them yet."""
+    if given:
+        journal.set_meta("recipients", " ".join(sorted({r.to_text() for r in given})))
+        return given
+    recorded = journal.get_meta("recipients")
+    return [parse_recipient(text) for text in recorded.split()] if recorded else []
 
 
 def _check_same_job(recorded: str | None, given: str, what: str, job: str) -> None:

@@ -22,13 +22,14 @@ import os
 import socket
 import stat
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from transferd.core.source_entry import SourceEntry
 from transferd.errors import SourceChangedError, SourceError
 from transferd.sources.base import FailedItem, InlineItem, Item, MetaItem
+from transferd.util.pathfilter import PathFilter
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +101,18 @@ class DirectorySource:
     """A FileItem opens its own file: it can be read while the listing goes on (the pipeline
     reads large files on a lane of their own, beside the small files)."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        select: PathFilter | None = None,
+        on_left_out: Callable[[bytes, os.stat_result], None] | None = None,
+    ) -> None:
+        """``select``: the filter rules (``send --exclude/--include``); what they leave out is
+        neither listed nor read, a directory left out is not even walked, and each is passed to
+        ``on_left_out`` (``send --dry-run`` lists them), from the listing thread."""
         self.root = os.fsencode(os.path.abspath(root))
+        self.select = select if select is not None and select.active else None
+        self._on_left_out = on_left_out
         self.description = os.fsdecode(self.root)
         try:
             st = os.stat(self.root)
@@ -117,14 +128,19 @@ class DirectorySource:
         """Failures of the listing thread's walk, handed on with the next batch."""
 
     def identity(self) -> dict[str, Any]:
-        return {"kind": self.kind, "root": self.description, "host": socket.gethostname()}
+        ident: dict[str, Any] = {
+            "kind": self.kind, "root": self.description, "host": socket.gethostname()
+        }  # fmt: skip
+        if self.select is not None:  # what was left out, for verify --against (SPEC §10.2)
+            ident["selection"] = self.select.selection()
+        return ident
 
     async def size_hint(self) -> int | None:
         return await asyncio.to_thread(self._total_size)
 
     def _total_size(self) -> int:
         total = 0
-        for _rel, st in self._walk(b""):
+        for _rel, st in self._walk(b"", report=False):
             if stat.S_ISREG(st.st_mode):
                 total += st.st_size
         return total
@@ -197,7 +213,7 @@ class DirectorySource:
             elif walked and not listed:
                 return
 
-    def _walk(self, rel: bytes) -> Iterator[tuple[bytes, os.stat_result]]:
+    def _walk(self, rel: bytes, report: bool = True) -> Iterator[tuple[bytes, os.stat_result]]:
         """(relative path, lstat) of everything below ``rel``, depth first, bytewise name order."""
         full = os.path.join(self.root, rel) if rel else self.root
         try:
@@ -213,9 +229,14 @@ class DirectorySource:
             except OSError as e:
                 self._walk_failures.append(FailedItem(child, f"cannot stat: {e.strerror}"))
                 continue
+            is_dir = stat.S_ISDIR(st.st_mode)
+            if self.select is not None and not self.select.includes(child, is_dir=is_dir):
+                if report and self._on_left_out is not None:
+                    self._on_left_out(child, st)
+                continue
             yield child, st
-            if stat.S_ISDIR(st.st_mode):
-                yield from self._walk(child)
+            if is_dir:
+                yield from self._walk(child, report)
 
     def _item(self, rel: bytes, st: os.stat_result) -> Item | None:
         mode = stat.S_IMODE(st.st_mode)

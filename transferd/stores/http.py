@@ -19,15 +19,23 @@ status, code           error                           why
                                                        says by how much, when the host says it
 401 other              PermanentStoreError             fix the key, then resume
   401/403/400/413
+429, 503 + Retry-After ThrottledError                  retried after at least that many seconds
 5xx, 408, 429          TransientStoreError
-timeouts, resets,      TransientStoreError
-  refused connections
-TLS verification       PermanentStoreError             a wrong certificate stays wrong
+timeouts, resets       TransientStoreError
+refused connection     PermanentStoreError             "nothing listens on HOST:PORT": until the
+                                                       host answered once; then a restart,
+                                                       TransientStoreError
+TLS verification,      PermanentStoreError             a wrong certificate stays wrong; TLS to a
+  TLS to a plain port,                                 plain port (or plain HTTP to TLS, seen as
+  http:// to TLS                                       a silent close before any answer) too
 an answer not JSON,    RemoteProtocolError             what answers is not a transferd host (a
   or of another shape                                  proxy's login page, another service), or
                                                        not one of this version: asking again
                                                        gets the same answer, so never retried
 =====================  ==============================  =========================================
+
+Messages are built from an error's parts (host, port, the OS's reason), never its text, which
+holds Python reprs; hints name only options that exist (``--ca-file``, ``https://``).
 
 Retries are not done here: wrap the store in stores.retry.RetryingStore.
 
@@ -41,6 +49,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -67,6 +77,7 @@ from transferd.errors import (
     PermanentStoreError,
     RemoteProtocolError,
     StoreFullError,
+    ThrottledError,
     TransferdError,
     TransientStoreError,
 )
@@ -77,6 +88,7 @@ from transferd.stores.base import (
     check_job,
     check_object_name,
 )
+from transferd.stores.retry import MAX_RETRY_AFTER
 
 LIST_PAGE = 10_000
 BODY_SLICE = 1 << 20
@@ -124,6 +136,11 @@ class HttpStore:
         if session is not None:
             _no_resend(session)
         self._list_page = list_page
+        shown = base.raw_host or ""
+        self._hostport = f"[{shown}]:{base.port}" if ":" in shown else f"{shown}:{base.port}"
+        """HOST:PORT as messages name it, the port always shown."""
+        self._answered = False
+        """Whether this host answered once: a refused connection after that is a restart."""
 
     # --- the contract ---------------------------------------------------------------------
 
@@ -356,21 +373,81 @@ class HttpStore:
                 data = await response.read()
                 status = response.status
                 response_headers = response.headers
-        except (aiohttp.ServerFingerprintMismatch, aiohttp.ClientSSLError) as exc:
-            raise PermanentStoreError(
-                f"{what}: the TLS certificate of {self.description} is not trusted: {exc}",
-                hint="give the host's CA (--ca-file) or its certificate's SHA-256 (--pin-sha256)",
-            ) from None
-        except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
-            reason = str(exc) or type(exc).__name__
-            raise TransientStoreError(
-                f"{what}: {self.description} did not answer: {reason}"
-            ) from None
+        except Exception as exc:
+            failure = self._failure(exc, what)
+            if failure is None:
+                raise
+            if (
+                isinstance(exc, aiohttp.ServerDisconnectedError)
+                and self._base.scheme == "http"
+                and not self._answered
+                and await _speaks_tls(self._base.raw_host or "", self._base.port or 80)
+            ):
+                failure = PermanentStoreError(
+                    f"{what}: {self._hostport} closed the connection without answering: "
+                    "it speaks TLS",
+                    hint=f"use https://{self._hostport}",
+                )
+            raise failure from None
+        self._answered = True
         if status in expect:
             return status, response_headers, data
-        raise self._error(status, data, what)
+        raise self._error(status, data, what, response_headers.get("Retry-After"))
 
-    def _error(self, status: int, data: bytes, what: str) -> TransferdError:
+    def _failure(self, exc: Exception, what: str) -> TransferdError | None:
+        """The store error a failure to get an answer stands for, or None for a bug.
+
+        Messages are built from the parts of the exception (host, port, the OS's reason), never
+        from its text, which holds Python reprs (``ssl:<ssl.SSLContext object at 0x…>``). What
+        cannot recover is permanent: a certificate not trusted, TLS spoken to a plain port, and a
+        refused connection before this host ever answered (nothing listens there: a wrong port
+        or a host not started). A refusal after it answered is a host restarting, and is
+        retried like a timeout or a reset. Plain HTTP to a TLS port looks like an answer lost on
+        the way (the host closes without a word), so ``_request`` asks the port whether it
+        speaks TLS before calling that permanent.
+        """
+        where = self._hostport
+        if isinstance(exc, aiohttp.ServerFingerprintMismatch):
+            return PermanentStoreError(
+                f"{what}: the TLS certificate of {where} is not trusted: its SHA-256 is not the "
+                "pinned one"
+            )
+        if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+            return PermanentStoreError(
+                f"{what}: the TLS certificate of {where} is not trusted: "
+                f"{_ssl_reason(exc.certificate_error)}",
+                hint="trust the host's certificate, or the CA that signed it, with --ca-file "
+                "FILE (ca_file in [send] of the daemon's configuration)",
+            )
+        if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
+            error = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else exc
+            return PermanentStoreError(
+                f"{what}: no TLS session with {where}: {_ssl_reason(error)}",
+                hint=f"if {where} serves plain HTTP, use http://{where}",
+            )
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            os_error = exc.os_error
+            if os_error.errno == errno.ECONNREFUSED:
+                text = f"{what}: nothing listens on {where} (connection refused)"
+                hint = "check the host and port of the URL, and that the storage host runs"
+                if not self._answered:
+                    return PermanentStoreError(text, hint=hint)
+                return TransientStoreError(text, hint=hint)
+            return TransientStoreError(f"{what}: cannot connect to {where}: {_os_reason(os_error)}")
+        if isinstance(exc, aiohttp.ServerDisconnectedError):  # see _request: TLS is probed
+            return TransientStoreError(f"{what}: {where} closed the connection without answering")
+        if isinstance(exc, TimeoutError):
+            return TransientStoreError(
+                f"{what}: {self.description} did not answer within {self._timeout:g} s"
+            )
+        if isinstance(exc, aiohttp.ClientError | ConnectionError):
+            reason = _os_reason(exc) if isinstance(exc, OSError) else type(exc).__name__
+            return TransientStoreError(f"{what}: {self.description} did not answer: {reason}")
+        return None
+
+    def _error(
+        self, status: int, data: bytes, what: str, retry_after: str | None = None
+    ) -> TransferdError:
         try:
             answer = json.loads(data)
             code, message = str(answer["code"]), str(answer["error"])
@@ -384,6 +461,9 @@ class HttpStore:
             return ManifestExistsError(text)
         if status == 404 and code in ("not_found", "unknown_job"):
             return ObjectNotFoundError(text)
+        wait = _retry_after(retry_after)
+        if wait is not None and status in (429, 503):  # the host says when to come back
+            return ThrottledError(text, retry_after=wait)
         if code in ("corrupt_body", "replayed") or status >= 500 or status in (408, 429):
             return TransientStoreError(text)
         if code == "clock_skew":
@@ -512,6 +592,45 @@ def _ssl_option(
 def _key(sequence: int, epoch: int) -> str:
     """A manifest's name in a URL: its sequence, and ``-EPOCH`` when written under a lease."""
     return _sequence(sequence) if not epoch else f"{_sequence(sequence)}-{_sequence(epoch)}"
+
+
+async def _speaks_tls(host: str, port: int) -> bool:
+    """Whether ``host:port`` completes a TLS handshake: asked only after plain HTTP met a silent
+    close before any answer, to tell a TLS port from an answer lost on the way. Nothing is sent
+    over the session, so the certificate is deliberately not checked here: the answer is only
+    "this port speaks TLS", and a real connection to it verifies as always."""
+    probe = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    probe.check_hostname = False
+    probe.verify_mode = ssl.CERT_NONE
+    try:
+        async with asyncio.timeout(5):
+            _, writer = await asyncio.open_connection(host, port, ssl=probe)
+    except (OSError, TimeoutError, ssl.SSLError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError, ssl.SSLError):
+        await writer.wait_closed()
+    return True
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds of a ``Retry-After`` in delta-seconds form (the host sends no other)."""
+    if value is None or not value.strip().isdigit():
+        return None
+    return float(min(int(value.strip()), MAX_RETRY_AFTER))
+
+
+def _os_reason(exc: OSError) -> str:
+    return (exc.strerror or type(exc).__name__).lower()
+
+
+def _ssl_reason(exc: BaseException) -> str:
+    """An SSL error's reason (``certificate verify failed: self-signed certificate``)."""
+    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
+        return f"certificate verify failed: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return str(exc.reason).lower().replace("_", " ")
+    return type(exc).__name__
 
 
 def _sequence(sequence: int) -> str:

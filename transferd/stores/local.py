@@ -70,6 +70,11 @@ so opening a store removes only older ones; a write takes seconds, not an hour."
 
 STREAM_WRITE = 1 << 20
 """Bytes of an upload gathered before a thread writes and hashes them: 16 hops per pack."""
+STREAM_HELD = 4 << 20
+"""Bytes of an upload held in memory at most while the disk is busy: past this the body is not
+read until the write in progress is done (TCP holds the rest back). Without it a body arriving
+faster than the disk writes was held whole, so the storage host's memory grew with the uploads
+in flight times their size."""
 
 _OBJECT = re.compile(r"[0-9a-f]{64}")
 _SEQUENCE = re.compile(rf"[0-9]{{{MANIFEST_SEQUENCE_DIGITS}}}")
@@ -91,6 +96,8 @@ class LocalStore:
         self.description = str(self.root)
         self.read_only = read_only
         self._known_dirs: set[Path] = set()
+        self._writing: set[Path] = set()
+        """Temp files this store is writing now: never swept, whatever their age."""
         if read_only:
             if not self.root.is_dir():
                 raise ObjectNotFoundError(f"there is no store at {self.root}")
@@ -146,6 +153,8 @@ class LocalStore:
         except OSError as exc:
             temp.unlink(missing_ok=True)
             raise self._error(f"store object {name} of job {job}", path, exc) from exc
+        finally:
+            self._writing.discard(temp)
 
     async def put_object_stream(
         self, job: str, name: str, parts: AsyncIterator[bytes | bytearray | memoryview]
@@ -170,10 +179,13 @@ class LocalStore:
             async for part in parts:
                 pending.append(part)
                 pending_size += len(part)
+                if pending_size >= STREAM_HELD and not opening.done():
+                    await asyncio.shield(opening)
                 if pending_size >= STREAM_WRITE and opening.done():
                     if writing is not None:
-                        if not writing.done():
+                        if not writing.done() and pending_size < STREAM_HELD:
                             continue
+                        await asyncio.shield(writing)  # held enough: wait for the disk
                         writing.result()  # a failed write fails the upload now
                     writer = opening.result()
                     writing = asyncio.ensure_future(asyncio.to_thread(writer.write, pending))
@@ -204,7 +216,12 @@ class LocalStore:
         if path.exists():  # final names only ever hold complete objects: hash, do not write
             return _StreamWriter(None, None)
         fd, temp = self._create_temp(job, name, self._job_dir(job) / "tmp")
-        return _StreamWriter(fd, temp, lambda exc: self._error(f"write to job {job}", temp, exc))
+        return _StreamWriter(
+            fd,
+            temp,
+            lambda exc: self._error(f"write to job {job}", temp, exc),
+            lambda: self._writing.discard(temp),
+        )
 
     def _finish_stream(self, writer: _StreamWriter, job: str, name: str, path: Path) -> None:
         if writer.hasher.hexdigest() != name:
@@ -250,6 +267,7 @@ class LocalStore:
             raise self._error(f"store {what}", path, exc) from exc
         finally:
             temp.unlink(missing_ok=True)
+            self._writing.discard(temp)
 
     def _write_temp(self, job: str, name: str, data: bytes, tmp_dir: Path | None = None) -> Path:
         """A new, fsynced temp file in the job's tmp/ (or ``tmp_dir``) holding ``data``; removed
@@ -263,16 +281,19 @@ class LocalStore:
                 os.close(fd)
         except OSError as exc:
             temp.unlink(missing_ok=True)
+            self._writing.discard(temp)
             raise self._error(f"write to job {job}", temp, exc) from exc
         return temp
 
     def _create_temp(self, job: str, name: str, tmp_dir: Path) -> tuple[int, Path]:
         """A new, empty temp file for object ``name`` in ``tmp_dir``, opened for writing."""
         temp = tmp_dir / f"{name}.{os.urandom(8).hex()}{TEMP_SUFFIX}"
+        self._writing.add(temp)  # before it exists: a sweep must never see it unmarked
         try:
             self._make_dirs(tmp_dir)
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
         except OSError as exc:
+            self._writing.discard(temp)
             raise self._error(f"write to job {job}", tmp_dir, exc) from exc
         return fd, temp
 
@@ -415,19 +436,38 @@ class LocalStore:
 
     # --- housekeeping and errors ----------------------------------------------------------
 
-    def _remove_stale_temp_files(self, now: float) -> None:
+    async def sweep_partials(self, older_than: float) -> tuple[int, int]:
+        """Remove the temp files (partial uploads, crash leftovers) whose last write is more
+        than ``older_than`` seconds ago, except those this store is writing; (files, bytes).
+
+        The storage host calls this every few minutes (host/housekeeping.py). Age is judged by
+        mtime, which every write moves: a file another process is still writing stays as long as
+        it keeps writing, and one this process writes is skipped however long it stalls.
+        """
+        self._refuse_if_read_only("sweep partial uploads")
+        return await asyncio.to_thread(self._remove_stale_temp_files, time.time(), older_than)
+
+    def _remove_stale_temp_files(
+        self, now: float, older_than: float = TEMP_MAX_AGE
+    ) -> tuple[int, int]:
         tmp_dirs = [self.root / "jobs" / job / "tmp" for job in _list_dir(self.root / "jobs")]
         tmp_dirs += [self.root / "copies" / c / "tmp" for c in _list_dir(self.root / "copies")]
+        removed, reclaimed = 0, 0
         for tmp_dir in tmp_dirs:
             for name in _list_dir(tmp_dir):
                 path = tmp_dir / name
+                if not name.endswith(TEMP_SUFFIX) or path in self._writing:
+                    continue
                 try:
-                    if name.endswith(TEMP_SUFFIX) and now - path.stat().st_mtime > TEMP_MAX_AGE:
+                    st = path.stat(follow_symlinks=False)
+                    if now - st.st_mtime > older_than and path not in self._writing:
                         path.unlink()
+                        removed, reclaimed = removed + 1, reclaimed + st.st_size
                 except FileNotFoundError:
                     continue
                 except OSError as exc:
                     raise self._error("remove a stale temp file", path, exc) from exc
+        return removed, reclaimed
 
     def _error(self, action: str, path: Path, exc: OSError) -> StoreError:
         """The store error an OSError stands for, naming the store and what was being done."""
@@ -450,8 +490,9 @@ class _StreamWriter:
         fd: int | None,
         temp: Path | None,
         error: Callable[[OSError], StoreError] | None = None,
+        done: Callable[[], None] | None = None,
     ) -> None:
-        self.fd, self.temp, self._error = fd, temp, error
+        self.fd, self.temp, self._error, self._done = fd, temp, error, done
         self.hasher = hashlib.sha256()
         self.size = 0
 
@@ -492,6 +533,9 @@ class _StreamWriter:
         if self.temp is not None:
             self.temp.unlink(missing_ok=True)
             self.temp = None
+        if self._done is not None:
+            self._done()
+            self._done = None
 
 
 def _list_dir(path: Path) -> list[str]:

@@ -10,6 +10,7 @@ from transferd.core.keys import SenderSecretKey
 from transferd.errors import ConfigError
 from transferd.stores.base import Store
 from transferd.stores.s3lock import LockPolicy
+from transferd.util.extras import needs
 
 
 def open_store(
@@ -38,7 +39,8 @@ def open_store(
 
         return HttpStore(location, signing_key, ca_file=ca_file)
     if location.startswith("s3://"):
-        from transferd.stores.s3 import S3Store  # aiobotocore only when used
+        with needs("s3"):  # aiobotocore only when used
+            from transferd.stores.s3 import S3Store
         from transferd.stores.s3config import load_settings
 
         settings = load_settings(location, s3_config)

@@ -13,6 +13,10 @@ idempotent, which is what makes retrying safe; two need a word:
 - ``list_objects`` is retried until its first entry is yielded. After that a restarted listing
   would repeat entries (the contract fixes no order), so a failure mid-listing is raised.
 
+A host that says when to come back (429 or 503 with ``Retry-After``, raised as
+:class:`ThrottledError`) is not asked again sooner: the delay is at least what it said, up to
+``MAX_RETRY_AFTER``.
+
 The clock, the sleep and the random source are injectable so tests run without waiting.
 """
 
@@ -26,10 +30,20 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from transferd.core.manifest import ManifestKey
-from transferd.errors import ManifestExistsError, PermanentStoreError, TransientStoreError
+from transferd.errors import (
+    ManifestExistsError,
+    PermanentStoreError,
+    ThrottledError,
+    TransientStoreError,
+)
 from transferd.stores.base import CopyStore, Store
 
 T = TypeVar("T")
+
+MAX_RETRY_AFTER = 300.0
+"""Seconds at most that a host's Retry-After holds a retry back: a host asking for more is
+taken as asking for this, so a wrong header cannot stall a job for hours."""
+
 
 log = logging.getLogger("transferd.stores.retry")
 
@@ -79,6 +93,8 @@ class RetryingStore:
                         hint=exc.hint or "check that the store is reachable, then resume the job",
                     ) from exc
                 delay = self.delay(attempt)
+                if isinstance(exc, ThrottledError):
+                    delay = max(delay, min(exc.retry_after, MAX_RETRY_AFTER))
                 log.warning(
                     "%s on %s failed (attempt %d of %d), retrying in %.1f s: %s",
                     what,

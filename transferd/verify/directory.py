@@ -12,6 +12,10 @@ Differences: ``source-only`` (in the source, not in the copy), ``copy-only`` (in
 longer in the source), ``differs`` (another kind, mode, link target, size or content). Modification
 times are not compared: a copy proves content, and a touched but unchanged file is not a
 difference. Sockets, FIFOs and devices are never copied and are counted, not reported.
+
+A copy made with filter rules (``send --exclude/--include``) records them in its catalog's
+``selection``; the walk applies the same rules, so what the copy left out on purpose is counted
+as left out, not reported as ``source-only``.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import blake3
 from transferd.core.catalog_walk import show
 from transferd.errors import ConfigError
 from transferd.report.model import Failure, Report
+from transferd.util.pathfilter import PathFilter
 from transferd.verify.deep import CatalogEntry
 
 READ_SIZE = 8 * 1024 * 1024
@@ -86,7 +91,9 @@ class SourceComparison:
         loop = asyncio.get_running_loop()
         pending: set[asyncio.Task[None]] = set()
         errors: list[tuple[bytes, str]] = []
-        walk = _walk(self.root, errors)
+        select = _selection(report.source)
+        left_out = [0]
+        walk = _walk(self.root, errors, b"", select, left_out)
         entries = specials = 0
         try:
             while batch := await loop.run_in_executor(pool, _next_batch, walk):
@@ -125,6 +132,9 @@ class SourceComparison:
         note = f"{entries:,} source entries compared"
         if specials:
             note += f"; {specials:,} sockets, FIFOs or devices not compared (never copied)"
+        if select is not None:
+            report.count("source_entries_left_out", left_out[0])
+            note += f"; {left_out[0]:,} left out by the copy's filter rules ({select.selection()})"
         report.notes["matches-source"] = note
 
     def _check(
@@ -222,9 +232,24 @@ class SourceComparison:
 Walked = tuple[bytes, os.stat_result, bytes | None]
 
 
-def _walk(root: bytes, errors: list[tuple[bytes, str]], rel: bytes = b"") -> Iterator[Walked]:
+def _selection(source: dict[str, object] | None) -> PathFilter | None:
+    """The filter rules the copy was made with, from the catalog's source record."""
+    text = (source or {}).get("selection")
+    if (source or {}).get("kind") != "directory" or not isinstance(text, str) or not text:
+        return None
+    return PathFilter.from_selection(text)
+
+
+def _walk(
+    root: bytes,
+    errors: list[tuple[bytes, str]],
+    rel: bytes = b"",
+    select: PathFilter | None = None,
+    left_out: list[int] | None = None,
+) -> Iterator[Walked]:
     """(relative path, lstat, link target or None) of everything below ``rel``, depth first in
-    name order; what cannot be listed or stat'ed goes to ``errors`` and the walk goes on."""
+    name order; what cannot be listed or stat'ed goes to ``errors`` and the walk goes on; what
+    ``select`` leaves out is counted in ``left_out`` (a directory once, not walked)."""
     try:
         with os.scandir(os.path.join(root, rel) if rel else root) as it:
             names = sorted(e.name for e in it)
@@ -240,9 +265,14 @@ def _walk(root: bytes, errors: list[tuple[bytes, str]], rel: bytes = b"") -> Ite
         except OSError as e:
             errors.append((child, f"cannot be read: {e.strerror}"))
             continue
+        is_dir = stat.S_ISDIR(st.st_mode)
+        if select is not None and not select.includes(child, is_dir=is_dir):
+            if left_out is not None:
+                left_out[0] += 1
+            continue
         yield child, st, target
-        if stat.S_ISDIR(st.st_mode):
-            yield from _walk(root, errors, child)
+        if is_dir:
+            yield from _walk(root, errors, child, select, left_out)
 
 
 def _next_batch(walk: Iterator[Walked]) -> list[Walked]:

@@ -52,6 +52,7 @@ import blake3
 from transferd.core.catalog_walk import End, show
 from transferd.core.rowset import SALT_SIZE, RowMultiset
 from transferd.errors import ObjectNotFoundError, StoreError, TransferdError
+from transferd.read.changes import ChangeReader, change_refs
 from transferd.read.reader import JobReader, Piece
 from transferd.report.model import Failure, Report
 from transferd.sources.postgres import conninfo, listing
@@ -59,6 +60,7 @@ from transferd.sources.postgres.copy import CopyReader
 from transferd.sources.postgres.listing import Selection, SequenceRef, Table
 from transferd.sources.postgres.snapshot import SnapshotHolder, locks_released, quote_literal
 from transferd.verify.deep import CatalogEntry
+from transferd.verify.pgchanges import Expected, Replay
 
 HASH_INLINE = 1024 * 1024
 """Blocks up to this size are hashed on the event loop; larger ones on a thread."""
@@ -100,8 +102,20 @@ class _Moved:
 
 
 @dataclass
+class _Followed:
+    """A table the changes touch: compared with its rows as of the copy's newest change."""
+
+    table: Table
+    copied: _Copied
+    expected: Expected
+    rows: int
+    live: str | None = None
+
+
+@dataclass
 class _SecondPass:
     moved: list[_Moved] = field(default_factory=list)
+    followed: list[_Followed] = field(default_factory=list)
     sequences: bytes | None = None
     """The copy's sequences.sql, once read."""
     copy_error: Failure | None = None
@@ -122,6 +136,9 @@ class PgComparison:
         """Of the row multiset digests (POSTGRESQL.md 6.2): drawn now, after the rows were
         written, so no one could choose rows whose digests collide; in the report."""
         self._second = _SecondPass()
+        self.followed: dict[tuple[str, str], Expected] = {}
+        """A follow copy's tables that its changes touch (verify/pgchanges.py)."""
+        self.cutover_sequences: bytes | None = None
 
     def close(self) -> None:
         pass
@@ -153,6 +170,7 @@ class PgComparison:
             return
         sequences: list[tuple[SequenceRef, int, bool, int]] | None = None
         try:
+            await self._replay_changes(open_copy)
             selection = parse_selection(str(source.get("selection", "")))
             async with locks_released(holder.conn):
                 tables = await listing.list_tables(holder.conn, selection)
@@ -160,6 +178,8 @@ class PgComparison:
             if self.has_sequences:
                 sequences = await _sequences(holder.conn, selection)
             await self._second_pass(open_copy, holder.snapshot.id)
+            if self.cutover_sequences is not None:  # a follow copy: its values at the cut-over
+                self._second.sequences = self.cutover_sequences
             if selection.with_large_objects:
                 await self._large_objects(report, holder.conn)
         except (TransferdError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:
@@ -168,6 +188,7 @@ class PgComparison:
         finally:
             await holder.close()
         self._judge_moved(report)
+        self._judge_followed(report)
         if sequences is not None:
             self._check_sequences(report, sequences)
         for what, items in (("table", self.tables.values()),
@@ -219,6 +240,9 @@ class PgComparison:
                                 "does not", actual={"rows": rows, "size": size}))  # fmt: skip
             return
         copied.seen = True
+        if key in self.followed:  # the changes touch it: compared by its rows (second pass)
+            self._second.followed.append(_Followed(t, copied, self.followed[key], rows))
+            return
         if digest == copied.blake3 and size == copied.size:
             return
         if rows == copied.rows and size == copied.size:
@@ -238,7 +262,7 @@ class PgComparison:
     async def _second_pass(self, open_copy: OpenCopy, snapshot: str) -> None:
         """Both sides of each moved table's multiset digest, and the copy's sequences.sql."""
         second = self._second
-        if not second.moved and not self.has_sequences:
+        if not second.moved and not second.followed and not self.has_sequences:
             return
         live = asyncio.create_task(self._live_multisets(snapshot))
         try:
@@ -249,17 +273,19 @@ class PgComparison:
             await asyncio.gather(live, return_exceptions=True)
 
     async def _live_multisets(self, snapshot: str) -> None:
-        moved = self._second.moved
-        if not moved:
+        moved, followed = self._second.moved, self._second.followed
+        if not moved and not followed:
             return
-        reader = CopyReader(self.info, snapshot, [m.table for m in moved], workers=self.jobs)
+        tables = [m.table for m in moved] + [f.table for f in followed]
+        reader = CopyReader(self.info, snapshot, tables, workers=self.jobs)
         reader.start()
         try:
-            for m in moved:
+            items: list[_Moved | _Followed] = [*moved, *followed]
+            for item in items:
                 rows = RowMultiset(self.salt)
-                async for block in reader.stream(m.table):
+                async for block in reader.stream(item.table):
                     await _add_rows(rows, block)
-                m.live = rows.hexdigest()
+                item.live = rows.hexdigest()
         finally:
             await reader.close()
 
@@ -317,6 +343,75 @@ class PgComparison:
                 _differs(report, m.copied, f"{same} {why}", live, copy)
             else:
                 report.count("source_tables_reordered")
+
+    # --- a follow copy: the tables its changes touch -----------------------------------------
+
+    async def _replay_changes(self, open_copy: OpenCopy) -> None:
+        """For a follow copy: each touched table's rows as of the newest change (rows and row
+        multiset digest), and the sequences at the cut-over (verify/pgchanges.py)."""
+        first = open_copy()
+        try:
+            signed = first.manifest
+            if signed.body.changes is None:
+                return
+            refs = await change_refs(first.store, signed)
+            changes = ChangeReader(first.store, signed, first.key)
+            replay = Replay(changes, refs, self.salt)
+            try:
+                self.followed = await replay.expected(lambda wanted, feed: self._snapshot_rows(
+                    open_copy, wanted, feed))  # fmt: skip
+            finally:
+                replay.close()
+            if refs and refs[-1].cutover:
+                last = await changes.segment(refs[-1])
+                assert last.cutover is not None  # noqa: S101 - flagged: checked by open
+                self.cutover_sequences = await changes.text(last.cutover)
+        finally:
+            await first.close()
+
+    async def _snapshot_rows(
+        self,
+        open_copy: OpenCopy,
+        wanted: set[tuple[str, str]],
+        feed: Callable[[tuple[str, str], bytes], None],
+    ) -> None:
+        paths = {self.paths[t]: t for t in wanted if t in self.paths}
+        if not paths:
+            return
+        reader = open_copy()
+        tails: dict[bytes, bytes] = {}
+        try:
+            items = reader.items(lambda entry: entry.path in paths)
+            async with contextlib.aclosing(items):
+                async for item in items:
+                    if isinstance(item, Piece):
+                        path = item.entry.path
+                        data = tails.pop(path, b"") + item.data
+                        cut = data.rfind(b"\n") + 1
+                        if cut:
+                            feed(paths[path], data[:cut])
+                        if cut < len(data):
+                            tails[path] = data[cut:]
+        finally:
+            await reader.close()
+
+    def _judge_followed(self, report: Report) -> None:
+        for f in self._second.followed:
+            name = f"table {f.table.display}"
+            salt = self.salt.hex()
+            expected = {"rows": f.expected.rows, "rows_multiset": f.expected.digest,
+                        "rows_multiset_salt": salt}  # fmt: skip
+            actual = {"rows": f.rows, "rows_multiset": f.live, "rows_multiset_salt": salt}
+            if f.rows != f.expected.rows:
+                _differs(report, f.copied, f"{name} has {f.rows:,} rows in the database, "
+                         f"{f.expected.rows:,} in the copy as of its newest change",
+                         actual, expected)  # fmt: skip
+            elif f.live != f.expected.digest:
+                _differs(report, f.copied, f"{name} has the copy's {_rows(f.rows)} as of its "
+                         "newest change, but not the same rows (their multiset digests differ)",
+                         actual, expected)  # fmt: skip
+            else:
+                report.count("source_tables_followed")
 
     # --- sequences -------------------------------------------------------------------------
 

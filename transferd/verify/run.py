@@ -28,16 +28,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from transferd import __version__
-from transferd.core import objectlist
+from transferd.core import changes, objectlist
+from transferd.core.changes import CHANGE_LIST_ENTRY_SIZE, CHANGE_LIST_MAX_ENTRIES, ChangeRef
 from transferd.core.constants import OBJECT_LIST_ENTRY_SIZE, OBJECT_LIST_MAX_ENTRIES
 from transferd.core.jobkey import JobKey
 from transferd.core.keys import RecipientIdentity, SenderPublicKey
+from transferd.core.manifest import ManifestBody
+from transferd.core.pgoutput import lsn_text
 from transferd.errors import FormatError, JobNotFoundError, ObjectNotFoundError, StoreError
 from transferd.read.reader import JobReader, unwrap_key
 from transferd.report.model import AGAINST_CHECKS, DEEP_CHECKS, OBJECT_CHECKS, Failure, Report
 from transferd.report.seal import fingerprint
 from transferd.sources.open import is_postgres
 from transferd.stores.base import Store
+from transferd.util.extras import needs
 from transferd.verify.deep import DeepCheck
 from transferd.verify.directory import SourceComparison
 from transferd.verify.inventory import Inventory, Ref
@@ -50,6 +54,7 @@ if TYPE_CHECKING:
 
 LIST_BATCH = 1000
 OBJECT_LIST_MAX_SIZE = 9 + OBJECT_LIST_MAX_ENTRIES * OBJECT_LIST_ENTRY_SIZE
+CHANGE_LIST_MAX_SIZE = 9 + CHANGE_LIST_MAX_ENTRIES * CHANGE_LIST_ENTRY_SIZE
 
 
 @dataclass
@@ -150,7 +155,8 @@ def _comparison(options: VerifyOptions) -> SourceComparison | PgComparison | Non
     if options.against is None:
         return None
     if is_postgres(options.against):
-        from transferd.verify.postgresql import PgComparison  # asyncpg: only when needed
+        with needs("postgres"):  # asyncpg: only when needed
+            from transferd.verify.postgresql import PgComparison
 
         return PgComparison(options.against, password_file=options.against_password_file)
     return SourceComparison(options.against, options.temp_dir)
@@ -238,6 +244,9 @@ async def _check_objects(
     report.count("objects_listed", listed)
     report.count("objects_referenced", referenced)
     report.count("bytes_referenced", referenced_bytes)
+    signed_objects, signed_bytes = _signed_objects(trusted)
+    report.count("objects_signed", signed_objects)
+    report.count("bytes_signed", signed_bytes)
     if not lists_ok:
         report.skip(
             "no-extra-objects",
@@ -259,12 +268,26 @@ async def _check_objects(
     )
 
 
+def _signed_objects(trusted: Trusted) -> tuple[int, int]:
+    """Objects (and their bytes) the trusted manifests name by their signed text alone: their
+    catalog and object-list segments, and the packs the newest one's totals count. Unlike the
+    objects named (which needs the object lists), this holds when a list itself is missing."""
+    segments = {r.name: r.size for m in trusted.manifests
+                for r in (*m.body.catalog, *m.body.object_lists)}  # fmt: skip
+    newest = trusted.newest
+    packs, packed = (0, 0) if newest is None else (
+        newest.body.totals.objects, newest.body.totals.stored_bytes
+    )  # fmt: skip
+    return len(segments) + packs, sum(segments.values()) + packed
+
+
 async def _check_object_lists(
     trusted: Trusted, report: Report, reader: ObjectReader, inventory: Inventory
 ) -> bool:
     """Check and decode every object-list segment, adding the packs they name to the
     inventory; True when every segment could be verified. Also checks each manifest's totals."""
     summaries: dict[str, tuple[int, int] | None] = {}
+    changes_seen: dict[str, list[ChangeRef] | None] = {}
     for signed in trusted.referencing:
         body = signed.body
         seq = body.sequence
@@ -276,6 +299,13 @@ async def _check_object_lists(
                 summaries[ref.name] = await _check_object_list(
                     Ref(ref.name, ref.size, "object-list", seq), report, reader, inventory
                 )
+        for ref in body.changes or ():  # a follow manifest's change lists (SPEC 11.5)
+            if ref.name not in changes_seen:
+                inventory.add_ref(ref.name, ref.size, "change-list", seq)
+                changes_seen[ref.name] = await _check_change_list(
+                    Ref(ref.name, ref.size, "change-list", seq), report, reader, inventory
+                )
+        _check_change_chain(body, changes_seen, report)
         parts = [summaries[r.name] for r in body.object_lists]
         if any(p is None for p in parts):
             report.skip("manifest-totals", "an object list could not be verified")
@@ -293,7 +323,65 @@ async def _check_object_lists(
             )
     n = len(trusted.manifests)
     report.notes["manifest-totals"] = f"{n} manifest{'s' if n != 1 else ''}"
-    return all(s is not None for s in summaries.values())
+    newest = trusted.newest
+    if newest is not None and newest.body.changes:
+        entries = [e for r in newest.body.changes for e in changes_seen.get(r.name) or []]
+        report.count("change_segments", len(entries))
+        if entries:
+            last = entries[-1]
+            report.notes["manifest-totals"] += (
+                f"; {len(entries):,} change segments, WAL from {lsn_text(entries[0].start_lsn)} to "
+                f"{lsn_text(last.end_lsn)} without a gap"
+                + (", cut over" if last.cutover else ", not cut over yet")
+            )
+    lists_ok = all(s is not None for s in summaries.values())
+    return lists_ok and all(c is not None for c in changes_seen.values())
+
+
+async def _check_change_list(
+    ref: Ref, report: Report, reader: ObjectReader, inventory: Inventory
+) -> list[ChangeRef] | None:
+    """The change segments a verified change list names, added to the inventory; None when it
+    fails (reported)."""
+    listed = inventory.listed_size(ref.name)
+    if listed is None:
+        return None  # reported with every other missing object
+    inventory.mark_checked(ref.name)
+    try:
+        data = await reader.read_whole(ref.name, min(listed, CHANGE_LIST_MAX_SIZE + 1))
+    except StoreError as e:
+        report.fail(Failure("unreadable", f"change-list {ref.name} could not be read: {e.message}"))
+        return None
+    located = Ref(ref.name, ref.size, ref.kind, ref.manifest, listed)
+    failure = judge(located, Digest(len(data), hashlib.sha256(data).hexdigest()), inventory)
+    if failure is not None:
+        report.fail(failure)
+        return None
+    try:
+        entries = changes.decode_list(data)
+    except FormatError as e:
+        report.fail(
+            Failure("inconsistent", f"change-list {ref.name}: {e.message}", object=ref.name)
+        )
+        return None
+    inventory.add_refs((e.name, e.size, "change-segment", ref.manifest) for e in entries)
+    return entries
+
+
+def _check_change_chain(
+    body: ManifestBody, seen: dict[str, list[ChangeRef] | None], report: Report
+) -> None:
+    """Across a manifest's change lists: one unbroken succession of WAL ranges (SPEC 11.5)."""
+    checker = changes.ChainChecker()
+    try:
+        for ref in body.changes or ():
+            entries = seen.get(ref.name)
+            if entries is None:
+                return  # that list failed, reported
+            checker.feed(entries)
+    except FormatError as e:
+        report.fail(Failure("inconsistent", f"manifest {body.sequence}: {e.message}",
+                            manifest=body.sequence))  # fmt: skip
 
 
 async def _check_object_list(

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import blake3
+from rules import RULES
 
 from transferd.core.jobkey import JobKey
 from transferd.core.keys import RecipientIdentity, SenderSecretKey
@@ -44,6 +45,8 @@ FLAGS = {
     "NameMismatch": "the object's bytes do not hash to the name (SHA-256) it is stored under",
     "Unicode": "a name that is not valid UTF-8, carried as base64",
     "PartialRow": "a copy-text stream that stops inside a row, after its last 0x0A",
+    "PostQuantum": "a hybrid ML-KEM-768 + X25519 recipient key or stanza (SPEC 3.1, 5.2)",
+    "Mixed": "classic X25519 and hybrid stanzas in one recipient list",
 }
 
 
@@ -146,6 +149,14 @@ def vector_file(area: str, description: str, vectors: list[Vector]) -> dict[str,
     names = [v["name"] for v in vectors]
     if len(set(names)) != len(names):
         raise ValueError(f"duplicate vector names in {area}")
+    rules = RULES.get(area, {})
+    invalid = {v["name"] for v in vectors if v["result"] == "invalid"}
+    if invalid != set(rules):
+        raise ValueError(
+            f"{area}: invalid vectors without a rule {sorted(invalid - set(rules))}, rules "
+            f"without a vector {sorted(set(rules) - invalid)} (gen/rules.py)"
+        )
+    vectors = [_with_rule(v, rules) for v in vectors]
     used = sorted({f for v in vectors for f in v["flags"]})
     return {
         "area": area,
@@ -155,6 +166,14 @@ def vector_file(area: str, description: str, vectors: list[Vector]) -> dict[str,
         "number_of_vectors": len(vectors),
         "vectors": vectors,
     }
+
+
+def _with_rule(v: Vector, rules: dict[str, str]) -> Vector:
+    """The vector with its ``rule`` after ``flags``, where a reader looks for it."""
+    if v["result"] == "valid":
+        return v
+    head = {k: v[k] for k in ("name", "comment", "result", "expect", "flags")}
+    return head | {"rule": rules[v["name"]]} | {k: x for k, x in v.items() if k not in head}
 
 
 def write_json(path: Path, value: Any) -> None:
@@ -171,6 +190,10 @@ IDENTITY_B = RecipientIdentity(det("recipient identity B"))
 """A second recipient (two-stanza manifests, rekey)."""
 IDENTITY_C = RecipientIdentity(det("recipient identity C"))
 """A recipient nothing is encrypted to."""
+HYBRID_A = RecipientIdentity.hybrid(det("hybrid identity A"))
+"""The hybrid post-quantum recipient (ML-KEM-768 + X25519) hybrid vectors are encrypted to."""
+HYBRID_B = RecipientIdentity.hybrid(det("hybrid identity B"))
+"""A second hybrid recipient."""
 SENDER = SenderSecretKey(det("sender secret"))
 """The sender who signs every valid manifest."""
 SENDER_OTHER = SenderSecretKey(det("sender secret other"))

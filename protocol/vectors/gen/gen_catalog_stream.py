@@ -34,6 +34,10 @@ def _dir(path: str) -> dict[str, Any]:
     return {"t": "dir", "path": path, "mode": 0o750, "mtime_ns": MTIME}
 
 
+def _symlink(path: str) -> dict[str, Any]:
+    return {"t": "symlink", "path": path, "target": "/etc", "mtime_ns": MTIME}
+
+
 def _chunks(*sizes: int) -> dict[str, Any]:
     return {"t": "chunks", "c": [_ref(s, n) for n, s in enumerate(sizes)]}
 
@@ -119,6 +123,18 @@ def generate() -> dict[str, Any]:
         _invalid("paths_out_of_order", "a file a.csv after a dir d: entries must come in "
                  "strictly increasing byte order of their paths",
                  (SOURCE, _dir("d"), *ONE_FILE, ONE_FILE_TOTALS | {"dirs": 1}), fmt),
+        _invalid("path_inside_a_symlink", "a file a/x after a symlink a: restoring it would "
+                 "write through the link",
+                 (SOURCE, _symlink("a"), _file("a/x"), _chunks(100), _end(100),
+                  _totals(symlinks=1, files=1, chunks=1, bytes=100)), fmt, ("PathTraversal",)),
+        _invalid("path_inside_a_file", "a dir a/d after a file a (a sibling a-b between "
+                 "them), restoring it would write under a file",
+                 (SOURCE, _file("a"), _chunks(100), _end(100), _dir("a-b"), _dir("a/d"),
+                  _totals(files=1, dirs=2, chunks=1, bytes=100)), fmt, ("PathTraversal",)),
+        _stream("siblings_of_a_symlink", "a symlink a, then a-b/c and a.d: names that start "
+                "with the link's but are not under it", (SOURCE, _symlink("a"), _dir("a-b"),
+                _dir("a-b/c"), _dir("a.d"), _totals(symlinks=1, dirs=3)),
+                paths=[b"a", b"a-b", b"a-b/c", b"a.d"]),
         _invalid("paths_out_of_byte_order", "\"B\" (0x42) after \"a\" (0x61): the order is of "
                  "raw bytes, not of letters regardless of case",
                  (SOURCE, _dir("a"), _dir("B"), _totals(dirs=2)), fmt),

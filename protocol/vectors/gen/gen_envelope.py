@@ -96,8 +96,10 @@ def location_vectors() -> list[Vector]:
     good = seal(JOB_KEY.chunk_key, _id(TEXT), b"\x01" + _zstd(TEXT), _nonce("zstd_text"))
     n, at_end = len(TEXT), 5 + len(good) + 88
 
-    def located(name: str, comment: str, offset: int, pack_size: int, expect: str) -> Vector:
-        fields = {"pack_size": pack_size, "offset": offset}
+    def located(name: str, comment: str, offset: int, pack_size: int, expect: str,
+                pack_index: int = 0, pack_count: int = 1) -> Vector:  # fmt: skip
+        fields = {"pack_size": pack_size, "offset": offset, "pack_index": pack_index,
+                  "pack_count": pack_count}  # fmt: skip
         if expect == "success":
             return _sealed(name, comment, b"\x01" + _zstd(TEXT), _id(TEXT), n, flags=("Bounds",),
                            plaintext=data_hex(TEXT), **fields)  # fmt: skip
@@ -112,6 +114,8 @@ def location_vectors() -> list[Vector]:
         located("located_over_the_header", "the blob would end 87 bytes before the pack's end, "
                 "where the smallest header blob and its trailer lie", 5, at_end - 1,
                 "format failure"),
+        located("pack_index_past_the_last_pack", "pack index 3 in a job of 3 packs (0 to 2): "
+                "refused before anything is fetched", 5, at_end, "format failure", 3, 3),
     ]  # fmt: skip
 
 
@@ -159,8 +163,12 @@ def invalid_vectors() -> list[Vector]:
                 ("Malformed",)),
         _sealed("unknown_encoding_2", "encoding byte 0x02", b"\x02" + TEXT, text_id, n, fmt,
                 ("UnknownVersion",)),
-        _sealed("stored_size_mismatch", "a stored body one byte longer than plain_len",
+        _sealed("stored_size_mismatch", "a stored body one byte longer than plain_len: its blob "
+                "is plain_len + 42 bytes, so the length check refuses it before decryption",
                 b"\x00" + TEXT, text_id, n - 1, fmt, ("Bounds",)),
+        _sealed("stored_body_shorter_than_plain_len", "a stored body one byte shorter than "
+                "plain_len: the blob's length is possible and it opens, only the body's length "
+                "is wrong", b"\x00" + TEXT[:-1], _id(TEXT[:-1]), n, fmt, ("Bounds",)),
         _sealed("zstd_declared_size_mismatch", "the frame declares 305 bytes, the catalog 304",
                 b"\x01" + _zstd(TEXT), text_id, n - 1, fmt, ("Bounds",)),
         _sealed("zstd_without_content_size", "a frame without its content size: the size "
@@ -184,7 +192,8 @@ def invalid_vectors() -> list[Vector]:
                 "before inflating", b"\x01" + zstd_with_dictionary_id(_zstd(TEXT), 0x7472616E),
                 text_id, n, fmt, ("Malformed",)),
         _sealed("zstd_longer_than_plaintext", "encoding 0x01 for 200 random bytes, whose frame "
-                "is longer: a sender stores such a chunk", b"\x01" + _zstd(RANDOM), _id(RANDOM),
+                "is longer: a sender stores such a chunk; its blob is longer than plain_len + 41, "
+                "so the length check refuses it first", b"\x01" + _zstd(RANDOM), _id(RANDOM),
                 len(RANDOM), fmt, ("NonCanonical",)),
         _sealed("zstd_as_long_as_plaintext", "encoding 0x01 with a frame exactly as long as "
                 "the plaintext (117 bytes): the body must be shorter", b"\x01" + _zstd(EVEN),

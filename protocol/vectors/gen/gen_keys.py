@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from common import (
+    HYBRID_A,
     IDENTITY_A,
     SENDER,
     Vector,
@@ -15,6 +16,8 @@ from common import (
 from transferd.core import bech32
 from transferd.core.keys import (
     HRP_RECIPIENT,
+    HRP_RECIPIENT_PQ,
+    HRP_RECIPIENT_PQ_SECRET,
     HRP_RECIPIENT_SECRET,
     render_key_file,
 )
@@ -40,10 +43,74 @@ def _encode_words(hrp: str, words: list[int]) -> str:
 
 
 def _valid(
-    name: str, comment: str, text: str, parse_as: str, kind: str, key: bytes, **extra: Any
+    name: str,
+    comment: str,
+    text: str,
+    parse_as: str,
+    kind: str,
+    key: bytes,
+    flags: tuple[str, ...] = (),
+    **extra: Any,
 ) -> Vector:
-    return vector(name, comment, flags=("Deterministic",) if parse_as == "any" else (), text=text,
-                  parse_as=parse_as, kind=kind, key_hex=key.hex(), **extra)  # fmt: skip
+    flags = (("Deterministic",) if parse_as == "any" else ()) + flags
+    return vector(name, comment, flags=flags, text=text, parse_as=parse_as, kind=kind,
+                  key_hex=key.hex(), **extra)  # fmt: skip
+
+
+def hybrid_valid_vectors() -> list[Vector]:
+    public = HYBRID_A.public()
+    key_file = render_key_file(HYBRID_A, "2026-11-22T20:00:00Z")
+    pq = ("PostQuantum",)
+    return [
+        _valid("hybrid_recipient", "a hybrid recipient public key: 1216 bytes, 1958 characters",
+               public.to_text(), "any", "recipient-pq", public.key, flags=pq),
+        _valid("hybrid_identity", "a hybrid identity (a 32-byte seed); public is its key, "
+               "from SHAKE256(seed, 96)", HYBRID_A.to_text(), "any", "recipient-pq-identity",
+               HYBRID_A.secret, public=public.to_text(), flags=pq),
+        _valid("hybrid_identity_given_as_recipient", "a hybrid identity where a recipient is "
+               "expected is reduced to its public key", HYBRID_A.to_text(), "recipient",
+               "recipient-pq", public.key, flags=pq),
+        _valid("key_file_hybrid_identity", "a key file as keygen writes it for a hybrid "
+               "identity: three comment lines (the last the fingerprint), then the key",
+               key_file, "key-file", "recipient-pq-identity", HYBRID_A.secret,
+               public=public.to_text(), flags=pq),
+    ]  # fmt: skip
+
+
+def hybrid_invalid_vectors() -> list[Vector]:
+    public = HYBRID_A.public()
+    text, identity = public.to_text(), HYBRID_A.to_text()
+    failing_modulus = b"\xff" * 1184 + public.key[1184:]
+    pq = "PostQuantum"
+    return [
+        _invalid("hybrid_recipient_mistyped_data_char", "one character of a hybrid key "
+                 "changed", _mistype(text, 700), ("Mistyped", pq)),
+        _invalid("hybrid_recipient_truncated_one_char", "the last character of a hybrid key "
+                 "dropped", text[:-1], ("Mistyped", "Bounds", pq)),
+        _invalid("hybrid_recipient_truncated_to_x25519_length", "a hybrid key cut to its first "
+                 "62 characters", text[:62], ("Mistyped", "Bounds", pq)),
+        _invalid("hybrid_recipient_1215_bytes", "a well-formed bech32 string of 1215 bytes "
+                 "under tdrpq", bech32.encode(HRP_RECIPIENT_PQ, public.key[:-1]), ("Bounds", pq)),
+        _invalid("hybrid_recipient_1217_bytes", "a well-formed bech32 string of 1217 bytes "
+                 "under tdrpq", bech32.encode(HRP_RECIPIENT_PQ, public.key + b"\x00"),
+                 ("Bounds", pq)),
+        _invalid("hybrid_recipient_32_bytes", "an X25519 key's 32 bytes under tdrpq",
+                 bech32.encode(HRP_RECIPIENT_PQ, IDENTITY_A.public().key), ("Bounds", pq)),
+        _invalid("hybrid_identity_1216_bytes", "a hybrid identity holding a public key's "
+                 "1216 bytes instead of a 32-byte seed",
+                 bech32.encode(HRP_RECIPIENT_PQ_SECRET, public.key).upper(), ("Bounds", pq)),
+        _invalid("hybrid_recipient_modulus_check", "1216 bytes whose ML-KEM-768 part has "
+                 "coefficients of 0xfff, not below q = 3329 (FIPS 203 7.2)",
+                 bech32.encode(HRP_RECIPIENT_PQ, failing_modulus), ("Malformed", pq)),
+        _invalid("hybrid_recipient_upper_case", "a hybrid public key in upper case",
+                 text.upper(), ("Case", pq)),
+        _invalid("hybrid_identity_lower_case", "a hybrid identity in lower case",
+                 identity.lower(), ("Case", pq)),
+        _invalid("hybrid_where_sender_expected", "a hybrid recipient key given as a sender key",
+                 text, ("WrongKind", pq), "sender"),
+        _invalid("key_file_hybrid_public_key", "a key file holding a hybrid public key",
+                 f"# public\n{text}\n", ("WrongKind", pq), "key-file"),
+    ]  # fmt: skip
 
 
 def _invalid(
@@ -142,7 +209,7 @@ def generate() -> dict[str, Any]:
     return vector_file(
         "keys",
         "Key text forms (bech32, BIP 173 without the 90-character limit) and key files. "
-        "parse_as says what the reader expects: any key, a recipient, a sender public key, or a "
-        "key file.",
-        valid_vectors() + invalid_vectors(),
+        "parse_as says what the reader expects: any key, a recipient (of either type), a sender "
+        "public key, or a key file.",
+        valid_vectors() + hybrid_valid_vectors() + invalid_vectors() + hybrid_invalid_vectors(),
     )

@@ -12,9 +12,9 @@ from dataclasses import replace
 from typing import Any
 
 from common import SENDER, Vector, vector, vector_file
-from gen_manifest import body, digest, sign_text
+from gen_manifest import JOB, body, digest, sign_text
 
-from transferd.core.manifest import ManifestBody, manifest_name, sign
+from transferd.core.manifest import ManifestBody, sign
 
 
 def _epoch(b: ManifestBody, epoch: int, sequence: int | None = None,
@@ -23,15 +23,21 @@ def _epoch(b: ManifestBody, epoch: int, sequence: int | None = None,
                    previous=previous if previous is not None else b.previous)  # fmt: skip
 
 
-def _vector(name: str, comment: str, manifest: str, stored_as: str, expect: str = "success",
-            flags: tuple[str, ...] = (), **extra: Any) -> Vector:  # fmt: skip
+def _at(sequence: int, epoch: int) -> dict[str, Any]:
+    """Where it was read: jobs/<job>/manifests/<sequence>[-<epoch>]."""
+    return {"job": JOB, "sequence": sequence, "epoch": epoch}
+
+
+def _vector(name: str, comment: str, manifest: str, stored_as: dict[str, Any],
+            expect: str = "success", flags: tuple[str, ...] = (),
+            **extra: Any) -> Vector:  # fmt: skip
     return vector(name, comment, expect, flags, manifest=manifest, sha256=digest(manifest),
                   expected_sender=SENDER.public().to_text(), stored_as=stored_as,
                   **extra)  # fmt: skip
 
 
 def _valid(name: str, comment: str, b: ManifestBody, **extra: Any) -> Vector:
-    return _vector(name, comment, sign(b, SENDER).decode(), manifest_name(b.sequence, b.epoch),
+    return _vector(name, comment, sign(b, SENDER).decode(), _at(b.sequence, b.epoch),
                    flags=("Deterministic",), body=b.to_json(), sender_secret=SENDER.to_text(),
                    **extra)  # fmt: skip
 
@@ -59,34 +65,32 @@ def generate() -> dict[str, Any]:
                "20 digits) continued by an agent at epoch 4", after_plain, history=[plain_text]),
         # --- the member ---
         _vector("epoch_zero_written", "epoch 0 written out: absent is the one encoding of 0",
-                sign_text(plain.to_json() | {"epoch": 0}), manifest_name(1), fmt,
+                sign_text(plain.to_json() | {"epoch": 0}), _at(1, 0), fmt,
                 ("NonCanonical",)),
         _vector("epoch_a_string", "epoch given as a string", sign_text(j | {"epoch": "3"}),
-                manifest_name(1, 3), fmt, ("Malformed",)),
-        _vector("epoch_negative", "epoch -3", sign_text(j | {"epoch": -3}), manifest_name(1, 3),
-                fmt, ("Bounds",)),
+                _at(1, 3), fmt, ("Malformed",)),
+        _vector("epoch_negative", "epoch -3", sign_text(j | {"epoch": -3}), _at(1, 3), fmt,
+                ("Bounds",)),
         # --- the name (SPEC 13.1 step 7) ---
         _vector("stored_under_another_epoch", "a manifest of epoch 3 stored as <1>-<5>",
-                first_text, manifest_name(1, 5), "integrity failure", ("Tampered",)),
+                first_text, _at(1, 5), "integrity failure", ("NameMismatch",)),
         _vector("stored_without_its_epoch", "a manifest of epoch 3 stored as <1>", first_text,
-                manifest_name(1), "integrity failure", ("Tampered",)),
+                _at(1, 0), "integrity failure", ("NameMismatch",)),
         _vector("stored_with_an_epoch_it_lacks", "a manifest of epoch 0 stored as <1>-<3>",
-                plain_text, manifest_name(1, 3), "integrity failure", ("Tampered",)),
-        _vector("name_epoch_zero", "a name <1>-<0>: an epoch in a name is at least 1",
-                first_text, manifest_name(1) + "-" + "0" * 20, fmt, ("NonCanonical",)),
+                plain_text, _at(1, 3), "integrity failure", ("NameMismatch",)),
         # --- the chain (SPEC 11.4) ---
         _vector("epoch_goes_back", "manifest 2 of epoch 3 on top of 1 of epoch 5: written by a "
-                "holder that had lost the job", sign(back, SENDER).decode(), manifest_name(2, 3),
+                "holder that had lost the job", sign(back, SENDER).decode(), _at(2, 3),
                 "rollback", ("Rollback",), history=back_history),
     ]  # fmt: skip
     return vector_file(
         "lease_epoch",
         "A manifest written under a lease (SPEC 12.2) carries 'epoch' (an integer >= 1; absent "
         "means 0, and 0 is never written) and is stored as <sequence, 20 digits>-<epoch, 20 "
-        "digits>; without an epoch, as <sequence, 20 digits>. Apply: parse stored_as into "
-        "(sequence, epoch) (format failure if it is neither form or an epoch in it is 0); parse "
-        "and verify the manifest as manifest.json does; its (sequence, epoch) must equal the "
-        "name's (integrity failure); when history is given, check the chain from 1 through "
-        "history to this one, where an epoch lower than the previous manifest's is a rollback.",
+        "digits>; without an epoch, as <sequence, 20 digits>. Apply: parse and verify the "
+        "manifest as manifest.json does; its job, sequence and epoch must be those of stored_as, "
+        "where it was read (integrity failure); when history is given, check the chain from 1 "
+        "through history to this one, where an epoch lower than the previous manifest's is a "
+        "rollback.",
         vectors,
     )

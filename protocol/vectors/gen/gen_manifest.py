@@ -18,16 +18,19 @@ from common import (
     SENDER,
     SENDER_OTHER,
     Vector,
+    data_repeat,
     det,
+    repeat_bytes,
     vector,
     vector_file,
 )
 
 from transferd.core import canonical
+from transferd.core.constants import MANIFEST_MAX_SIZE
 from transferd.core.jobkey import wrap
 from transferd.core.keys import SenderSecretKey
 from transferd.core.manifest import ManifestBody, Totals, sign
-from transferd.core.objectlist import ObjectRef
+from transferd.core.objectlist import ObjectRef, encode_segment
 
 JOB = "snds-dcir-2026"
 FIRST_LINE = "transferd-manifest v1\n"
@@ -85,6 +88,46 @@ def _valid(name: str, comment: str, b: ManifestBody, **extra: Any) -> Vector:
 def _malformed(name: str, comment: str, b: dict[str, Any], flags: tuple[str, ...] = ("Malformed",),
                expect: str = "format failure") -> Vector:  # fmt: skip
     return _vector(name, comment, sign_text(b), expect, flags)
+
+
+def _totals_vectors() -> list[Vector]:
+    """SPEC 14 step 5: the packs the object lists name, counted and summed, against totals."""
+    sizes = [16_777_300, 16_777_301, 4_000]
+    segment = encode_segment(
+        [ObjectRef(det(f"manifest totals pack {i}"), size) for i, size in enumerate(sizes)]
+    )
+    lists = (ObjectRef(hashlib.sha256(segment).digest(), len(segment)),)
+
+    def signed(objects: int, stored: int) -> str:
+        b = replace(body(), object_lists=lists, totals=Totals(objects, stored))
+        return sign(b, SENDER).decode()
+
+    right = signed(3, sum(sizes))
+    return [
+        _vector("totals_match_the_object_lists", "the three packs the object list names, "
+                "counted and summed, equal totals", right, "success", ("Deterministic",),
+                object_list_segments=[segment.hex()],
+                body=ManifestBody.from_json(json.loads(right.splitlines()[1])).to_json(),
+                sender_secret=SENDER.to_text()),
+        _vector("totals_objects_mismatch", "a valid signed manifest whose totals.objects says 4 "
+                "where its object list names 3 packs", signed(4, sum(sizes)),
+                "integrity failure", ("Bounds",), object_list_segments=[segment.hex()]),
+        _vector("totals_stored_bytes_mismatch", "totals.stored_bytes one more than the sum of "
+                "the listed pack sizes", signed(3, sum(sizes) + 1), "integrity failure",
+                ("Bounds",), object_list_segments=[segment.hex()]),
+    ]  # fmt: skip
+
+
+def _oversize() -> Vector:
+    """A manifest one byte above MANIFEST_MAX_SIZE, as a data description."""
+    pattern = FIRST_LINE.encode()
+    size = MANIFEST_MAX_SIZE + 1
+    text = repeat_bytes(pattern, size)
+    return vector("manifest_above_max_size", "4 MiB + 1 bytes of 'transferd-manifest v1' lines: "
+                  "refused by its size before its first line is read", "format failure",
+                  ("Bounds",), manifest=data_repeat(pattern, size),
+                  sha256=hashlib.sha256(text).hexdigest(),
+                  expected_sender=SENDER.public().to_text())  # fmt: skip
 
 
 def generate() -> dict[str, Any]:
@@ -220,6 +263,15 @@ def generate() -> dict[str, Any]:
         _malformed("catalog_size_negative", "a catalog segment of size -1",
                    j | {"catalog": [{"sha256": catalog_hex, "size": -1}]}, ("Bounds",)),
         # --- rollback ---
+        # --- where it is stored (SPEC 13.1 step 7), what it totals (SPEC 14 step 5) ---
+        _vector("stored_under_another_job", "a valid manifest of job snds-dcir-2026 found at "
+                "jobs/snds-other/manifests/00000000000000000001", first, "integrity failure",
+                ("NameMismatch",), stored_as={"job": "snds-other", "sequence": 1}),
+        _vector("stored_under_another_sequence", "a valid manifest 1 found at "
+                "manifests/00000000000000000002", first, "integrity failure", ("NameMismatch",),
+                stored_as={"job": JOB, "sequence": 2}),
+        *_totals_vectors(),
+        _oversize(),
         _vector("rollback_below_newest_seen", "manifest 2 offered to a reader that has seen 3",
                 second, "rollback", ("Rollback",), newest_seen=3),
         _vector("chain_previous_hash_wrong", "manifest 2 names another hash than manifest 1's",
@@ -244,7 +296,10 @@ def generate() -> dict[str, Any]:
         "sender || ' ' || base64(Ed25519 signature of the first two lines) || '\\n'. Apply: "
         "parse, check the signature by the sender the body names, check that sender is "
         "expected_sender, refuse a sequence below newest_seen, and when history is given check "
-        "the chain from sequence 1 through history to this manifest. Sign (Deterministic "
-        "vectors): sign(body, sender_secret) = manifest.",
+        "the chain from sequence 1 through history to this manifest. With stored_as, the job "
+        "and sequence of its store path must be the body's; with object_list_segments (the "
+        "segments object_lists names), their packs must number totals.objects and sum to "
+        "totals.stored_bytes. manifest is text, or a data description for the one vector too "
+        "large to write out. Sign (Deterministic vectors): sign(body, sender_secret) = manifest.",
         vectors,
     )

@@ -11,14 +11,16 @@ from common import (
     JOB_KEY,
     Vector,
     data_hex,
+    data_repeat,
     det,
     flip_bit,
+    repeat_bytes,
     vector,
     vector_file,
     xof_bytes,
 )
 
-from transferd.core.constants import AD_PACK_HEADER, CHUNK_MAX
+from transferd.core.constants import AD_PACK_HEADER, CHUNK_MAX, PACK_MAX_SIZE
 from transferd.core.envelope import new_compressor, seal_chunk
 from transferd.core.packs import PackBuilder, PackEntry, encode_header
 
@@ -71,6 +73,16 @@ def _vector(name: str, comment: str, pack: bytes, expect: str, flags: tuple[str,
     sha = extra.pop("sha256", hashlib.sha256(pack).hexdigest())
     return vector(name, comment, expect, flags, job_key=JOB_KEY.key.hex(), pack=pack.hex(),
                   sha256=sha, **extra)  # fmt: skip
+
+
+def _oversize() -> Vector:
+    """A pack one byte above PACK_MAX_SIZE, as a data description: 'TDPK' || 0x01 repeated."""
+    pattern = b"TDPK\x01"
+    size = PACK_MAX_SIZE + 1
+    return vector("pack_above_max_size", "64 MiB + 1 bytes starting 'TDPK' || 0x01: refused by "
+                  "its size, before its magic, trailer or header are read", "format failure",
+                  ("Bounds",), job_key=JOB_KEY.key.hex(), pack=data_repeat(pattern, size),
+                  sha256=hashlib.sha256(repeat_bytes(pattern, size)).hexdigest())  # fmt: skip
 
 
 def _valid(name: str, comment: str, chunks: list[tuple[bytes, bytes, int]],
@@ -158,6 +170,7 @@ def generate() -> dict[str, Any]:
         _vector("blobs_swapped", "two blobs of equal length swapped; the header is intact and "
                 "every chunk's AD names its id, so the second chunk fails",
                 _assemble(swapped, pack[header_at:trailer_at]), auth, ("Tampered",)),
+        _oversize(),
         _vector("name_mismatch", "a valid pack stored under the SHA-256 of another object",
                 pack, "integrity failure", ("NameMismatch",),
                 sha256=hashlib.sha256(pack + b"\x00").hexdigest()),
@@ -170,7 +183,9 @@ def generate() -> dict[str, Any]:
         "pack",
         "pack = 'TDPK' || 0x01 || blob_1 || ... || blob_n || header_blob || u32(len(header_blob)); "
         "header = u32(n) || n x (chunk_id || u32(blob_len) || u32(plain_len)), sealed with K_pack "
-        "and ad 'transferd v1 pack header' || 0x01. Apply: check SHA-256(pack) = sha256, parse and "
-        "open the header, then open every chunk with the envelope rules.",
+        "and ad 'transferd v1 pack header' || 0x01. Apply: refuse a pack above 64 MiB (its size "
+        "is known from the object list before it is fetched); check SHA-256(pack) = sha256; parse "
+        "and open the header, then open every chunk with the envelope rules. pack is hex, or a "
+        "data description for the one vector too large to write out.",
         [three, one, *invalid],
     )

@@ -1,4 +1,4 @@
-"""wrap.json: K_job wrapped to X25519 recipients (stanzas), unwrapped, and refused."""
+"""wrap.json: K_job wrapped to recipients (X25519 and hybrid stanzas), unwrapped, and refused."""
 
 from __future__ import annotations
 
@@ -6,8 +6,11 @@ import base64
 import hashlib
 from typing import Any
 
+import hybrid_seal
 import nacl.bindings
 from common import (
+    HYBRID_A,
+    HYBRID_B,
     IDENTITY_A,
     IDENTITY_B,
     IDENTITY_C,
@@ -21,12 +24,30 @@ from common import (
     vector_file,
 )
 
-from transferd.core.constants import LABEL_X25519_WRAP
-from transferd.core.jobkey import Stanza, wrap
+from transferd.core.constants import LABEL_MLKEM768X25519_WRAP, LABEL_X25519_WRAP
+from transferd.core.jobkey import JobKey, Stanza, unwrap, wrap
 from transferd.core.keys import RecipientIdentity
 
 EPHEMERAL_1 = det("wrap ephemeral secret 1")
 EPHEMERAL_2 = det("wrap ephemeral secret 2")
+
+
+AGE_INFO = b"age-encryption.org/mlkem768x25519"
+
+
+def _hybrid(identity: RecipientIdentity, label: str, *, info: bytes = LABEL_MLKEM768X25519_WRAP,
+            job_key: JobKey = JOB_KEY) -> tuple[dict[str, str], dict[str, str]]:  # fmt: skip
+    """A hybrid stanza to ``identity`` from injected randomness, and its ``wraps`` entry. The
+    stanza is checked to open with transferd's unwrap (pyca, that is OpenSSL) when ``info`` is
+    transferd's: hybrid_seal is then right, line by line."""
+    m, e = det(f"hybrid encapsulation seed {label}"), det(f"hybrid ephemeral secret {label}")
+    out = hybrid_seal.seal(job_key.key, identity.public().key, info, m, e)
+    stanza = Stanza(identity.public(), out[:1120], out[1120:])
+    if info == LABEL_MLKEM768X25519_WRAP:
+        assert unwrap([stanza], identity, job_key.key_check) == job_key  # noqa: S101
+    entry = {"recipient": identity.public().to_text(), "mlkem_seed": m.hex(),
+             "ephemeral_secret": e.hex()}  # fmt: skip
+    return stanza.to_json(), entry
 
 
 def _b64(data: bytes) -> str:
@@ -95,6 +116,81 @@ def valid_vectors() -> list[Vector]:
     ]  # fmt: skip
 
 
+def hybrid_valid_vectors() -> list[Vector]:
+    h_a, w_a = _hybrid(HYBRID_A, "1")
+    h_b, w_b = _hybrid(HYBRID_B, "2")
+    to_a = _stanza(IDENTITY_A, EPHEMERAL_1)
+    x_a = {"recipient": IDENTITY_A.public().to_text(), "ephemeral_secret": EPHEMERAL_1.hex()}
+    job_key = JOB_KEY.key.hex()
+    det_pq, mixed = ("Deterministic", "PostQuantum"), ("Deterministic", "PostQuantum", "Mixed")
+    return [
+        _unwrap("hybrid_single_recipient", "K_job wrapped to the hybrid recipient HA (HPKE "
+                "MLKEM768-X25519, the randomness given as mlkem_seed and ephemeral_secret)",
+                "success", det_pq, HYBRID_A.to_text(), [h_a], job_key=job_key, wraps=[w_a]),
+        _unwrap("hybrid_second_of_two", "stanzas to HB then HA, unwrapped by HA", "success",
+                det_pq, HYBRID_A.to_text(), [h_b, h_a], job_key=job_key, wraps=[w_b, w_a]),
+        _unwrap("mixed_opened_by_hybrid", "an X25519 stanza to A and a hybrid stanza to HA, "
+                "unwrapped by HA", "success", mixed, HYBRID_A.to_text(), [to_a, h_a],
+                job_key=job_key, wraps=[x_a, w_a]),
+        _unwrap("mixed_opened_by_x25519", "the same list, unwrapped by A", "success", mixed,
+                IDENTITY_A.to_text(), [to_a, h_a], job_key=job_key, wraps=[x_a, w_a]),
+    ]  # fmt: skip
+
+
+def hybrid_invalid_vectors() -> list[Vector]:
+    h_a, _ = _hybrid(HYBRID_A, "1")
+    h_b, _ = _hybrid(HYBRID_B, "2")
+    age, _ = _hybrid(HYBRID_A, "3", info=AGE_INFO)
+    other_key, _ = _hybrid(HYBRID_A, "4", job_key=OTHER_JOB_KEY)
+    to_a = _stanza(IDENTITY_A, EPHEMERAL_1)
+    ha, a = HYBRID_A.to_text(), IDENTITY_A.to_text()
+    enc = base64.b64decode(h_a["enc"])
+    nar, auth, fmt = "not a recipient", "authentication failure", "format failure"
+    pq = "PostQuantum"
+    return [
+        _unwrap("hybrid_wrong_identity", "wrapped to HA, unwrapped by HB: no stanza names HB",
+                nar, ("WrongKey", pq), HYBRID_B.to_text(), [h_a]),
+        _unwrap("hybrid_stanza_for_x25519_identity", "a hybrid stanza to HA only, unwrapped "
+                "by the X25519 identity A", nar, ("WrongKey", pq, "Mixed"), a, [h_a]),
+        _unwrap("hybrid_relabelled_to_reader", "HB's stanza with recipient changed to HA: it is "
+                "tried, and ML-KEM's implicit rejection leaves only the tag to fail", auth,
+                ("Tampered", pq), ha, [h_b | {"recipient": HYBRID_A.public().to_text()}]),
+        _unwrap("hybrid_enc_mlkem_bit_flipped", "one bit of the ML-KEM ciphertext (enc[0:1088]) "
+                "flipped", auth, ("Tampered", pq), ha, [_tamper(h_a, "enc", 10)]),
+        _unwrap("hybrid_enc_x25519_bit_flipped", "one bit of the X25519 share (enc[1088:1120]) "
+                "flipped", auth, ("Tampered", pq), ha, [_tamper(h_a, "enc", 1100)]),
+        _unwrap("hybrid_enc_x25519_low_order", "the X25519 share replaced by the all-zero point",
+                auth, ("Malformed", pq), ha, [h_a | {"enc": _b64(enc[:1088] + bytes(32))}]),
+        _unwrap("hybrid_wrapped_bit_flipped", "one bit of the sealed job key flipped", auth,
+                ("Tampered", pq), ha, [_tamper(h_a, "wrapped", 3)]),
+        _unwrap("hybrid_wrapped_tag_bit_flipped", "one bit of the tag flipped", auth,
+                ("Tampered", pq), ha, [_tamper(h_a, "wrapped", 47)]),
+        _unwrap("hybrid_sealed_with_age_info", "sealed with age's info "
+                "(age-encryption.org/mlkem768x25519) instead of transferd's: a stanza of one "
+                "tool never opens as the other's", auth, ("Malformed", pq), ha, [age]),
+        _unwrap("hybrid_key_check_mismatch", "the stanza opens to another job's key: key_check "
+                "is still checked", auth, ("WrongKey", pq), ha, [other_key]),
+        _unwrap("hybrid_enc_1119_bytes", "enc one byte short", fmt, ("Bounds", pq), ha,
+                [h_a | {"enc": _b64(enc[:-1])}]),
+        _unwrap("hybrid_enc_1121_bytes", "enc one byte long", fmt, ("Bounds", pq), ha,
+                [h_a | {"enc": _b64(enc + b"\x00")}]),
+        _unwrap("hybrid_wrapped_47_bytes", "the sealed job key one byte short", fmt,
+                ("Bounds", pq), ha,
+                [h_a | {"wrapped": _b64(base64.b64decode(h_a["wrapped"])[:47])}]),
+        _unwrap("hybrid_enc_named_epk", "a hybrid stanza whose enc member is named epk", fmt,
+                ("Malformed", pq), ha,
+                [{"epk" if k == "enc" else k: v for k, v in h_a.items()}]),
+        _unwrap("hybrid_stanza_names_x25519_key", "a hybrid stanza whose recipient is a tdr1 "
+                "key", fmt, ("Malformed", pq, "Mixed"), a,
+                [h_a | {"recipient": IDENTITY_A.public().to_text()}]),
+        _unwrap("x25519_stanza_names_hybrid_key", "an X25519 stanza whose recipient is a "
+                "tdrpq1 key", fmt, ("Malformed", pq, "Mixed"), ha,
+                [to_a | {"recipient": HYBRID_A.public().to_text()}]),
+        _unwrap("hybrid_enc_not_canonical_base64", "enc without its base64 padding", fmt,
+                ("NonCanonical", pq), ha, [h_a | {"enc": h_a["enc"].rstrip("=")}]),
+    ]  # fmt: skip
+
+
 def invalid_vectors() -> list[Vector]:
     to_a = _stanza(IDENTITY_A, EPHEMERAL_1)
     to_c = _stanza(IDENTITY_C, EPHEMERAL_1)
@@ -154,9 +250,11 @@ def invalid_vectors() -> list[Vector]:
 def generate() -> dict[str, Any]:
     return vector_file(
         "wrap",
-        "K_job wrapped to X25519 recipients. Unwrap: parse every stanza, try those naming the "
-        "identity's public key (none: not a recipient; none opens: authentication failure), "
-        "then compare key_check. Wrap (Deterministic vectors): stanzas[i] = wrap(K_job, "
-        "wraps[i].recipient, wraps[i].ephemeral_secret).",
-        valid_vectors() + invalid_vectors(),
+        "K_job wrapped to recipients, X25519 and hybrid (mlkem768x25519). Unwrap: parse every "
+        "stanza, try those of the identity's type naming its public key (none: not a recipient; "
+        "none opens: authentication failure), then compare key_check. Wrap (Deterministic "
+        "vectors): stanzas[i] = wrap(K_job, wraps[i].recipient) with the ephemeral secret "
+        "wraps[i].ephemeral_secret, and for a hybrid recipient the ML-KEM-768 encapsulation "
+        "seed wraps[i].mlkem_seed (FIPS 203 ML-KEM.Encaps_internal's m).",
+        valid_vectors() + hybrid_valid_vectors() + invalid_vectors() + hybrid_invalid_vectors(),
     )

@@ -9,8 +9,10 @@ tests/protocol/test_vectors.py checks that it does. The compressed bytes inside 
 reader MUST accept any valid zstd frame.
 
 One module per vector group: gen_keys, gen_wrap, gen_chunks, gen_envelope, gen_pack,
-gen_objectlist, gen_catalog, gen_catalog_stream, gen_manifest, gen_copy, gen_rowset,
-gen_copy_manifest, gen_lease_epoch.
+gen_objectlist, gen_catalog, gen_catalog_stream, gen_stream, gen_manifest, gen_copy,
+gen_rowset, gen_copy_manifest, gen_changes, gen_lease_epoch; hybrid_seal seals hybrid stanzas
+from injected randomness and
+rules.py names the rule of SPEC Appendix D each invalid vector breaks.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import gen_catalog
 import gen_catalog_stream
+import gen_changes
 import gen_chunks
 import gen_copy
 import gen_copy_manifest
@@ -30,6 +33,7 @@ import gen_manifest
 import gen_objectlist
 import gen_pack
 import gen_rowset
+import gen_stream
 import gen_wrap
 from common import write_json
 
@@ -43,10 +47,12 @@ FILES = {
     "object_list.json": gen_objectlist.generate,
     "catalog.json": gen_catalog.generate,
     "catalog_stream.json": gen_catalog_stream.generate,
+    "stream.json": gen_stream.generate,
     "manifest.json": gen_manifest.generate,
     "rowset.json": gen_rowset.generate,
     "copy_secret.json": gen_copy_manifest.generate_secret,
     "copy_manifest.json": gen_copy_manifest.generate,
+    "changes.json": gen_changes.generate,
     "lease_epoch.json": gen_lease_epoch.generate,
 }
 

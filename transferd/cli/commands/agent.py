@@ -58,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
-    setup_logging(quiet=args.quiet)
+    setup_logging(quiet=args.quiet, json_mode=out.json_mode)
     plan = load_plan(args.plan)
     if args.agent not in plan.agents:
         raise ConfigError(

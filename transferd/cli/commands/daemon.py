@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from transferd.cli.output import Output, add_json_flag
-from transferd.daemon.config import DEFAULT_CONFIG, load_config
+from transferd.daemon.config import DEFAULT_CONFIG, example_config, load_config
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -23,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "continue from their checkpoints after a restart), the receiving role of [serve], a "
         "Prometheus endpoint. Stops cleanly on SIGTERM: uploads in flight finish, the "
         "checkpoint is written; a second signal aborts.",
-        epilog="Every setting is documented, with its default, in systemd/transferd.toml.example.",
+        epilog="Every setting, with its default and what it does: transferd daemon --print-config "
+        "(the example configuration, also systemd/transferd.toml.example).",
     )
     p.add_argument(
         "--config",
@@ -32,16 +33,28 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="FILE",
         help=f"the TOML configuration (default $TRANSFERD_CONFIG or {DEFAULT_CONFIG})",
     )
-    p.add_argument(
+    what = p.add_mutually_exclusive_group()
+    what.add_argument(
         "--check",
         action="store_true",
-        help="check the configuration and its secrets, then exit",
+        help="check the configuration and its secrets (every problem, not only the first), "
+        "then exit",
+    )
+    what.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the example configuration (every setting, its default, what it does) and "
+        "exit: transferd daemon --print-config > /etc/transferd/transferd.toml",
     )
     add_json_flag(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
+    if args.print_config:
+        text = example_config()
+        out.result({"config": text}, [text.rstrip("\n")])
+        return 0
     path = args.config or Path(os.environ.get("TRANSFERD_CONFIG") or DEFAULT_CONFIG)
     config = load_config(path)
     from transferd.daemon.run import load_sender, run_daemon

@@ -18,9 +18,9 @@ from transferd.cli.control import ControlClient, default_socket
 from transferd.cli.jobview import list_lines, status_lines, watch
 from transferd.cli.output import Output, add_json_flag
 from transferd.cli.pgargs import add_source_arguments, source_options
-from transferd.errors import ConfigError
+from transferd.errors import EXIT_OK, ConfigError, DaemonUnavailableError
 from transferd.util.keyfiles import load_recipients
-from transferd.util.units import format_rate, parse_rate
+from transferd.util.units import format_rate, parse_rate, parse_size
 
 
 def _common(p: argparse.ArgumentParser, name: bool = True) -> None:
@@ -57,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="append",
         default=[],
         metavar="KEY",
-        help="a recipient public key tdr1… (repeat; default: recipients in [send])",
+        help="a recipient public key tdrpq1… or tdr1… (repeat; default: recipients in [send])",
     )
     p.add_argument(
         "-R",
@@ -71,7 +71,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--limit", type=parse_rate, metavar="RATE",
                    help="this job's bandwidth limit, e.g. 20M (bytes/s; 0: none)")  # fmt: skip
     add_source_arguments(p, daemon=True)
+    g = p.add_argument_group("PostgreSQL follow mode", "as send --follow (README)")
+    g.add_argument("--follow", action="store_true",
+                   help="after the snapshot, follow until 'jobs cutover NAME'")  # fmt: skip
+    g.add_argument("--publication", metavar="NAME", help="carry this publication's changes")
+    g.add_argument("--keep-slot", action="store_true", help="keep the slot after the cut-over")
+    g.add_argument("--cutover-at-end", action="store_true",
+                   help="cut over once the copy has caught up with the source")  # fmt: skip
+    g.add_argument("--max-retained-wal", type=parse_size, default=None, metavar="SIZE",
+                   help="warn when the source keeps more WAL than SIZE (default 16G)")  # fmt: skip
     p.set_defaults(run=_start)
+
+    p = sub.add_parser("cutover", help="a follow job: stop at the current LSN, publish, drop "
+                       "the slot; then 'copy complete up to LSN …'")  # fmt: skip
+    _common(p)
+    p.set_defaults(run=_cutover)
 
     p = sub.add_parser("list", help="every job, one line each")
     _common(p, name=False)
@@ -160,7 +174,34 @@ def _postgres_options(args: argparse.Namespace) -> dict[str, Any] | None:
             raise ConfigError("PostgreSQL options go with the job's source: give SOURCE too")
         return None
     options = source_options(args)
-    return None if options is None else options.settings()
+    if options is None:
+        if args.follow:
+            raise ConfigError("--follow applies to PostgreSQL sources (postgresql://…) only")
+        return None
+    settings = options.settings()
+    if args.follow:
+        follow = {"publication": args.publication, "keep_slot": args.keep_slot,
+                  "cutover_at_end": args.cutover_at_end,
+                  "max_retained_wal": args.max_retained_wal}  # fmt: skip
+        settings["follow"] = {k: v for k, v in follow.items() if v is not None}
+    elif args.publication or args.keep_slot or args.cutover_at_end:
+        raise ConfigError("--publication, --keep-slot and --cutover-at-end go with --follow")
+    return settings
+
+
+def _cutover(args: argparse.Namespace, out: Output) -> int:
+    """Ask the daemon's follow job to cut over, and wait until it has: one line at the end."""
+    with _client(args) as client:
+        result = client.call("cutover", name=args.name)
+        while result.get("phase") not in ("done", "failed", "cancelled"):
+            time.sleep(1)
+            result = client.call("status", name=args.name)
+    if result.get("phase") != "done":
+        raise ConfigError(f"job {args.name} ended {result.get('phase')} before its cut-over: "
+                          f"{result.get('last_error')}")  # fmt: skip
+    lsn = (result.get("follow") or {}).get("cutover_lsn")
+    out.result(result, [f"copy complete up to LSN {lsn}"])
+    return 0
 
 
 _PG_OPTIONS = ("jobs", "include_schema", "exclude_schema", "include_table", "exclude_table",
@@ -219,11 +260,35 @@ def _logs(args: argparse.Namespace, out: Output) -> int:
 
 
 def _watch(args: argparse.Namespace, out: Output) -> int:
-    with _client(args) as client:
-        watch(
-            lambda: client.call("list"),
-            interval=max(0.1, args.interval),
-            json_mode=out.json_mode,
-            count=args.count,
-        )
-    return 0
+    """The live display. A daemon that stops (a restart, an upgrade) is waited for: "daemon
+    gone, reconnecting…" once, the watch goes on asking every interval, and says when it is
+    back. A daemon that never answered is an error (exit 7): a wrong socket path should not
+    make a watch that waits forever."""
+    client = _client(args)
+    gone = False
+
+    def fetch() -> dict[str, Any] | None:
+        nonlocal gone
+        try:
+            result: dict[str, Any] = client.call("list")
+        except DaemonUnavailableError as e:
+            client.close()
+            if not gone:
+                gone = True
+                out.warning(
+                    f"daemon gone, reconnecting… ({e.message})",
+                    hint="the watch goes on; jobs continue from their checkpoints when the "
+                    "daemon is back",
+                )
+            return None
+        if gone:
+            gone = False
+            out.warning(f"the daemon on {client.path} is back: watching again")
+        return result
+
+    try:
+        client.call("list")  # the first answer decides that there is a daemon to wait for
+        watch(fetch, interval=max(0.1, args.interval), json_mode=out.json_mode, count=args.count)
+    finally:
+        client.close()
+    return EXIT_OK

@@ -1,7 +1,9 @@
 """``transferd keygen``: create a recipient identity or a sender key in a new 0600 file.
 
-The secret is drawn here, with ``os.urandom``, and handed to the I/O-free core, which never
-draws randomness itself. The public key is printed on stdout so it can be piped or pasted:
+A recipient identity is hybrid post-quantum (ML-KEM-768 + X25519, ``tdrpq1…``) unless
+``--classic`` asks for X25519 alone (``tdr1…``), for a reader that cannot take hybrid keys yet.
+The secret is drawn here, with ``os.urandom``, and handed to the I/O-free core. The public key is
+printed on stdout so it can be piped or pasted:
 ``transferd keygen --kind recipient -o owner.key > owner.pub``.
 """
 
@@ -13,13 +15,20 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from transferd.cli.output import Output, add_json_flag
+from transferd.cli.output import JSONValue, Output, add_json_flag
 from transferd.core.constants import KEY_SIZE
-from transferd.core.keys import RecipientIdentity, SecretKey, SenderSecretKey, render_key_file
+from transferd.core.keys import (
+    RecipientIdentity,
+    RecipientKey,
+    SecretKey,
+    SenderSecretKey,
+    render_key_file,
+)
+from transferd.errors import ConfigError
 from transferd.util.secretfiles import write_secret_file
 
 KINDS: dict[str, Callable[[bytes], SecretKey]] = {
-    "recipient": RecipientIdentity.from_bytes,
+    "recipient": RecipientIdentity.hybrid,
     "sender": SenderSecretKey.from_bytes,
 }
 
@@ -29,15 +38,22 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "keygen",
         help="create a recipient identity or a sender key",
         description="Create a new secret key in FILE (mode 0600, never overwriting a file) "
-        "and print its public key on stdout. A recipient identity (X25519) decrypts copies "
-        "encrypted to its public key tdr1…; a sender key (Ed25519) signs what a job stores, "
-        "and its public key tds1… verifies it.",
+        "and print its public key on stdout. A recipient identity decrypts copies encrypted "
+        "to its public key: hybrid post-quantum (ML-KEM-768 + X25519, tdrpq1…, 1958 "
+        "characters) unless --classic; a sender key (Ed25519) signs what a job stores, and "
+        "its public key tds1… verifies it.",
     )
     parser.add_argument(
         "--kind",
         required=True,
         choices=sorted(KINDS),
         help="recipient: who can read a copy; sender: who signs it",
+    )
+    parser.add_argument(
+        "--classic",
+        action="store_true",
+        help="a classic X25519 recipient (tdr1…), which a quantum computer could break: only "
+        "for readers that cannot take hybrid keys yet",
     )
     parser.add_argument(
         "-o",
@@ -53,9 +69,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace, out: Output) -> int:
     path: Path = args.output
-    secret: SecretKey = KINDS[args.kind](os.urandom(KEY_SIZE))
+    if args.classic and args.kind != "recipient":
+        raise ConfigError("--classic applies to recipient keys only")
+    make = RecipientIdentity.from_bytes if args.classic else KINDS[args.kind]
+    secret: SecretKey = make(os.urandom(KEY_SIZE))
     created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     write_secret_file(path, render_key_file(secret, created).encode())
-    public = secret.public().to_text()
-    out.result({"kind": args.kind, "public_key": public, "file": str(path)}, [public])
+    public = secret.public()
+    report: dict[str, JSONValue] = {
+        "kind": args.kind,
+        "public_key": public.to_text(),
+        "file": str(path),
+    }
+    if isinstance(public, RecipientKey):
+        report |= {"type": public.type.value, "fingerprint": public.fingerprint()}
+    out.result(report, [public.to_text()])
     return 0

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from transferd.cli.output import Output, add_json_flag
+from transferd.cli.output import JSONValue, Output, add_json_flag
 from transferd.core.keys import (
     AnyKey,
     RecipientIdentity,
@@ -81,5 +81,13 @@ def run_show(args: argparse.Namespace, out: Output) -> int:
         secret, public = False, key
     kind = "recipient" if isinstance(public, RecipientKey) else "sender"
     text = public.to_text()
-    out.result({"kind": kind, "public_key": text, "file": args.file, "secret": secret}, [text])
+    report: dict[str, JSONValue] = {
+        "kind": kind,
+        "public_key": text,
+        "file": args.file,
+        "secret": secret,
+    }
+    if isinstance(public, RecipientKey):  # a hybrid key is too long to compare by eye
+        report |= {"type": public.type.value, "fingerprint": public.fingerprint()}
+    out.result(report, [text])
     return 0

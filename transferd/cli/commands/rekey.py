@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from transferd.cli.output import JSONValue, Output, add_json_flag
+from transferd.core.jobkey import PQ_HINT
 from transferd.core.keys import RecipientKey, parse_recipient
 from transferd.errors import JobNotFoundError, KeyFormatError
 from transferd.rekey import RekeyResult, rekey
@@ -30,9 +31,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "of recipients: each --add-recipient gets a new stanza, each --remove-recipient loses "
         "its stanza, the others keep theirs. No chunk is re-sent. A removed recipient who "
         "kept the job key can still read what is stored; rekey decides who can open the "
-        "copy from now on.",
+        "copy from now on. Replacing a classic recipient (tdr1…) by a hybrid one (tdrpq1…) "
+        "moves the job to post-quantum wraps, but the older manifests keep the classic wrap "
+        "of the same job key (protocol/THREATS.md section 4).",
         epilog="Example: transferd rekey --store /srv/transferd --job snds-2026 "
-        "--identity owner.key --sender-key sender.key --add-recipient tdr1… "
+        "--identity owner.key --sender-key sender.key --add-recipient tdrpq1… "
         "--remove-recipient tdr1…",
     )
     where = p.add_mutually_exclusive_group(required=True)
@@ -60,14 +63,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="append",
         default=[],
         metavar="KEY",
-        help="a recipient public key tdr1… to add (repeat for several)",
+        help="a recipient public key tdrpq1… or tdr1… to add (repeat for several)",
     )
     p.add_argument(
         "--remove-recipient",
         action="append",
         default=[],
         metavar="KEY",
-        help="a recipient public key tdr1… to remove (repeat for several)",
+        help="a recipient public key tdrpq1… or tdr1… to remove (repeat for several)",
+    )
+    p.add_argument(
+        "--require-pq",
+        action="store_true",
+        help="refuse a new recipient set that keeps a classic-only (X25519, tdr1…) recipient",
     )
     p.add_argument("--ca-file", type=Path, metavar="FILE", help="CA to trust for https://")
     add_json_flag(p)
@@ -85,7 +93,7 @@ def _recipients(texts: list[str], option: str) -> list[RecipientKey]:
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
-    setup_logging()
+    setup_logging(json_mode=out.json_mode)
     add = _recipients(args.add_recipient, "--add-recipient")
     remove = _recipients(args.remove_recipient, "--remove-recipient")
     identity = load_identity(args.identity, out)
@@ -107,6 +115,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
                 add=add,
                 remove=remove,
                 created=utc_now(),
+                require_pq=args.require_pq,
             )
         finally:
             await store.close()
@@ -123,7 +132,17 @@ def run(args: argparse.Namespace, out: Output) -> int:
         "removed": list(result.removed),
         "recipients": list(recipients),
     }
+    if result.classic_kept is not None:
+        out.warning(result.classic_kept, hint=PQ_HINT)
+    if result.classic_removed:
+        out.warning(
+            f"manifests 1 to {result.previous.body.sequence} of job {body.job} still hold the "
+            "classic (X25519) wrap of its job key: whoever recorded one can open every chunk, "
+            "those sent later too, once X25519 falls",
+            hint="send data that must stay post-quantum to a new job (a new job key), and "
+            "re-send what is stored to one if it must too",
+        )
     lines = [f"job {body.job}: manifest {body.sequence} stored; the copy is now encrypted to:"]
-    lines += [f"  {r}" for r in recipients]
+    lines += [f"  {s.recipient.display()}" for s in body.recipients]
     out.result(summary, lines)
     return 0

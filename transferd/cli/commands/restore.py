@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import time
 from pathlib import Path
 
 from transferd.cli import pgrestore
+from transferd.cli.filterargs import add_filter_arguments, path_filter
 from transferd.cli.output import JSONValue, Output, add_json_flag
 from transferd.cli.storeargs import add_read_location, open_for_reading
 from transferd.core.keys import SenderPublicKey, SenderSecretKey
@@ -24,6 +24,7 @@ from transferd.errors import ConfigError
 from transferd.restore.directory import RestoreProgress, RestoreResult, restore
 from transferd.stores.base import Store
 from transferd.util.keyfiles import load_identity, load_sender_key, parse_sender_arg
+from transferd.util.pathfilter import PathFilter
 from transferd.util.runtime import run as run_async
 from transferd.util.runtime import setup_logging
 from transferd.util.units import human_bytes
@@ -105,9 +106,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="threads opening chunks (default: the number of cores)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    add_filter_arguments(p, "a restore into --out writes (only their packs are fetched)")
     pgrestore.add_arguments(p)
     add_json_flag(p)
-    p.set_defaults(run=run)
+    p.set_defaults(
+        run=run,
+        resume_hint="the files restored so far are complete and verified; run it again with "
+        "--resume to keep them and go on: {command}",
+    )
 
 
 def _open(args: argparse.Namespace, key: SenderSecretKey | None) -> Store:
@@ -123,16 +129,21 @@ def _open(args: argparse.Namespace, key: SenderSecretKey | None) -> Store:
 def run(args: argparse.Namespace, out: Output) -> int:
     if args.sequence is not None and args.sequence < 1:
         raise ConfigError("--sequence must be 1 or more")
-    if args.to is None and (args.split_tables_larger_than or args.password_file is not None):
-        flag = "--password-file" if args.password_file else "--split-tables-larger-than"
-        raise ConfigError(f"{flag} applies to a restore into a database (--to postgresql://…)")
-    if args.resume and args.to is not None:
-        raise ConfigError(
-            "--resume applies to a restore into a directory (--out)",
-            hint="a database restore is one transaction per section: run it again into an "
-            "empty database",
+    if args.to is None and (args.split_tables_larger_than or args.password_file is not None
+                            or args.until_lsn is not None):  # fmt: skip
+        flag = (
+            "--password-file"
+            if args.password_file
+            else ("--split-tables-larger-than" if args.split_tables_larger_than else "--until-lsn")
         )
-    setup_logging(quiet=args.quiet)
+        raise ConfigError(f"{flag} applies to a restore into a database (--to postgresql://…)")
+    # into a database, --resume goes on applying a follow copy's changes (cli/pgrestore.py)
+    select = path_filter(args)
+    if select.active and args.to is not None:
+        raise ConfigError(
+            "--include, --exclude and --filter apply to a restore into a directory (--out)"
+        )
+    setup_logging(quiet=args.quiet, json_mode=out.json_mode)
     identity = load_identity(args.identity, out)
     signing_key: SenderSecretKey | None = None
     if args.reader_key is not None:
@@ -169,6 +180,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
                 workers=max(0, args.workers),
                 progress=progress,
                 warn=warn,
+                select=select,
             )
         finally:
             if ticker is not None:
@@ -177,7 +189,13 @@ def run(args: argparse.Namespace, out: Output) -> int:
             await store.close()
 
     result = run_async(main())
-    _summary(result, args, out)
+    c = result.counters
+    if select.active and not (c.files or c.symlinks or c.dirs or c.files_kept):
+        out.warning(
+            f"nothing in job {args.job} matches the filter rules: nothing was restored",
+            hint=f"list its files with: transferd ls … --job {args.job} --identity FILE",
+        )
+    _summary(result, args, out, select)
     return 0
 
 
@@ -203,14 +221,16 @@ async def _report(progress: RestoreProgress, out: Output, interactive: bool) -> 
             sys.stderr.flush()
     while True:
         await asyncio.sleep(PROGRESS_INTERVAL)
-        if out.json_mode:
-            line = json.dumps({"progress": {"bytes": progress.bytes, "entries": progress.entries}})
-        else:
-            line = "transferd: progress: " + describe(progress, time.monotonic())
-        print(line, file=sys.stderr, flush=True)
+        files = progress.writing.files if progress.writing else 0
+        out.progress(
+            {"bytes": progress.bytes, "entries": progress.entries, "files": files},
+            describe(progress, time.monotonic()),
+        )
 
 
-def _summary(result: RestoreResult, args: argparse.Namespace, out: Output) -> None:
+def _summary(
+    result: RestoreResult, args: argparse.Namespace, out: Output, select: PathFilter
+) -> None:
     c = result.counters
     body = result.manifest.body
     seconds = max(result.seconds, 1e-6)
@@ -230,6 +250,7 @@ def _summary(result: RestoreResult, args: argparse.Namespace, out: Output) -> No
         "bytes_fetched": result.bytes_fetched,
         "files_kept": c.files_kept,
         "bytes_kept": c.bytes_kept,
+        "selection": select.selection() or None,
         "seconds": round(result.seconds, 3),
         "mb_per_s": round(result.bytes / seconds / 1e6, 1),
     }

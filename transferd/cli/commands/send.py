@@ -8,25 +8,33 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import os
 import sys
 from pathlib import Path
 
+from transferd.cli import follow
 from transferd.cli.azureargs import add_azure_arguments, azure_options
+from transferd.cli.filterargs import add_filter_arguments, path_filter
 from transferd.cli.lockargs import add_lock_arguments, lock_policy
-from transferd.cli.output import Output, add_json_flag
+from transferd.cli.output import JSONValue, Output, add_json_flag
 from transferd.cli.pgargs import add_source_arguments, source_options
 from transferd.cli.progress import report_progress
 from transferd.core.constants import PACK_TARGET
 from transferd.errors import EXIT_OK, EXIT_PARTIAL
 from transferd.send.compose import SendOptions, compose_send
 from transferd.send.config import Counters
+from transferd.send.dryrun import DryRun, Planned, left_out_collector, plan
 from transferd.send.run import SendResult, send
 from transferd.send.state import default_state_dir
+from transferd.sources.base import Source
+from transferd.sources.directory import DirectorySource
+from transferd.sources.open import is_postgres, open_source
 from transferd.util.keyfiles import load_recipients, load_sender_key
+from transferd.util.pathfilter import PathFilter
 from transferd.util.runtime import run as run_async
 from transferd.util.runtime import setup_logging
-from transferd.util.units import human_bytes, parse_size
+from transferd.util.units import format_rate, human_bytes, parse_rate, parse_size
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -64,7 +72,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="append",
         default=[],
         metavar="KEY",
-        help="a recipient public key tdr1… (repeat for several); needed for a new job",
+        help="a recipient public key tdrpq1… (hybrid) or tdr1… (classic); repeat for several; "
+        "needed on a job's first run, kept for every later one",
     )
     p.add_argument(
         "--recipients-file",
@@ -74,6 +83,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=Path,
         metavar="FILE",
         help="a file of recipient keys, one per line",
+    )
+    p.add_argument(
+        "--require-pq",
+        action="store_true",
+        help="refuse a job that has a classic-only (X25519, tdr1…) recipient, whose key wrap a "
+        "future quantum computer could open (without it: a warning)",
     )
     p.add_argument(
         "--state",
@@ -116,8 +131,22 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default="auto",
         help="live progress line (auto: on a terminal)",
     )
+    p.add_argument(
+        "--bwlimit",
+        type=parse_rate,
+        default=0,
+        metavar="RATE",
+        help="at most RATE bytes per second to the store, e.g. 8M (binary multiples; 0: none)",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list what would be read, reused unchanged and left out; write and send nothing",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    add_filter_arguments(p, "a directory source copies")
     add_source_arguments(p)
+    follow.add_arguments(p)
     add_azure_arguments(p)
     add_lock_arguments(
         p,
@@ -125,7 +154,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "must have Object Lock; the store is probed first)",
     )
     add_json_flag(p)
-    p.set_defaults(run=run)
+    p.set_defaults(
+        run=run,
+        resume_hint="nothing the host acknowledged is lost; run the same command again to "
+        "resume (the recipients are kept: -r may be left out): {command}",
+    )
 
 
 def send_options(args: argparse.Namespace) -> SendOptions:
@@ -139,22 +172,37 @@ def send_options(args: argparse.Namespace) -> SendOptions:
         ca_file=args.ca_file,
         postgres=source_options(args),
         azure=azure_options(args),
+        require_pq=args.require_pq,
+        bandwidth=args.bwlimit,
         object_lock=lock_policy(args),
     )
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
-    setup_logging(quiet=args.quiet)
+    setup_logging(quiet=args.quiet, json_mode=out.json_mode)
+    if follow.wants_follow(args):
+        return follow.run(args, out, send_options(args))
     sender = load_sender_key(args.sender_key, out)
     recipients = load_recipients(args.recipient, args.recipients_file)
-    composed = compose_send(send_options(args), source=args.source, to=args.to, sender=sender)
+    select = path_filter(args)
+    if args.dry_run:
+        return _dry_run(args, out, select)
+    composed = compose_send(
+        send_options(args).but(select=select), source=args.source, to=args.to, sender=sender
+    )
     source, store = composed.source, composed.store
     interactive = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
     counters = Counters()
 
     async def main() -> SendResult:
+        shown = not args.quiet and args.progress != "never"
         progress = asyncio.create_task(
-            report_progress(counters, source.size_hint, interactive=interactive and not args.quiet)
+            report_progress(
+                counters,
+                source.size_hint,
+                interactive=interactive and shown and not out.json_mode,
+                json_mode=out.json_mode and shown,
+            )
         )
         try:
             return await send(
@@ -166,6 +214,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
                 state_dir=args.state or default_state_dir(),
                 config=composed.config,
                 counters=counters,
+                require_pq=composed.options.require_pq,
+                warn=lambda message, hint: out.warning(message, hint=hint),
             )
         finally:
             progress.cancel()
@@ -192,6 +242,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
         "stored_objects": body.totals.objects,
         "stored_bytes": body.totals.stored_bytes,
         "seconds": round(result.seconds, 3),
+        "bwlimit": args.bwlimit,
         "failures": [
             {"path": p.decode("utf-8", "backslashreplace"), "error": m} for p, m in result.failures
         ],
@@ -210,5 +261,70 @@ def run(args: argparse.Namespace, out: Output) -> int:
         )
     for p, m in result.failures:
         out.warning(f"not copied: {p.decode('utf-8', 'backslashreplace')}: {m}")
-    out.result(summary, lines)  # type: ignore[arg-type]
+    out.result(summary, lines)
     return EXIT_PARTIAL if result.failures else EXIT_OK
+
+
+def _dry_run(args: argparse.Namespace, out: Output, select: PathFilter) -> int:
+    """What the send would do, from a listing of the source and the journal, read-only: the
+    store is not contacted and no state is created."""
+    left_out: collections.deque[tuple[bytes, int]] = collections.deque()
+    source: Source
+    if is_postgres(args.source) or args.source.startswith("az://"):
+        source = open_source(
+            args.source, postgres=source_options(args), azure=azure_options(args), select=select
+        )
+    else:
+        source = DirectorySource(args.source, select, left_out_collector(left_out))
+    state_dir = args.state or default_state_dir()
+
+    def emit(p: Planned) -> None:
+        if args.quiet:
+            return
+        path = p.path.decode("utf-8", "backslashreplace")
+        data: dict[str, JSONValue] = {"event": "dry-run", "action": p.action, "path": path}
+        if p.size is not None:
+            data["size"] = p.size
+        if p.message:
+            data["message"] = p.message
+        size = f" ({human_bytes(p.size)})" if p.size else ""
+        note = f": {p.message}" if p.message else ""
+        out.result(data, [f"{p.action:<10} {path}{size}{note}"])
+
+    async def main() -> DryRun:
+        try:
+            return await plan(source, state_dir, args.job, left_out, emit)
+        finally:
+            await source.close()
+
+    result = run_async(main())
+    c, b = result.counts, result.bytes
+    summary: dict[str, JSONValue] = {
+        "job": args.job,
+        "dry_run": True,
+        "journal": str(result.journal) if result.journal else None,
+        "entries": sum(c.values()) - c.get("left-out", 0),
+        "read": c.get("read", 0),
+        "bytes_read": b.get("read", 0),
+        "unchanged": c.get("unchanged", 0),
+        "bytes_unchanged": b.get("unchanged", 0),
+        "records": c.get("record", 0),
+        "left_out": c.get("left-out", 0),
+        "bytes_left_out": b.get("left-out", 0),
+        "unreadable": c.get("unreadable", 0),
+        "bytes_sent_at_most": b.get("read", 0),
+        "bwlimit": args.bwlimit,
+    }
+    first = "a first run" if result.journal is None else f"a resume from {result.journal}"
+    lines = [
+        f"job {args.job}: dry run ({first}); nothing was written or sent",
+        f"  would read {c.get('read', 0):,} entries ({human_bytes(b.get('read', 0))}), reuse "
+        f"{c.get('unchanged', 0):,} unchanged ({human_bytes(b.get('unchanged', 0))}), record "
+        f"{c.get('record', 0):,} directories and links",
+        f"  left out by the filter rules: {c.get('left-out', 0):,} "
+        f"({human_bytes(b.get('left-out', 0))}); unreadable: {c.get('unreadable', 0):,}",
+        f"  would send at most {human_bytes(b.get('read', 0))} (less after compression and "
+        "deduplication)" + (f", at {format_rate(args.bwlimit)}" if args.bwlimit else ""),
+    ]
+    out.result(summary, lines)
+    return EXIT_OK

@@ -8,7 +8,9 @@ port 0), logs one line per request on stderr, and stops gracefully on SIGTERM or
 requests in flight are finished, then the store is closed.
 
 Settings come from the command line and from the ``[serve]`` table of a TOML file
-(``--config``); the command line wins for single values and adds to the lists of grants::
+(``--config``), read as the daemon's receiving role reads it (host/settings.py, with every
+setting and its default in systemd/transferd.toml.example); the command line wins for single
+values and adds to the lists of grants::
 
     [serve]
     store = "/srv/transferd"          # relative paths are relative to this file
@@ -34,41 +36,21 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
-import re
-from dataclasses import dataclass
+import os
 from pathlib import Path
-from typing import Any
 
 from transferd.cli.output import Output, add_json_flag
-from transferd.core.keys import SenderPublicKey
-from transferd.errors import ConfigError
-from transferd.host.auth import Authorizer, parse_grant
-from transferd.stores.base import Store
-from transferd.stores.local import LocalStore
+from transferd.host.settings import SCALARS, HostSettings, read_serve_table, with_options
 from transferd.util.runtime import setup_logging
-from transferd.util.secretfiles import read_secret_file
 from transferd.util.tomlfile import read_toml_table
-
-DEFAULT_LISTEN = "127.0.0.1:8443"
-_LISTEN = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]+)):(?P<port>[0-9]{1,5})")
-_SETTINGS = frozenset(
-    {"store", "listen", "tls_cert", "tls_key", "accept_hosts", "senders", "readers"}
-)
 
 log = logging.getLogger("transferd.serve")
 
-
-@dataclass(frozen=True)
-class ServeConfig:
-    store: Path | str
-    """A directory, or an s3:// location."""
-    listen: tuple[str, int]
-    writers: tuple[tuple[str, SenderPublicKey], ...]
-    readers: tuple[tuple[str, SenderPublicKey], ...] = ()
-    accept_hosts: tuple[str, ...] = ()
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    shutdown_timeout: float = 60.0
+_HELP = {
+    "store": "the store directory, or s3://BUCKET/PREFIX (endpoint and credentials from the "
+    "[s3] table of --config, $TRANSFERD_S3_CONFIG or AWS_*)",
+    "listen": "address to listen on, [v6]:PORT for IPv6, port 0 for any (default 127.0.0.1:8443)",
+}
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -78,20 +60,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Serve the store directory DIR over HTTP(S) to the sender keys allowed "
         "with --allow (write and read) and --allow-reader (read only). Prints 'listening on "
         "URL' when ready; stops gracefully on SIGTERM or SIGINT. The host stores only "
-        "ciphertext and signed manifests: it needs no recipient key.",
+        "ciphertext and signed manifests: it needs no recipient key. Every option is also a "
+        "setting of the [serve] table of --config (systemd/transferd.toml.example).",
         epilog="Example: transferd serve --store /srv/transferd --listen 0.0.0.0:8443 "
         "--tls-cert host.crt --tls-key host.key --allow 'snds-*=tds1…'",
-    )
-    parser.add_argument(
-        "--store",
-        metavar="DIR|S3URL",
-        help="the store directory, or s3://BUCKET/PREFIX (endpoint and credentials from the "
-        "[s3] table of --config, $TRANSFERD_S3_CONFIG or AWS_*)",
-    )
-    parser.add_argument(
-        "--listen",
-        metavar="HOST:PORT",
-        help=f"address to listen on, [v6]:PORT for IPv6, port 0 for any (default {DEFAULT_LISTEN})",
     )
     parser.add_argument(
         "--allow",
@@ -115,145 +87,55 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="HOST[:PORT]",
         help="answer only requests signed for this Host (repeat); default: any",
     )
-    parser.add_argument("--tls-cert", type=Path, metavar="FILE", help="PEM certificate chain")
-    parser.add_argument("--tls-key", type=Path, metavar="FILE", help="PEM private key")
-    parser.add_argument(
-        "--shutdown-timeout",
-        type=float,
-        metavar="SECONDS",
-        help="how long a stop waits for requests in flight (default 60)",
-    )
+    for scalar in (s for s in SCALARS if s.option):
+        default = f" (default {scalar.default:g})" if scalar.kind is not str else ""
+        parser.add_argument(
+            scalar.flag,
+            dest=scalar.name,
+            type=scalar.kind,
+            metavar=scalar.metavar or None,
+            help=_HELP.get(scalar.name, scalar.help + default),
+        )
     parser.add_argument("--config", type=Path, metavar="FILE", help="a TOML file with [serve]")
     add_json_flag(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
-    config = load_config(args)
-    setup_logging()
-    from transferd.host.server import run_server  # aiohttp only for this command
+    settings = load_settings(args)
+    setup_logging(json_mode=out.json_mode)
+    from transferd.host.build import run_host  # aiohttp only for this command
 
-    if config.tls_key is not None and read_secret_file(config.tls_key).exposed:
-        raise ConfigError(
-            f"the TLS key {config.tls_key} can be read by group or others",
-            hint=f"chmod 600 {config.tls_key}",
-        )
-    store: Store
-    if isinstance(config.store, str):
-        from transferd.stores.s3 import S3Store  # aiobotocore only for an s3:// store
-        from transferd.stores.s3config import load_settings
-
-        store = S3Store(load_settings(config.store, args.config))
-    else:
-        store = LocalStore(config.store)
-    authorizer = Authorizer(config.writers, config.readers, hosts=config.accept_hosts)
-    host = config.listen[0]
-    if config.tls_cert is None and not _is_loopback(host):
+    host = settings.listen[0]
+    if settings.tls_cert is None and not _is_loopback(host):
         out.warning(
             f"serving without TLS on {host}: job names, sizes and timing are visible on the "
             "network (the data itself stays end-to-end encrypted)",
             hint="give --tls-cert and --tls-key",
         )
-    run_server(
-        store,
-        config.listen,
-        authorizer,
-        tls_cert=str(config.tls_cert) if config.tls_cert else None,
-        tls_key=str(config.tls_key) if config.tls_key else None,
-        on_listening=lambda url: out.result({"listening": url}, [f"listening on {url}"]),
-        shutdown_timeout=config.shutdown_timeout,
+    run_host(
+        settings, on_listening=lambda url: out.result({"listening": url}, [f"listening on {url}"])
     )
     log.info("stopped")
     return 0
 
 
-def load_config(args: argparse.Namespace) -> ServeConfig:
-    """The settings of the command line over those of ``--config``, checked."""
-    table: dict[str, Any] = {}
-    base = Path.cwd()
+def load_settings(args: argparse.Namespace) -> HostSettings:
+    """The ``[serve]`` table of ``--config`` (if any), the command line laid over it."""
+    table, base = {}, Path.cwd()
     if args.config is not None:
-        table, base = _read_table(args.config), args.config.parent
-
-    def path(value: object, name: str) -> Path | None:
-        if value is None:
-            return None
-        if not isinstance(value, str | Path):
-            raise ConfigError(f"{name} in {args.config} must be a path")
-        return base / value
-
-    given = args.store or table.get("store")
-    store: Path | str | None
-    if isinstance(given, str) and given.startswith("s3://"):
-        store = given
-    else:
-        store = Path(args.store) if args.store else path(table.get("store"), "store")
-    if store is None:
-        raise ConfigError("no store directory: give --store DIR", hint="or store = … in [serve]")
-    listen = parse_listen(args.listen or _string(table, "listen", DEFAULT_LISTEN))
-    tls_cert = args.tls_cert or path(table.get("tls_cert"), "tls_cert")
-    tls_key = args.tls_key or path(table.get("tls_key"), "tls_key")
-    if (tls_cert is None) != (tls_key is None):
-        raise ConfigError("TLS needs both a certificate and its key (--tls-cert, --tls-key)")
-    writers = _grants(table, "senders") + tuple(parse_grant(g) for g in args.allow)
-    readers = _grants(table, "readers") + tuple(parse_grant(g) for g in args.allow_reader)
-    if not writers and not readers:
-        raise ConfigError(
-            "no key is allowed to use this host",
-            hint="add --allow 'JOBPATTERN=tds1…' for each sender (its public key)",
-        )
-    hosts = table.get("accept_hosts", [])
-    if not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):
-        raise ConfigError(f"accept_hosts in {args.config} must be a list of host names")
-    timeout = args.shutdown_timeout if args.shutdown_timeout is not None else 60.0
-    return ServeConfig(
-        store=store,
-        listen=listen,
-        writers=writers,
-        readers=readers,
-        accept_hosts=(*hosts, *args.accept_host),
-        tls_cert=tls_cert,
-        tls_key=tls_key,
-        shutdown_timeout=timeout,
+        table, base = read_toml_table(args.config, "serve"), args.config.parent
+    where = f"[serve] of {args.config}" if args.config is not None else "[serve]"
+    settings = read_serve_table(
+        table, base=base, where=where, env=os.environ, s3_config=args.config
     )
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    match = _LISTEN.fullmatch(text.strip())
-    if match is None or int(match["port"]) > 65535:
-        raise ConfigError(f"listen address {text!r} is not HOST:PORT (or [IPv6]:PORT)")
-    return match["v6"] or match["host"], int(match["port"])
-
-
-def _read_table(path: Path) -> dict[str, Any]:
-    table = read_toml_table(path, "serve")
-    unknown = sorted(set(table) - _SETTINGS)
-    if unknown:
-        raise ConfigError(
-            f"unknown setting {unknown[0]!r} in [serve] of {path}",
-            hint=f"known settings: {', '.join(sorted(_SETTINGS))}",
-        )
-    return table
-
-
-def _string(table: dict[str, Any], name: str, default: str) -> str:
-    value = table.get(name, default)
-    if not isinstance(value, str):
-        raise ConfigError(f"{name} in [serve] must be a string")
-    return value
-
-
-def _grants(table: dict[str, Any], name: str) -> tuple[tuple[str, SenderPublicKey], ...]:
-    grants = table.get(name, {})
-    if not isinstance(grants, dict):
-        raise ConfigError(f"[serve.{name}] must map job patterns to lists of keys")
-    parsed: list[tuple[str, SenderPublicKey]] = []
-    for pattern, keys in grants.items():
-        if isinstance(keys, str):
-            keys = [keys]
-        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
-            raise ConfigError(f"[serve.{name}] {pattern!r} must be a list of keys tds1…")
-        parsed.extend(parse_grant(f"{pattern}={key}") for key in keys)
-    return tuple(parsed)
+    return with_options(
+        settings,
+        {s.name: getattr(args, s.name) for s in SCALARS if s.option},
+        allow=tuple(args.allow),
+        allow_reader=tuple(args.allow_reader),
+        accept_hosts=tuple(args.accept_host),
+    )
 
 
 def _is_loopback(host: str) -> bool:

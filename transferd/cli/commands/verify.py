@@ -191,7 +191,13 @@ def run(args: argparse.Namespace, out: Output) -> int:
         )  # fmt: skip
 
     async def main() -> Report:
-        progress = asyncio.create_task(show_progress(throughput, interactive=interactive))
+        progress = asyncio.create_task(
+            show_progress(
+                throughput,
+                interactive=interactive,
+                out=out if args.progress != "never" else None,
+            )
+        )
         try:
             report = await verify_copy(store, args.job, sender, options)
             if retention is not None:
@@ -249,8 +255,10 @@ def _human(report: Report, document: dict[str, Any], args: argparse.Namespace) -
             f"  manifests: {len(report.manifests)} stored, {len(trusted)} trusted, signed by "
             f"{report.sender}"
         )
+    named = max(counts.get("objects_signed", 0), counts.get("objects_referenced", 0))
+    missing = max(report.failure_counts.get("missing", 0), named - counts.get("objects_listed", 0))
     lines.append(
-        f"  objects: {counts.get('objects_referenced', 0):,} named, "
+        f"  objects: {named:,} named" + (f" ({missing:,} missing)" if missing else "") + ", "
         f"{counts.get('objects_listed', 0):,} in the store, "
         f"{counts.get('objects_read', 0):,} read"
     )
@@ -261,8 +269,10 @@ def _human(report: Report, document: dict[str, Any], args: argparse.Namespace) -
             f"{counts.get('plain_bytes', 0) / 1e6:,.1f} MB{opened}"
         )
     if report.against:
+        left_out = counts.get("source_entries_left_out")
         lines.append(
             f"  source {report.against}: {counts.get('source_entries', 0):,} entries compared"
+            + (f", {left_out:,} left out by the copy's filter rules" if left_out else "")
         )
     lines += [
         f"  {c['result'].upper():7} {c['id']}: {c['detail']}"

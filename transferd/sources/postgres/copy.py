@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -102,8 +102,13 @@ class CopyReader:
         workers: int = 4,
         range_pages: int = RANGE_PAGES,
         buffer_bytes: int = BUFFER_BYTES,
+        rewritten: Callable[[Table], Awaitable[bool]] | None = None,
     ) -> None:
         self.info = info
+        self.rewritten = rewritten
+        """Follow mode (sources/postgres/source.py PgOptions.rewritten)."""
+        self._nodes: dict[int, int] = {}
+        """Table oid -> the relfilenode accepted after a TRUNCATE the changes carry."""
         self.snapshot_id = snapshot_id
         self.workers = max(1, workers)
         self.range_pages = max(1, range_pages)
@@ -320,8 +325,15 @@ class CopyReader:
             t.oid,
             t.qualified,
         )
-        if row is None or row["node"] != t.relfilenode or row["oid"] != t.oid:
+        if row is None or row["oid"] != t.oid:
             raise _gone(t)
+        if row["node"] != self._nodes.get(t.oid, t.relfilenode):
+            # A TRUNCATE after the snapshot gave the table new files, which the snapshot reads
+            # empty: right only when the TRUNCATE is in the changes that follow the snapshot.
+            if self.rewritten is None or not await self.rewritten(t):
+                raise _gone(t)
+            log.info("table %s was truncated after the snapshot; the changes carry it", t.display)
+            self._nodes[t.oid] = row["node"]
         skip, expected = rng.delivered, rng.delivered_hash.copy().digest()
         seen = blake3.blake3()
 

@@ -32,7 +32,7 @@ import json
 import logging
 import shlex
 import socket
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -68,12 +68,24 @@ class PgOptions:
     password_file: Path | None = None
     range_pages: int = RANGE_PAGES
     buffer_bytes: int = BUFFER_BYTES
+    rewritten: Callable[[Table], Awaitable[bool]] | None = field(default=None, compare=False)
+    """Follow mode: asked about a table rewritten after the snapshot; True when its TRUNCATE is
+    in the changes, so that what the snapshot still reads of it is accepted (POSTGRESQL.md 7)."""
+    identity_extra: Mapping[str, str | int] = field(default_factory=dict, compare=False)
+    """Members the source record gains (follow mode: the slot, its consistent point)."""
+
+    follow: Mapping[str, Any] | None = field(default=None, compare=False)
+    """A daemon job's follow mode (send/follow.py ``FollowOptions``): ``publication``,
+    ``keep_slot``, ``cutover_at_end``, ``max_retained_wal``; None: a plain copy."""
 
     def settings(self) -> dict[str, Any]:
         """What a daemon job keeps (JSON): parallelism and the selection, never a password."""
         selection = {k: list(v) if isinstance(v, tuple) else v
                      for k, v in asdict(self.selection).items()}  # fmt: skip
-        return {"jobs": self.jobs, "selection": selection}
+        out: dict[str, Any] = {"jobs": self.jobs, "selection": selection}
+        if self.follow is not None:
+            out["follow"] = dict(self.follow)
+        return out
 
     @classmethod
     def from_settings(cls, value: Any, snapshot: str | None = None) -> PgOptions:
@@ -89,7 +101,9 @@ class PgOptions:
             or not isinstance(jobs, int)
             or isinstance(jobs, bool)
             or jobs < 1
-            or set(value) - {"jobs", "selection"}
+            or set(value) - {"jobs", "selection", "follow"}
+            or not isinstance(value.get("follow", {}), dict)
+            or set(value.get("follow") or {}) - FOLLOW_SETTINGS
         ):
             raise ConfigError(f"PostgreSQL options {value!r} are not jobs and a selection")
         items: dict[str, Any] = {}
@@ -102,7 +116,11 @@ class PgOptions:
                 items[k] = v
             else:
                 raise ConfigError(f"PostgreSQL option {k} = {v!r} is not valid")
-        return cls(snapshot=snapshot, jobs=jobs, selection=Selection(**items))
+        return cls(snapshot=snapshot, jobs=jobs, selection=Selection(**items),
+                   follow=value.get("follow"))  # fmt: skip
+
+
+FOLLOW_SETTINGS = frozenset({"publication", "keep_slot", "cutover_at_end", "max_retained_wal"})
 
 
 def path_part(name: str) -> str:
@@ -155,6 +173,7 @@ class PostgresSource:
         reader = CopyReader(
             self.info, holder.snapshot.id, tables, workers=self.options.jobs,
             range_pages=self.options.range_pages, buffer_bytes=self.options.buffer_bytes,
+            rewritten=self.options.rewritten,
         )  # fmt: skip
         reader.start()
         snap = holder.snapshot
@@ -190,7 +209,13 @@ class PostgresSource:
             ident["large_objects"] = self.large_objects
         # shell-quoted, so that verify --against can read the same selection back
         ident["selection"] = shlex.join(self.options.selection.options())
+        ident.update(self.options.identity_extra)
         return ident
+
+    @property
+    def tables(self) -> list[Table]:
+        """The tables listed in the snapshot (empty before ``open``)."""
+        return [] if self._opened is None else list(self._opened.tables)
 
     async def size_hint(self) -> int | None:
         opened = await self.open()
