@@ -108,7 +108,7 @@ def _status(args: argparse.Namespace, out: Output) -> int:
                     "manifest": ref.sequence if ref else None,
                     "lease": None if record is None else {
                         "record": number, "agent": record.agent, "state": record.state,
-                        "time": record.time,
+                        "epoch": record.epoch, "time": record.time,
                     },
                 })  # fmt: skip
             return {
@@ -127,7 +127,12 @@ def _status(args: argparse.Namespace, out: Output) -> int:
     ]
     for j in status["jobs"]:
         lease = j["lease"]
-        held = f"lease {lease['state']} by {lease['agent']} at {lease['time']}" if lease else "-"
+        held = (
+            f"lease {lease['state']} by {lease['agent']} (epoch {lease['epoch']}) at "
+            f"{lease['time']}"
+            if lease
+            else "-"
+        )
         state = f"manifest {j['manifest']}" if j["manifest"] else "not finished"
         lines.append(f"  {j['job']:<24} {state:<16} {held} (assigned to {j['assigned_to']})")
     out.result(status, lines)
