@@ -89,6 +89,7 @@ class Daemon:
 
     def __init__(self, root: Path, sockets: Path, keys: Keys, **send: Any) -> None:
         self.root = root
+        root.mkdir(parents=True, exist_ok=True)
         self.keys = keys
         self.control = sockets / "control.sock"
         self.notify = NotifySocket(sockets / "notify.sock")

@@ -75,3 +75,30 @@ def test_notify_socket_addresses() -> None:
     finally:
         for n in (abstract, other, absent):
             n.close()
+
+
+def test_the_azure_sign_in_and_the_s3_table_are_the_jobs(tmp_path: Path) -> None:
+    """``[azure]`` names how the jobs' az:// sources sign in, its paths relative to the file;
+    ``[s3]`` makes the file the jobs' S3 configuration. Both checked when the file is read."""
+    path = tmp_path / "t.toml"
+    path.write_text(
+        '[azure]\nauth = "client-secret"\ntenant_id = "t"\nclient_id = "c"\n'
+        'client_secret_file = "sp.secret"\n[s3]\nendpoint = "https://s3.example.org"\n'
+    )
+    c = load_config(path, {})
+    assert c.azure["client_secret_file"] == str(tmp_path / "sp.secret")
+    assert c.s3_config == path
+    assert load_config(None, {}).azure == {}
+    assert load_config(None, {}).s3_config is None
+
+
+def test_an_azure_sign_in_without_what_it_needs_is_one_of_the_problems(tmp_path: Path) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text('[azure]\nauth = "client-secret"\nclient_id = "c"\nsecret = "x"\n')
+    with pytest.raises(ConfigError, match=r"unknown setting 'secret' in \[azure\]"):
+        load_config(path, {})
+    path.write_text('[azure]\nauth = "client-secret"\n[send]\nlevel = 99\n')
+    with pytest.raises(ConfigError) as refused:
+        load_config(path, {})
+    assert "2 problems" in refused.value.message
+    assert "tenant" in refused.value.message

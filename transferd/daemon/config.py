@@ -19,7 +19,7 @@ import importlib.resources
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +104,17 @@ class Config:
     metrics: MetricsSettings
     send: SendSettings
     serve: ServeSettings
+    azure: dict[str, Any] = field(default_factory=dict)
+    """``[azure]``, its paths resolved (sources/azure/table.py): how the jobs' az:// sources sign
+    in. Empty: the default of an Azure source (a key or SAS from its environment)."""
+
+    @property
+    def s3_config(self) -> Path | None:
+        """This file when it has an ``[s3]`` table: where the jobs' s3:// stores are and how to
+        sign in to them (stores/s3config.py), as the receiving role's store reads it."""
+        return self.path if self.has_s3 else None
+
+    has_s3: bool = False
 
 
 def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> Config:
@@ -114,8 +125,9 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
     if path is not None:
         doc, base = _read(path), path.parent
     t = _Tables(doc, base, path, env)
-    t.known(doc, "", {"daemon", "metrics", "send", "serve", "s3"})
-    config = Config(path, t.daemon(), t.metrics(), t.send(), t.serve())
+    t.known(doc, "", {"daemon", "metrics", "send", "serve", "s3", "azure"})
+    config = Config(path, t.daemon(), t.metrics(), t.send(), t.serve(), t.azure(),
+                    has_s3="s3" in doc)  # fmt: skip
     t.raise_problems()
     return config
 
@@ -175,6 +187,22 @@ class _Tables:
                 hint=PRINT_CONFIG_HINT,
                 problems=messages,
             )
+
+    def azure(self) -> dict[str, Any]:
+        table = self.doc.get("azure", {})
+        if not isinstance(table, dict):
+            self.problem(ConfigError(f"[azure] of {self.path} must be a table"))
+            return {}
+        from transferd.sources.azure.table import check_table, options_from_table
+
+        try:
+            resolved = check_table(table, self.base, str(self.path))
+            if resolved:
+                options_from_table(resolved)  # the sign-in's own checks, now, not at a job's run
+        except ConfigError as e:
+            self.problem(e)
+            return {}
+        return resolved
 
     def known(self, table: Mapping[str, Any], name: str, allowed: set[str]) -> None:
         where = f"[{name}] of {self.path}" if name else str(self.path)

@@ -351,7 +351,7 @@ class ManagedJob:
 
             options = PgOptions.from_settings(self.definition.postgres, snapshot)
             return open_source(self.definition.source, postgres=options)
-        return open_source(self.definition.source)
+        return open_source(self.definition.source, azure=self.env.options.azure)
 
     # --- the task -------------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from transferd.util.extras import needs
 from transferd.util.units import format_rate
 
 if TYPE_CHECKING:
+    from transferd.sources.azure.auth import AzureOptions
     from transferd.sources.postgres.source import PgOptions
 
 log = logging.getLogger("transferd.daemon")
@@ -84,6 +85,8 @@ class Manager:
             ca_file=s.ca_file,
             workers=s.workers or default_workers(),  # 0: one per core
             require_pq=s.require_pq,
+            s3_config=config.s3_config,
+            azure=_azure_options(config.azure),
         )
         self.env = JobEnv(
             sender=sender,
@@ -177,7 +180,8 @@ class Manager:
                 hint="--recipient tdrpq1…, or recipients = […] in [send]",
             )
         _refuse_password(source)
-        opened = open_source(source, postgres=options)  # refuse a source unreadable now
+        # refuse a source unreadable now
+        opened = open_source(source, postgres=options, azure=self.env.options.azure)
         open_send_store(store, self.env.sender, self.env.options)  # likewise an unknown store
         settings = None if options is None else options.settings()
         definition = JobDefinition(
@@ -359,3 +363,13 @@ class Manager:
             "finished": d.finished,
             "follow": job.follow_status(),
         }
+
+
+def _azure_options(table: dict[str, Any]) -> AzureOptions | None:
+    """The jobs' Azure sign-in, from ``[azure]`` of the configuration (checked when it was read);
+    None: an Azure source's default. Imported only then: the Azure SDK is an optional extra."""
+    if not table:
+        return None
+    from transferd.sources.azure.table import options_from_table
+
+    return options_from_table(table)
