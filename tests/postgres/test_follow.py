@@ -19,10 +19,12 @@ import pytest
 
 from tests.postgres.cluster import Cluster, remove, start_cluster
 from tests.postgres.follow import TABLES, digests, pgbench, pgbench_init, slots
+from transferd.core.jobkey import JobKey
 from transferd.core.keys import RecipientIdentity, SenderSecretKey
 from transferd.errors import ConfigError
 from transferd.read.changes import ChangeReader, change_refs
 from transferd.read.reader import load_manifest, unwrap_key
+from transferd.report.model import Report
 from transferd.restore.postgresql import restore_pg
 from transferd.send.follow import Follow, FollowOptions, FollowResult
 from transferd.send.followloop import FollowTuning
@@ -30,6 +32,7 @@ from transferd.send.pipeline import PipelineConfig
 from transferd.sources.postgres import conninfo
 from transferd.sources.postgres.source import PgOptions
 from transferd.stores.local import LocalStore
+from transferd.verify.deepchanges import open_changes
 from transferd.verify.run import VerifyOptions, verify_copy
 
 SENDER = SenderSecretKey(bytes(range(32)))
@@ -131,6 +134,26 @@ def test_copy_under_pgbench_cut_over_restored_and_proven_equal(
     assert verify_against(logical, target, tmp_path) == []
     logical.psql(db, "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = 1")
     assert any("pgbench_accounts" in f for f in verify_against(logical, db, tmp_path))
+    deep_opens_every_change_segment(tmp_path, result.status.transactions)
+
+
+def deep_opens_every_change_segment(tmp: Path, transactions: int) -> None:
+    """verify --deep reads the change segments as a restore does (verify/deepchanges.py); under
+    another job key each segment is one failure naming it, and the rest are still read."""
+    store = LocalStore(tmp / "store")
+    report = asyncio.run(verify_copy(store, "f", SENDER.public(),
+                                     VerifyOptions(identity=OWNER, deep=True)))  # fmt: skip
+    assert report.failures == []
+    assert report.counts["change_events_opened"] > 2 * transactions  # begin, changes, commit
+
+    signed = asyncio.run(load_manifest(store, "f", sender=SENDER.public()))
+    refs = asyncio.run(change_refs(store, signed))
+    wrong = Report(
+        job="f", store="s", sender="s", sender_fingerprint="f", started="", tool_version=""
+    )
+    asyncio.run(open_changes(store, signed, JobKey(bytes(32)), wrong))
+    assert [f.object for f in wrong.failures] == [r.name for r in refs]
+    assert all(f.kind == "chunk" for f in wrong.failures)
 
 
 def test_restarted_source_goes_on_from_the_last_published_lsn(

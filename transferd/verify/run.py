@@ -10,7 +10,8 @@ Without the decryption key (what a holder of the sender's public key can prove; 
 3. the store holds nothing else for the job.
 
 With a recipient identity, on the newest trusted manifest: ``deep`` opens every chunk and checks
-every stream and the catalog's totals (verify/deep.py); ``against`` compares the catalog
+every stream and the catalog's totals (verify/deep.py), and a follow copy's change segments
+(verify/deepchanges.py); ``against`` compares the catalog
 with a source directory (verify/directory.py). The identity is tried before any object is read, so a
 wrong key fails in a second, not after hours of hashing.
 
@@ -43,6 +44,7 @@ from transferd.sources.open import is_postgres
 from transferd.stores.base import Store
 from transferd.util.extras import needs
 from transferd.verify.deep import DeepCheck
+from transferd.verify.deepchanges import open_changes
 from transferd.verify.directory import SourceComparison
 from transferd.verify.inventory import Inventory, Ref
 from transferd.verify.manifests import Trusted, check_manifests, check_seen, utc
@@ -190,6 +192,8 @@ async def _with_key(
         on_entry=comparison.add if comparison is not None else None,
     )  # fmt: skip
     await check.run()
+    if deep and newest.body.changes:  # a follow copy: its changes are chunks too
+        await open_changes(store, newest, key, report)
     if comparison is None:
         return
     if not check.complete:
