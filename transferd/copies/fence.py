@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
 
 from transferd.copies.leases import DONE, Lease, Leases, lost_error
 from transferd.core import manifest, objectlist
@@ -30,16 +29,17 @@ from transferd.core.keys import SenderPublicKey
 from transferd.core.manifest import ManifestKey
 from transferd.errors import FormatError, IntegrityError, LeaseLostError, LocalProtocolError
 from transferd.stores.base import Store
+from transferd.stores.forward import ForwardingStore
 
 log = logging.getLogger(__name__)
 
 
-class FencedStore:
+class FencedStore(ForwardingStore):
     """A Store whose puts for ``lease.job`` are fenced by the lease."""
 
     def __init__(self, inner: Store, leases: Leases, lease: Lease, sender: SenderPublicKey) -> None:
-        self.inner, self.leases, self.lease, self.sender = inner, leases, lease, sender
-        self.description = inner.description
+        super().__init__(inner)
+        self.leases, self.lease, self.sender = leases, lease, sender
         self.unsettled: set[str] = set()
         """Objects whose put did not return (cancelled when the lease was found lost): the
         store may still complete them (S3Store shields its uploads)."""
@@ -115,29 +115,3 @@ class FencedStore:
         await self.leases.still_held(self.lease)
         await self.inner.put_manifest(job, sequence, data, epoch)
         await self.leases.still_held(self.lease)
-
-    async def has_objects(self, job: str, names: Sequence[str]) -> set[str]:
-        return await self.inner.has_objects(job, names)
-
-    async def get_object(
-        self, job: str, name: str, offset: int = 0, length: int | None = None
-    ) -> bytes:
-        return await self.inner.get_object(job, name, offset, length)
-
-    def list_objects(self, job: str) -> AsyncIterator[tuple[str, int]]:
-        return self.inner.list_objects(job)
-
-    async def delete_object(self, job: str, name: str) -> None:
-        await self.inner.delete_object(job, name)
-
-    async def get_manifest(self, job: str, sequence: int, epoch: int = 0) -> bytes:
-        return await self.inner.get_manifest(job, sequence, epoch)
-
-    async def list_manifests(self, job: str) -> list[ManifestKey]:
-        return await self.inner.list_manifests(job)
-
-    async def list_jobs(self) -> list[str]:
-        return await self.inner.list_jobs()
-
-    async def close(self) -> None:
-        await self.inner.close()

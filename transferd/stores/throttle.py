@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from transferd.core.manifest import ManifestKey
 from transferd.errors import TransientStoreError
 from transferd.stores.base import Store
+from transferd.stores.forward import ForwardingStore
 from transferd.stores.ratelimit import TokenBucket
 
 
@@ -43,7 +43,7 @@ class FlowStats:
     manifests: int = 0
 
 
-class ThrottledStore:
+class ThrottledStore(ForwardingStore):
     """A Store whose uploads can be paused, rate-limited and counted."""
 
     def __init__(
@@ -54,8 +54,7 @@ class ThrottledStore:
         clock: Callable[[], float] = time.monotonic,
         on_manifest: Callable[[], None] | None = None,
     ) -> None:
-        self.inner = store
-        self.description = store.description
+        super().__init__(store)
         self.buckets = list(buckets)
         self.stats = FlowStats()
         self._clock = clock
@@ -122,29 +121,3 @@ class ThrottledStore:
             self._on_manifest()
         self.stats.manifests += 1
         await self._upload(len(data), lambda: self.inner.put_manifest(job, sequence, data, epoch))
-
-    async def has_objects(self, job: str, names: Sequence[str]) -> set[str]:
-        return await self.inner.has_objects(job, names)
-
-    async def get_object(
-        self, job: str, name: str, offset: int = 0, length: int | None = None
-    ) -> bytes:
-        return await self.inner.get_object(job, name, offset, length)
-
-    def list_objects(self, job: str) -> AsyncIterator[tuple[str, int]]:
-        return self.inner.list_objects(job)
-
-    async def delete_object(self, job: str, name: str) -> None:
-        await self.inner.delete_object(job, name)
-
-    async def get_manifest(self, job: str, sequence: int, epoch: int = 0) -> bytes:
-        return await self.inner.get_manifest(job, sequence, epoch)
-
-    async def list_manifests(self, job: str) -> list[ManifestKey]:
-        return await self.inner.list_manifests(job)
-
-    async def list_jobs(self) -> list[str]:
-        return await self.inner.list_jobs()
-
-    async def close(self) -> None:
-        await self.inner.close()
