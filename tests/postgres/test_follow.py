@@ -155,6 +155,12 @@ def deep_opens_every_change_segment(tmp: Path, transactions: int) -> None:
     assert [f.object for f in wrong.failures] == [r.name for r in refs]
     assert all(f.kind == "chunk" for f in wrong.failures)
 
+    listed = signed.body.changes[0].name  # a change list cut short: named, without the key
+    path = tmp / "store" / "jobs" / "f" / "objects" / listed[:2] / listed
+    path.write_bytes(path.read_bytes()[:-40])
+    keyless = asyncio.run(verify_copy(store, "f", SENDER.public(), VerifyOptions()))
+    assert [(f.kind, f.object) for f in keyless.failures] == [("truncated", listed)]
+
 
 def test_restarted_source_goes_on_from_the_last_published_lsn(
     logical: Cluster, db: str, target: str, tmp_path: Path

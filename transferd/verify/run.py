@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from transferd import __version__
 from transferd.core import changes, objectlist
@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 LIST_BATCH = 1000
 OBJECT_LIST_MAX_SIZE = 9 + OBJECT_LIST_MAX_ENTRIES * OBJECT_LIST_ENTRY_SIZE
 CHANGE_LIST_MAX_SIZE = 9 + CHANGE_LIST_MAX_ENTRIES * CHANGE_LIST_ENTRY_SIZE
+T = TypeVar("T")
 
 
 @dataclass
@@ -347,28 +348,10 @@ async def _check_change_list(
 ) -> list[ChangeRef] | None:
     """The change segments a verified change list names, added to the inventory; None when it
     fails (reported)."""
-    listed = inventory.listed_size(ref.name)
-    if listed is None:
-        return None  # reported with every other missing object
-    inventory.mark_checked(ref.name)
-    try:
-        data = await reader.read_whole(ref.name, min(listed, CHANGE_LIST_MAX_SIZE + 1))
-    except StoreError as e:
-        report.fail(Failure("unreadable", f"change-list {ref.name} could not be read: {e.message}"))
-        return None
-    located = Ref(ref.name, ref.size, ref.kind, ref.manifest, listed)
-    failure = judge(located, Digest(len(data), hashlib.sha256(data).hexdigest()), inventory)
-    if failure is not None:
-        report.fail(failure)
-        return None
-    try:
-        entries = changes.decode_list(data)
-    except FormatError as e:
-        report.fail(
-            Failure("inconsistent", f"change-list {ref.name}: {e.message}", object=ref.name)
-        )
-        return None
-    inventory.add_refs((e.name, e.size, "change-segment", ref.manifest) for e in entries)
+    entries = await _read_list(ref, report, reader, inventory, CHANGE_LIST_MAX_SIZE,
+                               changes.decode_list)  # fmt: skip
+    if entries is not None:
+        inventory.add_refs((e.name, e.size, "change-segment", ref.manifest) for e in entries)
     return entries
 
 
@@ -392,16 +375,33 @@ async def _check_object_list(
     ref: Ref, report: Report, reader: ObjectReader, inventory: Inventory
 ) -> tuple[int, int] | None:
     """(packs, bytes) a verified object-list segment names; None when it fails (reported)."""
+    packs = await _read_list(ref, report, reader, inventory, OBJECT_LIST_MAX_SIZE,
+                             objectlist.decode_segment)  # fmt: skip
+    if packs is None:
+        return None
+    inventory.add_refs((p.name, p.size, "pack", ref.manifest) for p in packs)
+    return len(packs), sum(p.size for p in packs)
+
+
+async def _read_list(
+    ref: Ref,
+    report: Report,
+    reader: ObjectReader,
+    inventory: Inventory,
+    max_size: int,
+    decode: Callable[[bytes], list[T]],
+) -> list[T] | None:
+    """A public list segment (object list or change list) read whole, checked against its
+    signed size and SHA-256 and decoded; None when any step fails (reported)."""
     listed = inventory.listed_size(ref.name)
     if listed is None:
         return None  # reported with every other missing object
     inventory.mark_checked(ref.name)
-    located = Ref(ref.name, ref.size, ref.kind, ref.manifest, listed)
-    if listed > OBJECT_LIST_MAX_SIZE:
+    if listed > max_size:  # never read more than a list can be
         report.fail(
             Failure(
                 "altered",
-                f"object-list {ref.name} (manifest {ref.manifest}) is {listed} bytes, "
+                f"{ref.kind} {ref.name} (manifest {ref.manifest}) is {listed} bytes, "
                 f"signed as {ref.size}",
                 object=ref.name,
                 object_kind=ref.kind,
@@ -414,21 +414,18 @@ async def _check_object_list(
     try:
         data = await reader.read_whole(ref.name, listed)
     except ObjectNotFoundError:
-        report.fail(Failure("missing", f"object-list {ref.name} disappeared", object=ref.name))
+        report.fail(Failure("missing", f"{ref.kind} {ref.name} disappeared", object=ref.name))
         return None
     except StoreError as e:
-        report.fail(Failure("unreadable", f"object-list {ref.name} could not be read: {e.message}"))
+        report.fail(Failure("unreadable", f"{ref.kind} {ref.name} could not be read: {e.message}"))
         return None
+    located = Ref(ref.name, ref.size, ref.kind, ref.manifest, listed)
     failure = judge(located, Digest(len(data), hashlib.sha256(data).hexdigest()), inventory)
     if failure is not None:
         report.fail(failure)
         return None
     try:
-        packs = objectlist.decode_segment(data)
+        return decode(data)
     except FormatError as e:
-        report.fail(
-            Failure("inconsistent", f"object-list {ref.name}: {e.message}", object=ref.name)
-        )
+        report.fail(Failure("inconsistent", f"{ref.kind} {ref.name}: {e.message}", object=ref.name))
         return None
-    inventory.add_refs((p.name, p.size, "pack", ref.manifest) for p in packs)
-    return len(packs), sum(p.size for p in packs)
