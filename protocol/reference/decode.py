@@ -9,6 +9,16 @@ directories, symlinks, modes, modification times) under OUTPUT_DIR, which must n
 empty. Table streams are written to OUTPUT_DIR/_tables/<schema>.<name> (names percent-encoded):
 SPEC leaves their encoding open (section 22).
 
+A follow job's manifest (SPEC 11.5) also names change lists: they are parsed and their WAL ranges
+checked to tile from the snapshot's consistent point on, without a gap, before the key is used;
+then each change segment is opened under K_catalog bound to its range, its records checked, its
+streams read through the packs and checked (size, BLAKE3), and its pgoutput-1 stream checked
+(POSTGRESQL.md 8: framing, message kinds, transactions in order inside the range, the header's
+counts). Each segment's stream, as stored, is written to
+OUTPUT_DIR/_changes/<index, 6 digits>-<start LSN>-<end LSN>.pgoutput (LSNs in 16 hex digits) and
+the cut-over's sequences to OUTPUT_DIR/_changes/cutover-sequences.sql; applying them to a database
+is left to any pgoutput decoder (POSTGRESQL.md 8, "Restoring by hand").
+
 Nothing here comes from transferd: only the Python standard library, PyNaCl (X25519, Ed25519,
 XChaCha20-Poly1305), zstandard, and pyca cryptography >= 48 for hybrid recipients (ML-KEM-768,
 X25519 and HPKE with the MLKEM768-X25519 KEM, SPEC 5.2; ML-KEM is not written by hand here).

@@ -3,7 +3,8 @@
 It must: import nothing from transferd; give the outcome every vector it can apply names (it has no
 chunker and does not parse pack headers, so chunking.json and pack.json are not its); restore the
 stored copy of protocol/vectors/copy/ to the tree copy.json describes; and restore a copy written
-here with transferd's core functions, several packs, segments and manifests in all.
+here with transferd's core functions, several packs, segments and manifests in all. Its reading of
+a real follow copy's changes is tests/postgres/test_follow_reference.py.
 """
 
 from __future__ import annotations
