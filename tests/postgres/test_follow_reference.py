@@ -9,10 +9,14 @@ TRUNCATE statements on a table with a key and one with REPLICA IDENTITY FULL, th
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import nacl.signing
 import pytest
 
 from tests.postgres.cluster import Cluster, remove, start_cluster
@@ -107,3 +111,26 @@ def test_decoder_writes_the_change_streams_transferd_reads(
             counts[f"{schema}.{table}"] = [a + b for a, b in zip(held, n, strict=True)]
     assert counts == {"public.acct": [2, 5, 1, 0], "public.note": [1, 1, 1, 1]}
     assert (out / "_tables" / "public.acct").is_file()
+
+    # the chain of WAL ranges runs across a manifest's change lists: a manifest naming its lists
+    # twice, signed honestly, names segments after the cut-over (SPEC 11.5 rule 4)
+    publish_changes_twice(tmp_path / "store" / "jobs" / "f" / "manifests")
+    with pytest.raises(ref.DecodeError, match="after the cut-over") as caught:
+        ref.restore(tmp_path / "store", "f", render_key_file(OWNER, "x"), tmp_path / "again",
+                    SENDER.public().to_text())  # fmt: skip
+    assert caught.value.outcome == "format failure"
+    assert not (tmp_path / "again" / "_changes").exists()  # refused before writing anything
+
+
+def publish_changes_twice(manifests: Path) -> None:
+    """A next manifest whose ``changes`` are the head's, twice; signed with the sender's key."""
+    head = max(manifests.iterdir())
+    raw = head.read_bytes()
+    body = json.loads(raw.split(b"\n")[1])
+    body |= {"sequence": body["sequence"] + 1, "previous": hashlib.sha256(raw).hexdigest(),
+             "changes": body["changes"] * 2}  # fmt: skip
+    text = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    signed = b"transferd-manifest v1\n" + text + b"\n"
+    signature = nacl.signing.SigningKey(SENDER.seed).sign(signed).signature
+    line = f"sig {SENDER.public().to_text()} {base64.b64encode(signature).decode()}\n"
+    (manifests / f"{body['sequence']:020d}").write_bytes(signed + line.encode())
