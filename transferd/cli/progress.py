@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from transferd.send.config import Counters
-from transferd.util.rates import RateWindow, settled
+from transferd.util.rates import RateWindow
 from transferd.util.units import human_bytes, human_duration
 
 log = logging.getLogger("transferd.progress")
@@ -26,23 +26,13 @@ JSON_INTERVAL = 5.0
 more, and a short copy prints none (its result is the only line)."""
 
 
-def settled_bytes(c: Counters) -> int:
-    return settled(
-        reused=c.bytes_reused,
-        deduplicated=c.bytes_deduplicated,
-        new=c.bytes_new,
-        sealed=c.bytes_sealed,
-        sent=c.bytes_sent,
-    )
-
-
 def figures(c: Counters, total: int | None, window: RateWindow) -> dict[str, Any]:
     """The progress event: counts, and rate and ETA (None when not known yet)."""
     estimate = window.estimate(total)
     return {
         "event": "progress",
         "bytes_total": total,
-        "bytes_settled": settled_bytes(c),
+        "bytes_settled": c.settled,
         "bytes_read": c.bytes_read,
         "bytes_reused": c.bytes_reused,
         "bytes_sent": c.bytes_sent,
@@ -114,7 +104,7 @@ async def _report(
     interval: float,
 ) -> None:
     def sample() -> dict[str, Any]:
-        window.add(time.monotonic(), counters.bytes_sent, settled_bytes(counters))
+        window.add(time.monotonic(), counters.bytes_sent, counters.settled)
         return figures(counters, total(), window)
 
     sample()

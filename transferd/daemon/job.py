@@ -59,7 +59,7 @@ from transferd.stores.base import Store
 from transferd.stores.ratelimit import TokenBucket
 from transferd.stores.throttle import FlowStats, ThrottledStore
 from transferd.util.extras import needs
-from transferd.util.rates import Estimate, RateWindow, settled
+from transferd.util.rates import Estimate, RateWindow
 
 if TYPE_CHECKING:
     from transferd.send.follow import Follow
@@ -213,14 +213,7 @@ class ManagedJob:
 
     def settled(self) -> int:
         """Source bytes of this run the store holds (util/rates.py ``settled``)."""
-        c = self.counters
-        return settled(
-            reused=c.bytes_reused,
-            deduplicated=c.bytes_deduplicated,
-            new=c.bytes_new,
-            sealed=c.bytes_sealed,
-            sent=c.bytes_sent,
-        )
+        return self.counters.settled
 
     def estimate(self) -> Estimate:
         """Rate and ETA from what the store acknowledged; none while the job does not send

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 from transferd.core.constants import PACK_TARGET
+from transferd.util.rates import settled
 
 
 def default_workers() -> int:
@@ -61,3 +62,15 @@ class Counters:
     packs_sent: int = 0
     failures: int = 0
     started: float = field(default_factory=time.monotonic)
+
+    @property
+    def settled(self) -> int:
+        """Source bytes of this run the store holds (util/rates.py ``settled``): what progress,
+        rates and ETAs count, so none of them runs ahead of the acknowledgements."""
+        return settled(
+            reused=self.bytes_reused,
+            deduplicated=self.bytes_deduplicated,
+            new=self.bytes_new,
+            sealed=self.bytes_sealed,
+            sent=self.bytes_sent,
+        )
