@@ -9,6 +9,16 @@ directories, symlinks, modes, modification times) under OUTPUT_DIR, which must n
 empty. Table streams are written to OUTPUT_DIR/_tables/<schema>.<name> (names percent-encoded):
 SPEC leaves their encoding open (section 22).
 
+A follow job's manifest (SPEC 11.5) also names change lists: they are parsed and their WAL ranges
+checked to tile from the snapshot's consistent point on, without a gap, before the key is used;
+then each change segment is opened under K_catalog bound to its range, its records checked, its
+streams read through the packs and checked (size, BLAKE3), and its pgoutput-1 stream checked
+(POSTGRESQL.md 8: framing, message kinds, transactions in order inside the range, the header's
+counts). Each segment's stream, as stored, is written to
+OUTPUT_DIR/_changes/<index, 6 digits>-<start LSN>-<end LSN>.pgoutput (LSNs in 16 hex digits) and
+the cut-over's sequences to OUTPUT_DIR/_changes/cutover-sequences.sql; applying them to a database
+is left to any pgoutput decoder (POSTGRESQL.md 8, "Restoring by hand").
+
 Nothing here comes from transferd: only the Python standard library, PyNaCl (X25519, Ed25519,
 XChaCha20-Poly1305), zstandard, and pyca cryptography >= 48 for hybrid recipients (ML-KEM-768,
 X25519 and HPKE with the MLKEM768-X25519 KEM, SPEC 5.2; ML-KEM is not written by hand here).
@@ -741,6 +751,327 @@ def open_catalog(k_catalog: bytes, index: int, data: bytes) -> list[dict[str, An
     return records_
 
 
+# --- a follow job's changes: change lists, change segments, pgoutput-1 (SPEC 11.5, PG 8) -------
+
+CHANGE_LIST_MAX = 65536
+CHANGE_SEGMENT_MAX = 4194304
+_CHANGE_ENTRY = struct.Struct(">32sQQQB")  # sha256, size, start_lsn, end_lsn, flags: 57 bytes
+_HEAD = {"t", "format", "start_lsn", "end_lsn", "transactions", "tables"}
+
+
+def lsn_text(lsn: int) -> str:
+    """PostgreSQL's ``%X/%X``: upper-case hex without leading zeros (SPEC 11.5)."""
+    return f"{lsn >> 32:X}/{lsn & _M:X}"
+
+
+def parse_lsn(text: Any, what: str) -> int:
+    if not isinstance(text, str) or not re.fullmatch(r"[0-9A-F]{1,8}/[0-9A-F]{1,8}", text):
+        fail("format failure", f"{what} {text!r} is not an LSN such as 0/19A0160")
+    hi, lo = text.split("/")
+    lsn = int(hi, 16) << 32 | int(lo, 16)
+    if lsn_text(lsn) != text:
+        fail("format failure", f"{what} {text!r} is not canonical ({lsn_text(lsn)})")
+    return lsn
+
+
+class ChangeChain:
+    """SPEC 11.5 rules 2 to 4 over the entries of every change list of a manifest, in order."""
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[str, int, int, int, bool]] = []
+        self.names: set[str] = set()
+
+    def feed(self, entry: tuple[str, int, int, int, bool]) -> None:
+        sha, _, start, end, _ = entry
+        if start >= end:
+            fail("format failure", f"change segment {sha} covers an empty range")
+        if self.entries and self.entries[-1][4]:
+            fail("format failure", f"change segment {sha} comes after the cut-over segment")
+        if self.entries and start != self.entries[-1][3]:
+            fail("format failure", f"change segment {sha} does not start where the last ends")
+        if sha in self.names:
+            fail("format failure", f"change segment {sha} is listed twice")
+        self.names.add(sha)
+        self.entries.append(entry)
+
+
+def parse_change_list(
+    data: bytes, chain: ChangeChain | None = None
+) -> list[tuple[str, int, int, int, bool]]:
+    """(sha256, size, start_lsn, end_lsn, cut-over) of each entry, SPEC 11.5 rules 1 to 4; with
+    ``chain``, the succession goes on from the lists before (else from this list alone)."""
+    if len(data) < 9 or data[:4] != b"TDCL":
+        fail("format failure", "not a change list")
+    if data[4] != 1:
+        fail("unsupported version", f"unsupported format version {data[4]}")
+    (n,) = struct.unpack(">I", data[5:9])
+    if not 1 <= n <= CHANGE_LIST_MAX:
+        fail("format failure", f"change list counts {n} entries, not 1 to {CHANGE_LIST_MAX}")
+    if len(data) != 9 + _CHANGE_ENTRY.size * n:
+        fail("format failure", "change list length does not match its count")
+    chain = ChangeChain() if chain is None else chain
+    entries = []
+    for sha, size, start, end, flags in _CHANGE_ENTRY.iter_unpack(data[9:]):
+        if flags & ~1:
+            fail("format failure", f"change list entry has unknown flags 0x{flags:02x}")
+        entries.append((sha.hex(), size, start, end, flags == 1))
+        chain.feed(entries[-1])
+    return entries
+
+
+def open_change_segment(
+    k_catalog: bytes, entry: tuple[str, int, int, int, bool], data: bytes
+) -> list[dict[str, Any]]:
+    """The records of the change segment ``entry`` names (its bytes already checked against the
+    entry's size and SHA-256), opened under the entry's range and checked (SPEC 11.5, 5 to 8)."""
+    sha, _, start, end, _ = entry
+    if len(data) < 45 or data[:4] != b"TDCG":
+        fail("format failure", f"{sha} is not a change segment")
+    if data[4] != 1:
+        fail("unsupported version", f"unsupported format version {data[4]}")
+    ad = b"transferd v1 change segment\x01" + struct.pack(">QQ", start, end)
+    try:
+        packed = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
+            data[29:], ad, data[5:29], k_catalog
+        )
+    except nacl.exceptions.CryptoError:
+        fail("authentication failure", f"change segment {sha} failed authentication")
+    text = inflate(packed, -1, CHANGE_SEGMENT_MAX, f"change segment {sha}")
+    if not text.endswith(b"\n"):
+        fail("format failure", f"change segment {sha} does not end with a newline")
+    records = [canonical_loads(ln, f"record {n}") for n, ln in enumerate(text.split(b"\n")[:-1])]
+    check_change_records(records, entry)
+    return records
+
+
+def check_change_records(records: list[Any], entry: tuple[str, int, int, int, bool]) -> None:
+    """segment = changes-head *chunks end [cutover *chunks end] (SPEC 11.5 rules 7 and 8)."""
+    sha, _, start, end, flagged = entry
+    what = f"change segment {sha}"
+    if not all(isinstance(r, dict) for r in records):
+        fail("format failure", f"{what}: a record is not an object")
+    head = records[0] if records else {}
+    if head.get("t") != "changes":
+        fail("format failure", f"{what} does not start with its changes record")
+    if set(head) != _HEAD:
+        fail("format failure", f"{what}: the changes record has other members than SPEC 11.5's")
+    if head["format"] != "pgoutput-1":
+        fail("format failure", f"{what}: changes in format {head['format']!r}")
+    lsns = parse_lsn(head["start_lsn"], "start_lsn"), parse_lsn(head["end_lsn"], "end_lsn")
+    if lsns != (start, end):
+        fail("format failure", f"{what}: the changes record gives another range than its entry")
+    transactions, tables = head["transactions"], head["tables"]
+    if not is_int(transactions):
+        fail("format failure", f"{what}: transactions is not a count")
+    check_tables(tables, what)
+    rest, changes_size = change_stream_records(records[1:], what)
+    if rest:
+        cut = rest[0]
+        if cut.get("t") != "cutover" or not flagged:
+            fail("format failure", f"{what}: a {cut.get('t')} record after the changes' end")
+        if set(cut) != {"t", "sequences"} or not is_int(cut["sequences"]):
+            fail("format failure", f"{what}: a cutover record is exactly its sequences count")
+        rest, _ = change_stream_records(rest[1:], what)
+        if rest:
+            fail("format failure", f"{what}: a {rest[0].get('t')} record after the cut-over's end")
+    elif flagged:
+        fail("integrity failure", f"{what} is the cut-over segment but has no cutover record")
+    # transactions is 0 only in a cut-over segment with an empty changes stream and no table
+    if transactions == 0 and (tables or changes_size or not flagged):
+        fail("format failure", f"{what} holds no transaction: only an empty cut-over may")
+    if transactions > 0 and not tables:
+        fail("format failure", f"{what} holds {transactions} transactions but changes no table")
+
+
+def check_tables(tables: Any, what: str) -> None:
+    if not isinstance(tables, list):
+        fail("format failure", f"{what}: tables is not a list")
+    for n, t in enumerate(tables):
+        if not (isinstance(t, list) and len(t) == 6 and all(isinstance(x, str) for x in t[:2])
+                and all(is_int(x) for x in t[2:])):  # fmt: skip
+            fail("format failure", f"{what}: a table is [schema, name, ins, upd, del, trunc]")
+        if not any(t[2:]):
+            fail("format failure", f"{what}: table {t[0]}.{t[1]} is listed with no change")
+        if n and tables[n - 1][:2] >= t[:2]:
+            fail("format failure", f"{what}: tables not in increasing (schema, name) order")
+
+
+def change_stream_records(records: list[Any], what: str) -> tuple[list[Any], int]:
+    """One stream, ``*chunks end``: (the records after its end, its size)."""
+    held = 0
+    for n, r in enumerate(records):
+        if r.get("t") == "end":
+            if set(r) != {"t", "size", "blake3"}:
+                fail("format failure", f"{what}: an end record here is exactly size and blake3")
+            check_record(r, f"{what} record {n}")
+            if r["size"] != held:
+                fail("integrity failure", f"{what}: a stream's end is not its chunks' sum")
+            return records[n + 1 :], held
+        if r.get("t") != "chunks":
+            fail("format failure", f"{what}: a {r.get('t')} record inside a stream")
+        check_record(r, f"{what} record {n}")
+        held += sum(ref[3] for ref in r["c"])
+    fail("integrity failure", f"{what}: a stream's end record never comes")
+
+
+def change_stream_refs(records: list[dict[str, Any]]) -> list[tuple[list[Any], dict[str, Any]]]:
+    """(chunk references, end record) of each stream of checked segment records: the changes,
+    then the cut-over's sequences when there are."""
+    streams: list[tuple[list[Any], dict[str, Any]]] = []
+    refs: list[Any] = []
+    for r in records:
+        if r["t"] == "chunks":
+            refs += r["c"]
+        elif r["t"] == "end":
+            streams.append((refs, r))
+            refs = []
+    return streams
+
+
+def _frames(stream: bytes) -> list[bytes]:
+    """``*( u32(len) || message )``, len >= 1 (POSTGRESQL.md 8)."""
+    out, at = [], 0
+    while at < len(stream):
+        if len(stream) - at < 4:
+            fail("format failure", f"change stream ends inside a record length at byte {at}")
+        (length,) = struct.unpack_from(">I", stream, at)
+        if length == 0 or len(stream) - at - 4 < length:
+            fail("format failure", f"change stream record at byte {at} is empty or cut short")
+        out.append(stream[at + 4 : at + 4 + length])
+        at += 4 + length
+    return out
+
+
+class _Message:
+    """A reader of one pgoutput message's fields (the manual, "Logical Replication Message
+    Formats", protocol version 1); a message cut short or too long is a format failure."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.at = data, 1
+
+    def take(self, fmt: str) -> Any:
+        size = struct.calcsize(fmt)
+        if self.at + size > len(self.data):
+            fail("format failure", f"a pgoutput {chr(self.data[0])} message is cut short")
+        (value,) = struct.unpack_from(fmt, self.data, self.at)
+        self.at += size
+        return value
+
+    def cstring(self) -> str:
+        end = self.data.find(b"\0", self.at)
+        if end < 0:
+            fail("format failure", "a pgoutput name has no terminating NUL")
+        try:
+            text = self.data[self.at : end].decode()
+        except UnicodeDecodeError:
+            fail("format failure", "a pgoutput name is not UTF-8")
+        self.at = end + 1
+        return text
+
+    def tuple_data(self, columns: int) -> None:
+        if self.take(">H") != columns:
+            fail("format failure", "a pgoutput tuple has another number of columns than its R")
+        for _ in range(columns):
+            kind = self.take("c")
+            if kind == b"t":
+                self.take(f"{self.take('>I')}s")
+            elif kind not in (b"n", b"u"):
+                fail("format failure", f"a pgoutput tuple value of kind {kind!r}")
+
+    def done(self) -> None:
+        if self.at != len(self.data):
+            fail("format failure", f"a pgoutput {chr(self.data[0])} message has trailing bytes")
+
+
+def check_change_stream(stream: bytes, start: int, end: int) -> tuple[int, list[list[Any]]]:
+    """(transactions, [[schema, name, inserts, updates, deletes, truncates], ...] in order) of
+    a pgoutput-1 stream, its rules checked (POSTGRESQL.md 8) for the segment range (start, end]."""
+    relations: dict[int, tuple[str, str, int]] = {}  # relid -> schema, name, columns
+    counts: dict[tuple[str, str], list[int]] = {}
+    open_lsn: int | None = None  # the final LSN of the open transaction's B
+    last, transactions = start, 0
+
+    def count(relid: int, which: int) -> None:
+        if relid not in relations:
+            fail("format failure", f"a change to relation {relid} before its R message")
+        schema, table, _ = relations[relid]
+        counts.setdefault((schema, table), [0, 0, 0, 0])[which] += 1
+
+    for message in _frames(stream):
+        kind, m = chr(message[0]), _Message(message)
+        if kind not in "BCRIUDT":
+            fail("format failure", f"a pgoutput message of type {kind!r} in a change stream")
+        if kind == "B":
+            if open_lsn is not None:
+                fail("format failure", "a Begin inside a transaction")
+            open_lsn = m.take(">Q")
+            m.take(">q")  # commit time
+            m.take(">I")  # xid
+            m.done()
+            continue
+        if open_lsn is None:
+            fail("format failure", f"a {kind} message outside a transaction")
+        if kind == "C":
+            flags, commit_lsn, end_lsn = m.take("B"), m.take(">Q"), m.take(">Q")
+            m.take(">q")  # commit time
+            m.done()
+            if flags != 0 or commit_lsn != open_lsn:
+                fail("format failure", "a Commit at another LSN than its Begin's")
+            if not last < end_lsn <= end:
+                fail("integrity failure", f"a transaction ends at {lsn_text(end_lsn)}, outside "
+                     f"({lsn_text(last)}, {lsn_text(end)}]")  # fmt: skip
+            last, open_lsn, transactions = end_lsn, None, transactions + 1
+        elif kind == "R":
+            relid, schema, table = m.take(">I"), m.cstring(), m.cstring()
+            if m.take("c") not in (b"d", b"n", b"f", b"i"):
+                fail("format failure", "a Relation message with an unknown replica identity")
+            ncols = m.take(">H")
+            for _ in range(ncols):
+                m.take("B")  # flags: 1 for a key column
+                m.cstring()
+                m.take(">I")  # type oid
+                m.take(">i")  # typmod
+            m.done()
+            relations[relid] = (schema, table, ncols)
+        elif kind == "T":
+            n, _options = m.take(">I"), m.take("B")
+            relids = [m.take(">I") for _ in range(n)]
+            m.done()
+            if not relids:
+                fail("format failure", "a Truncate message of no relation")
+            for relid in relids:
+                count(relid, 3)
+        else:
+            relid = m.take(">I")
+            count(relid, "IUD".index(kind))
+            columns = relations[relid][2]
+            old = m.take("c")
+            if (kind == "I" and old != b"N") or (kind == "D" and old not in (b"K", b"O")):
+                fail("format failure", f"a pgoutput {kind} message with a tuple {old!r}")
+            if kind == "U" and old in (b"K", b"O"):
+                m.tuple_data(columns)
+                old = m.take("c")
+            if kind == "U" and old != b"N":
+                fail("format failure", "a pgoutput U message without its new tuple")
+            m.tuple_data(columns)
+            m.done()
+    if open_lsn is not None:
+        fail("integrity failure", "the change stream ends inside a transaction")
+    return transactions, [[s, t, *c] for (s, t), c in sorted(counts.items())]
+
+
+def check_change_counts(
+    held: tuple[int, list[list[Any]]], transactions: int, tables: list[list[Any]]
+) -> None:
+    """A stream's transactions and per-table counts against its segment's changes record."""
+    if held[0] != transactions:
+        fail(
+            "integrity failure", f"the stream holds {held[0]} transactions, its head {transactions}"
+        )
+    if held[1] != tables:
+        fail("integrity failure", "the stream's per-table counts differ from its head's")
+
+
 # --- restore (SPEC 10.4, 13.5) -----------------------------------------------------------------
 
 
@@ -801,10 +1132,16 @@ def restore(root: Path, job: str, identity_text: str, out: Path, sender: str | N
     if len(packs) != len(set(packs)):
         fail("format failure", "a pack is listed twice")
     check_totals(body, packs)
+    chain = ChangeChain()  # a follow manifest's change lists, public: checked before the key
+    for ref in _refs(body.get("changes", []), ""):
+        parse_change_list(store.get(*ref), chain)
     out.mkdir(parents=True, exist_ok=True)
     if any(out.iterdir()):
         raise SystemExit(f"decode: {out} is not empty")
-    Restorer(store, keys, packs, out).run(segments)
+    restorer = Restorer(store, keys, packs, out)
+    restorer.run(segments)
+    if chain.entries:
+        restorer.changes(chain.entries)
 
 
 class Restorer:
@@ -815,13 +1152,16 @@ class Restorer:
         self.pack: tuple[int, bytes] | None = None
         self.stream: Any = None  # (fd, hasher state: plaintext chunks' ids are checked as read)
         self.later: list[dict[str, Any]] = []
+        self.source: dict[str, Any] = {}
 
     def run(self, catalog: list[tuple[str, int]]) -> None:
         walk = CatalogWalk()
         for i, ref in enumerate(catalog):
             for n, record in enumerate(open_catalog(self.keys["catalog"], i, self.store.get(*ref))):
                 walk.feed(record, f"segment {i} record {n}")  # checked before anything is written
-                if record["t"] not in ("source", "totals"):
+                if record["t"] == "source":
+                    self.source = record
+                elif record["t"] != "totals":
                     self.entry(record)
         walk.finish()
         for record in sorted(self.later, key=lambda r: -len(safe_path(r))):
@@ -863,6 +1203,43 @@ class Restorer:
         if self.pack is None or self.pack[0] != p:
             self.pack = p, self.store.get(*self.packs[p])
         return open_chunk(self.keys, cid, self.pack[1][off : off + blob_len], plain_len)
+
+    def changes(self, entries: list[tuple[str, int, int, int, bool]]) -> None:
+        """A follow job's change segments, in list order (SPEC 11.5, POSTGRESQL.md 8): each
+        stream as stored, to _changes/<index>-<start LSN>-<end LSN>.pgoutput, and the cut-over's
+        sequences to _changes/cutover-sequences.sql."""
+        if self.source.get("snapshot_origin") != "slot":
+            fail("format failure", "a manifest with changes over a catalog not read from a slot")
+        if lsn_text(entries[0][2]) != self.source.get("consistent_lsn"):
+            fail("integrity failure", "the first change segment does not start at the snapshot")
+        os.makedirs(self.target(b"_changes"))
+        for index, entry in enumerate(entries):
+            records = open_change_segment(self.keys["catalog"], entry, self.store.get(*entry[:2]))
+            streams = [self.stream_bytes(refs, end) for refs, end in change_stream_refs(records)]
+            head = records[0]
+            held = check_change_stream(streams[0], entry[2], entry[3])
+            check_change_counts(held, head["transactions"], head["tables"])
+            name = f"{index:06d}-{entry[2]:016x}-{entry[3]:016x}.pgoutput"
+            self.write(b"_changes/" + name.encode(), streams[0])
+            if len(streams) == 2:
+                statements = [ln for ln in streams[1].split(b"\n") if ln and ln[:2] != b"--"]
+                cutover = next(r for r in records if r["t"] == "cutover")
+                if len(statements) != cutover["sequences"]:  # a "--" line is a comment
+                    fail("integrity failure", "the sequences stream holds another count of lines")
+                self.write(b"_changes/cutover-sequences.sql", streams[1])
+
+    def stream_bytes(self, refs: list[Any], end: dict[str, Any]) -> bytes:
+        content = b"".join(
+            self.chunk(p, off, n, plain, bytes.fromhex(c)) for p, off, n, plain, c in refs
+        )
+        if end["size"] != len(content) or end["blake3"] != blake3(content).hex():
+            fail("integrity failure", "a change segment's stream does not match its end record")
+        return content
+
+    def write(self, path: bytes, content: bytes) -> None:
+        fd = os.open(self.target(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with open(fd, "wb") as f:
+            f.write(content)
 
     def end(self, r: dict[str, Any]) -> None:
         start, path, fd, chunks = self.stream

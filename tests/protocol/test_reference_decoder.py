@@ -3,7 +3,8 @@
 It must: import nothing from transferd; give the outcome every vector it can apply names (it has no
 chunker and does not parse pack headers, so chunking.json and pack.json are not its); restore the
 stored copy of protocol/vectors/copy/ to the tree copy.json describes; and restore a copy written
-here with transferd's core functions, several packs, segments and manifests in all.
+here with transferd's core functions, several packs, segments and manifests in all. Its reading of
+a real follow copy's changes is tests/postgres/test_follow_reference.py.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from types import ModuleType
 from typing import Any
 
 import blake3
+import nacl.bindings
 import pytest
+import zstandard
 
 from tests.protocol.vectorfiles import EXPECT, REPO, VECTORS, check_vector, data, vector_files
 from transferd.core import canonical, catalog, chunking, envelope, jobkey, manifest, objectlist
@@ -193,6 +196,48 @@ def lease_epoch_vector(v: dict[str, Any]) -> None:
     assert body == v["body"]
 
 
+def _entry(e: dict[str, Any]) -> tuple[str, int, int, int, bool]:
+    lsns = ref.parse_lsn(e["start_lsn"], "start_lsn"), ref.parse_lsn(e["end_lsn"], "end_lsn")
+    return e["sha256"], e["size"], *lsns, e["cutover"]
+
+
+def changes_vector(v: dict[str, Any]) -> None:
+    """A change list, a change segment (opened, and sealed again from its records and nonce when
+    given), or a pgoutput-1 stream checked against a segment header (SPEC 11.5, POSTGRESQL.md 8)."""
+    if v["object"] == "change_list":
+        data = bytes.fromhex(v["list"])
+        _name_check(data, v["sha256"])
+        entries = ref.parse_change_list(data)
+        as_json = [{"sha256": sha, "size": size, "start_lsn": ref.lsn_text(start),
+                    "end_lsn": ref.lsn_text(end), "cutover": cut}
+                   for sha, size, start, end, cut in entries]  # fmt: skip
+        assert as_json == v["entries"]
+        assert [_entry(e) for e in v["entries"]] == entries
+    elif v["object"] == "change_segment":
+        data = bytes.fromhex(v["segment"])
+        _name_check(data, v["sha256"])
+        entry = _entry(v["entry"])
+        assert (entry[0], entry[1]) == (v["sha256"], len(data))
+        k_catalog = ref.subkeys(bytes.fromhex(v["job_key"]))["catalog"]
+        records = ref.open_change_segment(k_catalog, entry, data)
+        if "records" in v:
+            assert records == v["records"]
+            plain = b"".join(
+                json.dumps(r, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+                for r in records
+            )
+            ad = b"transferd v1 change segment\x01" + entry[2].to_bytes(8) + entry[3].to_bytes(8)
+            packed = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
+                data[29:], ad, data[5:29], k_catalog
+            )
+            assert zstandard.ZstdDecompressor().decompress(packed) == plain
+            assert data[5:29].hex() == v["nonce"]
+    else:
+        start, end = ref.parse_lsn(v["start_lsn"], "start"), ref.parse_lsn(v["end_lsn"], "end")
+        held = ref.check_change_stream(bytes.fromhex(v["stream"]), start, end)
+        ref.check_change_counts(held, v["transactions"], v["tables"])
+
+
 APPLY = {
     "keys": keys_vector,
     "wrap": wrap_vector,
@@ -204,6 +249,7 @@ APPLY = {
     "stream": stream_vector,
     "manifest": manifest_vector,
     "lease_epoch": lease_epoch_vector,
+    "changes": changes_vector,
 }
 
 
