@@ -81,7 +81,10 @@ class TokenBucket:
             while (wait := self.delay()) > 0:
                 self._changed.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), wait)
+                    # asyncio.timeout, not wait_for: 3.11's wait_for can turn a cancellation
+                    # (Ctrl-C, a pause) that lands as the timeout fires into a TimeoutError
+                    async with asyncio.timeout(wait):
+                        await self._changed.wait()
             if self._rate:
                 self._tokens -= size
         self.waited += self._clock() - started

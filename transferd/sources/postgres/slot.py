@@ -202,7 +202,8 @@ class ReplicationStream:
                     0.1, STATUS_INTERVAL - (time.time() - cur.feedback_timestamp.timestamp())
                 )
                 try:
-                    await asyncio.wait_for(ready.wait(), timeout)
+                    async with asyncio.timeout(timeout):  # not wait_for: stores/ratelimit.py
+                        await ready.wait()
                 except TimeoutError:
                     cur.send_feedback()  # type: ignore[no-untyped-call]  # a status message with the positions already given
         finally:
