@@ -1,41 +1,10 @@
 """HttpStore: the Store contract over the storage host's HTTP API (protocol/HTTP.md).
 
 Every request is signed with the sender's key (host/auth.py), including reads: the host
-serves a job only to the keys its operator allowed. The server's JSON errors become the store
-errors of the contract, carrying the server's own message:
-
-=====================  ==============================  =========================================
-status, code           error                           why
-=====================  ==============================  =========================================
-507 out_of_space       StoreFullError                  the operator must act; retrying won't help
-409 manifest_exists    ManifestExistsError             manifests are never replaced
-404 not_found          ObjectNotFoundError             (reads of an unknown job return empty)
-400 corrupt_body       TransientStoreError             the body hashes to its name here, so it
-                                                       was altered on the way: send it again
-                       IntegrityError                  it does not: the caller's bytes are wrong
-401 replayed           TransientStoreError             something on the way repeated our request;
-                                                       a retry is signed afresh and is safe
-401 clock_skew         ClockSkewError (permanent)      fix the clock, then resume; skew_seconds
-                                                       says by how much, when the host says it
-401 other              PermanentStoreError             fix the key, then resume
-  401/403/400/413
-429, 503 + Retry-After ThrottledError                  retried after at least that many seconds
-5xx, 408, 429          TransientStoreError
-timeouts, resets       TransientStoreError
-refused connection     PermanentStoreError             "nothing listens on HOST:PORT": until the
-                                                       host answered once; then a restart,
-                                                       TransientStoreError
-TLS verification,      PermanentStoreError             a wrong certificate stays wrong; TLS to a
-  TLS to a plain port,                                 plain port (or plain HTTP to TLS, seen as
-  http:// to TLS                                       a silent close before any answer) too
-an answer not JSON,    RemoteProtocolError             what answers is not a transferd host (a
-  or of another shape                                  proxy's login page, another service), or
-                                                       not one of this version: asking again
-                                                       gets the same answer, so never retried
-=====================  ==============================  =========================================
-
-Messages are built from an error's parts (host, port, the OS's reason), never its text, which
-holds Python reprs; hints name only options that exist (``--ca-file``, ``https://``).
+serves a job only to the keys its operator allowed. What each failure becomes (the server's
+JSON errors, a refused or silent connection, TLS trouble) is stores/httperrors.py's table; an
+answer that is not of the shape protocol/HTTP.md gives is a RemoteProtocolError (below). The
+transport settings (TLS, bodies sent as views, no silent resends) are stores/httptransport.py.
 
 Retries are not done here: wrap the store in stores.retry.RetryingStore.
 
@@ -49,8 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
-import errno
 import hashlib
 import json
 import os
@@ -69,16 +36,11 @@ from transferd.core.keys import SenderSecretKey
 from transferd.core.manifest import ManifestKey
 from transferd.core.request_signing import CONTENT_SHA256, authorization
 from transferd.errors import (
-    ClockSkewError,
     ConfigError,
     IntegrityError,
-    ManifestExistsError,
     ObjectNotFoundError,
     PermanentStoreError,
     RemoteProtocolError,
-    StoreFullError,
-    ThrottledError,
-    TransferdError,
     TransientStoreError,
 )
 from transferd.stores.base import (
@@ -88,12 +50,10 @@ from transferd.stores.base import (
     check_job,
     check_object_name,
 )
-from transferd.stores.retry import MAX_RETRY_AFTER
+from transferd.stores.httperrors import answer_error, connection_failure, speaks_tls
+from transferd.stores.httptransport import BufferPayload, host_header, no_resend, ssl_option
 
 LIST_PAGE = 10_000
-BODY_SLICE = 1 << 20
-"""A body is handed to the transport in slices of this size: the event loop runs between two,
-and no slice is copied (they are views of the caller's buffer)."""
 _OBJECT = re.compile(r"[0-9a-f]{64}")
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
@@ -126,15 +86,15 @@ class HttpStore:
             raise ConfigError(f"TLS options given for {url}, which is not https")
         self.description = str(base)
         self._base = base
-        self._host = _host_header(base)
+        self._host = host_header(base)
         self._key = sender_key
         self._clock = clock
         self._timeout = timeout
-        self._ssl = _ssl_option(ssl_context, ca_file, pin_sha256)
+        self._ssl = ssl_option(ssl_context, ca_file, pin_sha256)
         self._session = session
         self._owns_session = session is None
         if session is not None:
-            _no_resend(session)
+            no_resend(session)
         self._list_page = list_page
         shown = base.raw_host or ""
         self._hostport = f"[{shown}]:{base.port}" if ":" in shown else f"{shown}:{base.port}"
@@ -366,7 +326,7 @@ class HttpStore:
             async with session.request(
                 method,
                 url,
-                data=_BufferPayload(body, content_type) if body else None,
+                data=BufferPayload(body, content_type) if body else None,
                 headers=sent,
                 ssl=self._ssl,
             ) as response:
@@ -374,14 +334,17 @@ class HttpStore:
                 status = response.status
                 response_headers = response.headers
         except Exception as exc:
-            failure = self._failure(exc, what)
+            failure = connection_failure(
+                exc, what, where=self._hostport, description=self.description,
+                timeout=self._timeout, answered=self._answered,
+            )  # fmt: skip
             if failure is None:
                 raise
             if (
                 isinstance(exc, aiohttp.ServerDisconnectedError)
                 and self._base.scheme == "http"
                 and not self._answered
-                and await _speaks_tls(self._base.raw_host or "", self._base.port or 80)
+                and await speaks_tls(self._base.raw_host or "", self._base.port or 80)
             ):
                 failure = PermanentStoreError(
                     f"{what}: {self._hostport} closed the connection without answering: "
@@ -392,90 +355,9 @@ class HttpStore:
         self._answered = True
         if status in expect:
             return status, response_headers, data
-        raise self._error(status, data, what, response_headers.get("Retry-After"))
-
-    def _failure(self, exc: Exception, what: str) -> TransferdError | None:
-        """The store error a failure to get an answer stands for, or None for a bug.
-
-        Messages are built from the parts of the exception (host, port, the OS's reason), never
-        from its text, which holds Python reprs (``ssl:<ssl.SSLContext object at 0x…>``). What
-        cannot recover is permanent: a certificate not trusted, TLS spoken to a plain port, and a
-        refused connection before this host ever answered (nothing listens there: a wrong port
-        or a host not started). A refusal after it answered is a host restarting, and is
-        retried like a timeout or a reset. Plain HTTP to a TLS port looks like an answer lost on
-        the way (the host closes without a word), so ``_request`` asks the port whether it
-        speaks TLS before calling that permanent.
-        """
-        where = self._hostport
-        if isinstance(exc, aiohttp.ServerFingerprintMismatch):
-            return PermanentStoreError(
-                f"{what}: the TLS certificate of {where} is not trusted: its SHA-256 is not the "
-                "pinned one"
-            )
-        if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-            return PermanentStoreError(
-                f"{what}: the TLS certificate of {where} is not trusted: "
-                f"{_ssl_reason(exc.certificate_error)}",
-                hint="trust the host's certificate, or the CA that signed it, with --ca-file "
-                "FILE (ca_file in [send] of the daemon's configuration)",
-            )
-        if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
-            error = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else exc
-            return PermanentStoreError(
-                f"{what}: no TLS session with {where}: {_ssl_reason(error)}",
-                hint=f"if {where} serves plain HTTP, use http://{where}",
-            )
-        if isinstance(exc, aiohttp.ClientConnectorError):
-            os_error = exc.os_error
-            if os_error.errno == errno.ECONNREFUSED:
-                text = f"{what}: nothing listens on {where} (connection refused)"
-                hint = "check the host and port of the URL, and that the storage host runs"
-                if not self._answered:
-                    return PermanentStoreError(text, hint=hint)
-                return TransientStoreError(text, hint=hint)
-            return TransientStoreError(f"{what}: cannot connect to {where}: {_os_reason(os_error)}")
-        if isinstance(exc, aiohttp.ServerDisconnectedError):  # see _request: TLS is probed
-            return TransientStoreError(f"{what}: {where} closed the connection without answering")
-        if isinstance(exc, TimeoutError):
-            return TransientStoreError(
-                f"{what}: {self.description} did not answer within {self._timeout:g} s"
-            )
-        if isinstance(exc, aiohttp.ClientError | ConnectionError):
-            reason = _os_reason(exc) if isinstance(exc, OSError) else type(exc).__name__
-            return TransientStoreError(f"{what}: {self.description} did not answer: {reason}")
-        return None
-
-    def _error(
-        self, status: int, data: bytes, what: str, retry_after: str | None = None
-    ) -> TransferdError:
-        try:
-            answer = json.loads(data)
-            code, message = str(answer["code"]), str(answer["error"])
-        except (ValueError, KeyError, TypeError):
-            # A refusal without the JSON body (a proxy's own 502 page): the status decides.
-            answer, code, message = {}, "", f"HTTP {status}"
-        text = f"{what}: {self.description} answered {status} {code or 'error'}: {message}"
-        if status == 507 or code == "out_of_space":
-            return StoreFullError(text, hint="the storage host must free space; then resume")
-        if code == "manifest_exists":
-            return ManifestExistsError(text)
-        if status == 404 and code in ("not_found", "unknown_job"):
-            return ObjectNotFoundError(text)
-        wait = _retry_after(retry_after)
-        if wait is not None and status in (429, 503):  # the host says when to come back
-            return ThrottledError(text, retry_after=wait)
-        if code in ("corrupt_body", "replayed") or status >= 500 or status in (408, 429):
-            return TransientStoreError(text)
-        if code == "clock_skew":
-            skew, limit = answer.get("skew_seconds"), answer.get("limit_seconds")
-            limit = limit if isinstance(limit, int) and not isinstance(limit, bool) else 300
-            return ClockSkewError(
-                text,
-                skew_seconds=skew if isinstance(skew, int) and not isinstance(skew, bool) else None,
-                limit_seconds=limit,
-                hint=f"set this host's clock (NTP): requests are valid within {limit} s",
-            )
-        return PermanentStoreError(text)
+        raise answer_error(
+            status, data, what, self.description, response_headers.get("Retry-After")
+        )
 
     # --- answers: the shapes of protocol/HTTP.md, or a RemoteProtocolError ------------------
 
@@ -518,119 +400,17 @@ class HttpStore:
                 ),
             )
             self._owns_session = True
-            _no_resend(self._session)
+            no_resend(self._session)
         return self._session
-
-
-def _no_resend(session: aiohttp.ClientSession) -> None:
-    """Stop aiohttp from sending a request a second time, unchanged, when its connection drops.
-
-    aiohttp does that once for idempotent methods (RFC 9112 §9.3.1 allows it), but a signed
-    request sent twice is a replay: if the first copy reached the host, the second is refused
-    with ``replayed`` and the attempt is lost. Our retries go through RetryingStore, which signs
-    each attempt afresh. aiohttp's own test client turns the resend off the same way.
-    """
-    if hasattr(session, "_retry_connection"):
-        session._retry_connection = False
-
-
-class _BufferPayload(aiohttp.payload.Payload):
-    """A request body sent from memory as views of itself.
-
-    aiohttp's own choices both cost a pass over the body: ``bytes`` above 1 MiB warns that it
-    blocks the loop, and ``BytesIO`` copies the buffer (``getbuffer`` unshares it) and then each
-    64 KiB piece it reads. Views of ``BODY_SLICE`` bytes copy nothing and let the loop run between
-    slices (``writer.write`` drains the transport above 64 KiB).
-    """
-
-    _autoclose = True  # nothing to close: the buffer belongs to the caller
-
-    def __init__(self, value: bytes | bytearray | memoryview, content_type: str) -> None:
-        super().__init__(value, content_type=content_type)
-        self._size = memoryview(value).nbytes
-
-    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
-        return bytes(self._value).decode(encoding, errors)
-
-    async def write(self, writer: aiohttp.abc.AbstractStreamWriter) -> None:
-        view = memoryview(self._value).cast("B")
-        for start in range(0, len(view), BODY_SLICE):
-            await writer.write(view[start : start + BODY_SLICE])
 
 
 def _sha256_hex(data: bytes | bytearray | memoryview) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _host_header(url: URL) -> str:
-    host = url.raw_host or ""
-    if ":" in host:
-        host = f"[{host}]"
-    return host if url.is_default_port() else f"{host}:{url.port}"
-
-
-def _ssl_option(
-    context: ssl.SSLContext | None,
-    ca_file: str | os.PathLike[str] | None,
-    pin_sha256: str | None,
-) -> ssl.SSLContext | aiohttp.Fingerprint | bool:
-    if pin_sha256:
-        digest = pin_sha256.lower().removeprefix("sha256:").replace(":", "")
-        if not re.fullmatch(r"[0-9a-f]{64}", digest):
-            raise ConfigError(f"certificate pin {pin_sha256!r} is not a SHA-256 in hex")
-        return aiohttp.Fingerprint(bytes.fromhex(digest))
-    if context is not None:
-        return context
-    if ca_file:
-        try:
-            return ssl.create_default_context(cafile=ca_file)
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(f"cannot load the CA file {ca_file}: {exc}") from None
-    return True
-
-
 def _key(sequence: int, epoch: int) -> str:
     """A manifest's name in a URL: its sequence, and ``-EPOCH`` when written under a lease."""
     return _sequence(sequence) if not epoch else f"{_sequence(sequence)}-{_sequence(epoch)}"
-
-
-async def _speaks_tls(host: str, port: int) -> bool:
-    """Whether ``host:port`` completes a TLS handshake: asked only after plain HTTP met a silent
-    close before any answer, to tell a TLS port from an answer lost on the way. Nothing is sent
-    over the session, so the certificate is deliberately not checked here: the answer is only
-    "this port speaks TLS", and a real connection to it verifies as always."""
-    probe = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    probe.check_hostname = False
-    probe.verify_mode = ssl.CERT_NONE
-    try:
-        async with asyncio.timeout(5):
-            _, writer = await asyncio.open_connection(host, port, ssl=probe)
-    except (OSError, TimeoutError, ssl.SSLError):
-        return False
-    writer.close()
-    with contextlib.suppress(OSError, ssl.SSLError):
-        await writer.wait_closed()
-    return True
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds of a ``Retry-After`` in delta-seconds form (the host sends no other)."""
-    if value is None or not value.strip().isdigit():
-        return None
-    return float(min(int(value.strip()), MAX_RETRY_AFTER))
-
-
-def _os_reason(exc: OSError) -> str:
-    return (exc.strerror or type(exc).__name__).lower()
-
-
-def _ssl_reason(exc: BaseException) -> str:
-    """An SSL error's reason (``certificate verify failed: self-signed certificate``)."""
-    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
-        return f"certificate verify failed: {exc.verify_message}"
-    if isinstance(exc, ssl.SSLError) and exc.reason:
-        return str(exc.reason).lower().replace("_", " ")
-    return type(exc).__name__
 
 
 def _sequence(sequence: int) -> str:
