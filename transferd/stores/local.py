@@ -43,7 +43,7 @@ import hashlib
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from transferd.core.constants import MANIFEST_SEQUENCE_DIGITS
@@ -58,6 +58,7 @@ from transferd.errors import (
     TransientStoreError,
 )
 from transferd.stores.base import check_copy_name, check_copy_series, check_job, check_object_name
+from transferd.stores.streamwriter import StreamWriter
 from transferd.util.durable import fsync_directory, write_all
 
 FILE_MODE = 0o640
@@ -212,18 +213,18 @@ class LocalStore:
             if writing is not None and writing.done() and not writing.cancelled():
                 writing.exception()  # retrieved: the upload's own error is what is reported
 
-    def _open_stream(self, job: str, name: str, path: Path) -> _StreamWriter:
+    def _open_stream(self, job: str, name: str, path: Path) -> StreamWriter:
         if path.exists():  # final names only ever hold complete objects: hash, do not write
-            return _StreamWriter(None, None)
+            return StreamWriter(None, None)
         fd, temp = self._create_temp(job, name, self._job_dir(job) / "tmp")
-        return _StreamWriter(
+        return StreamWriter(
             fd,
             temp,
             lambda exc: self._error(f"write to job {job}", temp, exc),
             lambda: self._writing.discard(temp),
         )
 
-    def _finish_stream(self, writer: _StreamWriter, job: str, name: str, path: Path) -> None:
+    def _finish_stream(self, writer: StreamWriter, job: str, name: str, path: Path) -> None:
         if writer.hasher.hexdigest() != name:
             raise IntegrityError(f"object {name} does not hash to its name")
         if writer.temp is None:
@@ -480,62 +481,6 @@ class LocalStore:
         if exc.errno in _TRANSIENT:
             return TransientStoreError(f"cannot {action} at {path}: {reason}")
         return PermanentStoreError(f"cannot {action} at {path}: {reason}")
-
-
-class _StreamWriter:
-    """A temp file being written and hashed; ``fd`` None when the object is already stored."""
-
-    def __init__(
-        self,
-        fd: int | None,
-        temp: Path | None,
-        error: Callable[[OSError], StoreError] | None = None,
-        done: Callable[[], None] | None = None,
-    ) -> None:
-        self.fd, self.temp, self._error, self._done = fd, temp, error, done
-        self.hasher = hashlib.sha256()
-        self.size = 0
-
-    def write(self, parts: list[bytes | bytearray | memoryview]) -> None:
-        for part in parts:
-            self.hasher.update(part)
-            self.size += len(part)
-        if self.fd is None or not parts:
-            return
-        try:
-            written = os.writev(self.fd, parts)
-            for part in parts:  # a short write (rare on a regular file): the rest part by part
-                n = len(part)
-                if written >= n:
-                    written -= n
-                    continue
-                write_all(self.fd, memoryview(part)[written:])
-                written = 0
-        except OSError as exc:
-            raise self._raise(exc) from exc
-
-    def sync(self) -> None:
-        assert self.fd is not None  # noqa: S101 - only called when writing
-        try:
-            os.fsync(self.fd)
-        except OSError as exc:
-            raise self._raise(exc) from exc
-
-    def _raise(self, exc: OSError) -> StoreError:
-        assert self._error is not None  # noqa: S101 - set whenever fd is
-        return self._error(exc)
-
-    def discard(self) -> None:
-        """Close the file, and remove it unless it was renamed to its final name."""
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-        if self.temp is not None:
-            self.temp.unlink(missing_ok=True)
-            self.temp = None
-        if self._done is not None:
-            self._done()
-            self._done = None
 
 
 def _list_dir(path: Path) -> list[str]:
