@@ -34,7 +34,8 @@ from transferd.core.catalog_walk import Chunks, End, Entry, show
 from transferd.core.jobkey import JobKey
 from transferd.core.manifest import SignedManifest
 from transferd.errors import ObjectNotFoundError, StoreError, TransferdError
-from transferd.read.reader import ChunkWindows, JobReader, parse_segment
+from transferd.read.reader import JobReader, parse_segment
+from transferd.read.windows import ChunkWindows
 from transferd.report.model import Failure, Report
 from transferd.stores.base import Store
 
