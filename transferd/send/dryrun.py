@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sqlite3
 import stat
-import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -53,26 +51,12 @@ def journal_path(state_dir: Path, job: str) -> Path:
     return state_dir / "jobs" / job / "journal.sqlite"
 
 
-class _ReadOnlyJournal(Journal):
-    """A journal opened so that nothing is written: read-only, and ``immutable`` when no
-    write-ahead log is beside it (else SQLite would create its shared-memory file). Its reads
-    run on the calling thread's one connection."""
-
-    def __init__(self, path: Path) -> None:  # not Journal's: it creates tables and meta
-        self.path = path
-        self._local = threading.local()
-        mode = "ro" if Path(f"{path}-wal").exists() else "ro&immutable=1"
-        with self.errors("open"):
-            self._db = sqlite3.connect(f"file:{path}?mode={mode}", uri=True)
-        self._local.db = self._db
-
-
 @contextlib.contextmanager
 def _read_only(path: Path) -> Iterator[Journal | None]:
     if not path.exists():
         yield None
         return
-    journal = _ReadOnlyJournal(path)
+    journal = Journal(path, read_only=True)
     try:
         yield journal
     finally:

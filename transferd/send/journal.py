@@ -124,20 +124,31 @@ class Journal:
     """One job's journal. Writes go through one connection from one thread at a time (the
     caller's); worker threads read through ``reader()`` connections of their own."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        """``read_only`` (``send --dry-run``): nothing is written, not even SQLite's own files:
+        ``immutable`` when no write-ahead log is beside the journal (else SQLite would create
+        its shared-memory file); reads then run on the calling thread's one connection."""
         self.path = path
         self._local = threading.local()
         with self.errors("open"):
-            self._db = self._connect()
+            if read_only:
+                mode = "ro" if Path(f"{path}-wal").exists() else "ro&immutable=1"
+                self._db = sqlite3.connect(f"file:{path}?mode={mode}", uri=True)
+                self._local.db = self._db
+            else:
+                self._db = self._connect()
         try:
+            if not read_only:
+                with self.errors("open"):
+                    self._db.executescript(_SCHEMA)
             with self.errors("open"):
-                self._db.executescript(_SCHEMA)
-            version = self.get_meta("schema")
-            if version is None:
+                version = self.get_meta("schema")
+            if version is None and not read_only:
                 self.set_meta("schema", str(SCHEMA_VERSION))
             elif version != str(SCHEMA_VERSION):
+                has = "records no schema" if version is None else f"has schema {version}"
                 raise CheckpointCorruptError(
-                    f"journal {path} has schema {version}; this transferd reads {SCHEMA_VERSION}",
+                    f"journal {path} {has}; this transferd reads {SCHEMA_VERSION}",
                     path=str(path),
                 )
         except BaseException:
