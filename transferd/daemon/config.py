@@ -107,14 +107,13 @@ class Config:
     azure: dict[str, Any] = field(default_factory=dict)
     """``[azure]``, its paths resolved (sources/azure/table.py): how the jobs' az:// sources sign
     in. Empty: the default of an Azure source (a key or SAS from its environment)."""
+    has_s3: bool = False
 
     @property
     def s3_config(self) -> Path | None:
         """This file when it has an ``[s3]`` table: where the jobs' s3:// stores are and how to
         sign in to them (stores/s3config.py), as the receiving role's store reads it."""
         return self.path if self.has_s3 else None
-
-    has_s3: bool = False
 
 
 def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> Config:
