@@ -308,7 +308,8 @@ class ManagedJob:
         if store is not None:  # publishing: the manifest or segment in flight finishes
             store.pause()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(store.idle(), deadline)
+                async with asyncio.timeout(deadline):  # not wait_for: stores/ratelimit.py
+                    await store.idle()
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         self.task = None

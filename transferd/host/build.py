@@ -140,7 +140,8 @@ async def serve(
         server.close()
         log.info("stopping: no new connections, finishing %d requests", in_flight.count)
         try:
-            await asyncio.wait_for(in_flight.wait_idle(), shutdown_timeout)
+            async with asyncio.timeout(shutdown_timeout):  # not wait_for: stores/ratelimit.py
+                await in_flight.wait_idle()
         except TimeoutError:
             log.warning("%d requests still running after %g s", in_flight.count, shutdown_timeout)
     finally:

@@ -128,7 +128,8 @@ class Consumer:
             if self._pending() and not self._in_transaction:
                 wait = min(wait, self.tuning.idle)
             try:
-                item = await asyncio.wait_for(queue.get(), wait)
+                async with asyncio.timeout(wait):  # not wait_for: stores/ratelimit.py
+                    item = await queue.get()
             except TimeoutError:
                 item = None
             if isinstance(item, BaseException):

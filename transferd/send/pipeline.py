@@ -132,7 +132,8 @@ class Pipeline:
             return True
         finished = True
         try:
-            await asyncio.wait_for(self._packer.idle(), deadline)
+            async with asyncio.timeout(deadline):  # not wait_for: stores/ratelimit.py
+                await self._packer.idle()
         except TimeoutError:
             finished = False
             cancelled = self._packer.cancel_uploads()
