@@ -1075,6 +1075,23 @@ def check_change_counts(
 # --- restore (SPEC 10.4, 13.5) -----------------------------------------------------------------
 
 
+def check_changes_origin(source: dict[str, Any], first: tuple[str, int, int, int, bool]) -> None:
+    """Changes continue the snapshot: a slot's (R-CG-ORIGIN), from its consistent point on
+    (R-CG-FROM-SNAPSHOT), SPEC 11.5."""
+    if source.get("snapshot_origin") != "slot":
+        fail("format failure", "a manifest with changes over a catalog not read from a slot")
+    if lsn_text(first[2]) != source.get("consistent_lsn"):
+        fail("integrity failure", "the first change segment does not start at the snapshot")
+
+
+def check_cutover_sequences(stream: bytes, count: Any) -> None:
+    """The cut-over's sequences stream holds its cutover record's count of setval lines; a
+    line starting "--" is a comment (R-CG-SEQUENCES, SPEC 11.5)."""
+    statements = [ln for ln in stream.split(b"\n") if ln and ln[:2] != b"--"]
+    if len(statements) != count:
+        fail("integrity failure", "the sequences stream holds another count of lines")
+
+
 def check_stored_as(body: dict[str, Any], job: str, sequence: int, epoch: int = 0) -> None:
     """SPEC 13.1 step 7: the manifest read from jobs/<job>/manifests/<sequence>[-<epoch>] is that
     one (SPEC 12.2: an epoch absent from the body is 0)."""
@@ -1208,10 +1225,7 @@ class Restorer:
         """A follow job's change segments, in list order (SPEC 11.5, POSTGRESQL.md 8): each
         stream as stored, to _changes/<index>-<start LSN>-<end LSN>.pgoutput, and the cut-over's
         sequences to _changes/cutover-sequences.sql."""
-        if self.source.get("snapshot_origin") != "slot":
-            fail("format failure", "a manifest with changes over a catalog not read from a slot")
-        if lsn_text(entries[0][2]) != self.source.get("consistent_lsn"):
-            fail("integrity failure", "the first change segment does not start at the snapshot")
+        check_changes_origin(self.source, entries[0])
         os.makedirs(self.target(b"_changes"))
         for index, entry in enumerate(entries):
             records = open_change_segment(self.keys["catalog"], entry, self.store.get(*entry[:2]))
@@ -1222,10 +1236,8 @@ class Restorer:
             name = f"{index:06d}-{entry[2]:016x}-{entry[3]:016x}.pgoutput"
             self.write(b"_changes/" + name.encode(), streams[0])
             if len(streams) == 2:
-                statements = [ln for ln in streams[1].split(b"\n") if ln and ln[:2] != b"--"]
                 cutover = next(r for r in records if r["t"] == "cutover")
-                if len(statements) != cutover["sequences"]:  # a "--" line is a comment
-                    fail("integrity failure", "the sequences stream holds another count of lines")
+                check_cutover_sequences(streams[1], cutover["sequences"])
                 self.write(b"_changes/cutover-sequences.sql", streams[1])
 
     def stream_bytes(self, refs: list[Any], end: dict[str, Any]) -> bytes:

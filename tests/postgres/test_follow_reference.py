@@ -4,6 +4,9 @@ transferd's own ChangeReader reads, and the cut-over's sequences stream too.
 
 A small database (pure-Python BLAKE3 reads about 1 MB/s), a few INSERT, UPDATE, DELETE and
 TRUNCATE statements on a table with a key and one with REPLICA IDENTITY FULL, then a cut-over.
+Then two copies of it, signed honestly, that break SPEC 11.5's rules only the key shows: changes
+starting a segment after the snapshot (R-CG-FROM-SNAPSHOT), and a cut-over segment sealed again
+with one sequence more in its count (R-CG-SEQUENCES); the decoder, verify and restore refuse them.
 """
 
 from __future__ import annotations
@@ -13,21 +16,36 @@ import base64
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import nacl.signing
 import pytest
 
 from tests.postgres.cluster import Cluster, remove, start_cluster
-from tests.postgres.follow import slots
-from tests.postgres.test_follow import OWNER, SENDER, caught_up, follower, until_manifest
+from tests.postgres.follow import slots, transferd
+from tests.postgres.test_follow import (
+    OWNER,
+    SENDER,
+    caught_up,
+    follower,
+    until_manifest,
+)
 from tests.protocol.test_reference_decoder import ref
+from transferd.core import canonical, changes
+from transferd.core.changes import ChangeRef
 from transferd.core.keys import render_key_file
+from transferd.core.pgoutput import lsn_text
+from transferd.errors import IntegrityError
 from transferd.read.changes import ChangeReader, change_refs
 from transferd.read.reader import load_manifest, unwrap_key
+from transferd.restore.postgresql import restore_pg
 from transferd.send.follow import FollowResult
+from transferd.sources.postgres import conninfo
 from transferd.stores.local import LocalStore
+from transferd.verify.run import VerifyOptions, verify_copy
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +130,9 @@ def test_decoder_writes_the_change_streams_transferd_reads(
     assert counts == {"public.acct": [2, 5, 1, 0], "public.note": [1, 1, 1, 1]}
     assert (out / "_tables" / "public.acct").is_file()
 
+    refuses_changes_not_following_the_snapshot(logical, db, tmp_path)
+    refuses_sequences_of_another_count(logical, db, tmp_path)
+
     # the chain of WAL ranges runs across a manifest's change lists: a manifest naming its lists
     # twice, signed honestly, names segments after the cut-over (SPEC 11.5 rule 4)
     publish_changes_twice(tmp_path / "store" / "jobs" / "f" / "manifests")
@@ -124,13 +145,127 @@ def test_decoder_writes_the_change_streams_transferd_reads(
 
 def publish_changes_twice(manifests: Path) -> None:
     """A next manifest whose ``changes`` are the head's, twice; signed with the sender's key."""
+    publish_changes(manifests, lambda lists: lists * 2)
+
+
+def publish_changes(manifests: Path, lists: Any) -> None:
+    """A next manifest whose ``changes`` are ``lists(head's)``; signed with the sender's key."""
     head = max(manifests.iterdir())
     raw = head.read_bytes()
     body = json.loads(raw.split(b"\n")[1])
     body |= {"sequence": body["sequence"] + 1, "previous": hashlib.sha256(raw).hexdigest(),
-             "changes": body["changes"] * 2}  # fmt: skip
+             "changes": lists(body["changes"])}  # fmt: skip
     text = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
     signed = b"transferd-manifest v1\n" + text + b"\n"
     signature = nacl.signing.SigningKey(SENDER.seed).sign(signed).signature
     line = f"sig {SENDER.public().to_text()} {base64.b64encode(signature).decode()}\n"
     (manifests / f"{body['sequence']:020d}").write_bytes(signed + line.encode())
+
+
+def _put(store: Path, data: bytes) -> dict[str, Any]:
+    """An object written into job f of the local store ``store``: its ref."""
+    name = hashlib.sha256(data).hexdigest()
+    path = store / "jobs" / "f" / "objects" / name[:2] / name
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(data)
+    return {"sha256": name, "size": len(data)}
+
+
+def _decoder_refuses(store: Path, out: Path) -> Any:
+    with pytest.raises(ref.DecodeError) as caught:
+        ref.restore(store, "f", render_key_file(OWNER, "x"), out, SENDER.public().to_text())
+    return caught.value
+
+
+def _deep(store: Path, against: str | None = None) -> list[str]:
+    """verify --deep (or, with ``against``, verify --against): its failures' messages."""
+    options = VerifyOptions(identity=OWNER, deep=against is None, against=against)
+    report = asyncio.run(verify_copy(LocalStore(store), "f", SENDER.public(), options))
+    return [f.message for f in report.failures]
+
+
+def refuses_changes_not_following_the_snapshot(logical: Cluster, db: str, tmp: Path) -> None:
+    """A manifest, signed honestly, whose changes start one segment late: the changes of the
+    first segment are missing (SPEC 11.5, R-CG-FROM-SNAPSHOT). Without the key the list still
+    tiles; with it, the decoder, verify --deep and restore (exit 13) all refuse it."""
+    store = tmp / "late"
+    shutil.copytree(tmp / "store", store)
+    refs = asyncio.run(change_refs(LocalStore(store), asyncio.run(
+        load_manifest(LocalStore(store), "f", sender=SENDER.public()))))  # fmt: skip
+    assert len(refs) >= 2
+    late = _put(store, changes.encode_list(refs[1:]))
+    publish_changes(store / "jobs" / "f" / "manifests", lambda _lists: [late])
+    start, consistent = lsn_text(refs[1].start_lsn), lsn_text(refs[0].start_lsn)
+
+    refused = _decoder_refuses(store, tmp / "late-out")
+    assert refused.outcome == "integrity failure"
+    assert "does not start at the snapshot" in str(refused)
+    failures = _deep(store)
+    assert any("the changes do not follow the snapshot" in f and f"starts at {start}" in f
+               and f"is {consistent}" in f for f in failures), failures  # fmt: skip
+    failures = _deep(store, against=logical.url(db))
+    assert any(f"the first change segment {refs[1].name} starts at {start}" in f
+               for f in failures), failures  # fmt: skip
+
+    identity = tmp / "owner.key"
+    identity.write_text(render_key_file(OWNER, "x"))
+    identity.chmod(0o600)
+    logical.psql("postgres", f"CREATE DATABASE {db}_late")
+    try:
+        refused_cli = transferd("restore", "--store", store, "--job", "f", "--identity",
+                                identity, "--sender", SENDER.public().to_text(), "--to",
+                                logical.url(f"{db}_late"), "-j", "2")  # fmt: skip
+        assert refused_cli.returncode == IntegrityError.exit_code, refused_cli.stderr
+        assert "transferd: error: the first change segment" in refused_cli.stderr
+        assert f"the changes committed between {consistent} and {start} are missing" in (
+            refused_cli.stderr
+        )
+        assert "transferd: hint: the copy's changes do not continue its snapshot" in (
+            refused_cli.stderr
+        )
+        assert "Traceback" not in refused_cli.stderr
+        applied = logical.psql(f"{db}_late", "SELECT to_regclass('transferd.applied')").strip()
+        assert applied == ""  # refused before a change was applied
+    finally:
+        logical.psql("postgres", f"DROP DATABASE IF EXISTS {db}_late WITH (FORCE)")
+
+
+def refuses_sequences_of_another_count(logical: Cluster, db: str, tmp: Path) -> None:
+    """The cut-over segment sealed again, with the key, under a cutover record counting one
+    sequence more than its stream's setval lines (SPEC 11.5, R-CG-SEQUENCES)."""
+    store = tmp / "sequences"
+    shutil.copytree(tmp / "store", store)
+    local = LocalStore(store)
+    signed = asyncio.run(load_manifest(local, "f", sender=SENDER.public()))
+    key = unwrap_key(signed, OWNER)
+    refs = asyncio.run(change_refs(local, signed))
+    last = refs[-1]
+    assert last.cutover
+    data = (store / "jobs" / "f" / "objects" / last.name[:2] / last.name).read_bytes()
+    entry = (last.name, last.size, last.start_lsn, last.end_lsn, True)
+    records = ref.open_change_segment(key.catalog_key, entry, data)
+    cutover = next(r for r in records if r["t"] == "cutover")
+    announced = cutover["sequences"] + 1
+    cutover["sequences"] = announced
+    plain = b"".join(canonical.dumps(r) + b"\n" for r in records)
+    sealed = changes.seal_segment(key.catalog_key, last.start_lsn, last.end_lsn, plain,
+                                  os.urandom(24))  # fmt: skip
+    segment = _put(store, sealed)
+    resealed = ChangeRef(bytes.fromhex(segment["sha256"]), len(sealed), last.start_lsn,
+                         last.end_lsn, cutover=True)  # fmt: skip
+    listed = _put(store, changes.encode_list([*refs[:-1], resealed]))
+    publish_changes(store / "jobs" / "f" / "manifests", lambda _lists: [listed])
+
+    refused = _decoder_refuses(store, tmp / "sequences-out")
+    assert refused.outcome == "integrity failure"
+    assert "sequences stream holds another count" in str(refused)
+    failures = _deep(store)
+    message = f"its cutover record says {announced}"
+    assert any("setval lines" in f and message in f for f in failures), failures
+    logical.psql("postgres", f"CREATE DATABASE {db}_seq")
+    try:
+        with pytest.raises(IntegrityError, match=f"setval lines, {message}"):
+            asyncio.run(restore_pg(store=local, job="f", identity=OWNER, sender=SENDER.public(),
+                                   target=conninfo.parse(logical.url(f"{db}_seq"))))  # fmt: skip
+    finally:
+        logical.psql("postgres", f"DROP DATABASE IF EXISTS {db}_seq WITH (FORCE)")

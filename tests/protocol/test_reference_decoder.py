@@ -203,7 +203,8 @@ def _entry(e: dict[str, Any]) -> tuple[str, int, int, int, bool]:
 
 def changes_vector(v: dict[str, Any]) -> None:
     """A change list, a change segment (opened, and sealed again from its records and nonce when
-    given), or a pgoutput-1 stream checked against a segment header (SPEC 11.5, POSTGRESQL.md 8)."""
+    given), or a pgoutput-1 stream checked against a segment header (SPEC 11.5, POSTGRESQL.md 8);
+    the changes' first entry against the source record; the cut-over's sequences' count."""
     if v["object"] == "change_list":
         data = bytes.fromhex(v["list"])
         _name_check(data, v["sha256"])
@@ -232,7 +233,12 @@ def changes_vector(v: dict[str, Any]) -> None:
             )
             assert zstandard.ZstdDecompressor().decompress(packed) == plain
             assert data[5:29].hex() == v["nonce"]
+    elif v["object"] == "change_origin":
+        ref.check_changes_origin(v["source"], _entry(v["entry"]))
+    elif v["object"] == "cutover_sequences":
+        ref.check_cutover_sequences(bytes.fromhex(v["stream"]), v["sequences"])
     else:
+        assert v["object"] == "change_stream", v["object"]
         start, end = ref.parse_lsn(v["start_lsn"], "start"), ref.parse_lsn(v["end_lsn"], "end")
         held = ref.check_change_stream(bytes.fromhex(v["stream"]), start, end)
         ref.check_change_counts(held, v["transactions"], v["tables"])

@@ -418,8 +418,16 @@ def apply_copy_manifest(v: dict[str, Any]) -> None:
     _apply_signed_root(v, copy, copy.CopyManifestBody)
 
 
+def _change_ref(e: dict[str, Any]) -> changes.ChangeRef:
+    return changes.ChangeRef(
+        bytes.fromhex(e["sha256"]), e["size"], pgoutput.parse_lsn(e["start_lsn"]),
+        pgoutput.parse_lsn(e["end_lsn"]), e["cutover"],
+    )  # fmt: skip
+
+
 def apply_changes(v: dict[str, Any]) -> None:
-    """A change list, change segment or pgoutput-1 stream (SPEC 11.5, POSTGRESQL.md 8)."""
+    """A change list, change segment or pgoutput-1 stream (SPEC 11.5, POSTGRESQL.md 8); the
+    changes' start against the snapshot's source record; the cut-over's sequences' count."""
     if v["object"] == "change_list":
         data = bytes.fromhex(v["list"])
         _check_name(data, v["sha256"])
@@ -430,11 +438,7 @@ def apply_changes(v: dict[str, Any]) -> None:
         job_key = jobkey.JobKey(bytes.fromhex(v["job_key"]))
         data = bytes.fromhex(v["segment"])
         _check_name(data, v["sha256"])
-        e = v["entry"]
-        ref = changes.ChangeRef(
-            bytes.fromhex(e["sha256"]), e["size"], pgoutput.parse_lsn(e["start_lsn"]),
-            pgoutput.parse_lsn(e["end_lsn"]), e["cutover"],
-        )  # fmt: skip
+        ref = _change_ref(v["entry"])
         assert ref.size == len(data)
         segment = changes.open_segment(job_key.catalog_key, ref, data)
         if "records" in v:
@@ -444,7 +448,12 @@ def apply_changes(v: dict[str, Any]) -> None:
                                         records, nonce) == data  # fmt: skip
             assert segment.transactions == v["records"][0]["transactions"]
             assert (segment.cutover is not None) == ref.cutover
+    elif v["object"] == "change_origin":
+        changes.check_follows_snapshot(v["source"], _change_ref(v["entry"]))
+    elif v["object"] == "cutover_sequences":
+        changes.check_sequences(bytes.fromhex(v["stream"]), v["sequences"])
     else:
+        assert v["object"] == "change_stream", v["object"]
         start, end = pgoutput.parse_lsn(v["start_lsn"]), pgoutput.parse_lsn(v["end_lsn"])
         checker = pgoutput.StreamChecker(start, end)
         for message in pgoutput.frames(bytes.fromhex(v["stream"])):

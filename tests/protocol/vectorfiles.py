@@ -91,6 +91,8 @@ AREAS: dict[str, tuple[set[str], set[str]]] = {
             "end_lsn",
             "transactions",
             "tables",
+            "source",
+            "sequences",
         },
     ),
     "lease_epoch": (

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -235,6 +235,9 @@ class Stream:
     refs: tuple[ChunkRef, ...]
     size: int
     blake3: str
+    setval_lines: int | None = None
+    """The cut-over's sequences stream only: how many ``setval`` lines its ``cutover`` record
+    says it holds, checked once the stream is read (``check_sequences``)."""
 
 
 @dataclass(frozen=True)
@@ -285,6 +288,7 @@ def check_segment(records: list[dict[str, Any]], ref: ChangeRef) -> ChangeSegmen
             raise FormatError(f"{what}: sequences is not a non-negative integer")
         sequences = marker["sequences"]
         cutover, rest = _stream(rest[1:], what, "cut-over")
+        cutover = Stream(cutover.refs, cutover.size, cutover.blake3, sequences)
         if rest:
             raise FormatError(f"{what}: a {rest[0].get('t')} record after the cut-over's end")
     elif ref.cutover:
@@ -379,3 +383,68 @@ def check_counts(summary: StreamSummary, transactions: int,
     held = sorted([s, t, *c] for (s, t), c in summary.counts.items())
     if held != [list(t) for t in tables]:
         raise IntegrityError("change stream's per-table counts differ from its header's")
+
+
+# --- the changes against the snapshot, and the cut-over's sequences ---------------------------
+
+
+_AGAIN = (
+    "the copy's changes do not continue its snapshot, so no restore of it is the database at "
+    "any instant: the copy is damaged or was altered; copy the database again"
+)
+
+
+def check_follows_snapshot(source: Mapping[str, Any], first: ChangeRef | None) -> None:
+    """A manifest with changes: its catalog's ``source`` record must say the snapshot came from
+    the replication slot [R-CG-ORIGIN], and the first change segment must start at the slot's
+    consistent point [R-CG-FROM-SNAPSHOT] (SPEC §11.5, POSTGRESQL.md §7). Otherwise the changes
+    do not continue the snapshot: a copy restored from them is silently incomplete (changes
+    missing) or has changes applied twice."""
+    origin = source.get("snapshot_origin")
+    if origin != "slot":
+        raise FormatError(
+            f"the manifest lists changes, but its catalog's snapshot was not read from a "
+            f"replication slot (snapshot_origin {origin!r}, not 'slot'): the changes cannot "
+            "follow it",
+            hint=_AGAIN,
+        )
+    if first is None:
+        return
+    start = lsn_text(first.start_lsn)
+    consistent = source.get("consistent_lsn")
+    if consistent == start:
+        return
+    try:
+        point: int | None = parse_lsn(consistent, "consistent_lsn")
+    except FormatError:
+        point = None
+    if point is None:
+        fault = "the snapshot has no consistent point to start from"
+    elif first.start_lsn > point:
+        fault = f"the changes committed between {consistent} and {start} are missing"
+    else:
+        fault = f"the changes committed between {start} and {consistent} would be applied twice"
+    raise IntegrityError(
+        f"the first change segment {first.name} starts at {start}, but the snapshot's "
+        f"consistent point (source record consistent_lsn) is {consistent}: {fault}",
+        hint=_AGAIN,
+    )
+
+
+def setval_lines(text: bytes) -> int:
+    """The statements of a sequences stream: its non-empty lines but ``--`` comments."""
+    return sum(1 for line in text.split(b"\n") if line and not line.startswith(b"--"))
+
+
+def check_sequences(text: bytes, announced: int) -> None:
+    """The cut-over's sequences stream holds as many ``setval`` lines as its ``cutover`` record
+    says [R-CG-SEQUENCES]: a line lost or added would set a sequence the copy does not mean."""
+    held = setval_lines(text)
+    if held != announced:
+        raise IntegrityError(
+            f"the cut-over's sequences stream holds {held} setval lines, its cutover record "
+            f"says {announced}",
+            hint="the copy is damaged or was altered; restore it with --until-lsn below the "
+            "cut-over segment's end LSN (its sequences are then the snapshot's), or copy the "
+            "database again",
+        )

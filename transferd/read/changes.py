@@ -26,7 +26,7 @@ from typing import Any
 
 import blake3
 
-from transferd.core import changes, envelope, pgoutput
+from transferd.core import catalog, changes, envelope, pgoutput
 from transferd.core.changes import ChangeRef, ChangeSegment, Stream
 from transferd.core.jobkey import JobKey
 from transferd.core.manifest import SignedManifest
@@ -111,6 +111,21 @@ class ChangeReader:
             store, self.job, PackIndex(store, self.job, signed.body.object_lists)
         )
 
+    async def source_record(self) -> dict[str, Any]:
+        """The catalog's source record: the first record of its first segment."""
+        catalog_refs = self.signed.body.catalog
+        if not catalog_refs:
+            raise FormatError(f"manifest {self.signed.body.sequence} names no catalog")
+        data = await fetch_checked(self.store, self.job, catalog_refs[0], "catalog segment")
+        records = await asyncio.to_thread(catalog.open_segment, self.key.catalog_key, 0, data)
+        return dict(records[0]) if records and records[0].get("t") == "source" else {}
+
+    async def check_follows_snapshot(self, refs: list[ChangeRef]) -> None:
+        """The changes continue the snapshot: its catalog's source record was read from the slot
+        and the first segment starts at the slot's consistent point (SPEC §11.5, [R-CG-ORIGIN],
+        [R-CG-FROM-SNAPSHOT])."""
+        changes.check_follows_snapshot(await self.source_record(), refs[0] if refs else None)
+
     async def segment(self, ref: ChangeRef) -> ChangeSegment:
         data = await fetch_checked(self.store, self.job, ObjectRef(ref.sha256, ref.size),
                                    "change segment")  # fmt: skip
@@ -151,8 +166,12 @@ class ChangeReader:
         changes.check_counts(checker.finish(), segment.transactions, segment.tables)
 
     async def text(self, stream: Stream) -> bytes:
-        """A small stream whole (the cut-over's sequences)."""
-        return b"".join([piece async for piece in self.stream(stream)])
+        """A small stream whole (the cut-over's sequences: their number of ``setval`` lines
+        checked against the cutover record's, [R-CG-SEQUENCES])."""
+        data = b"".join([piece async for piece in self.stream(stream)])
+        if stream.setval_lines is not None:
+            changes.check_sequences(data, stream.setval_lines)
+        return data
 
 
 class Decoder:

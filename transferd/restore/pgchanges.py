@@ -93,6 +93,7 @@ class Applier:
         return 0 if done is None else parse_lsn(str(done))
 
     async def run(self, refs: list[ChangeRef], on_sequences: Callable[[bytes], object]) -> None:
+        await self.reader.check_follows_snapshot(refs)  # before the target is touched
         applied = await self.setup()
         self.progress.applied_lsn = applied
         segments = []

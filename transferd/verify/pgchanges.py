@@ -106,6 +106,7 @@ class Replay:
     # --- 1: what the changes touch ------------------------------------------------------------
 
     async def _collect(self) -> None:
+        await self.reader.check_follows_snapshot(self.refs)
         for ref in self.refs:
             segment = await self.reader.segment(ref)
             for schema, name, _, _, _, truncates in segment.tables:

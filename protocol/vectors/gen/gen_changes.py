@@ -300,6 +300,69 @@ def _streams() -> list[Vector]:
     ]  # fmt: skip
 
 
+# --- the changes against the snapshot, and the cut-over's sequences ---------------------------
+
+SOURCE = {"t": "source", "kind": "postgresql", "host": "db.example", "database": "snds",
+          "snapshot": "00000003-0000001B-1", "snapshot_origin": "slot", "slot": "transferd_snds",
+          "publication": "transferd_snds", "consistent_lsn": lsn_text(START)}  # fmt: skip
+
+
+def _origin_vector(name: str, comment: str, expect: str = "success",
+                   flags: tuple[str, ...] = (), *, source: dict[str, Any] = SOURCE,
+                   first: ChangeRef = SEG_A) -> Vector:  # fmt: skip
+    return vector(name, comment, expect, flags, object="change_origin", source=source,
+                  entry=first.to_json())  # fmt: skip
+
+
+def _origins() -> list[Vector]:
+    later = ChangeRef(SEG_A.sha256, SEG_A.size, START + 0x10, SEG_A.end_lsn)
+    earlier = ChangeRef(SEG_A.sha256, SEG_A.size, START - 0x10, SEG_A.end_lsn)
+    return [
+        _origin_vector("origin_from_snapshot", "a slot's snapshot, the first segment starting "
+                       "at its consistent point"),
+        _origin_vector("origin_exported_snapshot", "changes over a snapshot the sender "
+                       "exported itself (snapshot_origin exported): nothing ties them to it",
+                       FMT, ("Malformed",), source=SOURCE | {"snapshot_origin": "exported"}),
+        _origin_vector("origin_given_snapshot", "changes over a snapshot the operator gave "
+                       "(snapshot_origin given)", FMT, ("Malformed",),
+                       source=SOURCE | {"snapshot_origin": "given"}),
+        _origin_vector("origin_first_segment_later", "the first segment starts 16 bytes of WAL "
+                       "after the consistent point: the changes between are missing", INTEGRITY,
+                       ("Bounds",), first=later),
+        _origin_vector("origin_first_segment_earlier", "the first segment starts 16 bytes of "
+                       "WAL before the consistent point: changes the snapshot holds again",
+                       INTEGRITY, ("Bounds",), first=earlier),
+    ]  # fmt: skip
+
+
+def _sequences_vector(name: str, comment: str, text: bytes, count: int,
+                      expect: str = "success", flags: tuple[str, ...] = ()) -> Vector:  # fmt: skip
+    return vector(name, comment, expect, flags, object="cutover_sequences", stream=text.hex(),
+                  sequences=count)  # fmt: skip
+
+
+SEQUENCES_COMMENT = b"-- transferd: the values of 1 sequences at the cut-over\n"
+
+
+def _sequences() -> list[Vector]:
+    two = SEQUENCES + SEQUENCES.replace(b"acct_id_seq", b"scratch_k_seq").replace(b"2344", b"7")
+    return [
+        _sequences_vector("sequences_one", "one setval line, the cutover record says 1",
+                          SEQUENCES, 1),
+        _sequences_vector("sequences_comment", "a -- comment line, then one setval line: 1",
+                          SEQUENCES_COMMENT + SEQUENCES, 1),
+        _sequences_vector("sequences_none", "no sequence: an empty stream, the record says 0",
+                          b"", 0, flags=("Boundary",)),
+        _sequences_vector("sequences_line_missing", "the cutover record says 2, the stream "
+                          "holds 1 setval line", SEQUENCES, 2, INTEGRITY, ("Bounds",)),
+        _sequences_vector("sequences_line_added", "the cutover record says 1, the stream "
+                          "holds 2 setval lines", two, 1, INTEGRITY, ("Bounds",)),
+        _sequences_vector("sequences_comment_counted", "the cutover record counts the comment "
+                          "line too (2): comments are not setval lines",
+                          SEQUENCES_COMMENT + SEQUENCES, 2, INTEGRITY, ("Bounds",)),
+    ]  # fmt: skip
+
+
 def generate() -> dict[str, Any]:
     return vector_file(
         "changes",
@@ -311,6 +374,10 @@ def generate() -> dict[str, Any]:
         "seal(records, nonce) = segment. object 'change_stream': run the stream rules over "
         "stream, with start_lsn and end_lsn as the segment's range, then compare the number "
         "of transactions and the per-table counts with transactions and tables (the "
-        "segment header's).",
-        [*_lists(), *_segments(), *_streams()],
+        "segment header's). object 'change_origin': source is the catalog's source record, "
+        "entry the first change list entry; the changes continue the snapshot when "
+        "source.snapshot_origin is 'slot' and entry.start_lsn is source.consistent_lsn. "
+        "object 'cutover_sequences': stream is the cut-over's sequences stream; its lines that "
+        "are not empty and do not start with '--' number sequences (the cutover record's).",
+        [*_lists(), *_segments(), *_streams(), *_origins(), *_sequences()],
     )
