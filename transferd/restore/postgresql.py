@@ -125,6 +125,9 @@ async def restore_pg(
         else:
             if not force:
                 await check_empty(conn, target)
+            if signed.body.changes is not None:  # refused before the snapshot is loaded
+                follow = ChangeReader(store, signed, key)
+                await follow.check_follows_snapshot(await change_refs(store, signed))
             restorer = _Restorer(target, conn, reader, max(1, jobs), progress, split_after)
             await restorer.run()
             source = reader.source or {}
