@@ -36,6 +36,16 @@ def cluster() -> Iterator[Cluster]:
         remove(c)
 
 
+@pytest.fixture(scope="module")
+def logical() -> Iterator[Cluster]:
+    """A cluster of the module's own with wal_level=logical, for follow mode's tests."""
+    c = start_cluster(logical=True)
+    try:
+        yield c
+    finally:
+        remove(c)
+
+
 @pytest.fixture
 def source_db(cluster: Cluster) -> Iterator[str]:
     """A database of its own for the test, copied from the template (pgbench and awkward)."""

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.postgres.cluster import Cluster, remove, start_cluster
+from tests.postgres.cluster import Cluster
 from tests.postgres.follow import TABLES, digests, pgbench, pgbench_init, slots
 from transferd.core.jobkey import JobKey
 from transferd.core.keys import RecipientIdentity, SenderSecretKey
@@ -39,15 +39,6 @@ SENDER = SenderSecretKey(bytes(range(32)))
 OWNER = RecipientIdentity(bytes(range(1, 33)))
 FAST = FollowTuning(segment_bytes=256 * 1024, max_age=1.0, idle=0.3)
 _names = itertools.count(1)
-
-
-@pytest.fixture(scope="module")
-def logical() -> Iterator[Cluster]:
-    c = start_cluster(logical=True)
-    try:
-        yield c
-    finally:
-        remove(c)
 
 
 @pytest.fixture

@@ -8,12 +8,11 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.postgres.cluster import Cluster, remove, start_cluster
+from tests.postgres.cluster import Cluster
 from tests.postgres.follow import (
     digests,
     env,
@@ -23,15 +22,6 @@ from tests.postgres.follow import (
     transferd,
     transferd_argv,
 )
-
-
-@pytest.fixture(scope="module")
-def logical() -> Iterator[Cluster]:
-    c = start_cluster(logical=True)
-    try:
-        yield c
-    finally:
-        remove(c)
 
 
 def manifests(store: Path) -> int:

@@ -24,7 +24,7 @@ from typing import Any
 import nacl.signing
 import pytest
 
-from tests.postgres.cluster import Cluster, remove, start_cluster
+from tests.postgres.cluster import Cluster
 from tests.postgres.follow import slots, transferd
 from tests.postgres.test_follow import (
     OWNER,
@@ -46,15 +46,6 @@ from transferd.send.follow import FollowResult
 from transferd.sources.postgres import conninfo
 from transferd.stores.local import LocalStore
 from transferd.verify.run import VerifyOptions, verify_copy
-
-
-@pytest.fixture(scope="module")
-def logical() -> Iterator[Cluster]:
-    c = start_cluster(logical=True)
-    try:
-        yield c
-    finally:
-        remove(c)
 
 
 @pytest.fixture
