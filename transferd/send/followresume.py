@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 
-from transferd.core import changes, manifest
+from transferd.core import changes, manifest, objectlist
 from transferd.core.changes import CHANGE_LIST_MAGIC, CHANGE_SEGMENT_MAGIC, ChangeRef
 from transferd.core.constants import CATALOG_MAGIC, FORMAT_VERSION, OBJECT_LIST_MAGIC, PACK_MAGIC
 from transferd.core.manifest import SignedManifest
@@ -52,6 +52,9 @@ async def reconcile(
         checker.feed(entries)
         referenced.update(e.name for e in entries)
         last = entries[-1]
+    for ref in newest.body.object_lists:  # every pack the newest manifest lists stays, whatever
+        packs = await _read(store, job, ref, objectlist.decode_segment)  # the local state says
+        referenced.update(p.name for p in packs)
     count = newest.body.totals.objects
     fs.forget_packs_from(count)
     removed = 0
