@@ -73,6 +73,34 @@ async def test_release_frees_at_once_and_done_is_never_claimed() -> None:
     assert await a.try_claim(JOB, own=True) is None
 
 
+async def test_done_lands_above_a_renewal_whose_put_was_cut_off_after_it_was_stored() -> None:
+    """A renewal cancelled while its put was on the wire can have stored record n+1 without the
+    holder counting it; "done" must then go above it, not be dropped (the job would look held)."""
+    store, clock = MemoryStore(), Clock()
+    a = agent(store, "a", clock)
+    lease = await a.try_claim(JOB, own=True)
+    assert lease is not None
+    assert await a._put(JOB, lease.sequence + 1, HELD, epoch=lease.epoch)  # the lost renewal
+    assert await a.release(lease, DONE)
+    number, record = await a.newest(JOB)
+    assert record is not None and (record.state, number) == (DONE, lease.sequence)
+
+
+async def test_release_gives_up_when_another_agent_holds_the_job() -> None:
+    store, clock = MemoryStore(), Clock()
+    a, b = agent(store, "a", clock), agent(store, "b", clock)
+    lease = await a.try_claim(JOB, own=True)
+    assert lease is not None
+    clock.now += 31
+    assert await b.try_claim(JOB, own=False) is None  # starts b's count
+    clock.now += 31
+    taken = await b.try_claim(JOB, own=False)
+    assert taken is not None
+    assert not await a.release(lease, DONE)
+    _, record = await a.newest(JOB)
+    assert record is not None and (record.agent, record.state) == ("b", HELD)
+
+
 async def test_an_agent_restarted_takes_its_own_job_back_at_once() -> None:
     store, clock = MemoryStore(), Clock()
     first = agent(store, "a", clock, session="1" * 32)

@@ -218,7 +218,10 @@ class Agent:
                 await asyncio.gather(sending, return_exceptions=True)
                 released = True  # not ours any more: release nothing
                 raise lost_error(lease)
+            # Stop renewing before the last records: a renewal racing the release could
+            # otherwise land on top of "done".
             keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
             outcome = sending.result()
             if outcome.failures:
                 paths = ", ".join(

@@ -243,10 +243,22 @@ class Leases:
                 lease.lost.set()
                 return
 
-    async def release(self, lease: Lease, state: str = RELEASED) -> None:
-        if await self._put(lease.job, lease.sequence + 1, state, epoch=lease.epoch):
-            lease.sequence += 1
-            await self._prune(lease.job, lease.sequence)
+    async def release(self, lease: Lease, state: str = RELEASED) -> bool:
+        """Put the last record; False when another agent's record is on top (nothing to release).
+
+        A renewal cancelled while its put was on the wire may have stored record n+1 without
+        the holder counting it: the release then finds its own record in the way and goes on
+        above it, so that a job finished is never left looking held."""
+        for _ in range(8):
+            if await self._put(lease.job, lease.sequence + 1, state, epoch=lease.epoch):
+                lease.sequence += 1
+                await self._prune(lease.job, lease.sequence)
+                return True
+            number, record = await self.newest(lease.job)
+            if record is None or record.session != self.session or number <= lease.sequence:
+                return False
+            lease.sequence = number
+        return False
 
     def overdue(self, lease: Lease) -> bool:
         """Whether ``lease`` went unrenewed for half a lease by this agent's clock: long enough
