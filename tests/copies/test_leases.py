@@ -83,7 +83,8 @@ async def test_done_lands_above_a_renewal_whose_put_was_cut_off_after_it_was_sto
     assert await a._put(JOB, lease.sequence + 1, HELD, epoch=lease.epoch)  # the lost renewal
     assert await a.release(lease, DONE)
     number, record = await a.newest(JOB)
-    assert record is not None and (record.state, number) == (DONE, lease.sequence)
+    assert record is not None
+    assert (record.state, number) == (DONE, lease.sequence)
 
 
 async def test_release_gives_up_when_another_agent_holds_the_job() -> None:
@@ -98,7 +99,8 @@ async def test_release_gives_up_when_another_agent_holds_the_job() -> None:
     assert taken is not None
     assert not await a.release(lease, DONE)
     _, record = await a.newest(JOB)
-    assert record is not None and (record.agent, record.state) == ("b", HELD)
+    assert record is not None
+    assert (record.agent, record.state) == ("b", HELD)
 
 
 async def test_an_agent_restarted_takes_its_own_job_back_at_once() -> None:
