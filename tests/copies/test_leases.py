@@ -87,6 +87,18 @@ async def test_done_lands_above_a_renewal_whose_put_was_cut_off_after_it_was_sto
     assert (record.state, number) == (DONE, lease.sequence)
 
 
+async def test_a_renewal_after_one_whose_answer_was_lost_is_not_taken_for_a_takeover() -> None:
+    store, clock = MemoryStore(), Clock()
+    a = agent(store, "a", clock)
+    lease = await a.try_claim(JOB, own=True)
+    assert lease is not None
+    assert await a._put(JOB, lease.sequence + 1, HELD, epoch=lease.epoch)  # stored, uncounted
+    assert await a.renew(lease)
+    number, record = await a.newest(JOB)
+    assert record is not None
+    assert (record.agent, record.state, number) == ("a", HELD, lease.sequence)
+
+
 async def test_release_gives_up_when_another_agent_holds_the_job() -> None:
     store, clock = MemoryStore(), Clock()
     a, b = agent(store, "a", clock), agent(store, "b", clock)

@@ -209,14 +209,13 @@ class Leases:
     async def renew(self, lease: Lease) -> bool:
         """Put the next record; False when another agent's record took its place (lost)."""
         started = self._clock()
-        if not await self._put(lease.job, lease.sequence + 1, HELD, epoch=lease.epoch):
+        if not await self._put_next(lease, HELD):
             return False
         # The number may have been free only because the taker pruned it (rule 2): a renewal
         # counts only if it is the newest record.
         latest, holder = await self.newest(lease.job)
-        if latest != lease.sequence + 1 or holder is None or holder.session != self.session:
+        if latest != lease.sequence or holder is None or holder.session != self.session:
             return False
-        lease.sequence += 1
         lease.renewed = started
         await self._prune(lease.job, lease.sequence)
         return True
@@ -244,18 +243,30 @@ class Leases:
                 return
 
     async def release(self, lease: Lease, state: str = RELEASED) -> bool:
-        """Put the last record; False when another agent's record is on top (nothing to release).
+        """Put the last record; False when another agent's record is on top (nothing to release)."""
+        if not await self._put_next(lease, state):
+            return False
+        await self._prune(lease.job, lease.sequence)
+        return True
 
-        A renewal cancelled while its put was on the wire may have stored record n+1 without
-        the holder counting it: the release then finds its own record in the way and goes on
-        above it, so that a job finished is never left looking held."""
+    async def _put_next(self, lease: Lease, state: str) -> bool:
+        """Put the lease's next record and count it; False when the number is another's.
+
+        A put of this holder's whose answer was lost (a renewal cancelled or timed out while on
+        the wire) may have stored record n+1 uncounted: the next put finds its own record in the
+        way and goes on above it, rather than take it for a takeover, or leave a job finished
+        looking held."""
         for _ in range(8):
             if await self._put(lease.job, lease.sequence + 1, state, epoch=lease.epoch):
                 lease.sequence += 1
-                await self._prune(lease.job, lease.sequence)
                 return True
             number, record = await self.newest(lease.job)
-            if record is None or record.session != self.session or number <= lease.sequence:
+            ours = record is not None and (record.session, record.epoch, record.state) == (
+                self.session,
+                lease.epoch,
+                HELD,
+            )
+            if not ours or number <= lease.sequence:
                 return False
             lease.sequence = number
         return False
